@@ -1,0 +1,128 @@
+"""The event model: one ECS-shaped document per record, original fields kept.
+
+An `Event` is what every source produces and every engine reads. Its `fields` follow the
+Elastic Common Schema (`@timestamp` aside, which is `timestamp`), and keep the record's own
+fields where ECS has no place for them: `winlog.event_data.*` for Windows, `log.syslog.*` for
+syslog, the columns of a CSV file under `csv.*` and so on.
+
+Sigma rules are written against the *original* field names (`Image`, `CommandLine`,
+`EventID`, ...). `sigma_view()` gives that flat view of an event; the Sigma engine reads only
+that view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# ECS winlog keys -> the System field names that Sigma rules use.
+_WINLOG_SYSTEM = {
+    "event_id": "EventID",
+    "channel": "Channel",
+    "provider_name": "Provider_Name",
+    "provider_guid": "Provider_Guid",
+    "computer_name": "Computer",
+    "record_id": "EventRecordID",
+    "task": "Task",
+    "opcode": "Opcode",
+    "keywords": "Keywords",
+    "version": "Version",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised record."""
+
+    timestamp: datetime
+    fields: Mapping[str, Any]
+    source: str = ""
+    establishment: str | None = None  # FINESS number of the establishment
+    agent: str | None = None  # id of the agent that read it
+    _view: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def sigma_view(self) -> Mapping[str, Any]:
+        """Flat field view for Sigma matching (computed once)."""
+        if not self._view:
+            self._view.update(sigma_view(self.fields))
+        return self._view
+
+    def to_ecs(self) -> dict[str, Any]:
+        """The event as one ECS document, ready to be stored or shipped."""
+        doc: dict[str, Any] = {"@timestamp": iso_utc(self.timestamp), **self.fields}
+        if self.establishment:
+            doc["organization"] = {**doc.get("organization", {}), "id": self.establishment}
+        if self.agent:
+            doc["agent"] = {**doc.get("agent", {}), "id": self.agent}
+        if self.source:
+            doc["log"] = {**doc.get("log", {}), "file": {"path": self.source}}
+        return doc
+
+
+def iso_utc(ts: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, microseconds kept."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse the timestamps sources meet (ISO 8601, with or without zone; epoch seconds)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Windows writes 7 fractional digits; Python reads at most 6.
+    if "." in text:
+        head, _, frac = text.partition(".")
+        digits = len(frac) - len(frac.lstrip("0123456789"))
+        if digits > 6:
+            frac = frac[:6] + frac[digits:]
+        text = f"{head}.{frac}"
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def sigma_view(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat view of an ECS document that Sigma rules are matched against.
+
+    Windows events expose their EventData/UserData fields and System fields under the names
+    of the Windows rendering (`Image`, `EventID`, `Channel`, ...). Every other document is
+    flattened to dotted keys (`process.command_line`).
+    """
+    winlog = fields.get("winlog")
+    if isinstance(winlog, Mapping):
+        view: dict[str, Any] = {}
+        for key, name in _WINLOG_SYSTEM.items():
+            value = winlog.get(key)
+            if value is not None:
+                view[name] = value
+        level = fields.get("log", {}).get("level") if isinstance(fields.get("log"), Mapping) else None
+        if level is not None:
+            view["Level"] = level
+        for part in ("user_data", "event_data"):
+            data = winlog.get(part)
+            if isinstance(data, Mapping):
+                view.update(data)
+        return view
+    return dict(flatten(fields))
+
+
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (dotted key, leaf value) pairs of a nested document; lists are leaves."""
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, name + ".")
+        else:
+            yield name, value

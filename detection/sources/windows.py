@@ -1,0 +1,123 @@
+"""Windows events in the rendering of the `evtx` package (and of SigmaHQ's regression data):
+`{"Event": {"System": {...}, "EventData": {...}, "UserData": {...}}}` -> `Event`.
+
+The ECS document follows Winlogbeat: `winlog.channel`, `winlog.event_id`,
+`winlog.event_data.*`, `host.name`, `event.code`, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from detection.errors import VigieDetectionError
+from detection.event import Event, parse_timestamp
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class NotWindowsEvent(VigieDetectionError):
+    """The document is not in the Windows event rendering."""
+
+
+def is_rendering(doc: Any) -> bool:
+    return isinstance(doc, Mapping) and isinstance(doc.get("Event"), Mapping)
+
+
+def event_from_rendering(doc: Mapping[str, Any], source: str = "") -> Event:
+    """Turn one rendered Windows event into an `Event`; raise NotWindowsEvent if it is not one."""
+    root = doc.get("Event") if isinstance(doc, Mapping) else None
+    if not isinstance(root, Mapping) or not isinstance(root.get("System"), Mapping):
+        raise NotWindowsEvent("no Event.System object")
+    system: Mapping[str, Any] = root["System"]
+    provider = _attrs(system.get("Provider"))
+    event_id = _as_int(_text(system.get("EventID")))
+    timestamp = parse_timestamp(_attrs(system.get("TimeCreated")).get("SystemTime")) or _EPOCH
+    execution = _attrs(system.get("Execution"))
+    winlog: dict[str, Any] = {
+        "channel": _text(system.get("Channel")),
+        "event_id": event_id,
+        "provider_name": provider.get("Name"),
+        "provider_guid": provider.get("Guid"),
+        "computer_name": _text(system.get("Computer")),
+        "record_id": _text(system.get("EventRecordID")),
+        "task": _text(system.get("Task")),
+        "opcode": _text(system.get("Opcode")),
+        "keywords": _text(system.get("Keywords")),
+        "version": _text(system.get("Version")),
+    }
+    winlog = {k: v for k, v in winlog.items() if v is not None}
+    if execution:
+        winlog["process"] = {
+            "pid": execution.get("ProcessID"),
+            "thread": {"id": execution.get("ThreadID")},
+        }
+    user_id = _attrs(system.get("Security")).get("UserID")
+    if user_id:
+        winlog["user"] = {"identifier": user_id}
+    event_data = _data_fields(root.get("EventData"))
+    if event_data:
+        winlog["event_data"] = event_data
+    user_data = _data_fields(root.get("UserData"))
+    if user_data:
+        winlog["user_data"] = user_data
+    fields: dict[str, Any] = {
+        "event": {
+            "kind": "event",
+            "module": "windows",
+            "code": str(event_id) if event_id is not None else None,
+            "provider": provider.get("Name"),
+        },
+        "host": {"name": winlog.get("computer_name")},
+        "winlog": winlog,
+    }
+    level = _text(system.get("Level"))
+    if level is not None:
+        fields["log"] = {"level": level}
+    return Event(timestamp=timestamp, fields=fields, source=source)
+
+
+def _attrs(node: Any) -> Mapping[str, Any]:
+    if isinstance(node, Mapping):
+        attrs = node.get("#attributes")
+        if isinstance(attrs, Mapping):
+            return attrs
+    return {}
+
+
+def _text(node: Any) -> Any:
+    """The value of an XML element: its `#text` when it also has attributes."""
+    if isinstance(node, Mapping):
+        return node.get("#text")
+    return node
+
+
+def _as_int(value: Any) -> Any:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def _data_fields(node: Any) -> dict[str, Any]:
+    """EventData/UserData as a flat name -> value dict.
+
+    Named `<Data Name="X">` elements are already keys; nested UserData elements are flattened
+    to their leaf names (as Windows tools show them); unnamed `<Data>` elements stay a list
+    under `Data`.
+    """
+    out: dict[str, Any] = {}
+    if not isinstance(node, Mapping):
+        return out
+    for key, value in node.items():
+        if key == "#attributes":
+            continue
+        if key == "#text":
+            out.setdefault("Data", value)
+        elif isinstance(value, Mapping) and "#text" in value:
+            out[key] = value["#text"]
+        elif isinstance(value, Mapping):
+            out.update(_data_fields(value))
+        else:
+            out[key] = value
+    return out
