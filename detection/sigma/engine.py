@@ -1,0 +1,199 @@
+"""The in-process Sigma engine: route each event to the rules that can apply, then evaluate.
+
+Two filters keep the work per event small:
+1. log source: a Windows event goes only to the rules whose log source maps to its channel
+   and EventID (see `detection.logsource`); other events go to the non-Windows rules;
+2. anchors: per log-source bucket, one Aho-Corasick automaton holds every rule's anchor
+   literals; a rule is evaluated only when one of its anchors occurs in the event's text.
+Rules without anchors (`not`-only conditions, numbers, regular expressions...) are always
+evaluated within their bucket.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import ahocorasick
+
+from detection.detection import Detection
+from detection.event import Event
+from detection.logsource import WindowsWhere, windows_applies, windows_where
+from detection.sigma.compile import CompiledRule
+from detection.sigma.context import MatchContext
+from detection.sigma.correlate import CorrelationHit, CorrelationState, group_label
+from detection.sigma.load import SigmaRuleSet
+from detection.sigma.values import as_number
+
+BucketKey = tuple[str | None, int | None] | None  # (channel, EventID); None: not Windows
+
+
+@dataclass
+class _Bucket:
+    rules: list[CompiledRule]
+    always: list[int]  # indexes of rules without anchors
+    automaton: ahocorasick.Automaton | None
+
+
+@dataclass
+class EngineStats:
+    events: int = 0
+    rules_evaluated: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+
+
+class SigmaEngine:
+    """Evaluates a `SigmaRuleSet` on events. Not thread-safe (per-process state)."""
+
+    def __init__(self, ruleset: SigmaRuleSet) -> None:
+        self.ruleset = ruleset
+        self._windows: list[tuple[CompiledRule, list[WindowsWhere] | None]] = []
+        self._other: list[CompiledRule] = []
+        for rule in ruleset.rules:
+            if rule.logsource.product == "windows":
+                places = windows_where(rule.logsource.category, rule.logsource.service)
+                if places != []:
+                    self._windows.append((rule, places))
+            else:
+                self._other.append(rule)
+        self._buckets: dict[BucketKey, _Bucket] = {}
+        self.stats = EngineStats()
+        # Rules that correlations consume, and whether their own hits are reported too.
+        self._correlated: set[str] = set()
+        self._silent: set[str] = set()
+        generated: set[str] = set()
+        for corr in ruleset.correlations:
+            self._correlated.update(corr.rule_ids)
+            (generated if corr.generate else self._silent).update(corr.rule_ids)
+        self._silent -= generated
+
+    # --- matching ---------------------------------------------------------------------------
+
+    def matching_rules(self, event: Event) -> tuple[MatchContext, list[CompiledRule]]:
+        """The rules that match `event` (no correlation), with the context they used."""
+        ctx = MatchContext(event.sigma_view(), event.timestamp)
+        bucket = self._bucket(_bucket_key(event, ctx))
+        self.stats.events += 1
+        if not bucket.rules:
+            return ctx, []
+        candidates = set(bucket.always)
+        if bucket.automaton is not None:
+            for _, indexes in bucket.automaton.iter(ctx.text()):
+                candidates.update(indexes)
+        self.stats.rules_evaluated += len(candidates)
+        rules = bucket.rules
+        matched = [rules[i] for i in sorted(candidates) if rules[i].predicate(ctx)]
+        for rule in matched:
+            self.stats.hits[rule.id] += 1
+        return ctx, matched
+
+    def match(self, event: Event) -> list[Detection]:
+        """Detections of the single-event rules on one event (correlations need a stream)."""
+        _, matched = self.matching_rules(event)
+        return [self._detection(rule, event) for rule in matched if rule.id not in self._silent]
+
+    def match_stream(self, events: Iterable[Event]) -> Iterator[Detection]:
+        """Detections over events in time order, correlation rules included."""
+        correlator = Correlator(self)
+        for event in events:
+            ctx, matched = self.matching_rules(event)
+            for rule in matched:
+                if rule.id not in self._silent:
+                    yield self._detection(rule, event)
+            yield from correlator.feed(event, ctx, [r.id for r in matched])
+        yield from correlator.flush()
+
+    @property
+    def correlated_rule_ids(self) -> set[str]:
+        return self._correlated
+
+    def _detection(self, rule: CompiledRule, event: Event) -> Detection:
+        return Detection(
+            engine="sigma",
+            rule_id=rule.id,
+            rule_title=rule.title,
+            level=rule.level,
+            source=event.source,
+            timestamp=event.timestamp,
+            event=event,
+            tags=rule.tags,
+        )
+
+    # --- buckets ----------------------------------------------------------------------------
+
+    def _bucket(self, key: BucketKey) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if key is None:
+                rules = self._other
+            else:
+                channel, event_id = key
+                rules = [r for r, places in self._windows if windows_applies(places, channel, event_id)]
+            bucket = _build_bucket(rules)
+            self._buckets[key] = bucket
+        return bucket
+
+
+class Correlator:
+    """Feeds base-rule matches, in time order, to every correlation rule."""
+
+    def __init__(self, engine: SigmaEngine) -> None:
+        self.states = [CorrelationState(c) for c in engine.ruleset.correlations]
+        self._wanted = engine.correlated_rule_ids
+
+    def feed(self, event: Event, ctx: MatchContext, rule_ids: Iterable[str]) -> Iterator[Detection]:
+        for rule_id in rule_ids:
+            if rule_id in self._wanted:
+                for state in self.states:
+                    for hit in state.feed(rule_id, event, ctx):
+                        yield correlation_detection(hit)
+
+    def flush(self) -> Iterator[Detection]:
+        for state in self.states:
+            for hit in state.flush():
+                yield correlation_detection(hit)
+
+
+def correlation_detection(hit: CorrelationHit) -> Detection:
+    rule = hit.correlation
+    return Detection(
+        engine="sigma",
+        rule_id=rule.id,
+        rule_title=rule.title,
+        level=rule.level,
+        source=hit.events[-1].source if hit.events else "",
+        timestamp=hit.timestamp,
+        events=hit.events,
+        tags=rule.tags,
+        meta={"correlation": rule.kind.name.lower(), "group": group_label(hit), "count": hit.count},
+    )
+
+
+def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
+    if "winlog" not in event.fields:
+        return None
+    channel = ctx.view.get("Channel")
+    event_id = as_number(ctx.view.get("EventID"))
+    return (
+        channel if isinstance(channel, str) else None,
+        int(event_id) if event_id is not None else None,
+    )
+
+
+def _build_bucket(rules: list[CompiledRule]) -> _Bucket:
+    always: list[int] = []
+    by_literal: dict[str, list[int]] = {}
+    for index, rule in enumerate(rules):
+        if rule.anchors is None:
+            always.append(index)
+        else:
+            for literal in rule.anchors:
+                by_literal.setdefault(literal, []).append(index)
+    automaton = None
+    if by_literal:
+        automaton = ahocorasick.Automaton()
+        for literal, indexes in by_literal.items():
+            automaton.add_word(literal, tuple(indexes))
+        automaton.make_automaton()
+    return _Bucket(rules, always, automaton)
