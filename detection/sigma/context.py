@@ -30,6 +30,11 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
+def fold_name(name: str) -> str:
+    """Field names compared loosely: Defender writes `Threat Name` where rules say `ThreatName`."""
+    return name.replace(" ", "").lower()
+
+
 class MatchContext:
     """Per-event lookups. Field names match exactly, then case-insensitively."""
 
@@ -46,8 +51,8 @@ class MatchContext:
         if field in self.view:
             return self.view[field]
         if self._folded is None:
-            self._folded = {k.lower(): k for k in self.view}
-        key = self._folded.get(field.lower())
+            self._folded = {fold_name(k): k for k in self.view}
+        key = self._folded.get(fold_name(field))
         return None if key is None else self.view[key]
 
     def values(self, field: str) -> list[Any]:

@@ -130,6 +130,15 @@ def _compile_string(field: str | None, value: SigmaString) -> CompiledValue:
             parts.append(part if cased else part.lower())
         else:
             parts.append(part)
+    if field is None:
+        # Keywords are searched within the event's values, not compared whole.
+        parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
+    # `**` is `*`; collapsing keeps the fast paths below reachable.
+    parts = [
+        p
+        for i, p in enumerate(parts)
+        if not (p is SpecialChars.WILDCARD_MULTI and i and parts[i - 1] is SpecialChars.WILDCARD_MULTI)
+    ]
     literals = [p for p in parts if isinstance(p, str) and p]
     anchors: Anchors = frozenset({max(literals, key=len).lower()}) if literals else None
     test = _string_test(parts, cased)
