@@ -1,0 +1,161 @@
+"""Which reader an input needs, from its name and its first bytes; and opening text inputs.
+
+Content decides where it is unambiguous (EVTX and pcap magic numbers, a JSON opening brace, a
+syslog prefix); the name decides what content alone cannot (`.json` that starts badly is still
+read as JSON so that its bad records are reported, `.log` text without a syslog prefix is still
+read line by line). Whatever is neither is `binary`: YARA only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import re
+from pathlib import Path
+from typing import Literal
+
+InputKind = Literal["evtx", "winjson", "json", "syslog", "csv", "pcap", "binary"]
+
+EVTX_MAGIC = b"ElfFile\x00"
+GZIP_MAGIC = b"\x1f\x8b"
+PCAP_MAGICS = (
+    b"\xd4\xc3\xb2\xa1",  # pcap, microseconds, little-endian
+    b"\xa1\xb2\xc3\xd4",  # pcap, microseconds, big-endian
+    b"\x4d\x3c\xb2\xa1",  # pcap, nanoseconds, little-endian
+    b"\xa1\xb2\x3c\x4d",  # pcap, nanoseconds, big-endian
+    b"\x0a\x0d\x0d\x0a",  # pcapng section header block
+)
+HEAD_SIZE = 8192
+
+_JSON_EXT = {".json", ".jsonl", ".ndjson", ".jsoncls"}
+_CSV_EXT = {".csv", ".tsv"}
+_TEXT_LOG_EXT = {".log", ".txt", ".syslog", ".messages"}
+_TEXT_LOG_NAMES = {"syslog", "messages", "secure", "auth", "kern", "daemon", "cron", "maillog"}
+_PCAP_EXT = {".pcap", ".pcapng", ".cap"}
+
+# `<PRI>`, `Mmm dd hh:mm:ss` (RFC 3164 and files such as auth.log), or an RFC 3339 stamp
+# followed by a host (rsyslog's high-precision file format).
+_SYSLOG_START = re.compile(
+    r"<\d{1,3}>"
+    r"|[A-Z][a-z]{2} [ \d]?\d (?:\d{4} )?\d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)? \S"
+)
+_CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff(path: Path) -> InputKind:
+    """The kind of one input file. Raises OSError when the file cannot be read at all."""
+    with path.open("rb") as fh:
+        head = fh.read(HEAD_SIZE)
+    suffix = _log_suffix(path)
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(HEAD_SIZE)
+        except (OSError, EOFError):
+            return "binary"
+        # The readers of compressed inputs read text only; an archive of anything else is for YARA.
+        if head.startswith(EVTX_MAGIC) or head[:4] in PCAP_MAGICS:
+            return "binary"
+    elif head.startswith(EVTX_MAGIC):
+        return "evtx"
+    elif head[:4] in PCAP_MAGICS:
+        return "pcap"
+    # A damaged EVTX or capture is still handed to its reader, which reports what is wrong.
+    if suffix == ".evtx" and not head.startswith(GZIP_MAGIC):
+        return "evtx"
+    if suffix in _PCAP_EXT and not head.startswith(GZIP_MAGIC):
+        return "pcap"
+    text = _decode_head(head)
+    if text is None:
+        return "binary"
+    return _text_kind(text, suffix, _log_stem(path))
+
+
+def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
+    start = text.lstrip()
+    if not start:  # empty text: the name says what it would have been
+        if suffix in _JSON_EXT:
+            return "json"
+        if suffix in _CSV_EXT:
+            return "csv"
+        return "syslog" if _is_text_log_name(suffix, stem) else "binary"
+    if start[0] == "{" or (start[0] == "[" and start[1:].lstrip()[:1] in ("{", "]", "")):
+        return "json"
+    if suffix in _JSON_EXT:
+        return "json"
+    if suffix in _CSV_EXT:
+        return "csv"
+    if _SYSLOG_START.match(start):
+        return "syslog"
+    first_line = start.splitlines()[0]
+    if _looks_like_csv_header(first_line):
+        return "csv"
+    return "syslog" if _is_text_log_name(suffix, stem) else "binary"
+
+
+def _looks_like_csv_header(line: str) -> bool:
+    """Two or more short, non-empty column names separated by one delimiter."""
+    for delimiter in _CSV_DELIMITERS:
+        names = [name.strip().strip('"') for name in line.split(delimiter)]
+        if len(names) >= 2 and all(0 < len(name) <= 64 for name in names):
+            return True
+    return False
+
+
+def _is_text_log_name(suffix: str, stem: str) -> bool:
+    return suffix in _TEXT_LOG_EXT or stem in _TEXT_LOG_NAMES
+
+
+def _log_suffix(path: Path) -> str:
+    """The meaningful extension: `auth.log.2.gz` -> `.log`, `events.JSONL` -> `.jsonl`."""
+    parts = [s.lower() for s in path.suffixes if not s[1:].isdigit() and s.lower() != ".gz"]
+    return parts[-1] if parts else ""
+
+
+def _log_stem(path: Path) -> str:
+    return path.name.split(".", 1)[0].lower()
+
+
+def _decode_head(head: bytes) -> str | None:
+    """The head as text, or None if it is not text (NUL bytes outside UTF-16, bad UTF-8)."""
+    encoding = _bom_encoding(head)
+    if encoding is None:
+        if b"\x00" in head:
+            return None
+        encoding = "utf-8-sig"
+    # The head may end inside a multi-byte character: decode incrementally, not strictly.
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        text = decoder.decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r\f\v\x1b" for c in text):
+        return None
+    return text
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16"
+    return None
+
+
+def open_binary(path: Path) -> gzip.GzipFile | io.BufferedReader:
+    """Open an input for reading bytes, decompressing it if it is gzip-compressed."""
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else path.open("rb")
+
+
+def open_text(path: Path, errors: str = "replace") -> io.TextIOWrapper:
+    """Open a text input for streaming: gzip-compressed or not, UTF-8 (BOM or not) or UTF-16.
+
+    `errors` says what becomes of bytes that are not text: `replace` for logs read as lines,
+    `surrogateescape` where the parser should reject the record instead. Lines keep their
+    line ends (`newline=""`, as the csv module needs).
+    """
+    with open_binary(path) as fh:
+        encoding = _bom_encoding(fh.read(2)) or "utf-8-sig"
+    return io.TextIOWrapper(open_binary(path), encoding=encoding, errors=errors, newline="")
