@@ -30,6 +30,8 @@ def read_evtx(path: Path, stats: ReadStats) -> Iterator[Event]:
         except (RuntimeError, OSError, ValueError) as exc:  # the parser's error for a bad record
             stats.skip(source, number, f"corrupt EVTX record: {exc}")
             continue
+        if record is None:  # typed Optional by the package; never seen in practice
+            break
         try:
             event = event_from_rendering(orjson.loads(record["data"]), source)
         except (orjson.JSONDecodeError, NotWindowsEvent) as exc:

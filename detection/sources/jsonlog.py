@@ -144,6 +144,7 @@ def _record_event(value: Any, number: int, source: str, stats: ReadStats) -> Eve
     if not isinstance(value, dict):
         stats.skip(source, number, f"not a JSON object: {type(value).__name__}")
         return None
+    stats.records_read += 1
     return event_from_object(value, source)
 
 

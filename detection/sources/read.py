@@ -1,0 +1,104 @@
+"""The inputs of `vigie scan`: which files, and the events in each.
+
+    iter_input_files(paths)          files as given, folders walked (sorted, hidden skipped)
+    read_events(path, stats, kind)   the events of one file, by the reader its kind needs
+
+A bad record is counted and skipped by the reader; a file that cannot be read (missing,
+unreadable, truncated gzip, EVTX with a broken header) is counted in `stats.files_failed`
+with its reason, and the scan goes on with the next one. `pcap` and `binary` inputs yield no
+events here: captures go to the network-metadata reader, every file to YARA.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from detection.errors import InputError, RecordError
+from detection.event import Event
+from detection.sources.csvlog import read_csv
+from detection.sources.evtx import read_evtx
+from detection.sources.jsonlog import read_json
+from detection.sources.sniff import InputKind, sniff
+from detection.sources.stats import MAX_KEPT_ERRORS, ReadStats
+from detection.sources.syslog import read_syslog
+
+__all__ = ["InputKind", "iter_input_files", "read_events", "sniff"]
+
+log = logging.getLogger(__name__)
+
+Reader = Callable[[Path, ReadStats], Iterator[Event]]
+READERS: dict[InputKind, Reader] = {
+    "evtx": read_evtx,
+    "winjson": read_json,
+    "json": read_json,
+    "syslog": read_syslog,
+    "csv": read_csv,
+}
+# What a reader raises when the file as a whole cannot be read (the evtx package raises
+# OSError for a broken file header; gzip raises EOFError for a truncated stream).
+_FILE_ERRORS = (OSError, EOFError, zlib.error, UnicodeError)
+
+
+def iter_input_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files to scan: files as given, folders walked recursively in sorted order with
+    hidden files and folders left out; each file once. A missing path raises InputError
+    before any file is yielded."""
+    given = [Path(path) for path in paths]
+    for path in given:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+    seen: set[Path] = set()
+    for path in given:
+        files = _walk(path) if path.is_dir() else iter([path])
+        for file in files:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield file
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    def report(error: OSError) -> None:
+        # iter_input_files has no stats to count into; the scan's log says what was left out.
+        log.warning("cannot list %s: %s", error.filename, error.strerror)
+
+    for root, dirs, files in os.walk(folder, onerror=report):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root, name)
+            if not name.startswith(".") and path.is_file():
+                yield path
+
+
+def read_events(path: Path, stats: ReadStats, kind: InputKind | None = None) -> Iterator[Event]:
+    """The events of one input file, read by the reader of its kind (sniffed if not given).
+
+    Counts the file in `stats.files_read` once it has been read to the end, or in
+    `stats.files_failed` (with the reason in `stats.errors`) if it could not be.
+    """
+    source = str(path)
+    try:
+        kind = kind or sniff(path)
+    except OSError as exc:
+        _file_failed(stats, source, f"cannot read: {exc.strerror or exc}")
+        return
+    reader = READERS.get(kind)
+    if reader is None:  # pcap, binary: no events here
+        return
+    try:
+        yield from reader(path, stats)
+    except _FILE_ERRORS as exc:
+        _file_failed(stats, source, f"cannot read as {kind}: {exc}")
+        return
+    stats.files_read += 1
+
+
+def _file_failed(stats: ReadStats, source: str, reason: str) -> None:
+    # Record number 0 stands for the file itself.
+    stats.files_failed += 1
+    if len(stats.errors) < MAX_KEPT_ERRORS:
+        stats.errors.append(RecordError(source, 0, reason))
