@@ -91,7 +91,7 @@ class SigmaEngine:
     def match(self, event: Event) -> list[Detection]:
         """Detections of the single-event rules on one event (correlations need a stream)."""
         _, matched = self.matching_rules(event)
-        return [self._detection(rule, event) for rule in matched if rule.id not in self._silent]
+        return [self.detection(rule, event) for rule in matched if rule.id not in self._silent]
 
     def match_stream(self, events: Iterable[Event]) -> Iterator[Detection]:
         """Detections over events in time order, correlation rules included."""
@@ -100,15 +100,19 @@ class SigmaEngine:
             ctx, matched = self.matching_rules(event)
             for rule in matched:
                 if rule.id not in self._silent:
-                    yield self._detection(rule, event)
+                    yield self.detection(rule, event)
             yield from correlator.feed(event, ctx, [r.id for r in matched])
         yield from correlator.flush()
+
+    def reports(self, rule_id: str) -> bool:
+        """Whether a rule's own hits are reported (not when only correlations consume it)."""
+        return rule_id not in self._silent
 
     @property
     def correlated_rule_ids(self) -> set[str]:
         return self._correlated
 
-    def _detection(self, rule: CompiledRule, event: Event) -> Detection:
+    def detection(self, rule: CompiledRule, event: Event) -> Detection:
         return Detection(
             engine="sigma",
             rule_id=rule.id,

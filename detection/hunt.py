@@ -1,0 +1,216 @@
+"""Offline hunting: Sigma and YARA over files and folders, on every core.
+
+The inputs are cut into units (a file, or a slice of a large JSONL file) and scanned by a
+pool of forked processes that share the compiled rules. Each unit's detections come back in
+input order. Matches of rules that correlation rules consume come back too; once every unit
+is done they are put in time order and fed to the correlations in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detection.detection import Detection
+from detection.event import Event
+from detection.sigma.engine import Correlator, SigmaEngine
+from detection.sigma.context import MatchContext
+from detection.sources.jsonlog import event_from_object
+from detection.sources.read import iter_input_files, read_events
+from detection.sources.sniff import sniff
+from detection.sources.stats import ReadStats
+
+# Large JSONL files are cut into slices of about this size so both cores share one file.
+SLICE_BYTES = 8 * 2**20
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    path: Path
+    start: int = 0
+    end: int | None = None  # None: the whole file, through its reader
+
+
+@dataclass
+class HuntStats:
+    read: ReadStats = field(default_factory=ReadStats)
+    events: int = 0
+    bytes: int = 0
+    rules_evaluated: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+    titles: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def count(self, detection: Detection) -> Detection:
+        self.hits[detection.rule_id] += 1
+        self.titles.setdefault(detection.rule_id, detection.rule_title)
+        return detection
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _UnitResult:
+    detections: list[Detection]
+    correlated: list[tuple[str, Event]]
+    read: ReadStats
+    events: int
+    rules_evaluated: int
+
+
+class Hunt:
+    """Scan inputs with a Sigma engine and/or a YARA scanner."""
+
+    def __init__(
+        self,
+        sigma: SigmaEngine | None = None,
+        yara: Any | None = None,  # detection.yara.YaraScanner
+        *,
+        workers: int | None = None,
+    ) -> None:
+        self.sigma = sigma
+        self.yara = yara
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.stats = HuntStats()
+
+    def run(self, inputs: Sequence[Path]) -> Iterator[Detection]:
+        started = time.perf_counter()
+        files = list(iter_input_files(inputs))
+        try:
+            if self.sigma is not None:
+                yield from self._sigma(files)
+            if self.yara is not None:
+                for detection in self.yara.scan_paths(files):
+                    yield self.stats.count(detection)
+        finally:
+            self.stats.seconds = time.perf_counter() - started
+
+    def _sigma(self, files: list[Path]) -> Iterator[Detection]:
+        assert self.sigma is not None
+        units = list(_units(files, self.stats.read))
+        self.stats.bytes += sum(_size(p) for p in files)
+        correlated: list[tuple[str, Event]] = []
+        for result in self._map(units):
+            self.stats.read.merge(result.read)
+            self.stats.events += result.events
+            self.stats.rules_evaluated += result.rules_evaluated
+            correlated.extend(result.correlated)
+            for detection in result.detections:
+                yield self.stats.count(detection)
+        if self.sigma.ruleset.correlations:
+            correlator = Correlator(self.sigma)
+            correlated.sort(key=lambda pair: pair[1].timestamp)
+            for rule_id, event in correlated:
+                ctx = MatchContext(event.sigma_view(), event.timestamp)
+                for detection in correlator.feed(event, ctx, [rule_id]):
+                    yield self.stats.count(detection)
+            for detection in correlator.flush():
+                yield self.stats.count(detection)
+
+    def _map(self, units: list[Unit]) -> Iterator[_UnitResult]:
+        if self.workers == 1 or len(units) <= 1:
+            for unit in units:
+                yield _scan_unit(self.sigma, unit)  # type: ignore[arg-type]
+            return
+        # Forked workers inherit the compiled rules; nothing is pickled but results.
+        context = multiprocessing.get_context("fork")
+        with context.Pool(self.workers, initializer=_init_worker, initargs=(self.sigma,)) as pool:
+            yield from pool.imap(_scan_in_worker, units)
+
+
+_WORKER_ENGINE: list[SigmaEngine] = []  # set once in each forked worker
+
+
+def _init_worker(engine: SigmaEngine) -> None:
+    _WORKER_ENGINE.append(engine)
+
+
+def _scan_in_worker(unit: Unit) -> _UnitResult:
+    return _scan_unit(_WORKER_ENGINE[0], unit)
+
+
+def _scan_unit(engine: SigmaEngine, unit: Unit) -> _UnitResult:
+    read = ReadStats()
+    detections: list[Detection] = []
+    correlated: list[tuple[str, Event]] = []
+    wanted = engine.correlated_rule_ids
+    before_events, before_rules = engine.stats.events, engine.stats.rules_evaluated
+    events = read_events(unit.path, read) if unit.end is None else _read_slice(unit, read)
+    for event in events:
+        _, matched = engine.matching_rules(event)
+        for rule in matched:
+            if rule.id in wanted:
+                correlated.append((rule.id, event))
+            if engine.reports(rule.id):
+                detections.append(engine.detection(rule, event))
+    return _UnitResult(
+        detections,
+        correlated,
+        read,
+        engine.stats.events - before_events,
+        engine.stats.rules_evaluated - before_rules,
+    )
+
+
+def _units(files: list[Path], read: ReadStats) -> Iterator[Unit]:
+    for path in files:
+        size = _size(path)
+        if path.suffix.lower() in _JSONL_SUFFIXES and size > SLICE_BYTES:
+            for start in range(0, size, SLICE_BYTES):
+                yield Unit(path, start, min(start + SLICE_BYTES, size))
+            continue
+        try:
+            kind = sniff(path)
+        except OSError as exc:
+            read.files_failed += 1
+            read.skip(str(path), 0, f"cannot read: {exc}")
+            continue
+        if kind not in ("pcap", "binary"):
+            yield Unit(path)
+
+
+def _read_slice(unit: Unit, read: ReadStats) -> Iterator[Event]:
+    """The JSONL records that *start* within [start, end)."""
+    source = str(unit.path)
+    assert unit.end is not None
+    with unit.path.open("rb") as fh:
+        if unit.start:
+            fh.seek(unit.start - 1)
+            fh.readline()  # finish the line that began before this slice
+        if unit.start == 0:
+            read.files_read += 1
+        while fh.tell() < unit.end:
+            offset = fh.tell()
+            line = fh.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+                event = event_from_object(obj, source)
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                read.skip(source, offset, f"bad JSON record at byte {offset}: {exc}")
+                continue
+            read.records_read += 1
+            yield event
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
