@@ -9,6 +9,7 @@ read line by line). Whatever is neither is `binary`: YARA only.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import io
 import re
@@ -89,19 +90,28 @@ def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
         return "csv"
     if _SYSLOG_START.match(start):
         return "syslog"
-    first_line = start.splitlines()[0]
-    if _looks_like_csv_header(first_line):
+    # The second line may be cut short by the end of the head: only whole lines are compared.
+    lines = start.splitlines()
+    if _looks_like_csv(lines[:2] if len(lines) > 2 else lines[:1]):
         return "csv"
     return "syslog" if _is_text_log_name(suffix, stem) else "binary"
 
 
-def _looks_like_csv_header(line: str) -> bool:
-    """Two or more short, non-empty column names separated by one delimiter."""
+def _looks_like_csv(lines: list[str]) -> bool:
+    """A header of two or more short column names, and a first row with as many cells."""
     for delimiter in _CSV_DELIMITERS:
-        names = [name.strip().strip('"') for name in line.split(delimiter)]
-        if len(names) >= 2 and all(0 < len(name) <= 64 for name in names):
+        rows = list(csv.reader(lines[:2], delimiter=delimiter))
+        names = [name.strip() for name in rows[0]] if rows else []
+        if len(names) < 2 or not all(_is_column_name(name) for name in names):
+            continue
+        if len(rows) < 2 or len(rows[1]) == len(names):
             return True
     return False
+
+
+def _is_column_name(name: str) -> bool:
+    # Names such as `Date and Time` or `id.orig_h`; not a sentence that happens to hold a comma.
+    return 0 < len(name) <= 64 and name.count(" ") <= 3 and name[-1] not in ".!?:"
 
 
 def _is_text_log_name(suffix: str, stem: str) -> bool:

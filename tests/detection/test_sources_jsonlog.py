@@ -155,4 +155,4 @@ def test_to_utc(value: object, expected: datetime | None) -> None:
     result = to_utc(value)
     assert result == expected
     if result is not None:
-        assert result.utcoffset() is not None and result.utcoffset().total_seconds() == 0
+        assert result.tzinfo is UTC
