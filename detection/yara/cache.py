@@ -1,0 +1,117 @@
+"""A local cache of compiled rule sets, so an agent does not recompile thousands of rules at start.
+
+Rule *sources* are what Vigie ships and what the key is computed from; compiled rules only load
+in the library version that wrote them, so the key also holds both engines' versions and the
+machine. Changing any rule file, or upgrading yara-python or yara-x, gives a new key and so a
+rebuild. An entry is two files: `<key>.rules` (the compiled blob) written first, then
+`<key>.json` (what `load_yara_rules` reports), whose presence marks the entry complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from detection.errors import YaraRuleError
+
+log = logging.getLogger(__name__)
+
+# Bump when the layout of an entry changes.
+CACHE_FORMAT = 1
+# Entries kept per cache folder: a few rule sets side by side (Vigie's own, the CERT's, ...).
+MAX_ENTRIES = 8
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    engine: str
+    paths: list[Path]
+    errors: list[YaraRuleError]
+    rule_count: int
+    blob: bytes
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "yara-python": version("yara-python"),
+        "yara-x": version("yara-x"),
+        "machine": platform.machine(),
+    }
+
+
+def cache_key(sources: Sequence[tuple[Path, bytes]], engine: str) -> str:
+    """A digest of every rule file's path and content, the requested engine and the libraries."""
+    digest = hashlib.sha256()
+    header = {"format": CACHE_FORMAT, "engine": engine, **library_versions()}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for path, content in sources:
+        digest.update(b"\0" + str(path).encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def load_entry(cache_dir: Path, key: str) -> CacheEntry | None:
+    """The entry for `key`, or None if absent or unreadable (then the caller rebuilds it)."""
+    meta_path = cache_dir / f"{key}.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        blob = (cache_dir / f"{key}.rules").read_bytes()
+        entry = CacheEntry(
+            engine=meta["engine"],
+            paths=[Path(p) for p in meta["paths"]],
+            errors=[YaraRuleError(e["path"], e["reason"], e["line"]) for e in meta["errors"]],
+            rule_count=int(meta["rule_count"]),
+            blob=blob,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable YARA cache entry %s: %s", meta_path, exc)
+        return None
+    os.utime(meta_path)  # recently used entries survive pruning
+    return entry
+
+
+def store_entry(cache_dir: Path, key: str, entry: CacheEntry) -> None:
+    """Write the entry atomically; a cache that cannot be written only costs a recompile."""
+    meta: dict[str, Any] = {
+        "engine": entry.engine,
+        "paths": [str(p) for p in entry.paths],
+        "errors": [{"path": e.path, "reason": e.reason, "line": e.line} for e in entry.errors],
+        "rule_count": entry.rule_count,
+        "versions": library_versions(),
+    }
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(cache_dir / f"{key}.rules", entry.blob)
+        _write_atomic(cache_dir / f"{key}.json", json.dumps(meta, indent=1).encode())
+        _prune(cache_dir)
+    except OSError as exc:
+        log.warning("could not write the YARA cache in %s: %s", cache_dir, exc)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prune(cache_dir: Path) -> None:
+    entries = sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[MAX_ENTRIES:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".rules").unlink(missing_ok=True)

@@ -1,0 +1,88 @@
+"""The external variables real rule sets expect, declared at compile time and set per file.
+
+signature-base (and the LOKI/THOR scanners it was written for) reads `filename` (base name),
+`filepath` (full path), `extension` (lower case, with its dot: ".exe"), `filetype` (an upper-case
+kind guessed from the first bytes, or from the extension for scripts) and `owner` (the file
+owner's user name). A rule that uses an undeclared variable does not compile, so all five are
+always declared, empty by default.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import PurePath
+
+EXTERNAL_NAMES = ("filename", "filepath", "extension", "filetype", "owner")
+DEFAULT_EXTERNALS: dict[str, str] = dict.fromkeys(EXTERNAL_NAMES, "")
+
+# Bytes read from the start of a file to guess its type.
+HEAD_SIZE = 16
+
+# (magic, type) in the spelling signature-base's conditions compare against.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"MZ", "EXE"),
+    (b"\x7fELF", "ELF"),
+    (b"\xfe\xed\xfa\xce", "MACH-O"),
+    (b"\xfe\xed\xfa\xcf", "MACH-O"),
+    (b"\xce\xfa\xed\xfe", "MACH-O"),
+    (b"\xcf\xfa\xed\xfe", "MACH-O"),
+    (b"%PDF", "PDF"),
+    (b"GIF8", "GIF"),
+    (b"{\\rt", "RTF"),
+    (b"MDMP", "MDMP"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"Rar!", "RAR"),
+    (b"7z\xbc\xaf", "7Z"),
+    (b"\x1f\x8b", "GZIP"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"MSCF", "CAB"),
+    (b"\xd0\xcf\x11\xe0", "OLE"),
+    (b"\xca\xfe\xba\xbe", "JAVA"),
+)
+
+# Text formats have no magic: the extension decides.
+_BY_EXTENSION = {
+    ".php": "PHP",
+    ".jsp": "JSP",
+    ".asp": "ASP",
+    ".aspx": "ASP",
+    ".vbs": "VBS",
+    ".bat": "BATCH",
+    ".cmd": "BATCH",
+    ".py": "Python",
+    ".ps1": "PS1",
+    ".js": "JS",
+}
+
+
+def guess_filetype(head: bytes, extension: str) -> str:
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return _BY_EXTENSION.get(extension, "")
+
+
+@functools.lru_cache(maxsize=256)
+def owner_name(uid: int) -> str:
+    """The user name of `uid`, or the number when it has none (a file from another system)."""
+    try:
+        import pwd  # POSIX only: imported here so that Windows agents can load this module
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def externals_for(name: str, head: bytes, uid: int | None = None) -> dict[str, str]:
+    """External variable values for one file (or buffer) called `name`."""
+    pure = PurePath(name)
+    extension = pure.suffix.lower()
+    return {
+        "filename": pure.name,
+        "filepath": name,
+        "extension": extension,
+        "filetype": guess_filetype(head, extension),
+        "owner": owner_name(uid) if uid is not None and os.name == "posix" else "",
+    }

@@ -1,0 +1,226 @@
+"""Load YARA rule files and folders: what compiles is combined for scanning, what does not is
+reported with its path, line and reason.
+
+yara-python is the reference: it decides which files are good and reports the errors. Each file
+is compiled in its own namespace, so equal rule names in two files do not clash. Then, with
+`engine="auto"`, the good files are compiled with yara-x too; if yara-x takes every one of them
+the set scans with yara-x (measured faster: benchmarks/RESULTS.md), else with yara-python, so
+switching engine never loses a rule.
+
+`include` directives are refused (a file is compiled from its text, and the cache key would not
+see an included file change): such a file is reported like any other that does not compile.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+import yara
+import yara_x
+
+from detection.errors import InputError, YaraRuleError
+from detection.yara import cache
+from detection.yara.externals import DEFAULT_EXTERNALS
+
+log = logging.getLogger(__name__)
+
+YARA_SUFFIXES = (".yar", ".yara")
+
+Engine = Literal["yara-python", "yara-x"]
+EngineChoice = Literal["auto", "yara-python"]
+
+CompiledRules: TypeAlias = "yara.Rules | yara_x.Rules"
+
+
+@dataclass(eq=False)
+class YaraRuleSet:
+    """Compiled rules ready to scan, and the files that did not compile."""
+
+    paths: list[Path]  # the rule files that compiled
+    errors: list[YaraRuleError]
+    rule_count: int
+    engine: Engine
+    compiled: CompiledRules = field(repr=False)
+    from_cache: bool = False
+
+    @property
+    def files_compiled(self) -> int:
+        return len(self.paths)
+
+
+def iter_rule_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Rule files under `paths`: folders are walked for .yar/.yara, named files taken as given."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in YARA_SUFFIXES and p.is_file() and not p.name.startswith(".")
+            )
+        elif path.is_file():
+            yield path
+        else:
+            raise InputError(f"no such rule file or folder: {path}")
+
+
+def load_yara_rules(
+    paths: Sequence[Path],
+    *,
+    cache_dir: Path | None = None,
+    engine: EngineChoice = "auto",
+) -> YaraRuleSet:
+    """Compile every rule file under `paths`; never raises for a bad rule file.
+
+    Raises InputError only when a path given does not exist.
+    """
+    errors: list[YaraRuleError] = []
+    raw: list[tuple[Path, bytes]] = []
+    for path in iter_rule_files(paths):
+        try:
+            raw.append((path, path.read_bytes()))
+        except OSError as exc:
+            errors.append(YaraRuleError(str(path), f"cannot read: {exc.strerror or exc}"))
+
+    key = cache.cache_key(raw, engine)
+    if cache_dir is not None:
+        entry = cache.load_entry(cache_dir, key)
+        if entry is not None:
+            ruleset = _from_entry(entry)
+            if ruleset is not None:
+                return ruleset
+
+    sources: list[tuple[Path, str]] = []
+    for path, content in raw:
+        try:
+            sources.append((path, content.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            errors.append(YaraRuleError(str(path), f"not UTF-8 text (byte {exc.start})"))
+
+    ruleset = _compile(sources, errors, engine)
+    if cache_dir is not None:
+        entry = cache.CacheEntry(
+            engine=ruleset.engine,
+            paths=ruleset.paths,
+            errors=ruleset.errors,
+            rule_count=ruleset.rule_count,
+            blob=serialize_rules(ruleset.compiled),
+        )
+        cache.store_entry(cache_dir, key, entry)
+    return ruleset
+
+
+def _compile(
+    sources: list[tuple[Path, str]], errors: list[YaraRuleError], engine: EngineChoice
+) -> YaraRuleSet:
+    good, py_rules, rule_count = _compile_python(sources, errors)
+    errors.sort(key=lambda e: e.path)
+    if engine == "auto":
+        x_rules, x_errors = _compile_x([(p, s) for p, s in sources if p in good])
+        if not x_errors:
+            return YaraRuleSet(list(good), errors, rule_count, "yara-x", x_rules)
+        log.info(
+            "yara-x does not compile %d rule files that yara-python does (first: %s); "
+            "scanning with yara-python",
+            len(x_errors),
+            x_errors[0],
+        )
+    return YaraRuleSet(list(good), errors, rule_count, "yara-python", py_rules)
+
+
+def _compile_python(
+    sources: list[tuple[Path, str]], errors: list[YaraRuleError]
+) -> tuple[dict[Path, str], yara.Rules, int]:
+    """The files that compile (in order), their combined rules and how many rules they hold."""
+    everything = {str(path): text for path, text in sources}
+    try:
+        # Fast path: when the whole set compiles at once, no file can fail on its own.
+        rules = yara.compile(sources=everything, externals=DEFAULT_EXTERNALS, includes=False)
+        return dict(sources), rules, sum(1 for _ in rules)
+    except yara.Error:
+        pass
+
+    good: dict[Path, str] = {}
+    rule_count = 0
+    for path, text in sources:
+        try:
+            one = yara.compile(source=text, externals=DEFAULT_EXTERNALS, includes=False)
+        except yara.Error as exc:
+            errors.append(_python_error(path, exc))
+            continue
+        good[path] = text
+        rule_count += sum(1 for _ in one)
+    # Files that compile alone also compile together: each has its own namespace.
+    rules = yara.compile(
+        sources={str(p): t for p, t in good.items()},
+        externals=DEFAULT_EXTERNALS,
+        includes=False,
+    )
+    return good, rules, rule_count
+
+
+_PY_LINE = re.compile(r"^line (\d+): (.*)$", re.DOTALL)
+
+
+def _python_error(path: Path, exc: yara.Error) -> YaraRuleError:
+    text = str(exc)
+    found = _PY_LINE.match(text)
+    if found:
+        return YaraRuleError(str(path), found.group(2), int(found.group(1)))
+    return YaraRuleError(str(path), text)
+
+
+def _compile_x(sources: list[tuple[Path, str]]) -> tuple[yara_x.Rules, list[YaraRuleError]]:
+    compiler = yara_x.Compiler()
+    for name, value in DEFAULT_EXTERNALS.items():
+        compiler.define_global(name, value)
+    errors: list[YaraRuleError] = []
+    for path, text in sources:
+        compiler.new_namespace(str(path))
+        try:
+            compiler.add_source(text, origin=str(path))
+        except yara_x.CompileError as exc:
+            errors.append(_x_error(path, exc))
+    return compiler.build(), errors
+
+
+_X_WHERE = re.compile(r"-->\s.*:(\d+):\d+")
+_X_CODE = re.compile(r"^error\[\w+\]:\s*")
+
+
+def _x_error(path: Path, exc: yara_x.CompileError) -> YaraRuleError:
+    text = str(exc)
+    where = _X_WHERE.search(text)
+    reason = _X_CODE.sub("", text.splitlines()[0] if text else "compile error")
+    return YaraRuleError(str(path), reason, int(where.group(1)) if where else None)
+
+
+def serialize_rules(rules: CompiledRules) -> bytes:
+    """The compiled rules as bytes: for the cache, and for worker processes that cannot fork."""
+    out = io.BytesIO()
+    if isinstance(rules, yara_x.Rules):
+        rules.serialize_into(out)
+    else:
+        rules.save(file=out)
+    return out.getvalue()
+
+
+def _from_entry(entry: cache.CacheEntry) -> YaraRuleSet | None:
+    try:
+        compiled: CompiledRules
+        if entry.engine == "yara-x":
+            compiled = yara_x.Rules.deserialize_from(io.BytesIO(entry.blob))
+        else:
+            compiled = yara.load(file=io.BytesIO(entry.blob))
+    except (yara.Error, ValueError, OSError) as exc:
+        log.warning("ignoring a YARA cache entry that does not load: %s", exc)
+        return None
+    engine: Engine = "yara-x" if entry.engine == "yara-x" else "yara-python"
+    return YaraRuleSet(
+        entry.paths, entry.errors, entry.rule_count, engine, compiled, from_cache=True
+    )
