@@ -31,7 +31,7 @@ HEAD_SIZE = 8192
 
 _JSON_EXT = {".json", ".jsonl", ".ndjson", ".jsoncls"}
 _CSV_EXT = {".csv", ".tsv"}
-_TEXT_LOG_EXT = {".log", ".txt", ".syslog", ".messages"}
+_TEXT_LOG_EXT = {".log", ".syslog", ".messages"}  # not .txt: notes and READMEs are no logs
 _TEXT_LOG_NAMES = {"syslog", "messages", "secure", "auth", "kern", "daemon", "cron", "maillog"}
 _PCAP_EXT = {".pcap", ".pcapng", ".cap"}
 

@@ -35,7 +35,9 @@ PCAPNG_HEADER = bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1
         ("x", b"<165>1 2003-10-11T22:14:15.003Z host app - - - msg", "syslog"),
         ("x", b"2024-01-15T10:00:00.123+01:00 web1 kernel: x", "syslog"),
         ("dmesg.log", b"[    0.000000] Linux version 6.1", "syslog"),
-        ("notes.txt", b"Dear team, the backup failed.", "syslog"),
+        ("notes.log", b"Dear team, the backup failed.", "syslog"),  # a log by its name
+        ("notes.txt", b"Dear team, the backup failed.", "binary"),
+        ("boot.txt", b"Mar  3 10:02:01 web1 kernel: x", "syslog"),
         ("auth.log.1", b"whatever text", "syslog"),
         ("x", b"time,host,user\n2024-01-01,a,b\n", "csv"),
         ("x", b"time;host;user\n", "csv"),
