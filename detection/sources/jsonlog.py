@@ -93,11 +93,11 @@ def _line_event(line: str, number: int, source: str, stats: ReadStats) -> Event 
 
 def _document(text: str, source: str, stats: ReadStats) -> Iterator[Event]:
     try:
-        values: Iterator[tuple[int, Any]] = iter([(1, orjson.loads(text))])
+        values: Iterator[Any] = iter([orjson.loads(text)])
     except orjson.JSONDecodeError:
         values = _concatenated(_as_valid_text(text), source, stats)
     number = 0
-    for _, value in values:
+    for value in values:
         for item in value if isinstance(value, list) else [value]:
             number += 1
             event = _record_event(item, number, source, stats)
@@ -105,7 +105,7 @@ def _document(text: str, source: str, stats: ReadStats) -> Iterator[Event]:
                 yield event
 
 
-def _concatenated(text: str, source: str, stats: ReadStats) -> Iterator[tuple[int, Any]]:
+def _concatenated(text: str, source: str, stats: ReadStats) -> Iterator[Any]:
     """JSON values one after another; after a broken one, resume at the next `{` on a new line."""
     decoder = json.JSONDecoder()
     pos, number = 0, 0
@@ -128,7 +128,7 @@ def _concatenated(text: str, source: str, stats: ReadStats) -> Iterator[tuple[in
                 return
             pos = resume + 1
             continue
-        yield number, value
+        yield value
 
 
 def _as_valid_text(text: str) -> str:
