@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from detection.detection import Detection
+from detection.errors import RecordError
 from detection.event import Event
 from detection.sigma.engine import Correlator, SigmaEngine
 from detection.sigma.context import MatchContext
@@ -174,7 +175,7 @@ def _units(files: list[Path], read: ReadStats) -> Iterator[Unit]:
             kind = sniff(path)
         except OSError as exc:
             read.files_failed += 1
-            read.skip(str(path), 0, f"cannot read: {exc}")
+            read.errors.append(RecordError(str(path), 0, f"cannot read: {exc}"))
             continue
         if kind not in ("pcap", "binary"):
             yield Unit(path)
