@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from detection.sigma import SigmaEngine, load_sigma_rules
-from detection.sources.evtx import read_evtx
+from detection.sources.read import read_events
 from detection.sources.stats import ReadStats
 from tests.conftest import corpus_path
 
@@ -38,7 +38,10 @@ def _cases(regression: Path) -> list[Case]:
         tests = doc.get("regression_tests_info") or [{}]
         # Cases that leave match_count out (or comment it out) expect at least one match.
         expected = int(tests[0].get("match_count") or 1)
-        sample = info.parent / f"{rule_id}.evtx"
+        # The .evtx sample when there is one; else the raw log (read as syslog text).
+        samples = sorted(info.parent.glob(f"{rule_id}.*"))
+        evtx = [p for p in samples if p.suffix == ".evtx"]
+        sample = evtx[0] if evtx else next((p for p in samples if p.suffix != ".json"), info)
         cases.append(Case(info, rule_id, expected, sample))
     return cases
 
@@ -57,8 +60,8 @@ def _run(case: Case, rule_file: Path | None) -> str | None:
     """None when the case passes, else why it does not."""
     if rule_file is None:
         return "rule not found in the corpus"
-    if not case.sample.exists():
-        return "sample .evtx missing"
+    if case.sample == case.info:
+        return "no sample"
     ruleset = load_sigma_rules([rule_file])
     if ruleset.errors:
         return f"rule unusable: {ruleset.errors[0].reason}"
@@ -66,7 +69,8 @@ def _run(case: Case, rule_file: Path | None) -> str | None:
         return "rule not loaded"
     engine = SigmaEngine(ruleset)
     stats = ReadStats()
-    events = list(read_evtx(case.sample, stats))
+    kind = "evtx" if case.sample.suffix == ".evtx" else "syslog"
+    events = list(read_events(case.sample, stats, kind))
     hits = sum(1 for d in engine.match_stream(events) if d.rule_id == case.rule_id)
     if hits >= case.expected:
         return None
