@@ -8,6 +8,7 @@ Python calls, not a tree interpretation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sigma.conditions import (
 )
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
+from sigma.types import SigmaNumber, SigmaString
 
 from detection.sigma.context import MatchContext
 from detection.sigma.values import (
@@ -52,6 +54,7 @@ class CompiledRule:
     anchors: frozenset[str] | None  # None: the rule must be evaluated on every event
     path: Path | None
     name: str | None = None  # the rule's `name`, which correlation rules may refer to
+    event_ids: frozenset[int] | None = None  # the only EventIDs it can match (None: any)
     rule: SigmaRule | None = field(default=None, repr=False, compare=False)
 
     def matches(self, ctx: MatchContext) -> bool:
@@ -64,8 +67,9 @@ class CompileError(Exception):
 
 def compile_rule(rule: SigmaRule, path: Path | None = None) -> CompiledRule:
     try:
-        conditions = [_compile_node(c.parsed) for c in rule.detection.parsed_condition]
-    except (UnsupportedValue, SigmaError) as exc:
+        trees = [c.parsed for c in rule.detection.parsed_condition]
+        conditions = [_compile_node(tree) for tree in trees]
+    except (UnsupportedValue, SigmaError, re.error) as exc:
         raise CompileError(str(exc)) from exc
     if not conditions:
         raise CompileError("the rule has no condition")
@@ -84,6 +88,7 @@ def compile_rule(rule: SigmaRule, path: Path | None = None) -> CompiledRule:
         anchors=compiled.anchors,
         path=path,
         name=rule.name,
+        event_ids=_any_ids([_event_ids(tree) for tree in trees]),
         rule=rule,
     )
 
@@ -109,6 +114,32 @@ def _compile_node(node: object) -> CompiledValue:
         inner = _compile_node(node.args[0]).predicate
         return CompiledValue(lambda ctx: not inner(ctx), None)
     raise UnsupportedValue(f"condition element {type(node).__name__} is not supported")
+
+
+def _event_ids(node: object) -> frozenset[int] | None:
+    """The EventIDs a condition can only match, from its `EventID` equalities (None: any)."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field != "EventID":
+            return None
+        value = node.value
+        if isinstance(value, SigmaNumber) and isinstance(value.number, int):
+            return frozenset({value.number})
+        if isinstance(value, SigmaString) and not value.contains_special():
+            text = str(value)
+            return frozenset({int(text)}) if text.isdigit() else None
+        return None
+    if isinstance(node, ConditionAND):
+        known = [ids for ids in map(_event_ids, node.args) if ids is not None]
+        return frozenset.intersection(*known) if known else None
+    if isinstance(node, ConditionOR):
+        return _any_ids([_event_ids(a) for a in node.args])
+    return None  # NOT, keywords: no constraint can be read off
+
+
+def _any_ids(alternatives: list[frozenset[int] | None]) -> frozenset[int] | None:
+    if not alternatives or any(ids is None for ids in alternatives):
+        return None
+    return frozenset().union(*alternatives)  # type: ignore[arg-type]
 
 
 def _and(parts: list[CompiledValue]) -> CompiledValue:

@@ -133,7 +133,12 @@ class SigmaEngine:
                 rules = self._other
             else:
                 channel, event_id = key
-                rules = [r for r, places in self._windows if windows_applies(places, channel, event_id)]
+                rules = [
+                    r
+                    for r, places in self._windows
+                    if windows_applies(places, channel, event_id)
+                    and (r.event_ids is None or event_id in r.event_ids)
+                ]
             bucket = _build_bucket(rules)
             self._buckets[key] = bucket
         return bucket
