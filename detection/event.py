@@ -114,8 +114,41 @@ def sigma_view(fields: Mapping[str, Any]) -> dict[str, Any]:
             data = winlog.get(part)
             if isinstance(data, Mapping):
                 view.update(data)
+        if winlog.get("event_id") == 4688 and winlog.get("channel") == "Security":
+            _add_process_creation_names(view)
         return view
     return dict(flatten(fields))
+
+
+_INTEGRITY = {
+    "S-1-16-4096": "Low",
+    "S-1-16-8192": "Medium",
+    "S-1-16-12288": "High",
+    "S-1-16-16384": "System",
+}
+
+
+def _add_process_creation_names(view: dict[str, Any]) -> None:
+    """Security 4688 under the Sysmon names that `process_creation` rules use.
+
+    Hospitals without Sysmon still audit process creation; this lets the same rules apply.
+    The event's own fields stay; only missing names are added.
+    """
+    def put(name: str, value: Any) -> None:
+        if value not in (None, "", "-"):
+            view.setdefault(name, value)
+
+    put("Image", view.get("NewProcessName"))
+    put("ParentImage", view.get("ParentProcessName"))
+    put("ParentProcessId", view.get("ProcessId"))
+    if view.get("NewProcessId") is not None:
+        view["ProcessId"] = view["NewProcessId"]  # 4688's ProcessId is the creator's
+    target = view.get("TargetUserName")
+    if target and target != "-":
+        put("User", f"{view.get('TargetDomainName') or ''}\\{target}".lstrip("\\"))
+    elif view.get("SubjectUserName"):
+        put("User", f"{view.get('SubjectDomainName') or ''}\\{view['SubjectUserName']}".lstrip("\\"))
+    put("IntegrityLevel", _INTEGRITY.get(str(view.get("MandatoryLabel") or "")))
 
 
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -91,6 +91,10 @@ def windows_where(category: str | None, service: str | None) -> list[WindowsWher
     if category:
         if category in _SYSMON_CATEGORIES:
             places = [WindowsWhere((SYSMON,), _SYSMON_CATEGORIES[category])]
+            if category == "process_creation":
+                # Security auditing of process creation (4688), named as Sysmon's by the event
+                # view, so that hospitals without Sysmon are covered too.
+                places.append(WindowsWhere(("Security",), (4688,)))
         elif category in _POWERSHELL_CATEGORIES:
             channels, event_id = _POWERSHELL_CATEGORIES[category]
             places = [WindowsWhere(channels, (event_id,))]

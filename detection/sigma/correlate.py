@@ -78,7 +78,9 @@ class CorrelationHit:
 
 
 def compile_correlation(
-    rule: SigmaCorrelationRule, known: Mapping[str, CompiledRule], path: Path | None
+    rule: SigmaCorrelationRule,
+    known: Mapping[str, CompiledRule | CompiledCorrelation],
+    path: Path | None,
 ) -> CompiledCorrelation:
     if rule.type not in (
         SigmaCorrelationType.EVENT_COUNT,

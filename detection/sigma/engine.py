@@ -145,10 +145,23 @@ class SigmaEngine:
 
 
 class Correlator:
-    """Feeds base-rule matches, in time order, to every correlation rule."""
+    """Feeds base-rule matches, in time order, to every correlation rule.
+
+    A correlation's hit is itself a match for correlations that refer to it (chains), with
+    the hit's group-by values as its fields.
+    """
 
     def __init__(self, engine: SigmaEngine) -> None:
-        self.states = [CorrelationState(c) for c in engine.ruleset.correlations]
+        self.engine = engine
+        correlations = {c.id: c for c in engine.ruleset.correlations}
+
+        def depth(cid: str, seen: frozenset[str] = frozenset()) -> int:
+            refs = [r for r in correlations[cid].rule_ids if r in correlations and r not in seen]
+            return 1 + max((depth(r, seen | {cid}) for r in refs), default=0)
+
+        # Referenced correlations first, so that flushing them feeds the ones that use them.
+        ordered = sorted(correlations.values(), key=lambda c: depth(c.id))
+        self.states = [CorrelationState(c) for c in ordered]
         self._wanted = engine.correlated_rule_ids
 
     def feed(self, event: Event, ctx: MatchContext, rule_ids: Iterable[str]) -> Iterator[Detection]:
@@ -156,12 +169,21 @@ class Correlator:
             if rule_id in self._wanted:
                 for state in self.states:
                     for hit in state.feed(rule_id, event, ctx):
-                        yield correlation_detection(hit)
+                        yield from self._emit(hit)
 
     def flush(self) -> Iterator[Detection]:
         for state in self.states:
             for hit in state.flush():
-                yield correlation_detection(hit)
+                yield from self._emit(hit)
+
+    def _emit(self, hit: CorrelationHit) -> Iterator[Detection]:
+        rule_id = hit.correlation.id
+        if self.engine.reports(rule_id):
+            yield correlation_detection(hit)
+        if rule_id in self._wanted and hit.events:
+            last = hit.events[-1]
+            view = {**last.sigma_view(), **{k: v for k, v in hit.group if v is not None}}
+            yield from self.feed(last, MatchContext(view, last.timestamp), [rule_id])
 
 
 def correlation_detection(hit: CorrelationHit) -> Detection:
@@ -180,10 +202,12 @@ def correlation_detection(hit: CorrelationHit) -> Detection:
 
 
 def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
-    if "winlog" not in event.fields:
+    winlog = event.fields.get("winlog")
+    if not isinstance(winlog, dict):
         return None
-    channel = ctx.view.get("Channel")
-    event_id = as_number(ctx.view.get("EventID"))
+    # From the System part: EventData/UserData may hold a `Channel` of their own (event 104).
+    channel = winlog.get("channel")
+    event_id = as_number(winlog.get("event_id"))
     return (
         channel if isinstance(channel, str) else None,
         int(event_id) if event_id is not None else None,

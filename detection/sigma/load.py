@@ -61,7 +61,7 @@ def load_sigma_rules(paths: Sequence[Path]) -> SigmaRuleSet:
         result.files_total += 1
         parsed.extend((path, rule) for rule in _parse_file(path, result.errors))
 
-    by_ref: dict[str, CompiledRule] = {}
+    by_ref: dict[str, CompiledRule | CompiledCorrelation] = {}
     for path, rule in parsed:
         if isinstance(rule, SigmaRule):
             try:
@@ -74,12 +74,27 @@ def load_sigma_rules(paths: Sequence[Path]) -> SigmaRuleSet:
             if compiled.name:
                 by_ref[compiled.name] = compiled
 
-    for path, rule in parsed:
-        if isinstance(rule, SigmaCorrelationRule):
+    # Correlations may refer to correlations: compile those whose references are known, and
+    # repeat until nothing changes; what is left refers to something unknown (or a cycle).
+    pending = [(path, rule) for path, rule in parsed if isinstance(rule, SigmaCorrelationRule)]
+    while pending:
+        left: list[tuple[Path, SigmaCorrelationRule]] = []
+        last_errors: dict[int, str] = {}
+        for path, rule in pending:
             try:
-                result.correlations.append(compile_correlation(rule, by_ref, path))
+                compiled_corr = compile_correlation(rule, by_ref, path)
             except CompileError as exc:
-                result.errors.append(_error(path, rule, str(exc)))
+                left.append((path, rule))
+                last_errors[id(rule)] = str(exc)
+                continue
+            result.correlations.append(compiled_corr)
+            by_ref[compiled_corr.id] = compiled_corr
+            if rule.name:
+                by_ref[rule.name] = compiled_corr
+        if len(left) == len(pending):
+            result.errors.extend(_error(p, r, last_errors[id(r)]) for p, r in left)
+            break
+        pending = left
     return result
 
 

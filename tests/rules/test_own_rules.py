@@ -78,21 +78,7 @@ SKIPPED_VALIDATORS = {
 # Cases the engine cannot pass yet ("<rule stem>.<positive|negative>"), each with the engine
 # gap that stops it. Strict xfail: the test turns red once the engine is fixed, so that the
 # entry gets removed.
-_CHAINED = (
-    "detection.sigma.correlate.compile_correlation resolves a correlation's `rules` among "
-    "detection rules only: a correlation that refers to another correlation (chaining, which "
-    "the Sigma correlation specification allows) is rejected as 'unknown or unusable rule'"
-)
-ENGINE_GAPS: dict[str, str] = {
-    "rdp_bruteforce_then_success.positive": _CHAINED,
-    "rdp_bruteforce_then_success.negative": _CHAINED,
-    "event_log_cleared_system.positive": (
-        "detection.event.sigma_view lets UserData/EventData fields overwrite the System fields: "
-        "System event 104 carries LogFileCleared/Channel (the log that was cleared), which "
-        "replaces Channel='System', so SigmaEngine routes the event to that log's rules and "
-        "no `service: system` rule sees it"
-    ),
-}
+ENGINE_GAPS: dict[str, str] = {}
 
 
 # --- helpers ----------------------------------------------------------------------------------
