@@ -120,7 +120,14 @@ def _print_stats(stats: HuntStats, found: int, scanner: Any | None) -> None:
     if stats.events:
         print(f"rules evaluated per event: {stats.rules_evaluated / stats.events:.1f}", file=err)
     if scanner is not None:
-        print(f"yara: {scanner.stats}", file=err)
+        ys = scanner.stats
+        print(
+            f"yara: {ys.files_scanned} files, {ys.bytes_scanned / 2**20:.1f} MB scanned, "
+            f"{ys.files_skipped} skipped",
+            file=err,
+        )
+        for reason in ys.skipped[:20]:
+            print(f"yara skipped: {reason}", file=err)
     print(f"detections: {found}", file=err)
     ranked = stats.hits.most_common()
     for rule_id, hits in ranked[:30]:
