@@ -7,6 +7,9 @@ from datetime import datetime
 from typing import Any
 
 
+_MISSING = object()
+
+
 def _leaves(value: Any) -> Iterator[Any]:
     """Scalars of a field: list elements (nested lists flattened) or the value itself."""
     if isinstance(value, list | tuple):
@@ -38,7 +41,7 @@ def fold_name(name: str) -> str:
 class MatchContext:
     """Per-event lookups. Field names match exactly, then case-insensitively."""
 
-    __slots__ = ("view", "timestamp", "_lower", "_folded", "_text")
+    __slots__ = ("view", "timestamp", "_lower", "_folded", "_text", "_strings", "_lower_all")
 
     def __init__(self, view: Mapping[str, Any], timestamp: datetime) -> None:
         self.view = view
@@ -46,20 +49,31 @@ class MatchContext:
         self._lower: dict[str, list[str]] = {}
         self._folded: dict[str, str] | None = None
         self._text: str | None = None
+        self._strings: list[str] | None = None
+        self._lower_all: list[str] | None = None
 
     def _raw(self, field: str) -> Any:
-        if field in self.view:
-            return self.view[field]
+        value = self.view.get(field, _MISSING)
+        if value is not _MISSING:
+            return value
         if self._folded is None:
             self._folded = {fold_name(k): k for k in self.view}
         key = self._folded.get(fold_name(field))
         return None if key is None else self.view[key]
 
     def values(self, field: str) -> list[Any]:
-        return list(_leaves(self._raw(field)))
+        raw = self._raw(field)
+        if isinstance(raw, list | tuple | Mapping):
+            return list(_leaves(raw))
+        return [raw]
 
     def strings(self, field: str) -> list[str]:
-        return [t for t in map(as_text, _leaves(self._raw(field))) if t is not None]
+        raw = self._raw(field)
+        if isinstance(raw, str):  # the common case, without the generic walk
+            return [raw]
+        if raw is None:
+            return []
+        return [t for t in map(as_text, _leaves(raw)) if t is not None]
 
     def lower_strings(self, field: str) -> list[str]:
         cached = self._lower.get(field)
@@ -72,15 +86,15 @@ class MatchContext:
         for value in self.view.values():
             yield from _leaves(value)
 
-    def all_strings(self) -> Iterator[str]:
-        for value in self.all_values():
-            text = as_text(value)
-            if text is not None:
-                yield text
+    def all_strings(self) -> list[str]:
+        if self._strings is None:
+            self._strings = [t for t in map(as_text, self.all_values()) if t is not None]
+        return self._strings
 
-    def all_lower_strings(self) -> Iterator[str]:
-        for text in self.all_strings():
-            yield text.lower()
+    def all_lower_strings(self) -> list[str]:
+        if self._lower_all is None:
+            self._lower_all = [t.lower() for t in self.all_strings()]
+        return self._lower_all
 
     def text(self) -> str:
         """Every value, lowercased, in one string: what rule anchors are searched in."""

@@ -42,6 +42,15 @@ from sigma.types import (
 
 from detection.sigma.context import MatchContext
 
+# The regular-expression parser of the standard library (private, stable across 3.11-3.13).
+_sre_parser: Any = re._parser  # type: ignore[attr-defined]
+_constants: Any = re._constants  # type: ignore[attr-defined]
+_LITERAL = _constants.LITERAL
+_SUBPATTERN = _constants.SUBPATTERN
+_MAX_REPEAT = _constants.MAX_REPEAT
+_MIN_REPEAT = _constants.MIN_REPEAT
+_BRANCH = _constants.BRANCH
+
 Predicate = Callable[[MatchContext], bool]
 # None: the value can match without any literal in the event (no anchor possible).
 Anchors = frozenset[str] | None
@@ -65,7 +74,7 @@ def compile_value(field: str | None, value: Any) -> CompiledValue:
     if isinstance(value, SigmaString):
         return _compile_string(field, value)
     if isinstance(value, SigmaRegularExpression):
-        return CompiledValue(_on_strings(field, _regex_test(value)), None)
+        return CompiledValue(_on_strings(field, _regex_test(value)), regex_anchors(str(value.regexp)))
     if isinstance(value, SigmaNumber):
         return CompiledValue(_on_values(field, _number_test(value.number)), None)
     if isinstance(value, SigmaBool):
@@ -213,11 +222,24 @@ def _keyword(test: Callable[[str], bool], cased: bool) -> Predicate:
 def _on_strings(field: str | None, test: Callable[[str], bool]) -> Predicate:
     if field is None:
         return lambda ctx: any(test(s) for s in ctx.all_strings())
-    return lambda ctx: any(test(s) for s in ctx.strings(field))
+
+    def check(ctx: MatchContext) -> bool:
+        for s in ctx.strings(field):
+            if test(s):
+                return True
+        return False
+
+    return check
 
 
 def _on_lower_strings(field: str, test: Callable[[str], bool]) -> Predicate:
-    return lambda ctx: any(test(s) for s in ctx.lower_strings(field))
+    def check(ctx: MatchContext) -> bool:
+        for s in ctx.lower_strings(field):
+            if test(s):
+                return True
+        return False
+
+    return check
 
 
 def _on_values(field: str | None, test: Callable[[Any], bool]) -> Predicate:
@@ -244,6 +266,47 @@ def _regex_test(value: SigmaRegularExpression) -> Callable[[str], bool]:
             flags |= re_flag
     regex = re.compile(str(value.regexp), flags)
     return lambda s: regex.search(s) is not None
+
+
+def regex_anchors(pattern: str) -> Anchors:
+    """Literals one of which any match of `pattern` contains (lowercased), if they can be read.
+
+    Reads the pattern's parse tree: runs of plain characters in the top-level sequence, groups
+    and repeats that must occur at least once, alternatives when each has its own literal.
+    """
+    try:
+        tree = _sre_parser.parse(pattern)
+    except Exception:  # noqa: BLE001 - any surprise from a private parser: no anchor, still correct
+        return None
+    return _sequence_anchors(list(tree))
+
+
+def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is _LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            candidates.append(frozenset({"".join(run).lower()}))
+            run = []
+        found: Anchors = None
+        if op is _SUBPATTERN:
+            found = _sequence_anchors(list(av[-1]))
+        elif op in (_MAX_REPEAT, _MIN_REPEAT) and av[0] >= 1:
+            found = _sequence_anchors(list(av[2]))
+        elif op is _BRANCH:
+            branches = [_sequence_anchors(list(b)) for b in av[1]]
+            if branches and all(b is not None for b in branches):
+                found = frozenset().union(*branches)  # type: ignore[arg-type]
+        if found:
+            candidates.append(found)
+    best: Anchors = None
+    for anchors in candidates:
+        if best is None or _score(anchors) > _score(best):
+            best = anchors
+    return best
 
 
 # --- other types ----------------------------------------------------------------------------

@@ -79,16 +79,16 @@ def event_from_rendering(doc: Mapping[str, Any], source: str = "") -> Event:
 
 
 def _attrs(node: Any) -> Mapping[str, Any]:
-    if isinstance(node, Mapping):
+    if isinstance(node, dict):
         attrs = node.get("#attributes")
-        if isinstance(attrs, Mapping):
+        if isinstance(attrs, dict):
             return attrs
     return {}
 
 
 def _text(node: Any) -> Any:
     """The value of an XML element: its `#text` when it also has attributes."""
-    if isinstance(node, Mapping):
+    if isinstance(node, dict):
         return node.get("#text")
     return node
 
@@ -107,17 +107,17 @@ def _data_fields(node: Any) -> dict[str, Any]:
     under `Data`.
     """
     out: dict[str, Any] = {}
-    if not isinstance(node, Mapping):
+    if not isinstance(node, dict):
         return out
     for key, value in node.items():
         if key == "#attributes":
             continue
         if key == "#text":
             out.setdefault("Data", value)
-        elif isinstance(value, Mapping) and "#text" in value:
-            out[key] = value["#text"]
-        elif isinstance(value, Mapping):
-            out.update(_data_fields(value))
-        else:
+        elif not isinstance(value, dict):  # parsed JSON: dicts, never other mappings
             out[key] = value
+        elif "#text" in value:
+            out[key] = value["#text"]
+        else:
+            out.update(_data_fields(value))
     return out

@@ -31,3 +31,29 @@ def test_prefilter_agrees_with_brute_force(patterns: list[str], mod: str, negate
         (rule,) = engine.ruleset.rules
         expected = rule.predicate(MatchContext(fields, event(fields).timestamp))
         assert bool(engine.match(event(fields))) is expected
+
+
+regex = st.text(alphabet="abAB|()+*?.", min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=regex, flag=st.sampled_from(["", "|i"]), values=st.lists(value, min_size=1, max_size=3))
+def test_regex_anchors_never_hide_a_match(pattern: str, flag: str, values: list[str]) -> None:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return
+    quoted = "'" + pattern.replace("'", "''") + "'"
+    block = f"detection:\n  sel:\n    F|re{flag}: {quoted}\n  condition: sel\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            engine = engine_for(Path(tmp), block)
+        except AssertionError:
+            return  # pySigma refused the pattern
+    (rule,) = engine.ruleset.rules
+    for text in values:
+        fields = {"F": text}
+        expected = rule.predicate(MatchContext(fields, event(fields).timestamp))
+        assert bool(engine.match(event(fields))) is expected
