@@ -29,7 +29,9 @@ from detection.sigma.values import (
     Predicate,
     UnsupportedValue,
     best_anchors,
+    compile_string_set,
     compile_value,
+    string_shape,
     union_anchors,
 )
 
@@ -109,11 +111,30 @@ def _compile_node(node: object) -> CompiledValue:
     if isinstance(node, ConditionAND):
         return _and([_compile_node(a) for a in node.args])
     if isinstance(node, ConditionOR):
-        return _or([_compile_node(a) for a in node.args])
+        return _or(_compile_alternatives(node.args))
     if isinstance(node, ConditionNOT):
         inner = _compile_node(node.args[0]).predicate
         return CompiledValue(lambda ctx: not inner(ctx), None)
     raise UnsupportedValue(f"condition element {type(node).__name__} is not supported")
+
+
+def _compile_alternatives(args: list[object]) -> list[CompiledValue]:
+    """OR'ed children; plain strings on the same field (YAML lists) become one set test."""
+    plain: dict[str, list[tuple[tuple[str, str], object]]] = {}
+    parts: list[CompiledValue] = []
+    for arg in args:
+        if isinstance(arg, ConditionFieldEqualsValueExpression) and arg.field:
+            shape = string_shape(arg.value)
+            if shape is not None:
+                plain.setdefault(arg.field, []).append((shape, arg))
+                continue
+        parts.append(_compile_node(arg))
+    for field_name, entries in plain.items():
+        if len(entries) == 1:
+            parts.append(_compile_node(entries[0][1]))
+        else:
+            parts.append(compile_string_set(field_name, [shape for shape, _ in entries]))
+    return parts
 
 
 def _event_ids(node: object) -> frozenset[int] | None:

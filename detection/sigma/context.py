@@ -10,9 +10,14 @@ from typing import Any
 _MISSING = object()
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _leaves(value: Any) -> Iterator[Any]:
     """Scalars of a field: list elements (nested lists flattened) or the value itself."""
-    if isinstance(value, list | tuple):
+    if type(value) in _SCALARS:
+        yield value
+    elif isinstance(value, list | tuple):
         for item in value:
             yield from _leaves(item)
     elif isinstance(value, Mapping):
@@ -99,5 +104,11 @@ class MatchContext:
     def text(self) -> str:
         """Every value, lowercased, in one string: what rule anchors are searched in."""
         if self._text is None:
-            self._text = "\x1f".join(self.all_lower_strings())
+            parts: list[str] = []
+            for value in self.view.values():
+                if type(value) is str:
+                    parts.append(value)
+                elif value is not None:
+                    parts.extend(t for t in map(as_text, _leaves(value)) if t is not None)
+            self._text = "\x1f".join(parts).lower()
         return self._text

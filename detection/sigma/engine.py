@@ -48,13 +48,16 @@ class SigmaEngine:
 
     def __init__(self, ruleset: SigmaRuleSet) -> None:
         self.ruleset = ruleset
-        self._windows: list[tuple[CompiledRule, list[WindowsWhere] | None]] = []
+        # Windows rules by the channels they can apply to (None: any channel), in rule order.
+        self._windows: dict[str | None, list[tuple[int, CompiledRule, list[WindowsWhere] | None]]]
+        self._windows = {}
         self._other: list[CompiledRule] = []
-        for rule in ruleset.rules:
+        for order, rule in enumerate(ruleset.rules):
             if rule.logsource.product == "windows":
                 places = windows_where(rule.logsource.category, rule.logsource.service)
-                if places != []:
-                    self._windows.append((rule, places))
+                channels = {None} if places is None else {c for p in places for c in p.channels}
+                for channel in channels:
+                    self._windows.setdefault(channel, []).append((order, rule, places))
             else:
                 self._other.append(rule)
         self._buckets: dict[BucketKey, _Bucket] = {}
@@ -133,9 +136,13 @@ class SigmaEngine:
                 rules = self._other
             else:
                 channel, event_id = key
+                entries = sorted(
+                    self._windows.get(channel, []) + self._windows.get(None, []),
+                    key=lambda entry: entry[0],
+                )
                 rules = [
                     r
-                    for r, places in self._windows
+                    for _, r, places in entries
                     if windows_applies(places, channel, event_id)
                     and (r.event_ids is None or event_id in r.event_ids)
                 ]

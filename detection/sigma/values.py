@@ -14,6 +14,7 @@ the event's text for the value to match. The engine uses them to skip rules that
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import operator
 import re
@@ -309,6 +310,52 @@ def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
     return best
 
 
+# --- lists of plain strings on one field ----------------------------------------------------
+
+
+def string_shape(value: Any) -> tuple[str, str] | None:
+    """(kind, lowercase literal) for a plain case-insensitive string: `exact`, `startswith`,
+    `endswith` or `contains`. None for anything else (cased, `?`, placeholders, globs)."""
+    if type(value) is not SigmaString or value.contains_placeholder():
+        return None
+    parts = value.s
+    if any(p is SpecialChars.WILDCARD_SINGLE for p in parts):
+        return None
+    lead = bool(parts) and parts[0] is SpecialChars.WILDCARD_MULTI
+    trail = len(parts) > 1 and parts[-1] is SpecialChars.WILDCARD_MULTI
+    middle = parts[int(lead) : len(parts) - int(trail)]
+    if len(middle) != 1 or not isinstance(middle[0], str) or not middle[0]:
+        return None
+    kind = {(False, False): "exact", (False, True): "startswith", (True, False): "endswith"}
+    return kind.get((lead, trail), "contains"), middle[0].lower()
+
+
+def compile_string_set(field: str, shapes: Sequence[tuple[str, str]]) -> CompiledValue:
+    """`field` equal to any of many plain strings (a YAML list): one test instead of many."""
+    exact = frozenset(lit for kind, lit in shapes if kind == "exact")
+    starts = tuple(lit for kind, lit in shapes if kind == "startswith")
+    ends = tuple(lit for kind, lit in shapes if kind == "endswith")
+    contained = [lit for kind, lit in shapes if kind == "contains"]
+    search = (
+        re.compile("|".join(re.escape(lit) for lit in sorted(contained, key=len, reverse=True))).search
+        if contained
+        else None
+    )
+
+    def check(ctx: MatchContext) -> bool:
+        for s in ctx.lower_strings(field):
+            if (
+                s in exact
+                or (starts and s.startswith(starts))
+                or (ends and s.endswith(ends))
+                or (search is not None and search(s) is not None)
+            ):
+                return True
+        return False
+
+    return CompiledValue(check, frozenset(lit for _, lit in shapes))
+
+
 # --- other types ----------------------------------------------------------------------------
 
 
@@ -357,12 +404,21 @@ def _cidr_test(value: SigmaCIDRExpression) -> Callable[[str], bool]:
     network = value.network
 
     def test(s: str) -> bool:
-        try:
-            return ipaddress.ip_address(s.strip()) in network
-        except ValueError:
-            return False
+        address = _ip(s)
+        return address is not None and address in network
 
     return test
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Longer strings cannot be addresses; the parser is slow to say so on long text.
+    if len(text) > 45:
+        return None
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
 
 
 _COMPARE: dict[CompareOperators, Callable[[Any, Any], bool]] = {

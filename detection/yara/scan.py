@@ -19,9 +19,16 @@ import multiprocessing
 import os
 import stat
 import threading
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -172,6 +179,54 @@ def _scan_in_worker(path: str) -> _Outcome:
     return _worker.scan_file(path)
 
 
+class _Pool:
+    """Files in flight on an executor. A process pool whose worker dies (a crash inside the
+    engine, or killed) is replaced and its files resubmitted; a file in flight during two
+    such deaths is reported, so a crash costs at most a file, never the scan."""
+
+    def __init__(self, task: Callable[[str], _Outcome], new: Callable[[], Executor]) -> None:
+        self._task = task
+        self._new = new
+        self._executor = new()
+        self._pending: dict[Future[_Outcome], str] = {}
+        self._deaths: Counter[str] = Counter()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, path: str) -> None:
+        self._pending[self._executor.submit(self._task, path)] = path
+
+    def finished(self) -> list[_Outcome]:
+        """Wait until at least one file is done; the outcomes of all those done."""
+        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        outcomes, lost = [], []
+        for future in done:
+            path = self._pending.pop(future)
+            try:
+                outcomes.append(future.result())
+            except BrokenProcessPool:
+                lost.append(path)
+        if lost:
+            # Every queued file fails with the pool: collect them all, then start afresh.
+            lost.extend(self._pending.values())
+            self._pending.clear()
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = self._new()
+            for path in lost:
+                self._deaths[path] += 1
+                if self._deaths[path] >= 2:
+                    reason = "scan failed: the scanning process died while scanning it"
+                    outcomes.append(_Outcome(path, 0, skipped=reason))
+                else:
+                    self.submit(path)
+        return outcomes
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 class YaraScanner:
     """Scans with one rule set; `stats` adds up over every scan made with this scanner."""
 
@@ -212,7 +267,8 @@ class YaraScanner:
         return outcome.detections
 
     def scan_paths(self, paths: Iterable[Path]) -> Iterator[Detection]:
-        """Scan files, and the files under folders, in a stable order (sorted walk)."""
+        """Scan files, and the files under folders (walked in sorted order); detections come as
+        files finish, so their order is only stable with `workers=1`."""
         files = self._walk(paths)
         first = list(islice(files, SMALL_BATCH))
         outcomes: Iterator[_Outcome]
@@ -251,42 +307,23 @@ class YaraScanner:
                     yield os.path.join(root, name)
 
     def _pooled(self, files: Iterator[str]) -> Iterator[_Outcome]:
-        """Outcomes in input order, with at most QUEUE_PER_WORKER files queued per worker."""
+        """Outcomes as files finish, with at most QUEUE_PER_WORKER files queued per worker.
+
+        Completion order, not input order: in input order one big file at the head of the
+        queue would leave the other workers idle once the files behind it are done.
+        """
         task, new_pool = self._pool_kind()
-        pool = new_pool()
-        pending: deque[tuple[str, Future[_Outcome]]] = deque()
+        pool = _Pool(task, new_pool)
         limit = QUEUE_PER_WORKER * self.workers
         try:
             for path in files:
-                pending.append((path, pool.submit(task, path)))
-                while len(pending) >= limit:
-                    outcome, pool = self._next(pending, pool, task, new_pool)
-                    yield outcome
-            while pending:
-                outcome, pool = self._next(pending, pool, task, new_pool)
-                yield outcome
+                pool.submit(path)
+                while pool.in_flight >= limit:
+                    yield from pool.finished()
+            while pool.in_flight:
+                yield from pool.finished()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    @staticmethod
-    def _next(
-        pending: deque[tuple[str, Future[_Outcome]]],
-        pool: Executor,
-        task: Callable[[str], _Outcome],
-        new_pool: Callable[[], Executor],
-    ) -> tuple[_Outcome, Executor]:
-        path, future = pending.popleft()
-        try:
-            return future.result(), pool
-        except BrokenProcessPool:
-            # A worker died (a crash in the engine, or killed): report the file first in line,
-            # rescan the others with fresh workers. A crash costs at least one file, never the scan.
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = new_pool()
-            for i, (other, _) in enumerate(pending):
-                pending[i] = (other, pool.submit(task, other))
-            reason = "scan failed: the scanning process died (on this file or one beside it)"
-            return _Outcome(path, 0, skipped=reason), pool
+            pool.shutdown()
 
     def _pool_kind(self) -> tuple[Callable[[str], _Outcome], Callable[[], Executor]]:
         if not isinstance(self.rules.compiled, yara_x.Rules):
