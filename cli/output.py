@@ -11,7 +11,18 @@ import orjson
 from detection.detection import Detection
 
 FORMATS = ("table", "jsonl", "csv")
-CSV_COLUMNS = ("timestamp", "engine", "level", "rule_id", "rule_title", "source", "host", "file", "strings", "event")
+CSV_COLUMNS = (
+    "timestamp",
+    "engine",
+    "level",
+    "rule_id",
+    "rule_title",
+    "source",
+    "host",
+    "file",
+    "strings",
+    "event",
+)
 
 
 def write(fmt: str, detections: Iterable[Detection], out: TextIO) -> int:

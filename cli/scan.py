@@ -17,13 +17,31 @@ from detection.sigma import SigmaEngine, load_sigma_rules
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("scan", help="hunt with Sigma and YARA rules over files and folders")
-    parser.add_argument("--sigma", type=Path, action="append", metavar="PATH", help="Sigma rule file or folder (repeatable)")
-    parser.add_argument("--yara", type=Path, action="append", metavar="PATH", help="YARA rule file or folder (repeatable)")
+    parser = commands.add_parser(
+        "scan", help="hunt with Sigma and YARA rules over files and folders"
+    )
+    parser.add_argument(
+        "--sigma",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="Sigma rule file or folder (repeatable)",
+    )
+    parser.add_argument(
+        "--yara",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="YARA rule file or folder (repeatable)",
+    )
     parser.add_argument("--format", choices=output.FORMATS, default="table")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write detections here instead of stdout")
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write detections here instead of stdout"
+    )
     parser.add_argument("--stats", action="store_true", help="print a summary to stderr")
-    parser.add_argument("--workers", type=int, default=None, help="processes to use (default: every core)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes to use (default: every core)"
+    )
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
     parser.set_defaults(run=run)
 

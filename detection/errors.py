@@ -4,7 +4,7 @@
     ├── RuleError                  a rule (Sigma or YARA) that cannot be used; carries path and line
     │   ├── SigmaRuleError
     │   └── YaraRuleError
-    ├── InputError                 an input that cannot be read at all (missing file, unknown format)
+    ├── InputError                 an input that cannot be read at all (missing, unknown format)
     └── RecordError                one record of an input that cannot be parsed; carries the number
 
 Batch loaders and readers never raise these for a single bad rule or record: they collect them

@@ -107,7 +107,9 @@ def sigma_view(fields: Mapping[str, Any]) -> dict[str, Any]:
             value = winlog.get(key)
             if value is not None:
                 view[name] = value
-        level = fields.get("log", {}).get("level") if isinstance(fields.get("log"), Mapping) else None
+        level = (
+            fields.get("log", {}).get("level") if isinstance(fields.get("log"), Mapping) else None
+        )
         if level is not None:
             view["Level"] = level
         for part in ("user_data", "event_data"):
@@ -134,6 +136,7 @@ def _add_process_creation_names(view: dict[str, Any]) -> None:
     Hospitals without Sysmon still audit process creation; this lets the same rules apply.
     The event's own fields stay; only missing names are added.
     """
+
     def put(name: str, value: Any) -> None:
         if value not in (None, "", "-"):
             view.setdefault(name, value)
@@ -147,7 +150,9 @@ def _add_process_creation_names(view: dict[str, Any]) -> None:
     if target and target != "-":
         put("User", f"{view.get('TargetDomainName') or ''}\\{target}".lstrip("\\"))
     elif view.get("SubjectUserName"):
-        put("User", f"{view.get('SubjectDomainName') or ''}\\{view['SubjectUserName']}".lstrip("\\"))
+        put(
+            "User", f"{view.get('SubjectDomainName') or ''}\\{view['SubjectUserName']}".lstrip("\\")
+        )
     put("IntegrityLevel", _INTEGRITY.get(str(view.get("MandatoryLabel") or "")))
 
 

@@ -22,8 +22,8 @@ import orjson
 from detection.detection import Detection
 from detection.errors import RecordError
 from detection.event import Event
-from detection.sigma.engine import Correlator, SigmaEngine
 from detection.sigma.context import MatchContext
+from detection.sigma.engine import Correlator, SigmaEngine
 from detection.sources.jsonlog import event_from_object
 from detection.sources.read import iter_input_files, read_events
 from detection.sources.sniff import sniff

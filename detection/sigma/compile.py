@@ -9,6 +9,7 @@ Python calls, not a tree interpretation.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,7 @@ def compile_rule(rule: SigmaRule, path: Path | None = None) -> CompiledRule:
         title=rule.title or "",
         level=rule.level.name.lower() if rule.level else "medium",
         tags=tuple(f"{t.namespace}.{t.name}" for t in rule.tags),
-        logsource=Logsource(
-            _lower(ls.product), _lower(ls.category), _lower(ls.service)
-        ),
+        logsource=Logsource(_lower(ls.product), _lower(ls.category), _lower(ls.service)),
         predicate=compiled.predicate,
         anchors=compiled.anchors,
         path=path,
@@ -118,7 +117,7 @@ def _compile_node(node: object) -> CompiledValue:
     raise UnsupportedValue(f"condition element {type(node).__name__} is not supported")
 
 
-def _compile_alternatives(args: list[object]) -> list[CompiledValue]:
+def _compile_alternatives(args: Sequence[object]) -> list[CompiledValue]:
     """OR'ed children; plain strings on the same field (YAML lists) become one set test."""
     plain: dict[str, list[tuple[tuple[str, str], object]]] = {}
     parts: list[CompiledValue] = []

@@ -99,7 +99,13 @@ def compile_correlation(
         raise CompileError("the correlation refers to no rule")
     condition = rule.condition
     if isinstance(condition, SigmaCorrelationCondition):
-        op, count, value_field = condition.op, condition.count, condition.fieldref
+        op, count = condition.op, condition.count
+        fieldref = condition.fieldref
+        if isinstance(fieldref, list):
+            if len(fieldref) > 1:
+                raise CompileError("value_count over several fields is not supported")
+            fieldref = fieldref[0] if fieldref else None
+        value_field = fieldref
     elif rule.type in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
         # Temporal rules need no count: every referenced rule must have matched.
         op, count, value_field = SigmaCorrelationConditionOperator.GTE, len(ids), None
@@ -190,7 +196,9 @@ class CorrelationState:
                 yield from self._judge(key, group)
         self.groups.clear()
 
-    def _judge(self, key: tuple[tuple[str, str | None], ...], group: _Group) -> Iterator[CorrelationHit]:
+    def _judge(
+        self, key: tuple[tuple[str, str | None], ...], group: _Group
+    ) -> Iterator[CorrelationHit]:
         measured = self._measure(group)
         if _OPS[self.rule.op](measured, self.rule.count):
             yield self._hit(key, group, measured, group.marks[-1][0])

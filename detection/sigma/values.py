@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import ahocorasick
 from sigma.types import (
     CompareOperators,
     Placeholder,
@@ -75,7 +76,9 @@ def compile_value(field: str | None, value: Any) -> CompiledValue:
     if isinstance(value, SigmaString):
         return _compile_string(field, value)
     if isinstance(value, SigmaRegularExpression):
-        return CompiledValue(_on_strings(field, _regex_test(value)), regex_anchors(str(value.regexp)))
+        return CompiledValue(
+            _on_strings(field, _regex_test(value)), regex_anchors(str(value.regexp))
+        )
     if isinstance(value, SigmaNumber):
         return CompiledValue(_on_values(field, _number_test(value.number)), None)
     if isinstance(value, SigmaBool):
@@ -147,7 +150,9 @@ def _compile_string(field: str | None, value: SigmaString) -> CompiledValue:
     parts = [
         p
         for i, p in enumerate(parts)
-        if not (p is SpecialChars.WILDCARD_MULTI and i and parts[i - 1] is SpecialChars.WILDCARD_MULTI)
+        if not (
+            p is SpecialChars.WILDCARD_MULTI and i and parts[i - 1] is SpecialChars.WILDCARD_MULTI
+        )
     ]
     literals = [p for p in parts if isinstance(p, str) and p]
     anchors: Anchors = frozenset({max(literals, key=len).lower()}) if literals else None
@@ -335,12 +340,7 @@ def compile_string_set(field: str, shapes: Sequence[tuple[str, str]]) -> Compile
     exact = frozenset(lit for kind, lit in shapes if kind == "exact")
     starts = tuple(lit for kind, lit in shapes if kind == "startswith")
     ends = tuple(lit for kind, lit in shapes if kind == "endswith")
-    contained = [lit for kind, lit in shapes if kind == "contains"]
-    search = (
-        re.compile("|".join(re.escape(lit) for lit in sorted(contained, key=len, reverse=True))).search
-        if contained
-        else None
-    )
+    contains = _contains_any(tuple(lit for kind, lit in shapes if kind == "contains"))
 
     def check(ctx: MatchContext) -> bool:
         for s in ctx.lower_strings(field):
@@ -348,12 +348,31 @@ def compile_string_set(field: str, shapes: Sequence[tuple[str, str]]) -> Compile
                 s in exact
                 or (starts and s.startswith(starts))
                 or (ends and s.endswith(ends))
-                or (search is not None and search(s) is not None)
+                or (contains is not None and contains(s))
             ):
                 return True
         return False
 
     return CompiledValue(check, frozenset(lit for _, lit in shapes))
+
+
+def _contains_any(needles: tuple[str, ...]) -> Callable[[str], bool] | None:
+    if not needles:
+        return None
+    if len(needles) <= 8:
+        return lambda s: any(n in s for n in needles)
+    # Many needles: one automaton (a regex alternation of hundreds of literals compiles slowly).
+    automaton = ahocorasick.Automaton()
+    for needle in needles:
+        automaton.add_word(needle, needle)
+    automaton.make_automaton()
+
+    def found(s: str) -> bool:
+        for _ in automaton.iter(s):
+            return True
+        return False
+
+    return found
 
 
 # --- other types ----------------------------------------------------------------------------

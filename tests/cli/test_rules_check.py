@@ -40,12 +40,15 @@ def test_sigmahq_folders_are_usable() -> None:
         report = json.loads(result.stdout)["sigma"]
         assert result.returncode == (1 if report["errors"] else 0), result.stderr
         for error in report["errors"]:
-            assert Path(error["path"]).is_file() and error["error"]
+            assert Path(error["path"]).is_file()
+            assert error["error"]
         if report["files"]:
             seen += report["files"]
             rate = report["rules"] / report["files"]
             names = "\n".join(f"{e['path']}: {e['error']}" for e in report["errors"])
-            print(f"{folder.name}: {report['rules']}/{report['files']} usable ({rate:.1%})\n{names}")
+            print(
+                f"{folder.name}: {report['rules']}/{report['files']} usable ({rate:.1%})\n{names}"
+            )
             assert rate >= 0.98, names
     assert seen > 3000
 
@@ -58,7 +61,9 @@ def test_broken_rules_are_reported_and_the_rest_loads(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (tmp_path / "bad_regex.yml").write_text(
-        GOOD.replace("Image|endswith: '\\\\evil.exe'", "Image|re: 'a(b'").replace("0b2f0f4e", "2b2f0f4e"),
+        GOOD.replace("Image|endswith: '\\\\evil.exe'", "Image|re: 'a(b'").replace(
+            "0b2f0f4e", "2b2f0f4e"
+        ),
         encoding="utf-8",
     )
     (tmp_path / "no_condition.yml").write_text(
@@ -72,7 +77,9 @@ def test_broken_rules_are_reported_and_the_rest_loads(tmp_path: Path) -> None:
     errors = {Path(e["path"]).name: e["error"] for e in report["errors"]}
     assert set(errors) == {"not_yaml.yml", "bad_modifier.yml", "bad_regex.yml", "no_condition.yml"}
     assert "nosuchmodifier" in errors["bad_modifier.yml"]
-    assert "a(b" in errors["bad_regex.yml"] or "regular expression" in errors["bad_regex.yml"].lower()
+    assert (
+        "a(b" in errors["bad_regex.yml"] or "regular expression" in errors["bad_regex.yml"].lower()
+    )
 
     text = vigie("rules", "check", "--sigma", str(tmp_path))
     assert "1 of 5 rule files usable" in text.stdout
@@ -82,4 +89,5 @@ def test_broken_rules_are_reported_and_the_rest_loads(tmp_path: Path) -> None:
 def test_missing_rule_path_is_one_line_error(tmp_path: Path) -> None:
     result = vigie("rules", "check", "--sigma", str(tmp_path / "nope"))
     assert result.returncode == 2
-    assert result.stderr.startswith("vigie: error:") and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("vigie: error:")
+    assert len(result.stderr.splitlines()) == 1

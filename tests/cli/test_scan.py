@@ -38,7 +38,9 @@ def win_event(record: int, image: str, command_line: str, minute: int = 0) -> di
                 "Channel": "Microsoft-Windows-Sysmon/Operational",
                 "Computer": "srv-dpi.chu-exemple.fr",
                 "EventRecordID": record,
-                "TimeCreated": {"#attributes": {"SystemTime": f"2026-11-20T10:{minute:02d}:00.1234567Z"}},
+                "TimeCreated": {
+                    "#attributes": {"SystemTime": f"2026-11-20T10:{minute:02d}:00.1234567Z"}
+                },
             },
             "EventData": {"Image": image, "CommandLine": command_line},
         }
@@ -57,10 +59,18 @@ def rules(tmp_path: Path) -> Path:
 def logs(tmp_path: Path) -> Path:
     path = tmp_path / "events.jsonl"
     lines = [
-        json.dumps(win_event(1, "C:\\Windows\\System32\\vssadmin.exe", "vssadmin delete shadows /all /quiet", 1)),
+        json.dumps(
+            win_event(
+                1, "C:\\Windows\\System32\\vssadmin.exe", "vssadmin delete shadows /all /quiet", 1
+            )
+        ),
         "{this is not json",
         json.dumps(win_event(2, "C:\\Windows\\System32\\vssadmin.exe", "vssadmin list shadows", 2)),
-        json.dumps(win_event(3, "C:\\Windows\\System32\\VSSADMIN.EXE", "VSSADMIN Delete Shadows /For=C:", 3)),
+        json.dumps(
+            win_event(
+                3, "C:\\Windows\\System32\\VSSADMIN.EXE", "VSSADMIN Delete Shadows /For=C:", 3
+            )
+        ),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -68,7 +78,10 @@ def logs(tmp_path: Path) -> Path:
 
 def vigie(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -121,7 +134,10 @@ def test_workers_and_slices_give_the_same_detections(
     with big.open("w", encoding="utf-8") as fh:
         for i in range(3000):
             command = "vssadmin delete shadows /all" if i % 7 == 0 else "vssadmin list shadows"
-            fh.write(json.dumps(win_event(i, "C:\\Windows\\System32\\vssadmin.exe", command, i % 60)) + "\n")
+            fh.write(
+                json.dumps(win_event(i, "C:\\Windows\\System32\\vssadmin.exe", command, i % 60))
+                + "\n"
+            )
     # Slices far smaller than the file, cut in the middle of lines.
     monkeypatch.setattr(hunt_module, "SLICE_BYTES", 10_000)
     engine = SigmaEngine(load_sigma_rules([rules]))

@@ -17,13 +17,21 @@ modifier = st.sampled_from(["", "|contains", "|startswith", "|endswith", "|cased
 
 
 @settings(max_examples=300, deadline=None)
-@given(patterns=st.lists(pattern, min_size=1, max_size=3), mod=modifier, negate=st.booleans(),
-       values=st.lists(value, min_size=1, max_size=3))
-def test_prefilter_agrees_with_brute_force(patterns: list[str], mod: str, negate: bool,
-                                           values: list[str]) -> None:
+@given(
+    patterns=st.lists(pattern, min_size=1, max_size=3),
+    mod=modifier,
+    negate=st.booleans(),
+    values=st.lists(value, min_size=1, max_size=3),
+)
+def test_prefilter_agrees_with_brute_force(
+    patterns: list[str], mod: str, negate: bool, values: list[str]
+) -> None:
     quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in patterns)
     condition = "not sel" if negate else "sel"
-    block = f"detection:\n  sel:\n    F{mod}: [{quoted}]\n  keep: {{G: x}}\n  condition: {condition} and keep\n"
+    block = (
+        f"detection:\n  sel:\n    F{mod}: [{quoted}]\n  keep: {{G: x}}\n"
+        f"  condition: {condition} and keep\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         engine = engine_for(Path(tmp), block)
     for text in values:
@@ -37,7 +45,9 @@ regex = st.text(alphabet="abAB|()+*?.", min_size=1, max_size=8)
 
 
 @settings(max_examples=300, deadline=None)
-@given(pattern=regex, flag=st.sampled_from(["", "|i"]), values=st.lists(value, min_size=1, max_size=3))
+@given(
+    pattern=regex, flag=st.sampled_from(["", "|i"]), values=st.lists(value, min_size=1, max_size=3)
+)
 def test_regex_anchors_never_hide_a_match(pattern: str, flag: str, values: list[str]) -> None:
     import re
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from detection.sigma import SigmaEngine, load_sigma_rules
-from detection.sigma import correlate
+from detection.sigma import SigmaEngine, correlate, load_sigma_rules
 from tests.detection.sigma_helpers import TS, event
 
 BASE = """title: failed logon
@@ -60,8 +59,15 @@ def test_event_count_per_group_within_timespan(tmp_path: Path) -> None:
   timespan: 1m
   condition: {gte: 3}
 """
-    stream = [(0, failed("a")), (10, failed("b")), (20, failed("a")), (100, failed("a")),
-              (110, failed("a")), (115, failed("a")), (116, failed("b"))]
+    stream = [
+        (0, failed("a")),
+        (10, failed("b")),
+        (20, failed("a")),
+        (100, failed("a")),
+        (110, failed("a")),
+        (115, failed("a")),
+        (116, failed("b")),
+    ]
     hits = run(tmp_path, body, stream)
     # a: 0,20 then a gap over 1m; 100,110,115 makes three. b never reaches three.
     assert len(hits) == 1
@@ -80,7 +86,12 @@ def test_value_count(tmp_path: Path) -> None:
 """
     same_user = [(i, failed("a", "root")) for i in range(10)]
     assert run(tmp_path, body, same_user) == []
-    spray = [(1, failed("a", "u1")), (2, failed("a", "u2")), (3, failed("a", "u2")), (4, failed("a", "u3"))]
+    spray = [
+        (1, failed("a", "u1")),
+        (2, failed("a", "u2")),
+        (3, failed("a", "u2")),
+        (4, failed("a", "u3")),
+    ]
     (hit,) = run(tmp_path, body, spray)
     assert hit.meta["count"] == 3
 
@@ -148,13 +159,19 @@ def test_memory_is_bounded(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "rules.yml"
     path.write_text(BASE + correlation(body), encoding="utf-8")
     engine = SigmaEngine(load_sigma_rules([path]))
-    from detection.sigma.engine import Correlator
     from detection.sigma.context import MatchContext
+    from detection.sigma.engine import Correlator
 
     correlator = Correlator(engine)
     for i in range(5000):
         e = event(failed(f"10.0.{i // 250}.{i % 250}"), TS + timedelta(seconds=i))
-        list(correlator.feed(e, MatchContext(e.sigma_view(), e.timestamp), ["0a000000-0000-4000-8000-000000000001"]))
+        list(
+            correlator.feed(
+                e,
+                MatchContext(e.sigma_view(), e.timestamp),
+                ["0a000000-0000-4000-8000-000000000001"],
+            )
+        )
     (state,) = correlator.states
     assert len(state.groups) == 50
     assert state.groups_dropped == 5000 - 50
@@ -162,12 +179,16 @@ def test_memory_is_bounded(tmp_path: Path, monkeypatch) -> None:
 
 def test_unknown_reference_is_a_rule_error(tmp_path: Path) -> None:
     path = tmp_path / "rules.yml"
-    path.write_text(BASE + correlation("""correlation:
+    path.write_text(
+        BASE
+        + correlation("""correlation:
   type: event_count
   rules: [no_such_rule]
   timespan: 1m
   condition: {gte: 2}
-"""), encoding="utf-8")
+"""),
+        encoding="utf-8",
+    )
     ruleset = load_sigma_rules([path])
     assert len(ruleset.rules) == 2
     assert ruleset.correlations == []

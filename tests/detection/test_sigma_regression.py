@@ -75,7 +75,8 @@ def _run(case: Case, rule_file: Path | None) -> str | None:
     if hits >= case.expected:
         return None
     seen = sorted({(e.sigma_view().get("Channel"), e.sigma_view().get("EventID")) for e in events})
-    return f"{hits} of {case.expected} matches; {len(events)} events {seen[:3]}; skipped {stats.records_skipped}"
+    skipped = stats.records_skipped
+    return f"{hits} of {case.expected} matches; {len(events)} events {seen[:3]}; skipped {skipped}"
 
 
 def test_regression_pass_rate() -> None:
@@ -90,5 +91,7 @@ def test_regression_pass_rate() -> None:
             misses[case.info.parent.relative_to(corpus)] = reason
     rate = 1 - len(misses) / len(cases)
     report = "\n".join(f"  {where}: {why}" for where, why in sorted(misses.items()))
-    print(f"\nSigmaHQ regression: {len(cases) - len(misses)}/{len(cases)} pass ({rate:.1%})\n{report}")
+    print(
+        f"\nSigmaHQ regression: {len(cases) - len(misses)}/{len(cases)} pass ({rate:.1%})\n{report}"
+    )
     assert rate >= 0.95, f"pass rate {rate:.1%} below 95%:\n{report}"
