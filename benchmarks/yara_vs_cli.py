@@ -19,6 +19,7 @@ With `--write`, the YARA section of benchmarks/RESULTS.md is replaced by the res
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -93,10 +94,8 @@ def _tree(pid: int) -> list[int]:
         current = todo.pop()
         pids.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
+            with contextlib.suppress(OSError):  # the process ended meanwhile
                 todo.extend(int(c) for c in task.read_text().split())
-            except OSError:
-                pass
     return pids
 
 
@@ -225,7 +224,8 @@ def main() -> None:
         if name.startswith("Vigie"):
             report = json.loads(last)
             matches[name] = [tuple(m) for m in report["matches"]]
-            scan_s[name] = statistics.median(json.loads(str(r["stdout"]))["scan_s"] for r in results)
+            scans = [json.loads(str(r["stdout"]))["scan_s"] for r in results]
+            scan_s[name] = statistics.median(scans)
         else:
             matches[name] = cli_matches(last)
 
@@ -289,7 +289,7 @@ def report_text(
             continue
         extra, missing = set(found) - reference, reference - set(found)
         if not extra and not missing:
-            lines.append(f"- Matches, {name}: the same {len(reference)} (rule, file) pairs as yara.")
+            lines.append(f"- Matches, {name}: the same {len(reference)} (rule, file) as yara.")
         else:
             lines.append(
                 f"- Matches, {name}: {len(extra)} more, {len(missing)} fewer than yara "

@@ -60,7 +60,8 @@ def test_bad_file_reported_with_path_line_reason_others_kept(rule_dir: Path, eng
     error = rules.errors[0]
     assert isinstance(error, YaraRuleError)
     assert error.path == str(rule_dir / "sub" / "bad.yara")
-    assert error.line is not None and 2 <= error.line <= 7
+    assert error.line is not None
+    assert 2 <= error.line <= 7
     assert "$missing" in error.reason
     # The good rules still scan.
     found = YaraScanner(rules).scan_bytes(b"a needle here", name="x.txt")
