@@ -10,7 +10,9 @@ from cli.common import fail
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("convert", help="convert Sigma rules to Elasticsearch or SQLite queries")
+    parser = sub.add_parser(
+        "convert", help="convert Sigma rules to Elasticsearch or SQLite queries"
+    )
     parser.add_argument("--target", choices=("elasticsearch", "sqlite"), required=True)
     parser.add_argument("--sigma", type=Path, action="append", metavar="PATH", required=True)
     parser.add_argument("--format", choices=("text", "json"), default="text")

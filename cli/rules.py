@@ -11,7 +11,8 @@ import orjson
 
 from cli.common import fail, rule_paths
 from detection.errors import RuleError, VigieDetectionError
-from detection.sigma import load_sigma_rules
+from detection.logsource import windows_where
+from detection.sigma import Logsource, load_sigma_rules
 
 
 def add_parser(commands: Any) -> None:
@@ -60,6 +61,11 @@ def _check(sigma_paths: list[Path], yara_paths: list[Path]) -> dict[str, Any]:
             "detection_rules": len(ruleset.rules),
             "correlation_rules": len(ruleset.correlations),
             "errors": [_error(e) for e in ruleset.errors],
+            "warnings": [
+                {"path": str(rule.path), "warning": warning}
+                for rule in ruleset.rules
+                if (warning := logsource_warning(rule.logsource)) is not None
+            ],
         }
     if yara_paths:
         from detection.yara import load_yara_rules
@@ -71,6 +77,18 @@ def _check(sigma_paths: list[Path], yara_paths: list[Path]) -> dict[str, Any]:
             "errors": [_error(e) for e in yara.errors],
         }
     return report
+
+
+def logsource_warning(logsource: Logsource) -> str | None:
+    """Why a loaded Windows rule will never see an event, if it will not."""
+    if logsource.product != "windows":
+        return None
+    if windows_where(logsource.category, logsource.service) == []:
+        what = f"category {logsource.category}" if logsource.category else ""
+        if logsource.service:
+            what = f"{what} service {logsource.service}".strip()
+        return f"log source ({what}) maps to no Windows event log Vigie reads: never evaluated"
+    return None
 
 
 def _error(error: RuleError) -> dict[str, Any]:
@@ -86,6 +104,8 @@ def _print_text(report: dict[str, Any]) -> None:
         print(f"Sigma: {sigma['rules']} of {sigma['files']} rule files usable")
         for e in sigma["errors"]:
             print(f"  {e['path']}: {e['error']}")
+        for w in sigma.get("warnings", []):
+            print(f"  warning: {w['path']}: {w['warning']}")
     if yara["files"] or yara["errors"]:
         print(f"YARA: {yara['files']} files compiled, {yara['rules']} rules")
         for e in yara["errors"]:

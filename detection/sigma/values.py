@@ -147,13 +147,12 @@ def _compile_string(field: str | None, value: SigmaString) -> CompiledValue:
         # Keywords are searched within the event's values, not compared whole.
         parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
     # `**` is `*`; collapsing keeps the fast paths below reachable.
-    parts = [
-        p
-        for i, p in enumerate(parts)
-        if not (
-            p is SpecialChars.WILDCARD_MULTI and i and parts[i - 1] is SpecialChars.WILDCARD_MULTI
-        )
-    ]
+    star = SpecialChars.WILDCARD_MULTI
+    collapsed: list[str | SpecialChars] = []
+    for part in parts:
+        if not (part is star and collapsed and collapsed[-1] is star):
+            collapsed.append(part)
+    parts = collapsed
     literals = [p for p in parts if isinstance(p, str) and p]
     anchors: Anchors = frozenset({max(literals, key=len).lower()}) if literals else None
     test = _string_test(parts, cased)

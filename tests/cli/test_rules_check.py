@@ -91,3 +91,15 @@ def test_missing_rule_path_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("vigie: error:")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_rules_that_can_never_fire_are_warned_about(tmp_path: Path) -> None:
+    etw_only = GOOD.replace("category: process_creation", "category: file_access")
+    (tmp_path / "etw.yml").write_text(etw_only, encoding="utf-8")
+    result = vigie("rules", "check", "--sigma", str(tmp_path), "--format", "json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)["sigma"]
+    assert report["rules"] == 1
+    (warning,) = report["warnings"]
+    assert warning["path"].endswith("etw.yml")
+    assert "file_access" in warning["warning"]
