@@ -26,7 +26,8 @@ from detection.sigma.correlate import CorrelationHit, CorrelationState, group_la
 from detection.sigma.load import SigmaRuleSet
 from detection.sigma.values import as_number
 
-BucketKey = tuple[str | None, int | None] | None  # (channel, EventID); None: not Windows
+# ("windows", channel, EventID), ("zeek", log path), or None: any other event.
+BucketKey = tuple[str, str | None, int | None] | tuple[str, str] | None
 
 
 @dataclass
@@ -134,8 +135,16 @@ class SigmaEngine:
         if bucket is None:
             if key is None:
                 rules = self._other
+            elif key[0] == "zeek":
+                # A Zeek record: rules for Zeek (this log, or any) and rules naming no product.
+                rules = [
+                    r
+                    for r in self._other
+                    if r.logsource.product is None
+                    or (r.logsource.product == "zeek" and r.logsource.service in (None, key[1]))
+                ]
             else:
-                channel, event_id = key
+                _, channel, event_id = key  # type: ignore[misc]
                 entries = sorted(
                     self._windows.get(channel, []) + self._windows.get(None, []),
                     key=lambda entry: entry[0],
@@ -211,11 +220,13 @@ def correlation_detection(hit: CorrelationHit) -> Detection:
 def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
     winlog = event.fields.get("winlog")
     if not isinstance(winlog, dict):
-        return None
+        path = event.fields.get("_path")  # Zeek's own name for the log a record belongs to
+        return ("zeek", path) if isinstance(path, str) and "id.orig_h" in ctx.view else None
     # From the System part: EventData/UserData may hold a `Channel` of their own (event 104).
     channel = winlog.get("channel")
     event_id = as_number(winlog.get("event_id"))
     return (
+        "windows",
         channel if isinstance(channel, str) else None,
         int(event_id) if event_id is not None else None,
     )
