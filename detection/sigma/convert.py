@@ -1,0 +1,259 @@
+"""Sigma rules as Elasticsearch (Lucene) and SQLite queries, for retro-hunts over stored events.
+
+Both conversions restrict a Windows rule to the channels and EventIDs that its log source maps
+to in `detection.logsource`, the table the in-process engine dispatches with, so that a query
+selects the events the engine would have tested the rule on, and no others.
+
+Elasticsearch (`to_elasticsearch`), with one of two field layouts:
+- `vigie` (default): the ECS documents Vigie stores (`Event.to_ecs()`, see
+  `detection.sources.windows`): `winlog.channel`, `winlog.event_id`, `winlog.provider_name`,
+  `winlog.computer_name`, `log.level`, and every other field as `winlog.event_data.<Name>`.
+- `ecs_windows`: pySigma's Winlogbeat pipeline (`process.executable`, `user.name`, ...) for
+  indices written by Winlogbeat rather than by Vigie. It adds channel conditions only for
+  services, as Winlogbeat indices carry no EventID-free category marker.
+
+SQLite (`to_sqlite`): the table Zircolite builds (and `benchmarks/sqlite_approach.py`), one row
+per event, one column per field of `Event.sigma_view()` named as rules name fields
+(`EventID`, `Channel`, `Image`, ...).
+
+Unresolved `expand` placeholders become wildcards in both, as the engine reads them. A rule a
+backend cannot convert (keyword searches in SQLite, an unknown log source) gets an error in its
+`ConversionResult`; the batch never stops on it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from sigma.backends.elasticsearch import LuceneBackend
+from sigma.backends.sqlite import sqliteBackend
+from sigma.conversion.base import Backend
+from sigma.pipelines.elasticsearch import ecs_windows
+from sigma.processing.conditions import (
+    FieldNameProcessingItemAppliedCondition,
+    IncludeFieldCondition,
+    LogsourceCondition,
+    RuleProcessingCondition,
+)
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import (
+    AddConditionTransformation,
+    AddFieldnamePrefixTransformation,
+    FieldMappingTransformation,
+    WildcardPlaceholderTransformation,
+)
+from sigma.rule import SigmaRule
+
+from detection.logsource import WindowsWhere, windows_where
+from detection.sigma.compile import CompiledRule, rule_id
+
+EsLayout = Literal["vigie", "ecs_windows"]
+
+# The System fields of the sigma view (detection.event) -> where Vigie's ECS document holds them.
+_VIGIE_SYSTEM_FIELDS: dict[str | None, str | list[str]] = {
+    "EventID": "winlog.event_id",
+    "Channel": "winlog.channel",
+    "Provider_Name": "winlog.provider_name",
+    "Provider_Guid": "winlog.provider_guid",
+    "Computer": "winlog.computer_name",
+    "EventRecordID": "winlog.record_id",
+    "Task": "winlog.task",
+    "Opcode": "winlog.opcode",
+    "Keywords": "winlog.keywords",
+    "Version": "winlog.version",
+    "Level": "log.level",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionResult:
+    """One rule converted: its queries (usually one per rule), or why it could not be."""
+
+    rule_id: str
+    title: str
+    path: Path | None = None
+    queries: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def query(self) -> str | None:
+        """The rule's query; several conditions in one rule are alternatives (`OR`)."""
+        if not self.queries:
+            return None
+        return self.queries[0] if len(self.queries) == 1 else " OR ".join(self.queries)
+
+
+RuleLike = CompiledRule | SigmaRule
+
+
+def to_elasticsearch(
+    rules: Iterable[RuleLike], layout: EsLayout = "vigie", *, copy_rules: bool = True
+) -> list[ConversionResult]:
+    """Lucene query strings, one result per rule, in order.
+
+    pySigma's pipelines change a rule as they convert it; `copy_rules=False` converts the
+    rules themselves (faster, for rules loaded only to be converted).
+    """
+    rules = list(rules)
+    if layout == "ecs_windows":
+        pipeline = _placeholders() + ecs_windows()
+    else:
+        pipeline = (
+            _placeholders()
+            + logsource_pipeline(_sigma_rules(rules), "winlog.channel", "winlog.event_id")
+            + _vigie_ecs_fields()
+        )
+    return _convert(rules, LuceneBackend(pipeline), copy_rules)
+
+
+def to_sqlite(
+    rules: Iterable[RuleLike], table: str = "logs", *, copy_rules: bool = True
+) -> list[ConversionResult]:
+    """SQLite `SELECT * FROM <table> WHERE ...` statements, one result per rule, in order."""
+    rules = list(rules)
+    pipeline = _placeholders() + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
+    return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules)
+
+
+def logsource_pipeline(
+    rules: Iterable[SigmaRule], channel_field: str, event_id_field: str
+) -> ProcessingPipeline:
+    """Channel/EventID conditions for every Windows category and service the rules use.
+
+    One item per category and one per service: a rule naming both gets both conditions ANDed,
+    which is the intersection `windows_where(category, service)` computes.
+    """
+    categories = sorted({r.logsource.category for r in rules if r.logsource.category})
+    services = sorted({r.logsource.service for r in rules if r.logsource.service})
+    items: list[ProcessingItem] = []
+    for kind, name, places in [
+        *(("category", c, windows_where(c, None)) for c in categories),
+        *(("service", s, windows_where(None, s)) for s in services),
+    ]:
+        if not places:  # None: no restriction; []: such rules are refused before conversion
+            continue
+        conditions = [_place_condition(p, channel_field, event_id_field) for p in places]
+        items.append(
+            ProcessingItem(
+                identifier=f"vigie_windows_{kind}_{name}",
+                # A list of maps is an OR of them; pySigma types it as one map only.
+                transformation=AddConditionTransformation(
+                    cast(dict[str, Any], conditions[0] if len(conditions) == 1 else conditions)
+                ),
+                rule_conditions=[LogsourceCondition(product="windows", **{kind: name})],
+            )
+        )
+    return ProcessingPipeline(name="Vigie Windows log sources", priority=10, items=items)
+
+
+def _place_condition(
+    place: WindowsWhere, channel_field: str, event_id_field: str
+) -> dict[str, Any]:
+    channels = list(place.channels)
+    condition: dict[str, Any] = {channel_field: channels[0] if len(channels) == 1 else channels}
+    if place.event_ids:
+        ids = list(place.event_ids)
+        condition[event_id_field] = ids[0] if len(ids) == 1 else ids
+    return condition
+
+
+def _placeholders() -> ProcessingPipeline:
+    return ProcessingPipeline(
+        name="expand placeholders as wildcards",
+        priority=5,
+        items=[
+            ProcessingItem(
+                identifier="vigie_placeholders", transformation=WildcardPlaceholderTransformation()
+            )
+        ],
+    )
+
+
+def _vigie_ecs_fields() -> ProcessingPipeline:
+    def windows() -> list[RuleProcessingCondition]:  # a condition belongs to one item only
+        return [LogsourceCondition(product="windows")]
+
+    return ProcessingPipeline(
+        name="Vigie ECS Windows documents",
+        priority=20,
+        items=[
+            ProcessingItem(
+                identifier="vigie_ecs_system_fields",
+                transformation=FieldMappingTransformation(_VIGIE_SYSTEM_FIELDS),
+                rule_conditions=windows(),
+            ),
+            # Every other field is EventData, except those already dotted (the conditions
+            # added above, or rules written against ECS names).
+            ProcessingItem(
+                identifier="vigie_ecs_event_data",
+                transformation=AddFieldnamePrefixTransformation("winlog.event_data."),
+                field_name_conditions=[
+                    FieldNameProcessingItemAppliedCondition("vigie_ecs_system_fields"),
+                    IncludeFieldCondition(fields=[r"\w+\."], mode="re"),
+                ],
+                field_name_condition_negation=True,
+                field_name_condition_linking=any,
+                rule_conditions=windows(),
+            ),
+        ],
+    )
+
+
+def _sigma_rules(rules: Sequence[RuleLike]) -> list[SigmaRule]:
+    out: list[SigmaRule] = []
+    for rule in rules:
+        if isinstance(rule, SigmaRule):
+            out.append(rule)
+        elif rule.rule is not None:
+            out.append(rule.rule)
+    return out
+
+
+def _convert(
+    rules: Sequence[RuleLike], backend: Backend, copy_rules: bool
+) -> list[ConversionResult]:
+    return [_convert_one(rule, backend, copy_rules) for rule in rules]
+
+
+def _convert_one(rule: RuleLike, backend: Backend, copy_rules: bool) -> ConversionResult:
+    if isinstance(rule, CompiledRule):
+        if rule.rule is None:
+            return ConversionResult(rule.id, rule.title, rule.path, error="no pySigma rule")
+        sigma, path = rule.rule, rule.path
+    else:
+        sigma, path = rule, None
+    result = ConversionResult(rule_id(sigma), sigma.title or "", path)
+    ls = sigma.logsource
+    if ls.product == "windows" and windows_where(ls.category, ls.service) == []:
+        where = ", ".join(
+            f"{k}: {v}" for k, v in (("category", ls.category), ("service", ls.service)) if v
+        )
+        return _failed(result, f"log source ({where}) maps to no Windows channel")
+    try:
+        # Conversion applies the pipeline to the rule in place: convert a copy, so that the
+        # rule stays as loaded for the engine and for other backends.
+        queries = backend.convert_rule(copy.deepcopy(sigma) if copy_rules else sigma)
+    except Exception as exc:  # any backend failure is this rule's, reported with it
+        return _failed(result, _reason(exc))
+    if not queries:
+        return _failed(result, "the backend produced no query")
+    return ConversionResult(
+        result.rule_id, result.title, path, queries=tuple(str(q) for q in queries)
+    )
+
+
+def _failed(result: ConversionResult, error: str) -> ConversionResult:
+    return ConversionResult(result.rule_id, result.title, result.path, error=error)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}"
