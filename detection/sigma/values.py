@@ -42,6 +42,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from detection.event import parse_timestamp
 from detection.sigma.context import MatchContext
 
 # The regular-expression parser of the standard library (private, stable across 3.11-3.13).
@@ -79,6 +80,8 @@ def compile_value(field: str | None, value: Any) -> CompiledValue:
         return CompiledValue(
             _on_strings(field, _regex_test(value)), regex_anchors(str(value.regexp))
         )
+    if isinstance(value, SigmaTimestampPart):  # before SigmaNumber, its base class
+        return CompiledValue(_timestamp_test(_need_field(field, value), value), None)
     if isinstance(value, SigmaNumber):
         return CompiledValue(_on_values(field, _number_test(value.number)), None)
     if isinstance(value, SigmaBool):
@@ -93,8 +96,6 @@ def compile_value(field: str | None, value: Any) -> CompiledValue:
         return CompiledValue(_on_values(field, _compare_test(value)), None)
     if isinstance(value, SigmaFieldReference):
         return CompiledValue(_fieldref_test(_need_field(field, value), value), None)
-    if isinstance(value, SigmaTimestampPart):
-        return CompiledValue(_timestamp_test(value), None)
     raise UnsupportedValue(f"value type {type(value).__name__} is not supported")
 
 
@@ -477,13 +478,19 @@ def _fieldref_test(field: str, value: SigmaFieldReference) -> Predicate:
     return test
 
 
-def _timestamp_test(value: SigmaTimestampPart) -> Predicate:
+def _timestamp_test(field: str, value: SigmaTimestampPart) -> Predicate:
+    """A part (minute ... year) of the date held by `field` (not the event's own time)."""
     part = value.timestamp_part.name.lower()
-    number = value.number.number if isinstance(value.number, SigmaNumber) else value.number
+    number = value.number
 
     def test(ctx: MatchContext) -> bool:
-        ts = ctx.timestamp
-        got = ts.isocalendar().week if part == "week" else getattr(ts, part)
-        return bool(got == number)
+        for raw in ctx.values(field):
+            ts = parse_timestamp(raw)
+            if ts is None:
+                continue
+            got = ts.isocalendar().week if part == "week" else getattr(ts, part)
+            if got == number:
+                return True
+        return False
 
     return test

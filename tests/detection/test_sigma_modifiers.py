@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -124,8 +125,67 @@ CASES = [
         {"Image": "aF(O)URb"},
         {"Image": "twoxthree"},
     ),
+    ("sel: {Count|neq: 5}", {"Count": "6"}, {"Count": 5}),
+    ("sel: {User|neq: 'admin'}", {"User": "bob"}, {"User": "ADMIN"}),
+    (
+        "sel: {TargetUser|fieldref|neq: SubjectUser}",
+        {"TargetUser": "a", "SubjectUser": "b"},
+        {"TargetUser": "a", "SubjectUser": "A"},
+    ),
+    (
+        "sel: {LogonTime|hour: 3}",
+        {"LogonTime": "2026-11-20T03:59:00Z"},
+        {"LogonTime": "2026-11-20T04:00:00Z"},
+    ),
+    (
+        "sel: {LogonTime|minute: 7}",
+        {"LogonTime": "2026-11-20 10:07:30"},
+        {"LogonTime": "2026-11-20 10:08:00"},
+    ),
+    (
+        "sel: {LogonTime|day: 20}",
+        {"LogonTime": "2026-11-20T10:00:00Z"},
+        {"LogonTime": "2026-11-21T10:00:00Z"},
+    ),
+    (
+        "sel: {LogonTime|week: 47}",
+        {"LogonTime": "2026-11-20T10:00:00Z"},
+        {"LogonTime": "2026-12-20T10:00:00Z"},
+    ),
+    ("sel: {LogonTime|month: 11}", {"LogonTime": 1795176000}, {"LogonTime": "not a date"}),
+    (
+        "sel: {LogonTime|year: 2026}",
+        {"LogonTime": "2026-01-01T00:00:00Z"},
+        {"LogonTime": "2025-12-31T23:00:00Z"},
+    ),
+    # pySigma's `utf16` puts a byte-order mark in front (written as UTF-8: EF BB BF), then LE.
+    (
+        "sel: {CommandLine|utf16|base64offset|contains: 'ping'}",
+        {
+            "CommandLine": "x"
+            + base64.b64encode(b"\xef\xbb\xbf" + "ping".encode("utf-16le")).decode()
+        },
+        {"CommandLine": base64.b64encode(b"ping").decode()},
+    ),
+    (
+        "sel: {CommandLine|utf16be|base64: 'ping'}",
+        {"CommandLine": base64.b64encode("ping".encode("utf-16-be")).decode()},
+        {"CommandLine": base64.b64encode("ping".encode("utf-16-le")).decode()},
+    ),
+    (
+        "sel: {CommandLine|re|ignorecase|multiline|dotall: '^b.c$'}",
+        {"CommandLine": "a\nB\nC"},
+        {"CommandLine": "a b c"},
+    ),
     ("sel: {a: 1}\nfilter: {b: 2}", {"a": 1, "b": 3}, {"a": 1, "b": 2}),
 ]
+
+
+def test_every_pysigma_modifier_is_exercised() -> None:
+    from sigma.modifiers import modifier_mapping
+
+    used = {m for detection, _, _ in CASES for m in re.findall(r"\|(\w+)", detection)}
+    assert set(modifier_mapping) - used == set()
 
 
 @pytest.mark.parametrize(("detection", "hit", "miss"), CASES)
