@@ -14,7 +14,7 @@ Elasticsearch (`to_elasticsearch`), with one of two field layouts:
 
 SQLite (`to_sqlite`): the table Zircolite builds (and `benchmarks/sqlite_approach.py`), one row
 per event, one column per field of `Event.sigma_view()` named as rules name fields
-(`EventID`, `Channel`, `Image`, ...).
+(`EventID`, `Channel`, `Image`, ...), spaces removed (`column_name`).
 
 Unresolved `expand` placeholders become wildcards in both, as the engine reads them. A rule a
 backend cannot convert (keyword searches in SQLite, an unknown log source) gets an error in its
@@ -43,6 +43,7 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
     AddFieldnamePrefixTransformation,
+    FieldFunctionTransformation,
     FieldMappingTransformation,
     WildcardPlaceholderTransformation,
 )
@@ -119,7 +120,11 @@ def to_sqlite(
 ) -> list[ConversionResult]:
     """SQLite `SELECT * FROM <table> WHERE ...` statements, one result per rule, in order."""
     rules = list(rules)
-    pipeline = _placeholders() + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
+    pipeline = (
+        _placeholders()
+        + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
+        + _column_names()
+    )
     return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules)
 
 
@@ -175,6 +180,26 @@ def _placeholders() -> ProcessingPipeline:
             )
         ],
     )
+
+
+def _column_names() -> ProcessingPipeline:
+    # Columns are field names without spaces (`Threat Name` -> `ThreatName`, as rules write
+    # it); SQLite already compares names case-insensitively: the engine's loose lookup.
+    return ProcessingPipeline(
+        name="SQLite column names",
+        priority=30,
+        items=[
+            ProcessingItem(
+                identifier="vigie_sqlite_columns",
+                transformation=FieldFunctionTransformation(mapping={}, transform_func=column_name),
+            )
+        ],
+    )
+
+
+def column_name(field: str | None) -> str:
+    """The SQLite column of a Sigma field: its name without spaces."""
+    return (field or "").replace(" ", "")
 
 
 def _vigie_ecs_fields() -> ProcessingPipeline:
