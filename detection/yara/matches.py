@@ -109,5 +109,10 @@ def from_yara_x(rule: yara_x.Rule, name: str, now: datetime) -> Detection:
         for p in rule.patterns
         for hit in p.matches[:MAX_OFFSETS_PER_STRING]
     )
-    # yara-x gives meta as (key, value) pairs; a repeated key keeps its last value, as yara-python.
-    return _detection(rule.identifier, rule.tags, dict(rule.metadata), strings, name, now)
+    # yara-x gives meta as (key, value) pairs; a repeated key keeps its last value, as yara-python
+    # does. A string with non-UTF-8 escapes comes as bytes, which JSON output cannot carry.
+    meta = {
+        key: value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        for key, value in rule.metadata
+    }
+    return _detection(rule.identifier, rule.tags, meta, strings, name, now)

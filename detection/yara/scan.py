@@ -42,7 +42,7 @@ class YaraScanner:
         self.rules = rules
         self.timeout = timeout
         self.max_size = max_size
-        self.workers = max(1, workers or len(os.sched_getaffinity(0)))
+        self.workers = max(1, workers or _usable_cores())
         self.stats = YaraScanStats()
         self._lock = threading.Lock()  # scan_bytes may be called from several threads
         self._local = FileScanner(make_matcher(rules.compiled, timeout), max_size)
@@ -106,3 +106,10 @@ class YaraScanner:
                 dirs.sort()
                 for name in sorted(names):
                     yield os.path.join(root, name)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container or `taskset` may allow fewer than exist)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from datetime import UTC, datetime
@@ -259,3 +260,11 @@ def test_bad_settings_rejected(tmp_path: Path) -> None:
         YaraScanner(rules, timeout=0)
     with pytest.raises(ValueError, match="max_size"):
         YaraScanner(rules, max_size=-1)
+
+
+def test_meta_with_raw_bytes_stays_json_ready(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, "auto", r'rule m { meta: note = "caf\xe9" condition: true }')
+    (hit,) = YaraScanner(rules).scan_bytes(b"", name="empty")
+    assert isinstance(hit.meta["note"], str)
+    assert hit.meta["note"].startswith("caf")
+    assert json.dumps(hit.to_dict())
