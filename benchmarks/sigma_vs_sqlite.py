@@ -306,6 +306,19 @@ def report(runs: dict[str, list[dict[str, Any]]], events: int, data: Path, worke
     ]
     for name, mine, theirs, ratio in rows:
         lines.append(f"| {name} | {mine} | {theirs} | {f'{ratio:.1f}x' if ratio else ''} |")
+    whole, scan = s_wall / v_wall, s_scan / v_scan
+    verdict = (
+        "meets the 10x goal"
+        if whole >= 10
+        else "meets the 5x must"
+        if whole >= 5
+        else ("is below the 5x must")
+    )
+    lines += [
+        "",
+        f"Throughput ratio, Vigie over SQLite: {whole:.1f}x for the whole command "
+        f"({scan:.1f}x without rule loading/conversion): Vigie {verdict} (must 5x, goal 10x).",
+    ]
     lines += ["", *detections_text(vigie[-1]["hits"], sql[-1]["hits"], sql[-1]["child"])]
     lines += [
         "",
