@@ -8,9 +8,13 @@ Elasticsearch (`to_elasticsearch`), with one of two field layouts:
 - `vigie` (default): the ECS documents Vigie stores (`Event.to_ecs()`, see
   `detection.sources.windows`): `winlog.channel`, `winlog.event_id`, `winlog.provider_name`,
   `winlog.computer_name`, `log.level`, and every other field as `winlog.event_data.<Name>`.
+  Two things the engine sees that these documents do not hold under those names: UserData
+  fields (stored under `winlog.user_data`), and the Sysmon names the engine gives Security
+  4688 events (`Image` for `NewProcessName`...); a query finds 4688 events by the fields 4688
+  itself has (`CommandLine`, ...).
 - `ecs_windows`: pySigma's Winlogbeat pipeline (`process.executable`, `user.name`, ...) for
-  indices written by Winlogbeat rather than by Vigie. It adds channel conditions only for
-  services, as Winlogbeat indices carry no EventID-free category marker.
+  indices written by Winlogbeat rather than by Vigie; as pySigma has it, it restricts rules by
+  channel for services only, not by category.
 
 SQLite (`to_sqlite`): the table Zircolite builds (and `benchmarks/sqlite_approach.py`), one row
 per event, one column per field of `Event.sigma_view()` named as rules name fields
@@ -72,24 +76,22 @@ _VIGIE_SYSTEM_FIELDS: dict[str | None, str | list[str]] = {
 
 @dataclass(frozen=True, slots=True)
 class ConversionResult:
-    """One rule converted: its queries (usually one per rule), or why it could not be."""
+    """One rule converted, or why it could not be.
+
+    `queries` has one query per condition of the rule (almost always one); `query` is the
+    rule as one query, its conditions being alternatives (SQL `UNION`, Lucene `OR`).
+    """
 
     rule_id: str
     title: str
     path: Path | None = None
+    query: str | None = None
     queries: tuple[str, ...] = ()
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
-
-    @property
-    def query(self) -> str | None:
-        """The rule's query; several conditions in one rule are alternatives (`OR`)."""
-        if not self.queries:
-            return None
-        return self.queries[0] if len(self.queries) == 1 else " OR ".join(self.queries)
 
 
 RuleLike = CompiledRule | SigmaRule
@@ -112,7 +114,7 @@ def to_elasticsearch(
             + logsource_pipeline(_sigma_rules(rules), "winlog.channel", "winlog.event_id")
             + _vigie_ecs_fields()
         )
-    return _convert(rules, LuceneBackend(pipeline), copy_rules)
+    return _convert(rules, LuceneBackend(pipeline), copy_rules, "({}) OR ({})")
 
 
 def to_sqlite(
@@ -125,7 +127,7 @@ def to_sqlite(
         + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
         + _column_names()
     )
-    return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules)
+    return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules, "{} UNION {}")
 
 
 def logsource_pipeline(
@@ -243,12 +245,14 @@ def _sigma_rules(rules: Sequence[RuleLike]) -> list[SigmaRule]:
 
 
 def _convert(
-    rules: Sequence[RuleLike], backend: Backend, copy_rules: bool
+    rules: Sequence[RuleLike], backend: Backend, copy_rules: bool, either: str
 ) -> list[ConversionResult]:
-    return [_convert_one(rule, backend, copy_rules) for rule in rules]
+    return [_convert_one(rule, backend, copy_rules, either) for rule in rules]
 
 
-def _convert_one(rule: RuleLike, backend: Backend, copy_rules: bool) -> ConversionResult:
+def _convert_one(
+    rule: RuleLike, backend: Backend, copy_rules: bool, either: str
+) -> ConversionResult:
     if isinstance(rule, CompiledRule):
         if rule.rule is None:
             return ConversionResult(rule.id, rule.title, rule.path, error="no pySigma rule")
@@ -270,9 +274,11 @@ def _convert_one(rule: RuleLike, backend: Backend, copy_rules: bool) -> Conversi
         return _failed(result, _reason(exc))
     if not queries:
         return _failed(result, "the backend produced no query")
-    return ConversionResult(
-        result.rule_id, result.title, path, queries=tuple(str(q) for q in queries)
-    )
+    texts = [str(q) for q in queries]
+    query = texts[0]
+    for text in texts[1:]:
+        query = either.format(query, text)
+    return ConversionResult(result.rule_id, result.title, path, query, tuple(texts))
 
 
 def _failed(result: ConversionResult, error: str) -> ConversionResult:

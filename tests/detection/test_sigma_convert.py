@@ -127,6 +127,28 @@ def test_conversion_leaves_the_rules_as_loaded(tmp_path: Path) -> None:
     assert SigmaEngine(ruleset).match(event)  # the engine's rule is untouched
 
 
+def test_a_rule_with_several_conditions_is_one_query_of_alternatives(tmp_path: Path) -> None:
+    rule = tmp_path / "rule.yml"
+    rule.write_text(
+        "title: t\nid: 2e0f3a8c-1111-4222-8333-444455556667\nstatus: test\n"
+        "logsource: {product: windows, service: system}\n"
+        "detection:\n  a: {EventID: 7045}\n  b: {EventID: 104}\n  condition: [a, b]\n",
+        encoding="utf-8",
+    )
+    ruleset = load_sigma_rules([rule])
+    (sql,) = to_sqlite(ruleset.rules)
+    (lucene,) = to_elasticsearch(ruleset.rules)
+    assert sql.queries == (
+        "SELECT * FROM logs WHERE Channel='System' AND EventID=7045",
+        "SELECT * FROM logs WHERE Channel='System' AND EventID=104",
+    )
+    assert sql.query == " UNION ".join(sql.queries)
+    assert lucene.query == (
+        "(winlog.channel:System AND winlog.event_id:7045) OR "
+        "(winlog.channel:System AND winlog.event_id:104)"
+    )
+
+
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_sigmahq_windows_rules_convert_to_both() -> None:
