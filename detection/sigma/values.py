@@ -1,12 +1,11 @@
-"""Sigma values (after pySigma applied their modifiers) compiled to Python predicates.
+"""IR leaves (see `detection.sigma.ir`) turned into Python predicates, with their anchors.
 
 pySigma has already turned `contains`, `startswith`, `endswith`, `windash`, `base64`,
-`base64offset`, `utf16*`/`wide`, `all`, `expand` and the like into plain `SigmaString`s
-(with wildcards or placeholders), `SigmaExpansion`s (alternatives) and condition trees.
-What remains is matching one value against an event's field, as the Sigma specification says:
-strings case-insensitively unless `cased`, `*` and `?` wildcards, regular expressions
-case-sensitively unless flagged `i`, numbers by value, CIDR ranges, comparisons, field
-references, `exists` and `null`.
+`base64offset`, `utf16*`/`wide`, `all`, `expand` and the like into plain strings with
+wildcards, alternatives and condition trees. What remains is matching one value against an
+event's field, as the Sigma specification says: strings case-insensitively unless `cased`, `*`
+and `?` wildcards, regular expressions case-sensitively unless flagged `i`, numbers by value,
+CIDR ranges, comparisons, field references, `exists` and `null`.
 
 Each value also gives its *anchors*: lowercase literals at least one of which must occur in
 the event's text for the value to match. The engine uses them to skip rules that cannot match.
@@ -23,27 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick
-from sigma.types import (
-    CompareOperators,
-    Placeholder,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
-    SigmaString,
-    SigmaTimestampPart,
-    SpecialChars,
-)
 
 from detection.event import parse_timestamp
 from detection.sigma.context import MatchContext
+from detection.sigma.ir import ONE, STAR, Node, UnsupportedValue
 
 # The regular-expression parser of the standard library (private, stable across 3.11-3.13).
 _sre_parser: Any = re._parser  # type: ignore[attr-defined]
@@ -57,10 +39,9 @@ _BRANCH = _constants.BRANCH
 Predicate = Callable[[MatchContext], bool]
 # None: the value can match without any literal in the event (no anchor possible).
 Anchors = frozenset[str] | None
+Parts = tuple[str | int, ...]
 
-
-class UnsupportedValue(Exception):
-    """A value this engine cannot evaluate (the rule is reported, not loaded)."""
+__all__ = ["Anchors", "CompiledValue", "Predicate", "UnsupportedValue", "build"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,34 +50,68 @@ class CompiledValue:
     anchors: Anchors
 
 
-def compile_value(field: str | None, value: Any) -> CompiledValue:
-    """Compile `field = value` (`field` None: a keyword, matched against every value)."""
-    if isinstance(value, SigmaExpansion):
-        parts = [compile_value(field, v) for v in value.values]
-        return CompiledValue(_any_of([p.predicate for p in parts]), union_anchors(parts))
-    if isinstance(value, SigmaString):
-        return _compile_string(field, value)
-    if isinstance(value, SigmaRegularExpression):
-        return CompiledValue(
-            _on_strings(field, _regex_test(value)), regex_anchors(str(value.regexp))
-        )
-    if isinstance(value, SigmaTimestampPart):  # before SigmaNumber, its base class
-        return CompiledValue(_timestamp_test(_need_field(field, value), value), None)
-    if isinstance(value, SigmaNumber):
-        return CompiledValue(_on_values(field, _number_test(value.number)), None)
-    if isinstance(value, SigmaBool):
-        return CompiledValue(_on_values(field, _bool_test(value.boolean)), None)
-    if isinstance(value, SigmaNull):
-        return CompiledValue(_null_test(_need_field(field, value)), None)
-    if isinstance(value, SigmaExists):
-        return CompiledValue(_exists_test(_need_field(field, value), value.exists), None)
-    if isinstance(value, SigmaCIDRExpression):
-        return CompiledValue(_on_strings(field, _cidr_test(value)), None)
-    if isinstance(value, SigmaCompareExpression):
-        return CompiledValue(_on_values(field, _compare_test(value)), None)
-    if isinstance(value, SigmaFieldReference):
-        return CompiledValue(_fieldref_test(_need_field(field, value), value), None)
-    raise UnsupportedValue(f"value type {type(value).__name__} is not supported")
+def build(node: Node) -> CompiledValue:
+    """The predicate (and anchors) of one IR node."""
+    op = node[0]
+    if op == "and":
+        return _and([build(child) for child in node[1]])
+    if op == "or":
+        return _or([build(child) for child in node[1]])
+    if op == "not":
+        inner = build(node[1]).predicate
+        return CompiledValue(lambda ctx: not inner(ctx), None)
+    if op == "str":
+        return _string(node[1], node[2], node[3])
+    if op == "strset":
+        return _string_set(node[1], node[2])
+    if op == "re":
+        test = _regex_test(node[2], node[3])
+        return CompiledValue(_on_strings(node[1], test), regex_anchors(node[2]))
+    if op == "num":
+        return CompiledValue(_on_values(node[1], _number_test(node[2])), None)
+    if op == "bool":
+        return CompiledValue(_on_values(node[1], _bool_test(node[2])), None)
+    if op == "null":
+        return CompiledValue(_null_test(node[1]), None)
+    if op == "exists":
+        return CompiledValue(_exists_test(node[1], node[2]), None)
+    if op == "cidr":
+        return CompiledValue(_on_strings(node[1], _cidr_test(node[2])), None)
+    if op == "cmp":
+        return CompiledValue(_on_values(node[1], _compare_test(node[2], node[3])), None)
+    if op == "fieldref":
+        return CompiledValue(_fieldref_test(node[1], node[2], node[3], node[4]), None)
+    if op == "ts":
+        return CompiledValue(_timestamp_test(node[1], node[2], node[3]), None)
+    raise UnsupportedValue(f"unknown condition element {op!r}")
+
+
+def _and(parts: list[CompiledValue]) -> CompiledValue:
+    if len(parts) == 1:
+        return parts[0]
+    predicates = tuple(p.predicate for p in parts)
+
+    def test(ctx: MatchContext) -> bool:
+        for predicate in predicates:
+            if not predicate(ctx):
+                return False
+        return True
+
+    return CompiledValue(test, best_anchors(parts))
+
+
+def _or(parts: list[CompiledValue]) -> CompiledValue:
+    if len(parts) == 1:
+        return parts[0]
+    predicates = tuple(p.predicate for p in parts)
+
+    def test(ctx: MatchContext) -> bool:
+        for predicate in predicates:
+            if predicate(ctx):
+                return True
+        return False
+
+    return CompiledValue(test, union_anchors(parts))
 
 
 def union_anchors(parts: Sequence[CompiledValue]) -> Anchors:
@@ -123,40 +138,13 @@ def _score(anchors: frozenset[str]) -> tuple[int, int]:
     return (min((len(a) for a in anchors), default=0), -len(anchors))
 
 
-def _need_field(field: str | None, value: Any) -> str:
-    if field is None:
-        raise UnsupportedValue(f"{type(value).__name__} needs a field name")
-    return field
-
-
 # --- strings --------------------------------------------------------------------------------
 
 
-def _compile_string(field: str | None, value: SigmaString) -> CompiledValue:
-    cased = isinstance(value, SigmaCasedString)
-    parts: list[str | SpecialChars] = []
-    for part in value.s:
-        if isinstance(part, Placeholder):
-            # An `expand` placeholder nobody gave a value for matches anything, as pySigma's
-            # wildcard placeholder transformation does.
-            parts.append(SpecialChars.WILDCARD_MULTI)
-        elif isinstance(part, str):
-            parts.append(part if cased else part.lower())
-        else:
-            parts.append(part)
-    if field is None:
-        # Keywords are searched within the event's values, not compared whole.
-        parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
-    # `**` is `*`; collapsing keeps the fast paths below reachable.
-    star = SpecialChars.WILDCARD_MULTI
-    collapsed: list[str | SpecialChars] = []
-    for part in parts:
-        if not (part is star and collapsed and collapsed[-1] is star):
-            collapsed.append(part)
-    parts = collapsed
+def _string(field: str | None, cased: bool, parts: Parts) -> CompiledValue:
     literals = [p for p in parts if isinstance(p, str) and p]
     anchors: Anchors = frozenset({max(literals, key=len).lower()}) if literals else None
-    test = _string_test(parts, cased)
+    test = _string_test(parts)
     if field is None:
         return CompiledValue(_keyword(test, cased), anchors)
     if cased:
@@ -164,16 +152,11 @@ def _compile_string(field: str | None, value: SigmaString) -> CompiledValue:
     return CompiledValue(_on_lower_strings(field, test), anchors)
 
 
-def _string_test(parts: list[str | SpecialChars], cased: bool) -> Callable[[str], bool]:
-    """A test on one (already lowercased unless `cased`) string."""
-    if SpecialChars.WILDCARD_SINGLE in parts:
+def _string_test(parts: Parts) -> Callable[[str], bool]:
+    """A test on one (already lowercased unless cased) string."""
+    if ONE in parts:
         pattern = "".join(
-            ".*"
-            if p is SpecialChars.WILDCARD_MULTI
-            else "."
-            if p is SpecialChars.WILDCARD_SINGLE
-            else re.escape(str(p))
-            for p in parts
+            ".*" if p == STAR else "." if p == ONE else re.escape(str(p)) for p in parts
         )
         regex = re.compile(pattern, re.DOTALL)
         return lambda s: regex.fullmatch(s) is not None
@@ -194,11 +177,11 @@ def _string_test(parts: list[str | SpecialChars], cased: bool) -> Callable[[str]
     return lambda s: _glob(segments, s)
 
 
-def _segments(parts: list[str | SpecialChars]) -> list[str]:
+def _segments(parts: Parts) -> list[str]:
     """Literal text between `*` wildcards: `*a*b` -> ['', 'a', 'b']."""
     segments = [""]
     for part in parts:
-        if part is SpecialChars.WILDCARD_MULTI:
+        if part == STAR:
             segments.append("")
         else:
             segments[-1] += str(part)
@@ -254,23 +237,8 @@ def _on_values(field: str | None, test: Callable[[Any], bool]) -> Predicate:
     return lambda ctx: any(test(v) for v in ctx.values(field))
 
 
-def _any_of(predicates: list[Predicate]) -> Predicate:
-    def test(ctx: MatchContext) -> bool:
-        return any(p(ctx) for p in predicates)
-
-    return test
-
-
-def _regex_test(value: SigmaRegularExpression) -> Callable[[str], bool]:
-    flags = 0
-    for flag, re_flag in (
-        (SigmaRegularExpressionFlag.IGNORECASE, re.IGNORECASE),
-        (SigmaRegularExpressionFlag.MULTILINE, re.MULTILINE),
-        (SigmaRegularExpressionFlag.DOTALL, re.DOTALL),
-    ):
-        if flag in value.flags:
-            flags |= re_flag
-    regex = re.compile(str(value.regexp), flags)
+def _regex_test(pattern: str, flags: int) -> Callable[[str], bool]:
+    regex = re.compile(pattern, flags)
     return lambda s: regex.search(s) is not None
 
 
@@ -318,24 +286,7 @@ def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
 # --- lists of plain strings on one field ----------------------------------------------------
 
 
-def string_shape(value: Any) -> tuple[str, str] | None:
-    """(kind, lowercase literal) for a plain case-insensitive string: `exact`, `startswith`,
-    `endswith` or `contains`. None for anything else (cased, `?`, placeholders, globs)."""
-    if type(value) is not SigmaString or value.contains_placeholder():
-        return None
-    parts = value.s
-    if any(p is SpecialChars.WILDCARD_SINGLE for p in parts):
-        return None
-    lead = bool(parts) and parts[0] is SpecialChars.WILDCARD_MULTI
-    trail = len(parts) > 1 and parts[-1] is SpecialChars.WILDCARD_MULTI
-    middle = parts[int(lead) : len(parts) - int(trail)]
-    if len(middle) != 1 or not isinstance(middle[0], str) or not middle[0]:
-        return None
-    kind = {(False, False): "exact", (False, True): "startswith", (True, False): "endswith"}
-    return kind.get((lead, trail), "contains"), middle[0].lower()
-
-
-def compile_string_set(field: str, shapes: Sequence[tuple[str, str]]) -> CompiledValue:
+def _string_set(field: str, shapes: Sequence[tuple[str, str]]) -> CompiledValue:
     """`field` equal to any of many plain strings (a YAML list): one test instead of many."""
     exact = frozenset(lit for kind, lit in shapes if kind == "exact")
     starts = tuple(lit for kind, lit in shapes if kind == "startswith")
@@ -419,8 +370,8 @@ def _exists_test(field: str, exists: bool) -> Predicate:
     return lambda ctx: any(v is not None for v in ctx.values(field)) == exists
 
 
-def _cidr_test(value: SigmaCIDRExpression) -> Callable[[str], bool]:
-    network = value.network
+def _cidr_test(cidr: str) -> Callable[[str], bool]:
+    network = ipaddress.ip_network(cidr, strict=False)
 
     def test(s: str) -> bool:
         address = _ip(s)
@@ -440,18 +391,17 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-_COMPARE: dict[CompareOperators, Callable[[Any, Any], bool]] = {
-    CompareOperators.LT: operator.lt,
-    CompareOperators.LTE: operator.le,
-    CompareOperators.GT: operator.gt,
-    CompareOperators.GTE: operator.ge,
-    CompareOperators.NEQ: operator.ne,
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "LT": operator.lt,
+    "LTE": operator.le,
+    "GT": operator.gt,
+    "GTE": operator.ge,
+    "NEQ": operator.ne,
 }
 
 
-def _compare_test(value: SigmaCompareExpression) -> Callable[[Any], bool]:
-    op = _COMPARE[value.op]
-    bound = value.number.number
+def _compare_test(op_name: str, bound: int | float) -> Callable[[Any], bool]:
+    op = _COMPARE[op_name]
 
     def test(v: Any) -> bool:
         number = as_number(v)
@@ -460,28 +410,24 @@ def _compare_test(value: SigmaCompareExpression) -> Callable[[Any], bool]:
     return test
 
 
-def _fieldref_test(field: str, value: SigmaFieldReference) -> Predicate:
-    other = value.field
-
+def _fieldref_test(field: str, other: str, starts_with: bool, ends_with: bool) -> Predicate:
     def test(ctx: MatchContext) -> bool:
         theirs = ctx.lower_strings(other)
         for mine in ctx.lower_strings(field):
             for ref in theirs:
-                if value.starts_with and mine.startswith(ref):
+                if starts_with and mine.startswith(ref):
                     return True
-                if value.ends_with and mine.endswith(ref):
+                if ends_with and mine.endswith(ref):
                     return True
-                if not (value.starts_with or value.ends_with) and mine == ref:
+                if not (starts_with or ends_with) and mine == ref:
                     return True
         return False
 
     return test
 
 
-def _timestamp_test(field: str, value: SigmaTimestampPart) -> Predicate:
+def _timestamp_test(field: str, part: str, number: int) -> Predicate:
     """A part (minute ... year) of the date held by `field` (not the event's own time)."""
-    part = value.timestamp_part.name.lower()
-    number = value.number
 
     def test(ctx: MatchContext) -> bool:
         for raw in ctx.values(field):
