@@ -159,9 +159,9 @@ def _string_ir(field: str | None, value: SigmaString) -> Node:
         # Keywords are searched within the event's values, not compared whole.
         parts = [STAR, *parts, STAR]
     collapsed: list[str | int] = []
-    for part in parts:  # `**` is `*`
-        if not (part == STAR and collapsed and collapsed[-1] == STAR):
-            collapsed.append(part)
+    for item in parts:  # `**` is `*`
+        if not (item == STAR and collapsed and collapsed[-1] == STAR):
+            collapsed.append(item)
     return ("str", field, cased, tuple(collapsed))
 
 
