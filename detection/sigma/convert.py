@@ -55,6 +55,7 @@ from sigma.rule import SigmaRule
 
 from detection.logsource import WindowsWhere, windows_where
 from detection.sigma.compile import CompiledRule, rule_id
+from detection.sigma.load import pysigma_rule
 
 EsLayout = Literal["vigie", "ecs_windows"]
 
@@ -239,8 +240,8 @@ def _sigma_rules(rules: Sequence[RuleLike]) -> list[SigmaRule]:
     for rule in rules:
         if isinstance(rule, SigmaRule):
             out.append(rule)
-        elif rule.rule is not None:
-            out.append(rule.rule)
+        elif (sigma := pysigma_rule(rule)) is not None:
+            out.append(sigma)
     return out
 
 
@@ -254,9 +255,10 @@ def _convert_one(
     rule: RuleLike, backend: Backend, copy_rules: bool, either: str
 ) -> ConversionResult:
     if isinstance(rule, CompiledRule):
-        if rule.rule is None:
+        found = pysigma_rule(rule)
+        if found is None:
             return ConversionResult(rule.id, rule.title, rule.path, error="no pySigma rule")
-        sigma, path = rule.rule, rule.path
+        sigma, path = found, rule.path
     else:
         sigma, path = rule, None
     result = ConversionResult(rule_id(sigma), sigma.title or "", path)

@@ -7,6 +7,9 @@ has been read.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,14 @@ from sigma.rule import SigmaRule
 from sigma.types import SigmaRuleLocation
 
 from detection.errors import InputError, SigmaRuleError
-from detection.sigma.compile import CompiledRule, CompileError, compile_rule
+from detection.sigma.compile import (
+    CompiledRule,
+    CompileError,
+    RuleIR,
+    build_rule,
+    rule_id,
+    rule_ir,
+)
 from detection.sigma.correlate import CompiledCorrelation, compile_correlation
 
 SIGMA_SUFFIXES = (".yml", ".yaml")
@@ -53,21 +63,45 @@ def iter_rule_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise InputError(f"no such rule file or folder: {path}")
 
 
-def load_sigma_rules(paths: Sequence[Path]) -> SigmaRuleSet:
-    """Load every rule under `paths`; never raises for a bad rule."""
-    result = SigmaRuleSet()
-    parsed: list[tuple[Path, SigmaRule | SigmaCorrelationRule]] = []
-    for path in iter_rule_files(paths):
-        result.files_total += 1
-        parsed.extend((path, rule) for rule in _parse_file(path, result.errors))
+# Below this many files, forking parsers costs more than it saves.
+PARALLEL_FROM = 200
+
+
+@dataclass
+class _FileOutcome:
+    path: Path
+    rules: list[tuple[RuleIR, SigmaRule | None]] = field(default_factory=list)
+    correlations: list[SigmaCorrelationRule] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reparse: bool = False  # holds correlations: parse it again here, where they are resolved
+
+
+def load_sigma_rules(paths: Sequence[Path], *, workers: int | None = None) -> SigmaRuleSet:
+    """Load every rule under `paths`; never raises for a bad rule.
+
+    Large rule sets are parsed by pySigma on every core (`workers`, default: all); only the
+    plain-data IR comes back, and the closures are built here.
+    """
+    files = list(iter_rule_files(paths))
+    result = SigmaRuleSet(files_total=len(files))
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(files) >= PARALLEL_FROM:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            outcomes = list(pool.imap(_outcome_in_worker, files, chunksize=16))
+        outcomes = [_outcome(o.path, keep=True) if o.reparse else o for o in outcomes]
+    else:
+        outcomes = [_outcome(path, keep=True) for path in files]
 
     by_ref: dict[str, CompiledRule | CompiledCorrelation] = {}
-    for path, rule in parsed:
-        if isinstance(rule, SigmaRule):
+    correlations: list[tuple[Path, SigmaCorrelationRule]] = []
+    for outcome in outcomes:
+        result.errors.extend(SigmaRuleError(str(outcome.path), e) for e in outcome.errors)
+        correlations.extend((outcome.path, c) for c in outcome.correlations)
+        for ir, rule in outcome.rules:
             try:
-                compiled = compile_rule(rule, path)
+                compiled = build_rule(ir, rule)
             except CompileError as exc:
-                result.errors.append(_error(path, rule, str(exc)))
+                result.errors.append(SigmaRuleError(str(outcome.path), f"rule {ir.id}: {exc}"))
                 continue
             result.rules.append(compiled)
             by_ref[compiled.id] = compiled
@@ -76,26 +110,61 @@ def load_sigma_rules(paths: Sequence[Path]) -> SigmaRuleSet:
 
     # Correlations may refer to correlations: compile those whose references are known, and
     # repeat until nothing changes; what is left refers to something unknown (or a cycle).
-    pending = [(path, rule) for path, rule in parsed if isinstance(rule, SigmaCorrelationRule)]
+    pending = correlations
     while pending:
         left: list[tuple[Path, SigmaCorrelationRule]] = []
         last_errors: dict[int, str] = {}
-        for path, rule in pending:
+        for path, corr in pending:
             try:
-                compiled_corr = compile_correlation(rule, by_ref, path)
+                compiled_corr = compile_correlation(corr, by_ref, path)
             except CompileError as exc:
-                left.append((path, rule))
-                last_errors[id(rule)] = str(exc)
+                left.append((path, corr))
+                last_errors[id(corr)] = str(exc)
                 continue
             result.correlations.append(compiled_corr)
             by_ref[compiled_corr.id] = compiled_corr
-            if rule.name:
-                by_ref[rule.name] = compiled_corr
+            if corr.name:
+                by_ref[corr.name] = compiled_corr
         if len(left) == len(pending):
             result.errors.extend(_error(p, r, last_errors[id(r)]) for p, r in left)
             break
         pending = left
     return result
+
+
+def pysigma_rule(rule: CompiledRule) -> SigmaRule | None:
+    """The pySigma object of a compiled rule, parsing its file again if it was loaded elsewhere."""
+    if rule.rule is not None or rule.path is None:
+        return rule.rule
+    return _rules_of_file(rule.path).get(rule.id)
+
+
+@functools.lru_cache(maxsize=256)
+def _rules_of_file(path: Path) -> dict[str, SigmaRule]:
+    return {rule_id(r): r for r in _parse_file(path, []) if isinstance(r, SigmaRule)}
+
+
+def _outcome_in_worker(path: Path) -> _FileOutcome:
+    outcome = _outcome(path, keep=False)
+    if outcome.correlations:
+        return _FileOutcome(path, reparse=True)
+    return outcome
+
+
+def _outcome(path: Path, *, keep: bool) -> _FileOutcome:
+    """Parse one file; `keep` the pySigma objects (only useful in this process)."""
+    outcome = _FileOutcome(path)
+    errors: list[SigmaRuleError] = []
+    for rule in _parse_file(path, errors):
+        if isinstance(rule, SigmaCorrelationRule):
+            outcome.correlations.append(rule)
+            continue
+        try:
+            outcome.rules.append((rule_ir(rule, path), rule if keep else None))
+        except CompileError as exc:
+            errors.append(_error(path, rule, str(exc)))
+    outcome.errors = [e.reason for e in errors]
+    return outcome
 
 
 def _parse_file(path: Path, errors: list[SigmaRuleError]) -> list[SigmaRule | SigmaCorrelationRule]:

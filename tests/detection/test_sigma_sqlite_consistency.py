@@ -21,6 +21,7 @@ from detection.event import Event
 from detection.logsource import SYSMON
 from detection.sigma import CompiledRule, SigmaEngine, SigmaRuleSet, load_sigma_rules
 from detection.sigma.convert import ConversionResult, to_sqlite
+from detection.sigma.load import pysigma_rule
 from detection.sources.evtx import read_evtx
 from detection.sources.stats import ReadStats
 from detection.sources.windows import event_from_rendering
@@ -71,8 +72,9 @@ def compare(ruleset: SigmaRuleSet, events: list[Event]) -> Comparison:
         for side, indexes in (("engine only", mine - theirs), ("sqlite only", theirs - mine)):
             for index in sorted(indexes):
                 rule, event = rules[result.rule_id], events[index]
-                assert rule.rule is not None
-                cause = explain(rule.rule, event.sigma_view(), event.fields["winlog"])
+                sigma = pysigma_rule(rule)
+                assert sigma is not None
+                cause = explain(sigma, event.sigma_view(), event.fields["winlog"])
                 differences.append(Difference(rule, event, side, cause))
     hits = sum(len(v) for k, v in by_engine.items() if k in {r.rule_id for r in converted})
     return Comparison(converted, outcome, hits, differences)
