@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _sigma_engine(paths: list[Path]) -> SigmaEngine | None:
     if not paths:
         return None
-    ruleset = load_sigma_rules(paths)
+    ruleset = load_sigma_rules(paths, cache_dir=_cache_dir() / "sigma")
     if ruleset.errors:
         print(
             f"vigie: warning: {len(ruleset.errors)} Sigma rule(s) unusable, skipped "
@@ -95,7 +95,7 @@ def _yara_scanner(paths: list[Path]) -> Any | None:
         return None
     from detection.yara import YaraScanner, load_yara_rules
 
-    ruleset = load_yara_rules(paths, cache_dir=_cache_dir())
+    ruleset = load_yara_rules(paths, cache_dir=_cache_dir() / "yara")
     if ruleset.errors:
         print(
             f"vigie: warning: {len(ruleset.errors)} YARA rule file(s) do not compile, skipped "
@@ -111,7 +111,7 @@ def _cache_dir() -> Path:
     import os
 
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vigie" / "yara"
+    return Path(base) / "vigie"
 
 
 @contextlib.contextmanager

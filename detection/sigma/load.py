@@ -7,9 +7,14 @@ has been read.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import importlib.metadata
+import logging
 import multiprocessing
 import os
+import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +68,8 @@ def iter_rule_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise InputError(f"no such rule file or folder: {path}")
 
 
+# Bump when the IR (ir.py, RuleIR) changes shape: older caches are then ignored.
+IR_VERSION = 1
 # Below this many files, forking parsers costs more than it saves.
 PARALLEL_FROM = 200
 
@@ -76,21 +83,31 @@ class _FileOutcome:
     reparse: bool = False  # holds correlations: parse it again here, where they are resolved
 
 
-def load_sigma_rules(paths: Sequence[Path], *, workers: int | None = None) -> SigmaRuleSet:
+def load_sigma_rules(
+    paths: Sequence[Path], *, workers: int | None = None, cache_dir: Path | None = None
+) -> SigmaRuleSet:
     """Load every rule under `paths`; never raises for a bad rule.
 
     Large rule sets are parsed by pySigma on every core (`workers`, default: all); only the
-    plain-data IR comes back, and the closures are built here.
+    plain-data IR comes back, and the closures are built here. With `cache_dir`, the IR of
+    each file is kept there, keyed by the file's content and the pySigma version, so that
+    only new or changed files are parsed again.
     """
     files = list(iter_rule_files(paths))
     result = SigmaRuleSet(files_total=len(files))
+    cache = _IRCache(cache_dir) if cache_dir else None
+    known = cache.lookup(files) if cache else {}
+    todo = [path for path in files if path not in known]
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(files) >= PARALLEL_FROM:
+    if workers > 1 and len(todo) >= PARALLEL_FROM:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            outcomes = list(pool.imap(_outcome_in_worker, files, chunksize=16))
-        outcomes = [_outcome(o.path, keep=True) if o.reparse else o for o in outcomes]
+            fresh = list(pool.imap(_outcome_in_worker, todo, chunksize=16))
     else:
-        outcomes = [_outcome(path, keep=True) for path in files]
+        fresh = [_outcome(path, keep=True) for path in todo]
+    if cache:
+        cache.store(fresh)
+    parsed = {o.path: o for o in fresh} | known
+    outcomes = [_outcome(p, keep=True) if parsed[p].reparse else parsed[p] for p in files]
 
     by_ref: dict[str, CompiledRule | CompiledCorrelation] = {}
     correlations: list[tuple[Path, SigmaCorrelationRule]] = []
@@ -130,6 +147,65 @@ def load_sigma_rules(paths: Sequence[Path], *, workers: int | None = None) -> Si
             break
         pending = left
     return result
+
+
+class _IRCache:
+    """One pickle of per-file outcomes, keyed by each file's SHA-256 and the pySigma version."""
+
+    def __init__(self, folder: Path) -> None:
+        version = importlib.metadata.version("pysigma")
+        self.file = folder / f"sigma-ir-v{IR_VERSION}-pysigma-{version}.pickle"
+        self.entries: dict[str, _FileOutcome] = {}
+        self.digests: dict[Path, str] = {}
+
+    def lookup(self, files: list[Path]) -> dict[Path, _FileOutcome]:
+        try:
+            # Our own cache file, written by this code: pickle is safe here.
+            self.entries = pickle.loads(self.file.read_bytes())  # noqa: S301
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+            self.entries = {}
+        found: dict[Path, _FileOutcome] = {}
+        for path in files:
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue
+            self.digests[path] = digest
+            entry = self.entries.get(digest)
+            if entry is not None:
+                found[path] = _relocated(entry, path)
+        return found
+
+    def store(self, fresh: list[_FileOutcome]) -> None:
+        if not fresh:
+            return
+        for outcome in fresh:
+            digest = self.digests.get(outcome.path)
+            if digest:
+                # The pySigma objects stay out: only plain data is cached.
+                self.entries[digest] = _FileOutcome(
+                    outcome.path,
+                    [(ir, None) for ir, _ in outcome.rules],
+                    errors=outcome.errors,
+                    reparse=outcome.reparse or bool(outcome.correlations),
+                )
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(self.entries, protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.replace(self.file)
+        except OSError as exc:  # a cache that cannot be written costs time, nothing else
+            logging.getLogger(__name__).warning("Sigma IR cache not written: %s", exc)
+
+
+def _relocated(entry: _FileOutcome, path: Path) -> _FileOutcome:
+    """A cached outcome for the same content under another path."""
+    if entry.path == path:
+        return entry
+    rules: list[tuple[RuleIR, SigmaRule | None]] = [
+        (dataclasses.replace(ir, path=str(path)), None) for ir, _ in entry.rules
+    ]
+    return _FileOutcome(path, rules, errors=entry.errors, reparse=entry.reparse)
 
 
 def pysigma_rule(rule: CompiledRule) -> SigmaRule | None:
