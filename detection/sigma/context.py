@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
+@functools.lru_cache(maxsize=8192)
 def fold_name(name: str) -> str:
     """Field names compared loosely: Defender writes `Threat Name` where rules say `ThreatName`."""
     return name.replace(" ", "").lower()
@@ -67,9 +69,9 @@ class MatchContext:
 
     def values(self, field: str) -> list[Any]:
         raw = self._raw(field)
-        if isinstance(raw, list | tuple | Mapping):
-            return list(_leaves(raw))
-        return [raw]
+        if type(raw) in _SCALARS:
+            return [raw]
+        return list(_leaves(raw))
 
     def strings(self, field: str) -> list[str]:
         raw = self._raw(field)
@@ -105,8 +107,11 @@ class MatchContext:
         if self._text is None:
             parts: list[str] = []
             for value in self.view.values():
-                if type(value) is str:
+                kind = type(value)
+                if kind is str:
                     parts.append(value)
+                elif kind is int:
+                    parts.append(str(value))
                 elif value is not None:
                     parts.extend(t for t in map(as_text, _leaves(value)) if t is not None)
             self._text = "\x1f".join(parts).lower()

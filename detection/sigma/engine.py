@@ -83,8 +83,7 @@ class SigmaEngine:
             return ctx, []
         candidates = set(bucket.always)
         if bucket.automaton is not None:
-            for _, indexes in bucket.automaton.iter(ctx.text()):
-                candidates.update(indexes)
+            candidates.update(*[indexes for _, indexes in bucket.automaton.iter(ctx.text())])
         self.stats.rules_evaluated += len(candidates)
         rules = bucket.rules
         matched = [rules[i] for i in sorted(candidates) if rules[i].predicate(ctx)]

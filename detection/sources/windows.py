@@ -25,29 +25,44 @@ def is_rendering(doc: Any) -> bool:
     return isinstance(doc, Mapping) and isinstance(doc.get("Event"), Mapping)
 
 
+# System elements copied as they are (their `#text` when they carry attributes).
+_SYSTEM_TEXT = (
+    ("channel", "Channel"),
+    ("computer_name", "Computer"),
+    ("record_id", "EventRecordID"),
+    ("task", "Task"),
+    ("opcode", "Opcode"),
+    ("keywords", "Keywords"),
+    ("version", "Version"),
+)
+
+
 def event_from_rendering(doc: Mapping[str, Any], source: str = "") -> Event:
     """Turn one rendered Windows event into an `Event`; raise NotWindowsEvent if it is not one."""
-    root = doc.get("Event") if isinstance(doc, Mapping) else None
-    if not isinstance(root, Mapping) or not isinstance(root.get("System"), Mapping):
+    # Written for speed (every Windows event passes here): plain dict checks, few calls.
+    root = doc.get("Event") if isinstance(doc, dict | Mapping) else None
+    system = root.get("System") if isinstance(root, dict | Mapping) else None
+    if not isinstance(system, dict | Mapping):
         raise NotWindowsEvent("no Event.System object")
-    system: Mapping[str, Any] = root["System"]
     provider = _attrs(system.get("Provider"))
     event_id = _as_int(_text(system.get("EventID")))
     timestamp = parse_timestamp(_attrs(system.get("TimeCreated")).get("SystemTime")) or _EPOCH
+    winlog: dict[str, Any] = {}
+    for key, element in _SYSTEM_TEXT:
+        value = system.get(element)
+        if type(value) is dict:
+            value = value.get("#text")
+        if value is not None:
+            winlog[key] = value
+    if event_id is not None:
+        winlog["event_id"] = event_id
+    name = provider.get("Name")
+    if name is not None:
+        winlog["provider_name"] = name
+    guid = provider.get("Guid")
+    if guid is not None:
+        winlog["provider_guid"] = guid
     execution = _attrs(system.get("Execution"))
-    winlog: dict[str, Any] = {
-        "channel": _text(system.get("Channel")),
-        "event_id": event_id,
-        "provider_name": provider.get("Name"),
-        "provider_guid": provider.get("Guid"),
-        "computer_name": _text(system.get("Computer")),
-        "record_id": _text(system.get("EventRecordID")),
-        "task": _text(system.get("Task")),
-        "opcode": _text(system.get("Opcode")),
-        "keywords": _text(system.get("Keywords")),
-        "version": _text(system.get("Version")),
-    }
-    winlog = {k: v for k, v in winlog.items() if v is not None}
     if execution:
         winlog["process"] = {
             "pid": execution.get("ProcessID"),
@@ -56,10 +71,10 @@ def event_from_rendering(doc: Mapping[str, Any], source: str = "") -> Event:
     user_id = _attrs(system.get("Security")).get("UserID")
     if user_id:
         winlog["user"] = {"identifier": user_id}
-    event_data = _data_fields(root.get("EventData"))
+    event_data = _data_fields(root.get("EventData"))  # type: ignore[union-attr]
     if event_data:
         winlog["event_data"] = event_data
-    user_data = _data_fields(root.get("UserData"))
+    user_data = _data_fields(root.get("UserData"))  # type: ignore[union-attr]
     if user_data:
         winlog["user_data"] = user_data
     fields: dict[str, Any] = {
@@ -67,7 +82,7 @@ def event_from_rendering(doc: Mapping[str, Any], source: str = "") -> Event:
             "kind": "event",
             "module": "windows",
             "code": str(event_id) if event_id is not None else None,
-            "provider": provider.get("Name"),
+            "provider": name,
         },
         "host": {"name": winlog.get("computer_name")},
         "winlog": winlog,
