@@ -19,7 +19,7 @@ import ahocorasick
 
 from detection.detection import Detection
 from detection.event import Event
-from detection.logsource import WindowsWhere, windows_applies, windows_where
+from detection.logsource import WindowsWhere, windows_where
 from detection.sigma.compile import CompiledRule
 from detection.sigma.context import MatchContext
 from detection.sigma.correlate import CorrelationHit, CorrelationState, group_label
@@ -49,18 +49,23 @@ class SigmaEngine:
 
     def __init__(self, ruleset: SigmaRuleSet) -> None:
         self.ruleset = ruleset
-        # Windows rules by the channels they can apply to (None: any channel), in rule order.
-        self._windows: dict[str | None, list[tuple[int, CompiledRule, list[WindowsWhere] | None]]]
+        # Windows rules by the channel they can apply to (None: any channel), in rule order,
+        # with the EventIDs they can match there (None: any).
+        self._windows: dict[str | None, list[tuple[int, CompiledRule, frozenset[int] | None]]]
         self._windows = {}
         self._other: list[CompiledRule] = []
         for order, rule in enumerate(ruleset.rules):
-            if rule.logsource.product == "windows":
-                places = windows_where(rule.logsource.category, rule.logsource.service)
-                channels = {None} if places is None else {c for p in places for c in p.channels}
-                for channel in channels:
-                    self._windows.setdefault(channel, []).append((order, rule, places))
-            else:
+            if rule.logsource.product != "windows":
                 self._other.append(rule)
+                continue
+            places = windows_where(rule.logsource.category, rule.logsource.service)
+            for channel, ids in _channel_ids(places).items():
+                if ids is not None and rule.event_ids is not None:
+                    ids = ids & rule.event_ids
+                elif ids is None:
+                    ids = rule.event_ids
+                if ids != frozenset():
+                    self._windows.setdefault(channel, []).append((order, rule, ids))
         self._buckets: dict[BucketKey, _Bucket] = {}
         self.stats = EngineStats()
         # Rules that correlations consume, and whether their own hits are reported too.
@@ -148,12 +153,7 @@ class SigmaEngine:
                     self._windows.get(channel, []) + self._windows.get(None, []),
                     key=lambda entry: entry[0],
                 )
-                rules = [
-                    r
-                    for _, r, places in entries
-                    if windows_applies(places, channel, event_id)
-                    and (r.event_ids is None or event_id in r.event_ids)
-                ]
+                rules = [r for _, r, ids in entries if ids is None or event_id in ids]
             bucket = _build_bucket(rules)
             self._buckets[key] = bucket
         return bucket
@@ -214,6 +214,20 @@ def correlation_detection(hit: CorrelationHit) -> Detection:
         tags=rule.tags,
         meta={"correlation": rule.kind.name.lower(), "group": group_label(hit), "count": hit.count},
     )
+
+
+def _channel_ids(places: list[WindowsWhere] | None) -> dict[str | None, frozenset[int] | None]:
+    """Channel -> the EventIDs a rule's log source allows there (None: any)."""
+    if places is None:
+        return {None: None}
+    out: dict[str | None, frozenset[int] | None] = {}
+    for place in places:
+        for channel in place.channels:
+            if not place.event_ids or (channel in out and out[channel] is None):
+                out[channel] = None
+            else:
+                out[channel] = (out.get(channel) or frozenset()) | frozenset(place.event_ids)
+    return out
 
 
 def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
