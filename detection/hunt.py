@@ -29,8 +29,10 @@ from detection.sources.read import iter_input_files, read_events
 from detection.sources.sniff import sniff
 from detection.sources.stats import ReadStats
 
-# Large JSONL files are cut into slices of about this size so both cores share one file.
+# Large JSONL files are cut into slices of at most this size so every core shares one file;
+# smaller ones when that gives each worker several slices (the last slice is not left alone).
 SLICE_BYTES = 8 * 2**20
+MIN_SLICE_BYTES = 2**20
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -99,7 +101,7 @@ class Hunt:
 
     def _sigma(self, files: list[Path]) -> Iterator[Detection]:
         assert self.sigma is not None
-        units = list(_units(files, self.stats.read))
+        units = list(_units(files, self.stats.read, self.workers))
         self.stats.bytes += sum(_size(p) for p in files)
         correlated: list[tuple[str, Event]] = []
         for result in self._map(units):
@@ -164,12 +166,13 @@ def _scan_unit(engine: SigmaEngine, unit: Unit) -> _UnitResult:
     )
 
 
-def _units(files: list[Path], read: ReadStats) -> Iterator[Unit]:
+def _units(files: list[Path], read: ReadStats, workers: int) -> Iterator[Unit]:
     for path in files:
         size = _size(path)
-        if path.suffix.lower() in _JSONL_SUFFIXES and size > SLICE_BYTES:
-            for start in range(0, size, SLICE_BYTES):
-                yield Unit(path, start, min(start + SLICE_BYTES, size))
+        step = min(SLICE_BYTES, max(MIN_SLICE_BYTES, size // (4 * workers) + 1))
+        if path.suffix.lower() in _JSONL_SUFFIXES and size > step:
+            for start in range(0, size, step):
+                yield Unit(path, start, min(start + step, size))
             continue
         try:
             kind = sniff(path)

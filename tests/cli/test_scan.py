@@ -140,6 +140,7 @@ def test_workers_and_slices_give_the_same_detections(
             )
     # Slices far smaller than the file, cut in the middle of lines.
     monkeypatch.setattr(hunt_module, "SLICE_BYTES", 10_000)
+    monkeypatch.setattr(hunt_module, "MIN_SLICE_BYTES", 10_000)
     engine = SigmaEngine(load_sigma_rules([rules]))
     serial = [d.event.fields["winlog"]["record_id"] for d in Hunt(engine, workers=1).run([big])]
     parallel_hunt = Hunt(engine, workers=2)
