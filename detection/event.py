@@ -3,7 +3,7 @@
 An `Event` is what every source produces and every engine reads. Its `fields` follow the
 Elastic Common Schema (`@timestamp` aside, which is `timestamp`), and keep the record's own
 fields where ECS has no place for them: `winlog.event_data.*` for Windows, `log.syslog.*` for
-syslog, the columns of a CSV file under `csv.*` and so on.
+syslog, the columns of a CSV file under their header names, and so on.
 
 Sigma rules are written against the *original* field names (`Image`, `CommandLine`,
 `EventID`, ...). `sigma_view()` gives that flat view of an event; the Sigma engine reads only
