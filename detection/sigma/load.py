@@ -83,6 +83,22 @@ class _FileOutcome:
     reparse: bool = False  # holds correlations: parse it again here, where they are resolved
 
 
+_Built = tuple[list[CompiledRule], list[SigmaRuleError], list[SigmaCorrelationRule]]
+
+
+def _build(outcome: _FileOutcome) -> _Built:
+    """The compiled rules of one parsed file, its errors, its correlation rules."""
+    path = str(outcome.path)
+    errors = [SigmaRuleError(path, e) for e in outcome.errors]
+    rules: list[CompiledRule] = []
+    for ir, rule in outcome.rules:
+        try:
+            rules.append(build_rule(ir, rule))
+        except CompileError as exc:
+            errors.append(SigmaRuleError(path, f"rule {ir.id}: {exc}"))
+    return rules, errors, outcome.correlations
+
+
 def load_sigma_rules(
     paths: Sequence[Path], *, workers: int | None = None, cache_dir: Path | None = None
 ) -> SigmaRuleSet:
@@ -98,28 +114,33 @@ def load_sigma_rules(
     cache = _IRCache(cache_dir) if cache_dir else None
     known = cache.lookup(files) if cache else {}
     todo = [path for path in files if path not in known]
+    # Closures are built here as outcomes arrive, while the workers go on parsing.
+    built: dict[Path, _Built] = {path: _build(o) for path, o in known.items() if not o.reparse}
+    fresh: list[_FileOutcome] = []
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(todo) >= PARALLEL_FROM:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            fresh = list(pool.imap(_outcome_in_worker, todo, chunksize=16))
+            for outcome in pool.imap_unordered(_outcome_in_worker, todo, chunksize=16):
+                fresh.append(outcome)
+                if not outcome.reparse:
+                    built[outcome.path] = _build(outcome)
     else:
-        fresh = [_outcome(path, keep=True) for path in todo]
+        for path in todo:
+            outcome = _outcome(path, keep=True)
+            fresh.append(outcome)
+            built[path] = _build(outcome)
     if cache:
         cache.store(fresh)
-    parsed = {o.path: o for o in fresh} | known
-    outcomes = [_outcome(p, keep=True) if parsed[p].reparse else parsed[p] for p in files]
 
     by_ref: dict[str, CompiledRule | CompiledCorrelation] = {}
     correlations: list[tuple[Path, SigmaCorrelationRule]] = []
-    for outcome in outcomes:
-        result.errors.extend(SigmaRuleError(str(outcome.path), e) for e in outcome.errors)
-        correlations.extend((outcome.path, c) for c in outcome.correlations)
-        for ir, rule in outcome.rules:
-            try:
-                compiled = build_rule(ir, rule)
-            except CompileError as exc:
-                result.errors.append(SigmaRuleError(str(outcome.path), f"rule {ir.id}: {exc}"))
-                continue
+    for path in files:
+        if path not in built:  # holds correlations: parsed again here, where they resolve
+            built[path] = _build(_outcome(path, keep=True))
+        rules, errors, corrs = built[path]
+        result.errors.extend(errors)
+        correlations.extend((path, c) for c in corrs)
+        for compiled in rules:
             result.rules.append(compiled)
             by_ref[compiled.id] = compiled
             if compiled.name:
