@@ -16,7 +16,7 @@ Each run measures, in turn (interleaved, so that a noisy moment hurts both):
   a query over every event, matched rows written out as JSONL detections. Both cores: each of
   two forked workers loads every other event into its own table and runs every query.
 Both are whole commands in a fresh process: wall time from start to exit, and peak memory as
-PSS summed over the process tree (sampled every 20 ms: forked workers share their parent's
+PSS summed over the process tree (sampled every 250 ms: forked workers share their parent's
 pages, which RSS would count twice). Wall time without rule loading/conversion comes from the
 tools themselves (`--stats` time for Vigie; the child's own clock for SQLite). Detections per
 rule must be the same; every difference is listed. Medians over the runs. With `--write`, the
@@ -104,7 +104,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
 
     def sample() -> None:
         nonlocal peak
-        while not done.wait(0.02):
+        while not done.wait(0.25):
             try:
                 peak = max(peak, _pss_kb(proc.pid))
             except OSError:  # a process of the tree ended while it was being read

@@ -16,7 +16,7 @@ from sigma.rule import SigmaRule
 
 from detection.sigma.context import MatchContext
 from detection.sigma.ir import Node, UnsupportedValue, any_ids, condition_ir, event_ids
-from detection.sigma.values import Predicate, build
+from detection.sigma.values import Anchors, Predicate, build
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class CompiledRule:
     tags: tuple[str, ...]
     logsource: Logsource
     predicate: Predicate
-    anchors: frozenset[str] | None  # None: the rule must be evaluated on every event
+    anchors: Anchors  # None: the rule must be evaluated on every event
     path: Path | None
     name: str | None = None  # the rule's `name`, which correlation rules may refer to
     event_ids: frozenset[int] | None = None  # the only EventIDs it can match (None: any)

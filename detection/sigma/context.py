@@ -67,6 +67,12 @@ class MatchContext:
         key = self._folded.get(fold_name(field))
         return None if key is None else self.view[key]
 
+    def folded_keys(self) -> dict[str, str]:
+        """Folded field name -> the event's own name for it."""
+        if self._folded is None:
+            self._folded = {fold_name(k): k for k in self.view}
+        return self._folded
+
     def values(self, field: str) -> list[Any]:
         raw = self._raw(field)
         if type(raw) in _SCALARS:

@@ -3,8 +3,9 @@
 Two filters keep the work per event small:
 1. log source: a Windows event goes only to the rules whose log source maps to its channel
    and EventID (see `detection.logsource`); other events go to the non-Windows rules;
-2. anchors: per log-source bucket, one Aho-Corasick automaton holds every rule's anchor
-   literals; a rule is evaluated only when one of its anchors occurs in the event's text.
+2. anchors: per log-source bucket, one Aho-Corasick automaton per field holds the literals
+   rules need in that field (and one more for keywords, over all values); a rule is evaluated
+   only when one of its anchors occurs where it must.
 Rules without anchors (`not`-only conditions, numbers, regular expressions...) are always
 evaluated within their bucket.
 """
@@ -34,7 +35,8 @@ BucketKey = tuple[str, str | None, int | None] | tuple[str, str] | None
 class _Bucket:
     rules: list[CompiledRule]
     always: list[int]  # indexes of rules without anchors
-    automaton: ahocorasick.Automaton | None
+    by_field: dict[str, ahocorasick.Automaton]  # folded field name -> its literals' automaton
+    anywhere: ahocorasick.Automaton | None  # literals that may occur in any value (keywords)
 
 
 @dataclass
@@ -87,8 +89,14 @@ class SigmaEngine:
         if not bucket.rules:
             return ctx, []
         candidates = set(bucket.always)
-        if bucket.automaton is not None:
-            candidates.update(*[indexes for _, indexes in bucket.automaton.iter(ctx.text())])
+        by_field = bucket.by_field
+        for folded, key in ctx.folded_keys().items():
+            automaton = by_field.get(folded)
+            if automaton is not None:
+                for text in ctx.lower_strings(key):
+                    candidates.update(*[indexes for _, indexes in automaton.iter(text)])
+        if bucket.anywhere is not None:
+            candidates.update(*[indexes for _, indexes in bucket.anywhere.iter(ctx.text())])
         self.stats.rules_evaluated += len(candidates)
         rules = bucket.rules
         matched = [rules[i] for i in sorted(candidates) if rules[i].predicate(ctx)]
@@ -247,17 +255,21 @@ def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
 
 def _build_bucket(rules: list[CompiledRule]) -> _Bucket:
     always: list[int] = []
-    by_literal: dict[str, list[int]] = {}
+    literals: dict[str | None, dict[str, list[int]]] = {}
     for index, rule in enumerate(rules):
         if rule.anchors is None:
             always.append(index)
         else:
-            for literal in rule.anchors:
-                by_literal.setdefault(literal, []).append(index)
-    automaton = None
-    if by_literal:
-        automaton = ahocorasick.Automaton()
-        for literal, indexes in by_literal.items():
-            automaton.add_word(literal, tuple(indexes))
-        automaton.make_automaton()
-    return _Bucket(rules, always, automaton)
+            for field_key, literal in rule.anchors:
+                literals.setdefault(field_key, {}).setdefault(literal, []).append(index)
+    automata = {key: _automaton(words) for key, words in literals.items()}
+    anywhere = automata.pop(None, None)
+    return _Bucket(rules, always, automata, anywhere)  # type: ignore[arg-type]
+
+
+def _automaton(words: dict[str, list[int]]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for literal, indexes in words.items():
+        automaton.add_word(literal, tuple(indexes))
+    automaton.make_automaton()
+    return automaton

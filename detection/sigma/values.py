@@ -7,8 +7,9 @@ event's field, as the Sigma specification says: strings case-insensitively unles
 and `?` wildcards, regular expressions case-sensitively unless flagged `i`, numbers by value,
 CIDR ranges, comparisons, field references, `exists` and `null`.
 
-Each value also gives its *anchors*: lowercase literals at least one of which must occur in
-the event's text for the value to match. The engine uses them to skip rules that cannot match.
+Each value also gives its *anchors*: (field, lowercase literal) pairs, one of which must
+occur for the value to match: the literal within that field's value (field None: within any
+value). The engine uses them to skip rules that cannot match.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import ahocorasick
 
 from detection.event import parse_timestamp
-from detection.sigma.context import MatchContext
+from detection.sigma.context import MatchContext, fold_name
 from detection.sigma.ir import ONE, STAR, Node, UnsupportedValue
 
 # The regular-expression parser of the standard library (private, stable across 3.11-3.13).
@@ -37,8 +38,11 @@ _MIN_REPEAT = _constants.MIN_REPEAT
 _BRANCH = _constants.BRANCH
 
 Predicate = Callable[[MatchContext], bool]
+# (folded field name or None for any field, lowercase literal)
+Anchor = tuple[str | None, str]
 # None: the value can match without any literal in the event (no anchor possible).
-Anchors = frozenset[str] | None
+Anchors = frozenset[Anchor] | None
+Literals = frozenset[str] | None
 Parts = tuple[str | int, ...]
 
 __all__ = ["Anchors", "CompiledValue", "Predicate", "UnsupportedValue", "build"]
@@ -66,7 +70,7 @@ def build(node: Node) -> CompiledValue:
         return _string_set(node[1], node[2])
     if op == "re":
         test = _regex_test(node[2], node[3])
-        return CompiledValue(_on_strings(node[1], test), regex_anchors(node[2]))
+        return CompiledValue(_on_strings(node[1], test), _tag(node[1], regex_anchors(node[2])))
     if op == "num":
         return CompiledValue(_on_values(node[1], _number_test(node[2])), None)
     if op == "bool":
@@ -116,7 +120,7 @@ def _or(parts: list[CompiledValue]) -> CompiledValue:
 
 def union_anchors(parts: Sequence[CompiledValue]) -> Anchors:
     """Anchors of an OR: every alternative must be anchored, else none is useful."""
-    out: set[str] = set()
+    out: set[Anchor] = set()
     for part in parts:
         if part.anchors is None:
             return None
@@ -133,9 +137,21 @@ def best_anchors(parts: Sequence[CompiledValue]) -> Anchors:
     return best
 
 
-def _score(anchors: frozenset[str]) -> tuple[int, int]:
-    # The shortest literal bounds how often a set fires; fewer literals break ties.
-    return (min((len(a) for a in anchors), default=0), -len(anchors))
+def _score(anchors: frozenset[Anchor]) -> tuple[int, int, int]:
+    # The shortest literal bounds how often a set fires; then anchors on a named field (more
+    # selective than anywhere), then fewer literals.
+    return (
+        min((len(lit) for _, lit in anchors), default=0),
+        int(all(f is not None for f, _ in anchors)),
+        -len(anchors),
+    )
+
+
+def _tag(field: str | None, literals: Literals) -> Anchors:
+    if literals is None:
+        return None
+    key = fold_name(field) if field is not None else None
+    return frozenset((key, lit) for lit in literals)
 
 
 # --- strings --------------------------------------------------------------------------------
@@ -143,7 +159,7 @@ def _score(anchors: frozenset[str]) -> tuple[int, int]:
 
 def _string(field: str | None, cased: bool, parts: Parts) -> CompiledValue:
     literals = [p for p in parts if isinstance(p, str) and p]
-    anchors: Anchors = frozenset({max(literals, key=len).lower()}) if literals else None
+    anchors = _tag(field, frozenset({max(literals, key=len).lower()}) if literals else None)
     test = _string_test(parts)
     if field is None:
         return CompiledValue(_keyword(test, cased), anchors)
@@ -242,7 +258,11 @@ def _regex_test(pattern: str, flags: int) -> Callable[[str], bool]:
     return lambda s: regex.search(s) is not None
 
 
-def regex_anchors(pattern: str) -> Anchors:
+def _literal_score(literals: frozenset[str]) -> tuple[int, int]:
+    return (min((len(lit) for lit in literals), default=0), -len(literals))
+
+
+def regex_anchors(pattern: str) -> Literals:
     """Literals one of which any match of `pattern` contains (lowercased), if they can be read.
 
     Reads the pattern's parse tree: runs of plain characters in the top-level sequence, groups
@@ -255,7 +275,7 @@ def regex_anchors(pattern: str) -> Anchors:
     return _sequence_anchors(list(tree))
 
 
-def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
+def _sequence_anchors(items: list[tuple[Any, Any]]) -> Literals:
     candidates: list[frozenset[str]] = []
     run: list[str] = []
     for op, av in [*items, (None, None)]:
@@ -265,7 +285,7 @@ def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
         if run:
             candidates.append(frozenset({"".join(run).lower()}))
             run = []
-        found: Anchors = None
+        found: Literals = None
         if op is _SUBPATTERN:
             found = _sequence_anchors(list(av[-1]))
         elif op in (_MAX_REPEAT, _MIN_REPEAT) and av[0] >= 1:
@@ -276,10 +296,10 @@ def _sequence_anchors(items: list[tuple[Any, Any]]) -> Anchors:
                 found = frozenset().union(*branches)  # type: ignore[arg-type]
         if found:
             candidates.append(found)
-    best: Anchors = None
-    for anchors in candidates:
-        if best is None or _score(anchors) > _score(best):
-            best = anchors
+    best: Literals = None
+    for literals in candidates:
+        if best is None or _literal_score(literals) > _literal_score(best):
+            best = literals
     return best
 
 
@@ -304,7 +324,7 @@ def _string_set(field: str, shapes: Sequence[tuple[str, str]]) -> CompiledValue:
                 return True
         return False
 
-    return CompiledValue(check, frozenset(lit for _, lit in shapes))
+    return CompiledValue(check, _tag(field, frozenset(lit for _, lit in shapes)))
 
 
 def _contains_any(needles: tuple[str, ...]) -> Callable[[str], bool] | None:
