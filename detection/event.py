@@ -49,6 +49,10 @@ class Event:
             self._view.update(sigma_view(self.fields))
         return self._view
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The cached view is rebuilt on demand: it would double what goes between processes.
+        return (Event, (self.timestamp, self.fields, self.source, self.establishment, self.agent))
+
     def to_ecs(self) -> dict[str, Any]:
         """The event as one ECS document, ready to be stored or shipped."""
         doc: dict[str, Any] = {"@timestamp": iso_utc(self.timestamp), **self.fields}

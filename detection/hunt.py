@@ -8,6 +8,7 @@ is done they are put in time order and fed to the correlations in this process.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -126,7 +127,10 @@ class Hunt:
             for unit in units:
                 yield _scan_unit(self.sigma, unit)  # type: ignore[arg-type]
             return
-        # Forked workers inherit the compiled rules; nothing is pickled but results.
+        # Forked workers inherit the compiled rules; nothing is pickled but results. Freezing
+        # the objects that exist now keeps the workers' garbage collector off the rules (it
+        # would walk them all, and touch every page they share with this process).
+        gc.freeze()
         context = multiprocessing.get_context("fork")
         with context.Pool(self.workers, initializer=_init_worker, initargs=(self.sigma,)) as pool:
             yield from pool.imap(_scan_in_worker, units)
