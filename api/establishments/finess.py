@@ -13,38 +13,40 @@ Overseas numbers do not start with the INSEE code (971, 976, ...): Mayotte is 98
 Check key: the Luhn algorithm (mod 10) over all nine characters, with Corsica's letters
 replaced by digits: 2A -> 21, 2B -> 22. Counting from the right, every second digit is
 doubled (9 subtracted when the result exceeds 9); the number is valid when the sum is a
-multiple of 10. The key catches every single-character typo and most swaps of adjacent
+multiple of 10. The key catches every single-digit typo and most swaps of adjacent
 digits (not 09 <-> 90).
 
 Evidence (checked by hand before writing this, and kept in tests/api/data/finess_samples.csv
 with names and sources; the test suite checks every row):
 
-- 116 numbers of the arrêté du 4 mars 2015 (NOR AFSH1506177A, isolated establishments, both
-  FINESS juridique and géographique), 29 of the arrêté du 16 janvier 2014 (NOR AFSH1332135A,
-  cystic-fibrosis centres: AP-HP 750712184, Hospices civils de Lyon 690781810, AP-HM
-  130786049, CHU de Bordeaux 330781196, CHU de La Réunion 970408589, ...), 5 of the ANS's
-  sample of its data.gouv.fr feed, and 27 overseas numbers of the data.gouv.fr extract
-  (Guadeloupe, Saint-Barthélemy, Saint-Martin, Martinique, Guyane, La Réunion, Mayotte,
-  Wallis-et-Futuna): every one passes plain Luhn.
+- 183 distinct numbers, every one passing plain Luhn: the tables of the arrêté du 4 mars
+  2015 (NOR AFSH1506177A, isolated establishments, with both FINESS juridique and
+  géographique) and of the arrêté du 16 janvier 2014 (NOR AFSH1332135A, cystic-fibrosis
+  centres: AP-HP 750712184, Hospices civils de Lyon 690781810, AP-HM 130786049, CHU de
+  Bordeaux 330781196, CHU de La Réunion 970408589, ...), the ANS's sample of its data.gouv.fr
+  feed, and lines of the data.gouv.fr extract, 26 of them overseas (Guadeloupe,
+  Saint-Barthélemy, Saint-Martin, Martinique, Guyane, La Réunion, Mayotte, Wallis-et-Futuna).
 - Corsica: 2A0000154 (Clinique du sud de la Corse), 2B0004246 / 2B0000038 (CH de Corte),
-  2B0005342 / 2B0005359 (CH de Calvi), from the 2015 arrêté, and 2A0000204, all pass with
-  2A -> 21 and 2B -> 22; none passes with the letters read as 0 ("20"), nor with the NIR's
-  convention (2A -> 19, 2B -> 18). Only the prefix's contribution to the Luhn sum is
-  pinned down (4 for 2A, 6 for 2B): reading A and B as 10 and 11 gives the same sums.
-- The same published text prints CHU de Tours as "70000481" (a digit lost): the length
-  check catches it; the real number 370000481 passes.
+  2B0005342 / 2B0005359 (CH de Calvi), from the 2015 arrêté, and 2A0000204 (seen only in
+  another project's test data), all pass with 2A -> 21 and 2B -> 22; none passes with the
+  letters read as 0 ("20"), nor with the NIR's convention (2A -> 19, 2B -> 18). Only the
+  prefix's contribution to the Luhn sum is pinned down (4 for 2A, 6 for 2B; reading A and B
+  as 10 and 11 gives the same sums), and 2A rests on two numbers only. A consequence: the
+  key cannot tell 21 (Côte-d'Or) from 2A, nor 22 (Côtes-d'Armor) from 2B.
+- The 2014 arrêté prints CHU de Tours as "70000481" (a digit lost): the length check
+  catches it; 370000481, as other sources give it, passes.
 
 FINESS juridique (EJ, entité juridique: the legal entity, e.g. AP-HP 750712184) and FINESS
 géographique (ET, établissement: one site, e.g. Pitié-Salpêtrière 750100125) are written and
 checked the same way, and a number does not say which kind it is (a single-site clinic can
 use one number for both): the registry records the link from a site to its legal entity.
 
-Errors (all subclasses of `api.errors.Invalid`, so the API answers 422, and of ValueError,
-so Pydantic validators can call these functions):
+Errors are ValueErrors, so Pydantic validators can call these functions; this module stays
+free of the service's error tree (the service turns them into `api.errors.Invalid`):
 
-    Invalid
-    ├── InvalidFiness         .value, .problem (FinessProblem: what is wrong)
-    └── UnknownDepartement    .value
+    ValueError
+    ├── InvalidFiness         .value, .problem (FinessProblem: what is wrong), .code
+    └── UnknownDepartement    .value, .code
 """
 
 from __future__ import annotations
@@ -52,8 +54,6 @@ from __future__ import annotations
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
-
-from api.errors import Invalid
 
 FINESS_LENGTH: Final = 9
 
@@ -82,20 +82,22 @@ class FinessProblem(StrEnum):
     BAD_CHECK_KEY = "bad_check_key"
 
 
-class InvalidFiness(Invalid, ValueError):
+class InvalidFiness(ValueError):
     code = "invalid_finess"
 
     def __init__(self, value: str, problem: FinessProblem, detail: str) -> None:
-        super().__init__(f"{value!r} is not a FINESS number: {detail}")
+        self.detail = f"{value!r} is not a FINESS number: {detail}"
+        super().__init__(self.detail)
         self.value = value
         self.problem = problem
 
 
-class UnknownDepartement(Invalid, ValueError):
+class UnknownDepartement(ValueError):
     code = "unknown_departement"
 
     def __init__(self, value: str) -> None:
-        super().__init__(f"{value!r} is not a département code")
+        self.detail = f"{value!r} is not a département code"
+        super().__init__(self.detail)
         self.value = value
 
 
