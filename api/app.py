@@ -1,0 +1,51 @@
+"""`create_app(settings)`: the national service as a FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.audit.routes import router as audit_router
+from api.auth import service as auth_service
+from api.auth.routes import router as auth_router
+from api.db import make_engine, session_factory, transaction, upgrade
+from api.errors import VigieServiceError
+from api.establishments.routes import router as establishments_router
+from api.settings import Settings
+
+log = logging.getLogger("vigie.api")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        password = auth_service.ensure_admin(session=session)
+    if password:
+        # Said once, on the first start: there is no other way in.
+        log.warning("first start: log in as 'admin' with password %s (change it)", password)
+
+    app = FastAPI(
+        title="Vigie national service",
+        description="Every operation lists the roles that may call it under `x-roles`.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.first_admin_password = password
+
+    @app.exception_handler(VigieServiceError)
+    async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:
+        return JSONResponse({"code": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.get("/health", tags=["service"], openapi_extra={"x-roles": ["public"]})
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in (auth_router, establishments_router, audit_router):
+        app.include_router(router)
+    return app

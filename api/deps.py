@@ -1,0 +1,86 @@
+"""What routes depend on: a database session, the caller, and the roles a route admits.
+
+Every route states its roles with `allow(...)`: the dependency refuses everyone else, and the
+roles are written into the OpenAPI document (`x-roles`), so that `/openapi.json` says who may
+call what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.roles import Role
+from api.settings import Settings
+
+PUBLIC = "public"
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    username: str
+    role: str
+    establishment: str | None  # FINESS of the establishment an `establishment`/`agent` acts for
+
+    @property
+    def scope(self) -> str | None:
+        """The one establishment this caller is limited to (None: national roles)."""
+        if self.role in (Role.ESTABLISHMENT, Role.AGENT):
+            return self.establishment or "-"  # no establishment: sees nothing
+        return None
+
+    def sees(self, finess: str) -> bool:
+        """Whether this caller may see an establishment's data."""
+        return self.scope is None or self.scope == finess
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    from api.auth.service import principal_from_token
+
+    if credentials is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return principal_from_token(credentials.credentials, request.app.state.settings)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+CurrentSettings = Annotated[Settings, Depends(get_settings)]
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def allow(*roles: Role | str) -> dict[str, Any]:
+    """Route keyword arguments admitting only `roles` (PUBLIC: anyone, unauthenticated)."""
+    names = [str(r) for r in roles]
+    extra = {"x-roles": names}
+    if PUBLIC in names:
+        return {"openapi_extra": extra}
+
+    def check(who: CurrentUser) -> None:
+        if who.role not in names:
+            raise HTTPException(403, f"role {who.role} may not call this")
+
+    return {"dependencies": [Depends(check)], "openapi_extra": extra}
+
+
+def client_of(request: Request) -> str | None:
+    return request.client.host if request.client else None

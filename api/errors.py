@@ -1,0 +1,39 @@
+"""Domain errors, mapped to HTTP answers with a stable `code` by one handler in `app.py`.
+
+VigieServiceError        root
+├── NotFound             404: absent, or not yours (the two are not told apart)
+├── Conflict             409: already exists
+├── Invalid              422: a value the domain refuses (bad FINESS, ...)
+└── AuthError            401: bad credentials or token
+"""
+
+from __future__ import annotations
+
+
+class VigieServiceError(Exception):
+    status = 400
+    code = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(VigieServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(VigieServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Invalid(VigieServiceError):
+    status = 422
+    code = "invalid"
+
+
+class AuthError(VigieServiceError):
+    status = 401
+    code = "unauthorized"

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Kind(StrEnum):
+    CHU = "CHU"  # university hospital
+    CH = "CH"  # general hospital
+    CLINIC = "clinic"
+    EHPAD = "EHPAD"  # nursing home
+    PSYCHIATRY = "psychiatry"
+    SSR = "SSR"  # follow-up care and rehabilitation
+    OTHER = "other"
+
+
+class EstablishmentCreate(BaseModel):
+    finess: str = Field(min_length=9, max_length=11, description="FINESS géographique (site)")
+    name: str = Field(min_length=2, max_length=200)
+    kind: Kind
+    region: str | None = Field(
+        default=None, max_length=60, description="derived from the FINESS when absent"
+    )
+    beds: int | None = Field(default=None, ge=0, le=20_000)
+    legal_entity_finess: str | None = Field(default=None, min_length=9, max_length=11)
+
+
+class EstablishmentUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=2, max_length=200)
+    kind: Kind | None = None
+    beds: int | None = Field(default=None, ge=0, le=20_000)
+    legal_entity_finess: str | None = Field(default=None, min_length=9, max_length=11)
+
+
+class EstablishmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    finess: str
+    name: str
+    kind: str
+    region: str
+    beds: int | None
+    legal_entity_finess: str | None
+
+
+class EstablishmentPage(BaseModel):
+    items: list[EstablishmentRead]
+    total: int

@@ -1,0 +1,11 @@
+"""Every table, so that Alembic and the tests see the whole schema."""
+
+from __future__ import annotations
+
+
+def load_all() -> None:
+    from api.audit import models as audit_models
+    from api.auth import models as auth_models
+    from api.establishments import models as establishment_models
+
+    del audit_models, auth_models, establishment_models

@@ -1,0 +1,66 @@
+"""The national service's settings: one object, read from the environment, checked at start.
+
+VIGIE_DATA_DIR        where the SQLite files and the generated secret live (./vigie-data)
+VIGIE_DATABASE_URL    relational database (default: SQLite file in the data directory)
+VIGIE_SECRET_KEY      signs login tokens; generated and kept in the data directory in
+                      development, required in production
+VIGIE_ENVIRONMENT     development (default) | production
+VIGIE_TOKEN_MINUTES   lifetime of a login token (30)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the service refuses to start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    environment: str = "development"
+    token_minutes: int = 30
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None) -> Settings:
+        env = os.environ
+        folder = Path(data_dir or env.get("VIGIE_DATA_DIR") or "vigie-data").resolve()
+        environment = env.get("VIGIE_ENVIRONMENT", "development")
+        if environment not in ("development", "production"):
+            raise SettingsError(
+                f"VIGIE_ENVIRONMENT must be development or production, not {environment!r}"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        url = env.get("VIGIE_DATABASE_URL") or f"sqlite:///{folder / 'vigie.db'}"
+        secret = env.get("VIGIE_SECRET_KEY")
+        if not secret:
+            if environment == "production":
+                raise SettingsError("VIGIE_SECRET_KEY is required in production")
+            secret = _development_secret(folder)
+        elif len(secret) < 32:
+            raise SettingsError("VIGIE_SECRET_KEY must be at least 32 characters")
+        try:
+            minutes = int(env.get("VIGIE_TOKEN_MINUTES", "30"))
+        except ValueError as exc:
+            raise SettingsError("VIGIE_TOKEN_MINUTES must be a number of minutes") from exc
+        if not 1 <= minutes <= 24 * 60:
+            raise SettingsError("VIGIE_TOKEN_MINUTES must be between 1 and 1440")
+        return cls(folder, url, secret, environment, minutes)
+
+
+def _development_secret(folder: Path) -> str:
+    """A random secret kept in the data directory (readable by its owner only)."""
+    path = folder / "secret.key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret, encoding="utf-8")
+    return secret

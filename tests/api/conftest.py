@@ -1,0 +1,89 @@
+"""The service for real: a fresh database (SQLite, and PostgreSQL when it is there or in CI)
+and a uvicorn server on a loopback port, talked to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy
+import uvicorn
+
+from api.app import create_app
+from api.settings import Settings
+
+POSTGRES = os.environ.get(
+    "VIGIE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_schema_url() -> tuple[str, str]:
+    """A URL on a schema of its own in the `test` database (dropped by the caller)."""
+    schema = f"vigie_{secrets.token_hex(4)}"
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES)
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+    except sqlalchemy.exc.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES}: {exc}")
+    return f"{POSTGRES}?options=-csearch_path%3D{schema}", schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'vigie.db'}"
+        return
+    url, schema = _postgres_schema_url()
+    yield url
+    engine = sqlalchemy.create_engine(POSTGRES)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@dataclass
+class Service:
+    url: str
+    settings: Settings
+    admin_password: str
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def login(self, username: str, password: str) -> str:
+        with self.client() as client:
+            answer = client.post("/auth/token", json={"username": username, "password": password})
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    settings = Settings(tmp_path / "data", database_url, secrets.token_urlsafe(40))
+    settings.data_dir.mkdir()
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the service did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Service(f"http://127.0.0.1:{port}", settings, app.state.first_admin_password)
+    server.should_exit = True
+    thread.join(timeout=10)
+    app.state.engine.dispose()
