@@ -48,6 +48,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: import Vigie from this checkout
 
+from benchmarks.results import write_section  # noqa: E402
 from benchmarks.yara_vs_cli import _pss_kb  # noqa: E402  (PSS of a process tree)
 
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -281,7 +282,7 @@ def main() -> None:
     text = report(runs, events, data, args.workers)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -385,15 +386,6 @@ def _commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
     return out.stdout.strip() or "unknown"
-
-
-def write_section(text: str) -> None:
-    results = REPO / "benchmarks" / "RESULTS.md"
-    current = results.read_text()
-    start = current.index(SECTION)
-    end = current.find("\n## ", start + 1)
-    tail = current[end + 1 :] if end != -1 else ""
-    results.write_text(current[:start] + text + ("\n" + tail if tail else ""))
 
 
 if __name__ == "__main__":

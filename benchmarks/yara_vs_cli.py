@@ -232,7 +232,9 @@ def main() -> None:
     text = report_text(args, files, total, rules, dropped, runs, matches, scan_s, listing)
     print(text)
     if args.write:
-        write_section(text)
+        from benchmarks.results import write_section
+
+        write_section(SECTION, text)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -298,15 +300,6 @@ def report_text(
                 "set one value for all files (here empty), so rules that test them differ."
             )
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str) -> None:
-    results = REPO / "benchmarks" / "RESULTS.md"
-    current = results.read_text()
-    start = current.index(SECTION)
-    end = current.find("\n## ", start + 1)
-    tail = current[end + 1 :] if end != -1 else ""
-    results.write_text(current[:start] + text + ("\n" + tail if tail else ""))
 
 
 if __name__ == "__main__":
