@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.agents.routes import router as agents_router
 from api.audit.routes import router as audit_router
 from api.auth import service as auth_service
 from api.auth.routes import router as auth_router
@@ -46,6 +47,6 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth_router, establishments_router, audit_router):
+    for router in (auth_router, establishments_router, agents_router, audit_router):
         app.include_router(router)
     return app

@@ -37,6 +37,13 @@ class Principal:
             return self.establishment or "-"  # no establishment: sees nothing
         return None
 
+    @property
+    def agent_id(self) -> str | None:
+        """The id of the agent this caller is (None: a human)."""
+        if self.role == Role.AGENT:
+            return self.username.removeprefix("agent:")
+        return None
+
     def sees(self, finess: str) -> bool:
         """Whether this caller may see an establishment's data."""
         return self.scope is None or self.scope == finess
@@ -50,11 +57,16 @@ def get_session(request: Request) -> Iterator[Session]:
 def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[Session, Depends(get_session)],
 ) -> Principal:
+    """A human from a login token (JWT), or an agent from its key (`vga_...`)."""
+    from api.agents.service import AGENT_KEY_PREFIX, principal_from_agent_key
     from api.auth.service import principal_from_token
 
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if credentials.credentials.startswith(AGENT_KEY_PREFIX):
+        return principal_from_agent_key(session=session, key=credentials.credentials)
     return principal_from_token(credentials.credentials, request.app.state.settings)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 
 def load_all() -> None:
+    from api.agents import models as agent_models
     from api.audit import models as audit_models
     from api.auth import models as auth_models
     from api.establishments import models as establishment_models
 
-    del audit_models, auth_models, establishment_models
+    del agent_models, audit_models, auth_models, establishment_models

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import rules, scan, serve
+from cli import agent, rules, scan, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_parser(commands)
     rules.add_parser(commands)
     serve.add_parser(commands)
+    agent.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Collector agents: enrollment tokens per establishment, agents and their credentials."""

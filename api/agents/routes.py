@@ -1,0 +1,119 @@
+"""Enrollment tokens (under their establishment) and agents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
+
+from api.agents import service
+from api.agents.schemas import (
+    AgentEnroll,
+    AgentEnrolled,
+    AgentHeartbeat,
+    AgentPage,
+    AgentRead,
+    EnrollmentTokenCreate,
+    EnrollmentTokenCreated,
+    EnrollmentTokenRead,
+)
+from api.audit.service import record
+from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow, client_of
+from api.roles import Role
+
+router = APIRouter(tags=["agents"])
+READERS = (Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN)
+MANAGERS = (Role.ESTABLISHMENT, Role.CERT, Role.ADMIN)  # an establishment: its own only
+TOKENS = "/establishments/{finess}/enrollment-tokens"
+
+
+def _audit(
+    request: Request, session: Session, who: Principal, action: str, kind: str, target: str
+) -> None:
+    """A human's read or write in the audit log (agents' own calls are not audited)."""
+    record(
+        session=session, who=who, action=action, kind=kind, target=target, client=client_of(request)
+    )
+
+
+@router.post(TOKENS, status_code=201, **allow(*MANAGERS))
+def create_enrollment_token(
+    finess: str,
+    body: EnrollmentTokenCreate,
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+) -> EnrollmentTokenCreated:
+    token, secret = service.create_token(session=session, who=who, finess=finess, data=body)
+    _audit(request, session, who, "create", "enrollment_token", token.id)
+    return EnrollmentTokenCreated(
+        **EnrollmentTokenRead.model_validate(token).model_dump(), token=secret
+    )
+
+
+@router.get(TOKENS, **allow(*READERS))
+def list_enrollment_tokens(
+    finess: str, request: Request, session: SessionDep, who: CurrentUser
+) -> list[EnrollmentTokenRead]:
+    tokens = service.list_tokens(session=session, who=who, finess=finess)
+    _audit(request, session, who, "read", "enrollment_token", f"{finess}/*")
+    return [EnrollmentTokenRead.model_validate(t) for t in tokens]
+
+
+@router.post(TOKENS + "/{token_id}/revoke", **allow(*MANAGERS))
+def revoke_enrollment_token(
+    finess: str, token_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> EnrollmentTokenRead:
+    token = service.revoke_token(session=session, who=who, finess=finess, token_id=token_id)
+    _audit(request, session, who, "update", "enrollment_token", token.id)
+    return EnrollmentTokenRead.model_validate(token)
+
+
+@router.post("/agents/enroll", status_code=201, **allow(PUBLIC))
+def enroll_agent(body: AgentEnroll, request: Request, session: SessionDep) -> AgentEnrolled:
+    """The enrollment token is the credential: no bearer token needed."""
+    agent, key = service.enroll(session=session, data=body, client=client_of(request))
+    return AgentEnrolled(**AgentRead.model_validate(agent).model_dump(), agent_key=key)
+
+
+@router.post("/agents/heartbeat", **allow(Role.AGENT))
+def agent_heartbeat(body: AgentHeartbeat, session: SessionDep, who: CurrentUser) -> AgentRead:
+    return AgentRead.model_validate(service.heartbeat(session=session, who=who, data=body))
+
+
+@router.get("/agents/me", **allow(Role.AGENT))
+def agent_itself(session: SessionDep, who: CurrentUser) -> AgentRead:
+    return AgentRead.model_validate(service.mine(session=session, who=who))
+
+
+@router.get("/agents", **allow(*READERS))
+def list_agents(
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+    establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AgentPage:
+    items, total = service.page(
+        session=session, who=who, establishment=establishment, offset=offset, limit=limit
+    )
+    _audit(request, session, who, "read", "agent", f"{establishment or '*'}/*")
+    return AgentPage(items=[AgentRead.model_validate(a) for a in items], total=total)
+
+
+@router.get("/agents/{agent_id}", **allow(*READERS))
+def get_agent(agent_id: str, request: Request, session: SessionDep, who: CurrentUser) -> AgentRead:
+    agent = service.get(session=session, who=who, agent_id=agent_id)
+    _audit(request, session, who, "read", "agent", agent.id)
+    return AgentRead.model_validate(agent)
+
+
+@router.post("/agents/{agent_id}/revoke", **allow(*MANAGERS))
+def revoke_agent(
+    agent_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> AgentRead:
+    agent = service.revoke(session=session, who=who, agent_id=agent_id)
+    _audit(request, session, who, "update", "agent", agent.id)
+    return AgentRead.model_validate(agent)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.agents.models import TokenState
+
+HOSTNAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
+
+
+class EnrollmentTokenCreate(BaseModel):
+    expires_in_days: int = Field(default=7, ge=1, le=90)
+    max_uses: int | None = Field(
+        default=None, ge=1, le=10_000, description="absent: any number of agents until it expires"
+    )
+    label: str | None = Field(default=None, max_length=120, description="e.g. 'servers, site B'")
+
+
+class EnrollmentTokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
+    id: str
+    establishment: str = Field(validation_alias="establishment_finess")
+    prefix: str = Field(description="the first characters of the token, to tell tokens apart")
+    label: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    max_uses: int | None
+    uses: int
+    revoked_at: datetime | None
+    state: TokenState
+
+
+class EnrollmentTokenCreated(EnrollmentTokenRead):
+    token: str = Field(description="shown once: only its hash is kept")
+
+
+class SourceStatus(BaseModel):
+    """One source an agent reads, with how far behind it is."""
+
+    name: str = Field(min_length=1, max_length=120, description="e.g. 'syslog-udp-514'")
+    kind: str | None = Field(default=None, max_length=40, description="e.g. syslog, evtx, pcap")
+    lag_seconds: float | None = Field(
+        default=None, ge=0, description="age of the newest record not yet shipped"
+    )
+
+
+def _sources(value: Any) -> Any:
+    """A bare source name stands for `{"name": name}`."""
+    if isinstance(value, list):
+        return [{"name": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class AgentEnroll(BaseModel):
+    token: str = Field(min_length=8, max_length=200)
+    hostname: str = Field(min_length=1, max_length=253, pattern=HOSTNAME)
+    version: str = Field(min_length=1, max_length=40, pattern=VERSION)
+    sources: list[SourceStatus] = Field(default_factory=list, max_length=200)
+
+    _sources = field_validator("sources", mode="before")(_sources)
+
+
+class AgentHeartbeat(BaseModel):
+    version: str = Field(min_length=1, max_length=40, pattern=VERSION)
+    sources: list[SourceStatus] = Field(default_factory=list, max_length=200)
+
+    _sources = field_validator("sources", mode="before")(_sources)
+
+
+class AgentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
+    id: str
+    establishment: str = Field(validation_alias="establishment_finess")
+    hostname: str
+    version: str
+    sources: list[SourceStatus]
+    enrolled_at: datetime
+    last_heartbeat: datetime | None
+    lag_seconds: float | None
+    revoked: bool
+    revoked_at: datetime | None
+
+
+class AgentEnrolled(AgentRead):
+    agent_key: str = Field(description="shown once: send it as `Authorization: Bearer <agent key>`")
+
+
+class AgentPage(BaseModel):
+    items: list[AgentRead]
+    total: int

@@ -1,0 +1,140 @@
+"""`vigie agent enroll`: trade an enrollment token for an agent credential.
+
+The agent talks to the national service over HTTP only (it imports nothing from `api/`). The
+credential lands in a JSON file readable by its owner only (0600, in a 0700 folder), written
+atomically, and an existing file is never overwritten without `--force`: its key would be lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cli.common import fail
+
+log = logging.getLogger("vigie.agent")
+DEFAULT_CONFIG = Path("~/.config/vigie/agent.json")
+TOKEN_ENV = "VIGIE_ENROLLMENT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("agent", help="the collector agent: enroll")
+    sub = parser.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+
+    enroll = sub.add_parser("enroll", help="enroll this machine with the national service")
+    enroll.add_argument("--server", required=True, help="the national service, e.g. https://...")
+    enroll.add_argument(
+        "--token",
+        default=None,
+        help=f"enrollment token given by the establishment (or ${TOKEN_ENV}, kept out of `ps`)",
+    )
+    enroll.add_argument("--hostname", default=None, help="default: this machine's name")
+    enroll.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a source this agent reads (repeatable), reported to the service",
+    )
+    enroll.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}"
+    )
+    enroll.add_argument("--force", action="store_true", help="replace an existing credential file")
+    enroll.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    enroll.set_defaults(run=run_enroll)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vigie")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _refusal(answer: Any) -> str:
+    """One line from an error answer: `status code: detail`."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return f"{answer.status_code}: {answer.text.strip()[:200] or answer.reason_phrase}"
+    detail = body.get("detail") if isinstance(body, dict) else body
+    if isinstance(detail, list):  # request validation: where and why, for each field
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail
+        )
+    code = body.get("code") if isinstance(body, dict) else None
+    return f"{answer.status_code}{f' {code}' if code else ''}: {detail}"
+
+
+def _write_private(path: Path, content: dict[str, Any]) -> None:
+    """Write `content` as JSON to `path`, mode 0600, replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".agent-", suffix=".tmp")
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    import httpx
+
+    server = args.server.rstrip("/")
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return fail(f"--server {args.server!r} is not an http:// or https:// URL")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("%s is plain HTTP: the agent key will cross the network in clear", server)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        return fail(f"no enrollment token: give --token or set {TOKEN_ENV}")
+    config = args.config.expanduser()
+    if config.is_dir():
+        return fail(f"{config} is a folder, not a file")
+    if config.exists() and not args.force:
+        return fail(f"{config} already holds an agent credential (use --force to replace it)")
+    hostname = args.hostname or socket.gethostname()
+    request = {"token": token, "hostname": hostname, "version": _version(), "sources": args.source}
+    try:
+        answer = httpx.post(f"{server}/agents/enroll", json=request, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        return fail(f"cannot reach {server}: {exc or type(exc).__name__}")
+    if answer.status_code != 201:
+        return fail(f"enrollment refused by {server}: {_refusal(answer)}", status=1)
+    try:
+        agent = answer.json()
+        credential = {
+            "server": server,
+            "agent_id": agent["id"],
+            "establishment": agent["establishment"],
+            "hostname": agent["hostname"],
+            "agent_key": agent["agent_key"],
+            "enrolled_at": agent["enrolled_at"],
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        return fail(f"{server} answered the enrollment with something else than an agent: {exc}")
+    try:
+        _write_private(config, credential)
+    except OSError as exc:
+        # The token is spent and the agent exists on the service: say which one to revoke.
+        return fail(f"enrolled as agent {agent['id']} but cannot write {config}: {exc}")
+    print(
+        f"enrolled agent {agent['id']} for establishment {agent['establishment']}; "
+        f"credential in {config}"
+    )
+    return 0
