@@ -1,0 +1,404 @@
+# ruff: noqa: S608 - statements name constant tables and columns and bind every value; the
+# hunting statements are pySigma's SQLite backend's (values escaped there), run read-only.
+"""The embedded event store: one SQLite file in the data directory (`events.db`), apart from
+the relational database, in WAL mode.
+
+Tables:
+- `events`: `_id`, `_ts` (microseconds since the epoch, UTC), `_establishment` (FINESS),
+  `_agent`, `_doc` (the ECS document as JSON, as stored and as returned), `_view` (the
+  event's Sigma view as JSON, see below), and one column per Sigma field that a hunted rule
+  has asked for. Indexes: (`_establishment`, `_ts`) and (`_ts`) for the CERT's and the
+  retention's range scans. The store's own columns start with `_`: Sigma field names do not.
+- `detections`: `_id`, `_ts`, `_establishment`, `rule_id`, `level`, `_doc`.
+
+Retro-hunts run the statements of `detection.sigma.convert.to_sqlite` as they are, over a
+common table expression named after the table they select from:
+
+    WITH logs AS (SELECT * FROM events WHERE _establishment = ? AND _ts >= ? AND _ts < ?)
+    SELECT _id FROM (<the rule's statement>)
+
+so a rule can only ever see the rows of the establishment and the time range asked for;
+SQLite flattens the expression, and the (`_establishment`, `_ts`) index does the scoping.
+
+The Sigma-view columns are *virtual generated columns* over `_view`:
+`"Image" NUMERIC COLLATE NOCASE GENERATED ALWAYS AS (json_extract(_view, '$."image"'))`.
+Why: the table Zircolite builds (one column per field, `benchmarks/sqlite_approach.py`) is
+what the backend's statements expect, but Windows alone has hundreds of EventData names and
+JSON logs bring any number more, past SQLite's 2,000-column limit; and a plain column added
+later would be NULL for the rows stored before it. A generated column costs no storage,
+reads every row ever stored, and is added only when a rule names a field the table lacks
+(`no such column` -> `ALTER TABLE ADD COLUMN`, then the statement runs again). `_view` holds
+the view as the engine reads it and as the benchmark loads it: keys folded (`column_name`,
+lower case: SQLite's case-insensitive names are the engine's loose lookup, the first of two
+colliding fields wins), booleans as 'true'/'false', a multi-valued field as its values one
+per line; the NUMERIC affinity and NOCASE collation of the column then compare numbers by
+value and text without case, as Sigma does. The cost: the view is stored next to the
+document (about twice the bytes), and a hunt evaluates `json_extract` per row and column.
+
+Hunting statements run with `PRAGMA query_only` on: a rule's SQL never writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from api.events.store import (
+    DEFAULT_HUNT_LIMIT,
+    InvalidDocument,
+    Kind,
+    RetroHunt,
+    check_range,
+    document_time,
+    hit,
+    stamped_event,
+)
+from detection.event import sigma_view
+from detection.sigma import CompiledRule
+from detection.sigma.context import as_text
+from detection.sigma.convert import column_name, to_sqlite
+
+FILE_NAME = "events.db"
+_TABLE_IN_QUERIES = "logs"  # the name `to_sqlite` selects from, bound to a scoped CTE
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INT64 = range(-(2**63), 2**63)
+_NO_COLUMN = re.compile(r"no such column: (\S+)$")
+_MAX_ADDED_COLUMNS = 50  # per statement: a runaway would mean a bug, not a rule
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    _id INTEGER PRIMARY KEY,
+    _ts INTEGER NOT NULL,
+    _establishment TEXT NOT NULL,
+    _agent TEXT NOT NULL,
+    _doc TEXT NOT NULL,
+    _view TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_events_establishment_ts ON events (_establishment, _ts);
+CREATE INDEX IF NOT EXISTS ix_events_ts ON events (_ts);
+CREATE TABLE IF NOT EXISTS detections (
+    _id INTEGER PRIMARY KEY,
+    _ts INTEGER NOT NULL,
+    _establishment TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    _doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_detections_establishment_ts ON detections (_establishment, _ts);
+CREATE INDEX IF NOT EXISTS ix_detections_ts ON detections (_ts);
+"""
+
+
+class SQLiteEventStore:
+    """`EventStore` on a SQLite file. One connection, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.create_function("regexp", 2, _regexp, deterministic=True)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> SQLiteEventStore:
+        return cls(data_dir / FILE_NAME)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int:
+        rows = []
+        for index, doc in enumerate(events):
+            ts = document_time(doc, index)
+            stored = stamped_event(doc, establishment, agent)
+            rows.append(
+                (
+                    _micros(ts),
+                    establishment,
+                    agent,
+                    orjson.dumps(stored).decode(),
+                    orjson.dumps(stored_view(stored)).decode(),
+                )
+            )
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "INSERT INTO events (_ts, _establishment, _agent, _doc, _view) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:
+        rows = []
+        for index, doc in enumerate(detections):
+            ts = document_time(doc, index, key="timestamp")
+            if not isinstance(doc.get("rule_id"), str) or not doc["rule_id"]:
+                raise InvalidDocument(index, "no rule_id")
+            stored = {**doc, "establishment": establishment}
+            level = str(doc.get("level") or "medium")
+            row = (_micros(ts), establishment, doc["rule_id"], level, orjson.dumps(stored).decode())
+            rows.append(row)
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "INSERT INTO detections (_ts, _establishment, rule_id, level, _doc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def purge(self, before: datetime) -> int:
+        check_range(before, None)
+        removed = 0
+        with self._lock, self._transaction():
+            for table in ("events", "detections"):
+                cursor = self._conn.execute(
+                    f"DELETE FROM {table} WHERE _ts < ?", (_micros(before),)
+                )
+                removed += cursor.rowcount
+        return removed
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def search_events(
+        self,
+        *,
+        establishment: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return self._search("events", establishment, since, until, limit)
+
+    def search_detections(
+        self,
+        *,
+        establishment: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return self._search("detections", establishment, since, until, limit)
+
+    def count(
+        self,
+        kind: Kind = "events",
+        *,
+        establishment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where, params = _scope(establishment, since, until)
+        with self._lock:
+            row = self._conn.execute(f"SELECT count(*) FROM {_table(kind)} {where}", params)
+            return int(row.fetchone()[0])
+
+    def retro_hunt(
+        self,
+        rule: CompiledRule,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        establishment: str | None = None,
+        limit: int = DEFAULT_HUNT_LIMIT,
+    ) -> RetroHunt:
+        (converted,) = to_sqlite([rule], table=_TABLE_IN_QUERIES)
+        if not converted.ok:
+            return RetroHunt(rule.id, rule.title, error=f"no SQLite query: {converted.error}")
+        where, params = _scope(establishment, since, until)
+        scoped = f"WITH {_TABLE_IN_QUERIES} AS (SELECT * FROM events {where}) "
+        ids: set[int] = set()
+        with self._lock:
+            for statement in converted.queries:
+                if not statement.lstrip().upper().startswith("SELECT"):
+                    return RetroHunt(rule.id, rule.title, converted.query, error="not a SELECT")
+                found = self._select_ids(scoped + f"SELECT _id FROM ({statement})", params)
+                if isinstance(found, str):
+                    return RetroHunt(rule.id, rule.title, converted.query, error=found)
+                ids.update(found)
+            chosen = sorted(ids)  # _id follows insertion; sorted by time below
+            rows = self._rows_by_id(chosen)
+        rows.sort(key=lambda r: (r[0], r[1]))
+        hits = [
+            hit(rule.id, rule.title, rule.level, orjson.loads(doc), est)
+            for _, _, est, doc in rows[:limit]
+        ]
+        return RetroHunt(rule.id, rule.title, converted.query, hits, truncated=len(rows) > limit)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _search(
+        self,
+        table: str,
+        establishment: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        where, params = _scope(establishment, since, until)
+        sql = f"SELECT _doc FROM {table} {where} ORDER BY _ts DESC, _id DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, max(0, limit)]).fetchall()
+        return [orjson.loads(doc) for (doc,) in rows]
+
+    def _select_ids(self, sql: str, params: Sequence[Any]) -> list[int] | str:
+        """The ids a hunting statement selects, or SQLite's error; adds missing columns."""
+        added = 0
+        while True:
+            try:
+                self._conn.execute("PRAGMA query_only=ON")
+                try:
+                    return [row[0] for row in self._conn.execute(sql, params)]
+                finally:
+                    self._conn.execute("PRAGMA query_only=OFF")
+            except sqlite3.Error as exc:
+                missing = _NO_COLUMN.search(str(exc))
+                if missing is None or added >= _MAX_ADDED_COLUMNS:
+                    return f"{type(exc).__name__}: {exc}"
+                self._add_view_column(missing.group(1))
+                added += 1
+
+    def _add_view_column(self, name: str) -> None:
+        """A Sigma field as a virtual column over `_view` (reads every stored row)."""
+        key = column_name(name).lower()
+        if '"' in name or '"' in key or "'" in key or "\\" in key:
+            raise sqlite3.OperationalError(f"unsupported field name {name!r}")
+        try:
+            self._conn.execute(
+                f'ALTER TABLE events ADD COLUMN "{name}" NUMERIC COLLATE NOCASE '
+                f"GENERATED ALWAYS AS (json_extract(_view, '$.\"{key}\"')) VIRTUAL"
+            )
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it meanwhile
+                raise
+
+    def _rows_by_id(self, ids: list[int]) -> list[tuple[int, int, str, str]]:
+        rows: list[tuple[int, int, str, str]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows.extend(
+                self._conn.execute(
+                    f"SELECT _ts, _id, _establishment, _doc FROM events WHERE _id IN ({marks})",
+                    chunk,
+                )
+            )
+        return rows
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+# --- the Sigma view as stored -----------------------------------------------------------------
+
+
+def stored_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The Sigma view of a stored document, folded and valued for SQLite (module docstring).
+
+    The view is the engine's (`detection.event.sigma_view`) of the document without the
+    `@timestamp` that `Event.to_ecs()` adds.
+    """
+    view: dict[str, Any] = {}
+    fields = {k: v for k, v in doc.items() if k != "@timestamp"}
+    winlog = fields.get("winlog")
+    if isinstance(winlog, Mapping):
+        # The conversion restricts rules by `Channel` and `EventID`, where the engine
+        # dispatches on the System values: those win over EventData/UserData fields of the
+        # same name (the Security 1102 / System 104 "log cleared" events carry a `Channel`).
+        for key, name in (("channel", "channel"), ("event_id", "eventid")):
+            if winlog.get(key) is not None:
+                view[name] = sql_value(winlog[key])
+    for key, value in sigma_view(fields).items():
+        view.setdefault(column_name(key).lower(), sql_value(value))
+    return view
+
+
+def sql_value(value: Any) -> Any:
+    """A Sigma-view value as the SQLite backend's statements compare it."""
+    if value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value if value in _INT64 else str(value)
+    return "\n".join(t for t in map(as_text, _leaves(value)) if t is not None)
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str | None, value: Any) -> bool | None:
+    """SQLite's `X REGEXP Y` (`regexp(Y, X)`), with Python's search semantics as the engine."""
+    if value is None or pattern is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _pattern(pattern).search(str(value)) is not None
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def _table(kind: Kind) -> str:
+    if kind not in ("events", "detections"):
+        raise ValueError(f"unknown kind {kind!r}")
+    return kind
+
+
+def _scope(
+    establishment: str | None, since: datetime | None, until: datetime | None
+) -> tuple[str, list[Any]]:
+    check_range(since, until)
+    clauses: list[str] = []
+    params: list[Any] = []
+    if establishment is not None:
+        clauses.append("_establishment = ?")
+        params.append(establishment)
+    if since is not None:
+        clauses.append("_ts >= ?")
+        params.append(_micros(since))
+    if until is not None:
+        clauses.append("_ts < ?")
+        params.append(_micros(until))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
