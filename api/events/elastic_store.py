@@ -1,0 +1,401 @@
+"""The event store on Elasticsearch, with the official client (8.13 and later, 9.x).
+
+Indices: one per UTC day of the *event's* time, `vigie-events-YYYY.MM.DD` and
+`vigie-detections-YYYY.MM.DD`, not a data stream. Agents spool through outages and ship days
+late; a data stream rolls over by ingest time, so its backing indices would mix days and
+retention would need `delete_by_query` over every one of them. With daily indices by event
+time, `purge` drops whole indices and only the boundary day is deleted by query; searches go
+to `vigie-events-*` and Elasticsearch skips the shards whose `@timestamp` range cannot match.
+
+Mappings (composable index templates, put before the first write, `ensure_templates`):
+`@timestamp` date_nanos; `organization.id`, `agent.id`, `winlog.channel`, `winlog.event_id`,
+`winlog.provider_name`, `winlog.computer_name` keyword; every other string, number or boolean
+leaf (`winlog.event_data.*` first) a keyword with a lowercase normalizer, plus a `text`
+sub-field for strings. The normalizer makes the Lucene queries of
+`detection.sigma.convert.to_elasticsearch` ("vigie" layout) case-insensitive as Sigma is:
+`query_string` normalizes term and wildcard input on keyword fields (not regular expressions).
+Mapping every leaf as keyword, numbers included, means a field that is a number in one event
+and text in another never gets a document refused; `index.mapping.ignore_malformed` covers the
+few typed fields.
+
+Writes use `helpers.streaming_bulk`: items refused with 429 or 5xx are retried with back-off
+(`max_retries`), and the client itself retries requests on 429/502/503/504 and timeouts.
+Documents still refused after that are reported (`StoreWriteError`), the rest is kept.
+
+Retro-hunts run the rule's Lucene query as a `query_string` inside a bool query whose filters
+are the establishment (`organization.id`) and the time range, so a rule never reaches outside.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
+
+from api.events.store import (
+    DEFAULT_HUNT_LIMIT,
+    InvalidDocument,
+    Kind,
+    RetroHunt,
+    StoreWriteError,
+    check_range,
+    document_time,
+    hit,
+    stamped_event,
+)
+from detection.sigma import CompiledRule
+from detection.sigma.convert import to_elasticsearch
+
+RETRY_STATUSES = (429, 502, 503, 504)
+# `retry_on_status` of the bulk helpers arrived in a later 8.x than the oldest client allowed.
+_BULK_RETRY: dict[str, Any] = (
+    {"retry_on_status": RETRY_STATUSES}
+    if "retry_on_status" in inspect.signature(helpers.streaming_bulk).parameters
+    else {}
+)
+
+_KEYWORD = {"type": "keyword", "ignore_above": 8191, "normalizer": "vigie_lowercase"}
+_EXACT = {"type": "keyword", "ignore_above": 1024}
+
+
+def _leaf_templates() -> list[dict[str, Any]]:
+    """Every leaf a lowercase keyword; strings get a `text` sub-field as well."""
+    text = {**_KEYWORD, "fields": {"text": {"type": "text"}}}
+    return [
+        {"strings_as_keyword_and_text": {"match_mapping_type": "string", "mapping": text}},
+        *(
+            {f"{kind}_as_keyword": {"match_mapping_type": kind, "mapping": _KEYWORD}}
+            for kind in ("long", "double", "boolean")
+        ),
+    ]
+
+
+def _settings(shards: int, replicas: int) -> dict[str, Any]:
+    return {
+        "number_of_shards": shards,
+        "number_of_replicas": replicas,
+        "mapping": {"ignore_malformed": True, "total_fields": {"limit": 5000}},
+        "analysis": {
+            "normalizer": {"vigie_lowercase": {"type": "custom", "filter": ["lowercase"]}}
+        },
+    }
+
+
+EVENT_PROPERTIES: dict[str, Any] = {
+    # Nanoseconds: Windows keeps 100 ns, and time-range bounds stay exact at microseconds.
+    "@timestamp": {"type": "date_nanos"},
+    "organization": {"properties": {"id": _EXACT}},
+    "agent": {"properties": {"id": _EXACT}},
+    "winlog": {
+        "properties": {
+            "channel": _KEYWORD,
+            "event_id": _KEYWORD,
+            "provider_name": _KEYWORD,
+            "computer_name": _KEYWORD,
+            "record_id": _EXACT,
+            "event_data": {"type": "object", "dynamic": True},
+            "user_data": {"type": "object", "dynamic": True},
+        }
+    },
+    "log": {"properties": {"level": _KEYWORD, "file": {"properties": {"path": _EXACT}}}},
+}
+
+DETECTION_PROPERTIES: dict[str, Any] = {
+    "timestamp": {"type": "date"},
+    "establishment": _EXACT,
+    "engine": _EXACT,
+    "rule_id": _EXACT,
+    "rule_title": {"type": "text", "fields": {"keyword": _EXACT}},
+    "level": _EXACT,
+    # The matched events are kept as they came, not indexed field by field.
+    "event": {"type": "object", "enabled": False},
+    "events": {"type": "object", "enabled": False},
+}
+
+
+class ElasticEventStore:
+    """`EventStore` on Elasticsearch. The client is thread-safe; so is this store."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "vigie",
+        refresh: bool = False,
+        shards: int = 1,
+        replicas: int = 1,
+        client: Elasticsearch | None = None,
+        bulk_retries: int = 5,
+        chunk_size: int = 1000,
+    ) -> None:
+        self.prefix = prefix
+        self.refresh = refresh  # make writes searchable at once (tests, demo)
+        self.shards = shards
+        self.replicas = replicas
+        self.bulk_retries = bulk_retries
+        self.chunk_size = chunk_size
+        self.client = client or Elasticsearch(
+            url,
+            max_retries=3,
+            retry_on_status=RETRY_STATUSES,
+            retry_on_timeout=True,
+            request_timeout=30,
+        )
+        self._templates_ready = False
+        self._lock = threading.Lock()
+
+    # --- indices ----------------------------------------------------------------------------
+
+    def pattern(self, kind: Kind) -> str:
+        return f"{self.prefix}-{kind}-*"
+
+    def index_for(self, kind: Kind, ts: datetime) -> str:
+        return f"{self.prefix}-{kind}-{ts.astimezone(UTC):%Y.%m.%d}"
+
+    def ensure_templates(self) -> None:
+        """Put the index templates (idempotent: a put replaces the template)."""
+        with self._lock:
+            if self._templates_ready:
+                return
+            templates: tuple[tuple[Kind, dict[str, Any]], ...] = (
+                ("events", EVENT_PROPERTIES),
+                ("detections", DETECTION_PROPERTIES),
+            )
+            for kind, properties in templates:
+                self.client.indices.put_index_template(
+                    name=f"{self.prefix}-{kind}",
+                    index_patterns=[self.pattern(kind)],
+                    priority=200,
+                    template={
+                        "settings": _settings(self.shards, self.replicas),
+                        "mappings": {
+                            "dynamic_templates": _leaf_templates(),
+                            "properties": properties,
+                        },
+                    },
+                    meta={"managed_by": "vigie", "description": f"Vigie {kind}, one index a day"},
+                )
+            self._templates_ready = True
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int:
+        actions = []
+        for index, doc in enumerate(events):
+            ts = document_time(doc, index)
+            actions.append((self.index_for("events", ts), stamped_event(doc, establishment, agent)))
+        return self._bulk(actions)
+
+    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:
+        actions = []
+        for index, doc in enumerate(detections):
+            ts = document_time(doc, index, key="timestamp")
+            if not isinstance(doc.get("rule_id"), str) or not doc["rule_id"]:
+                raise InvalidDocument(index, "no rule_id")
+            actions.append(
+                (self.index_for("detections", ts), {**doc, "establishment": establishment})
+            )
+        return self._bulk(actions)
+
+    def _bulk(self, actions: list[tuple[str, dict[str, Any]]]) -> int:
+        if not actions:
+            return 0
+        self.ensure_templates()
+        stored = 0
+        errors: list[str] = []
+        for ok, info in helpers.streaming_bulk(
+            self.client,
+            ({"_op_type": "create", "_index": name, "_source": doc} for name, doc in actions),
+            chunk_size=self.chunk_size,
+            max_retries=self.bulk_retries,
+            initial_backoff=0.5,
+            max_backoff=30,
+            raise_on_error=False,
+            raise_on_exception=False,
+            refresh="wait_for" if self.refresh else False,
+            **_BULK_RETRY,
+        ):
+            if ok:
+                stored += 1
+            else:
+                item: dict[str, Any] = next(iter(info.values()), {})
+                errors.append(f"{item.get('_index')}: {item.get('status')} {item.get('error')}")
+        if errors:
+            raise StoreWriteError(stored, errors)
+        return stored
+
+    def purge(self, before: datetime) -> int:
+        """Drop the daily indices wholly before `before`; delete by query on its own day."""
+        check_range(before, None)
+        removed = 0
+        kinds: tuple[tuple[Kind, str], ...] = (
+            ("events", "@timestamp"),
+            ("detections", "timestamp"),
+        )
+        for kind, field in kinds:
+            boundary = self.index_for(kind, before)
+            names = sorted(
+                self.client.indices.get(
+                    index=self.pattern(kind),
+                    allow_no_indices=True,
+                    ignore_unavailable=True,
+                    expand_wildcards="open",
+                )
+            )
+            old = [n for n in names if n < boundary]
+            if old:
+                removed += int(self.client.count(index=",".join(old))["count"])
+                self.client.indices.delete(index=",".join(old))
+            if boundary in names:
+                answer = self.client.delete_by_query(
+                    index=boundary,
+                    query={"range": {field: {"lt": _iso(before)}}},
+                    conflicts="proceed",
+                    refresh=True,
+                )
+                removed += int(answer.get("deleted", 0))
+        return removed
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def search_events(
+        self,
+        *,
+        establishment: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return self._search("events", establishment, since, until, limit)
+
+    def search_detections(
+        self,
+        *,
+        establishment: str | None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return self._search("detections", establishment, since, until, limit)
+
+    def count(
+        self,
+        kind: Kind = "events",
+        *,
+        establishment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        answer = self.client.count(
+            index=self.pattern(kind),
+            query=_scope(kind, establishment, since, until),
+            allow_no_indices=True,
+            ignore_unavailable=True,
+        )
+        return int(answer["count"])
+
+    def retro_hunt(
+        self,
+        rule: CompiledRule,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        establishment: str | None = None,
+        limit: int = DEFAULT_HUNT_LIMIT,
+    ) -> RetroHunt:
+        (converted,) = to_elasticsearch([rule], layout="vigie")
+        if not converted.ok or converted.query is None:
+            return RetroHunt(rule.id, rule.title, error=f"no Lucene query: {converted.error}")
+        scope = _scope("events", establishment, since, until)
+        query = {
+            "bool": {
+                "filter": [
+                    *scope["bool"]["filter"],
+                    {"query_string": {"query": converted.query, "allow_leading_wildcard": True}},
+                ]
+            }
+        }
+        found: list[Mapping[str, Any]] = []
+        try:
+            for doc in self._scan(query):
+                found.append(doc)
+                if len(found) > limit:
+                    break
+        except (ApiError, TransportError) as exc:
+            return RetroHunt(rule.id, rule.title, converted.query, error=_reason(exc))
+        found.sort(key=lambda d: str(d.get("@timestamp", "")))
+        hits = [
+            hit(rule.id, rule.title, rule.level, doc, _organization(doc)) for doc in found[:limit]
+        ]
+        return RetroHunt(rule.id, rule.title, converted.query, hits, truncated=len(found) > limit)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _search(
+        self,
+        kind: Kind,
+        establishment: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        field = "@timestamp" if kind == "events" else "timestamp"
+        answer = self.client.search(
+            index=self.pattern(kind),
+            query=_scope(kind, establishment, since, until),
+            sort=[{field: {"order": "desc"}}],
+            size=max(0, limit),
+            allow_no_indices=True,
+            ignore_unavailable=True,
+        )
+        return [dict(h["_source"]) for h in answer["hits"]["hits"]]
+
+    def _scan(self, query: dict[str, Any]) -> Iterator[Mapping[str, Any]]:
+        for item in helpers.scan(
+            self.client,
+            query={"query": query},
+            index=self.pattern("events"),
+            size=1000,
+            allow_no_indices=True,
+            ignore_unavailable=True,
+        ):
+            yield item["_source"]
+
+
+def _scope(
+    kind: Kind, establishment: str | None, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    check_range(since, until)
+    filters: list[dict[str, Any]] = []
+    if establishment is not None:
+        key = "organization.id" if kind == "events" else "establishment"
+        filters.append({"term": {key: establishment}})
+    bounds: dict[str, str] = {}
+    if since is not None:
+        bounds["gte"] = _iso(since)
+    if until is not None:
+        bounds["lt"] = _iso(until)
+    if bounds:
+        field = "@timestamp" if kind == "events" else "timestamp"
+        filters.append({"range": {field: bounds}})
+    return {"bool": {"filter": filters}}
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _organization(doc: Mapping[str, Any]) -> str | None:
+    organization = doc.get("organization")
+    return organization.get("id") if isinstance(organization, Mapping) else None
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
