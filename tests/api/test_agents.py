@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -462,3 +463,32 @@ def test_cli_enroll_unreachable_server(tmp_path: Path) -> None:
                 "--config", str(config))  # fmt: skip
     assert bad.returncode != 0
     assert "not an http" in bad.stderr
+
+
+def test_migration_matches_the_models(service: Service) -> None:
+    """What 0002 created is what the models describe (Alembic finds nothing to add or change)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from api.db import Base
+    from api.models import load_all
+
+    load_all()
+    engine = sqlalchemy.create_engine(service.settings.database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    ours = [d for d in differences if "agents" in repr(d) or "enrollment_tokens" in repr(d)]
+    assert not ours, ours
+
+
+def test_concurrent_enrollments_never_exceed_max_uses(service: Service) -> None:
+    tokens = setup_world(service)
+    made = new_token(service, tokens["admin"], PITIE, max_uses=3)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda n: enroll(service, made["token"], f"pc-{n}"), range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 3 + [401] * 5, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 401} == {
+        "enrollment_token_used_up"
+    }
