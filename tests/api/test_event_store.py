@@ -145,9 +145,9 @@ def test_an_establishment_never_sees_another_ones_events(store: EventStore) -> N
 def test_time_ranges_include_since_and_exclude_until(store: EventStore) -> None:
     # Two days apart: with Elasticsearch, two daily indices.
     store.add_events(A, "agent-a", [_event(m) for m in (0, 30, 60, 24 * 60)])
-    one_hour = {"since": T0 + timedelta(minutes=30), "until": T0 + timedelta(minutes=60)}
-    assert store.count(establishment=A, **one_hour) == 1
-    found = store.search_events(establishment=A, **one_hour)
+    since, until = T0 + timedelta(minutes=30), T0 + timedelta(minutes=60)
+    assert store.count(establishment=A, since=since, until=until) == 1
+    found = store.search_events(establishment=A, since=since, until=until)
     assert [d["@timestamp"] for d in found] == ["2026-11-20T10:30:00Z"]
     assert store.count(establishment=A, since=T0 + timedelta(hours=1)) == 2
     assert store.count(establishment=A, until=T0) == 0
