@@ -14,7 +14,11 @@ from api.auth.routes import router as auth_router
 from api.db import make_engine, session_factory, transaction, upgrade
 from api.errors import VigieServiceError
 from api.establishments.routes import router as establishments_router
+from api.events.sqlite_store import SQLiteEventStore
+from api.ingest.routes import RateLimiter
+from api.ingest.routes import router as ingest_router
 from api.settings import Settings
+from detection.sigma import SigmaEngine, load_sigma_rules
 
 log = logging.getLogger("vigie.api")
 
@@ -38,6 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.first_admin_password = password
+    app.state.event_store = SQLiteEventStore.in_data_dir(settings.data_dir)
+    app.state.sigma_engine = _server_rules(settings)
+    app.state.rate_limiter = RateLimiter()
 
     @app.exception_handler(VigieServiceError)
     async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:
@@ -47,6 +54,18 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth_router, establishments_router, agents_router, audit_router):
+    for router in (auth_router, establishments_router, agents_router, ingest_router, audit_router):
         app.include_router(router)
     return app
+
+
+def _server_rules(settings: Settings) -> SigmaEngine | None:
+    """Sigma rules run on arriving events: Vigie's own (published alerts' rules: to come)."""
+    folder = settings.rules_dir / "sigma"
+    if not folder.is_dir():
+        log.warning("no Sigma rules in %s: no server-side detection", folder)
+        return None
+    ruleset = load_sigma_rules([folder], cache_dir=settings.data_dir / "cache" / "sigma")
+    for error in ruleset.errors:
+        log.warning("Sigma rule skipped: %s", error)
+    return SigmaEngine(ruleset) if ruleset.rules else None

@@ -8,5 +8,6 @@ def load_all() -> None:
     from api.audit import models as audit_models
     from api.auth import models as auth_models
     from api.establishments import models as establishment_models
+    from api.ingest import models as ingest_models
 
-    del agent_models, audit_models, auth_models, establishment_models
+    del agent_models, audit_models, auth_models, establishment_models, ingest_models

@@ -6,6 +6,7 @@ VIGIE_SECRET_KEY      signs login tokens; generated and kept in the data directo
                       development, required in production
 VIGIE_ENVIRONMENT     development (default) | production
 VIGIE_TOKEN_MINUTES   lifetime of a login token (30)
+VIGIE_RULES_DIR       Vigie's own rules for server-side detection (rules/ of this checkout)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Settings:
     secret_key: str
     environment: str = "development"
     token_minutes: int = 30
+    # Vigie's own rules (rules/ of this checkout unless VIGIE_RULES_DIR says otherwise).
+    rules_dir: Path = Path(__file__).resolve().parent.parent / "rules"
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
@@ -52,7 +55,8 @@ class Settings:
             raise SettingsError("VIGIE_TOKEN_MINUTES must be a number of minutes") from exc
         if not 1 <= minutes <= 24 * 60:
             raise SettingsError("VIGIE_TOKEN_MINUTES must be between 1 and 1440")
-        return cls(folder, url, secret, environment, minutes)
+        rules = Path(env["VIGIE_RULES_DIR"]) if env.get("VIGIE_RULES_DIR") else cls.rules_dir
+        return cls(folder, url, secret, environment, minutes, rules)
 
 
 def _development_secret(folder: Path) -> str:

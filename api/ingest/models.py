@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db import Base
+
+
+class IngestedBatch(Base):
+    """A batch an agent sent: its id makes a retried batch a no-op."""
+
+    __tablename__ = "ingested_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(80))
+    establishment: Mapped[str] = mapped_column(String(9))
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    events_accepted: Mapped[int] = mapped_column(Integer)
+    detections_accepted: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    server_detections: Mapped[int] = mapped_column(Integer)

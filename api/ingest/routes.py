@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import ValidationError
+
+from api.deps import CurrentUser, SessionDep, allow
+from api.ingest import service
+from api.ingest.schemas import Batch, BatchResult
+from api.roles import Role
+
+router = APIRouter(tags=["ingest"])
+
+MAX_BODY = 16 * 2**20  # bytes as sent (compressed)
+MAX_BATCH = 64 * 2**20  # bytes once decompressed: a gzip bomb stops here
+
+
+@dataclass
+class RateLimiter:
+    """Per-agent token bucket, in this process (several service processes: per process)."""
+
+    per_second: float = 20.0
+    burst: float = 40.0
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.per_second)
+        if tokens < 1:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1, now)
+        return True
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise HTTPException(415, f"unsupported Content-Encoding {encoding!r} (gzip or none)")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, MAX_BATCH)
+    except zlib.error as exc:
+        raise HTTPException(400, f"body is not valid gzip: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise HTTPException(413, f"batch larger than {MAX_BATCH} bytes once decompressed")
+    return data
+
+
+# The body is read by hand (it may be gzip): describe it for the OpenAPI document.
+_ROUTE = allow(Role.AGENT)
+_ROUTE["openapi_extra"]["requestBody"] = {
+    "required": True,
+    "content": {"application/json": {"schema": Batch.model_json_schema()}},
+}
+
+
+@router.post("/ingest", **_ROUTE)
+async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> BatchResult:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.allow(who.username):
+        raise HTTPException(429, "too many batches; retry later", headers={"Retry-After": "1"})
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"request larger than {MAX_BODY} bytes")
+    data = _decoded(body, request.headers.get("content-encoding", "").lower())
+    try:
+        batch = Batch.model_validate_json(data)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from exc
+    return service.ingest(
+        session=session,
+        store=request.app.state.event_store,
+        engine=request.app.state.sigma_engine,
+        who=who,
+        batch=batch,
+    )

@@ -1,0 +1,131 @@
+"""Ingestion: validate each item on its own, keep the valid ones, detect, never twice.
+
+A batch id seen before answers with the first outcome and stores nothing (agents retry after
+timeouts). A malformed item is rejected with its index and reason; the rest of the batch is
+kept. Arriving events go through the server's Sigma engine (correlation rules need streams and
+are left to the agents for now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from api.deps import Principal
+from api.errors import Invalid
+from api.ingest.models import IngestedBatch
+from api.ingest.schemas import Batch, BatchResult, Rejected
+from detection.event import Event, parse_timestamp
+from detection.sigma import SigmaEngine
+
+MAX_EVENT_BYTES = 256 * 1024
+_DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
+_LEVELS = {"informational", "low", "medium", "high", "critical"}
+
+
+class Store(Protocol):
+    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int: ...
+
+    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int: ...
+
+
+def ingest(
+    *, session: Session, store: Store, engine: SigmaEngine | None, who: Principal, batch: Batch
+) -> BatchResult:
+    if who.establishment is None:
+        raise Invalid("this agent belongs to no establishment")
+    previous = session.get(IngestedBatch, batch.batch_id)
+    if previous is not None:
+        if previous.agent != who.username:
+            raise Invalid(f"batch id {batch.batch_id} was used by another agent")
+        return BatchResult(
+            batch_id=batch.batch_id,
+            duplicate=True,
+            events_accepted=previous.events_accepted,
+            detections_accepted=previous.detections_accepted,
+            server_detections=previous.server_detections,
+        )
+    rejected: list[Rejected] = []
+    events = _valid_events(batch.events, rejected)
+    detections = _valid_detections(batch.detections, rejected)
+    found = _detect(engine, events, who) if engine is not None else []
+    store.add_events(who.establishment, who.username, events)
+    store.add_detections(who.establishment, detections + found)
+    session.add(
+        IngestedBatch(
+            batch_id=batch.batch_id,
+            agent=who.username,
+            establishment=who.establishment,
+            events_accepted=len(events),
+            detections_accepted=len(detections),
+            rejected=len(rejected),
+            server_detections=len(found),
+        )
+    )
+    return BatchResult(
+        batch_id=batch.batch_id,
+        events_accepted=len(events),
+        detections_accepted=len(detections),
+        server_detections=len(found),
+        rejected=rejected,
+    )
+
+
+def _valid_events(
+    items: Sequence[dict[str, Any]], rejected: list[Rejected]
+) -> list[dict[str, Any]]:
+    good = []
+    for index, item in enumerate(items):
+        reason = _event_problem(item)
+        if reason:
+            rejected.append(Rejected(kind="event", index=index, reason=reason))
+        else:
+            good.append(item)
+    return good
+
+
+def _event_problem(item: dict[str, Any]) -> str | None:
+    if parse_timestamp(item.get("@timestamp")) is None:
+        return "missing or unreadable @timestamp"
+    if len(repr(item)) > MAX_EVENT_BYTES:
+        return f"event larger than {MAX_EVENT_BYTES} bytes"
+    return None
+
+
+def _valid_detections(
+    items: Sequence[dict[str, Any]], rejected: list[Rejected]
+) -> list[dict[str, Any]]:
+    good = []
+    for index, item in enumerate(items):
+        missing = [f for f in _DETECTION_FIELDS if not item.get(f)]
+        if missing:
+            reason = f"missing {', '.join(missing)}"
+        elif item["engine"] not in ("sigma", "yara", "indicator"):
+            reason = f"unknown engine {item['engine']!r}"
+        elif item["level"] not in _LEVELS:
+            reason = f"unknown level {item['level']!r}"
+        elif parse_timestamp(item["timestamp"]) is None:
+            reason = "unreadable timestamp"
+        else:
+            good.append(item)
+            continue
+        rejected.append(Rejected(kind="detection", index=index, reason=reason))
+    return good
+
+
+def _detect(
+    engine: SigmaEngine, events: list[dict[str, Any]], who: Principal
+) -> list[dict[str, Any]]:
+    found = []
+    for doc in events:
+        fields = {k: v for k, v in doc.items() if k != "@timestamp"}
+        ts = parse_timestamp(doc["@timestamp"])
+        assert ts is not None  # checked by _event_problem
+        event = Event(ts, fields, source=who.username, establishment=who.establishment)
+        for detection in engine.match(event):
+            out = detection.to_dict()
+            out["origin"] = "server"
+            found.append(out)
+    return found

@@ -1,0 +1,111 @@
+"""Ingestion over real HTTP: an enrolled agent posts gzip batches; valid items are kept,
+bad ones rejected one by one, a retried batch is a no-op, the server detects on arrival."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from api.events.sqlite_store import SQLiteEventStore
+from detection.sources.jsonlog import event_from_object
+from tests.api.conftest import Service
+from tests.api.test_agents import enrolled, new_token
+from tests.api.test_service import BORDEAUX, PITIE, setup_world
+
+CASES = Path(__file__).resolve().parents[1] / "rules" / "sigma"
+SHADOW_RULE = "shadow_copy_deletion_vssadmin_wmic"
+
+
+def case_event(name: str) -> dict[str, Any]:
+    doc = json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
+    return event_from_object(doc, "agent-test").to_ecs()
+
+
+def agent_key(service: Service, tokens: dict[str, str], finess: str = PITIE) -> str:
+    token = new_token(service, tokens["admin"], finess)["token"]
+    return str(enrolled(service, token)["agent_key"])
+
+
+def post(service: Service, key: str, batch: dict[str, Any], *, gzipped: bool = True) -> Any:
+    body = orjson.dumps(batch)
+    headers = {"Content-Type": "application/json"}
+    if gzipped:
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    with service.client(key) as client:
+        return client.post("/ingest", content=body, headers=headers)
+
+
+def test_batch_kept_rejected_detected_and_retried(service: Service) -> None:
+    tokens = setup_world(service)
+    key = agent_key(service, tokens)
+    detection = {
+        "engine": "sigma",
+        "rule_id": "r-1",
+        "rule_title": "agent-side hit",
+        "level": "high",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "source": "x",
+    }
+    batch = {
+        "batch_id": "batch-0001",
+        "events": [
+            case_event(f"{SHADOW_RULE}.positive"),
+            {"message": "no timestamp at all"},
+            case_event(f"{SHADOW_RULE}.negative"),
+        ],
+        "detections": [detection, {**detection, "level": "catastrophic"}],
+    }
+    answer = post(service, key, batch)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["duplicate"] is False
+    assert result["events_accepted"] == 2
+    assert result["detections_accepted"] == 1
+    assert {(r["kind"], r["index"]) for r in result["rejected"]} == {("event", 1), ("detection", 1)}
+    assert "timestamp" in result["rejected"][0]["reason"]
+    assert result["server_detections"] >= 1
+
+    store = SQLiteEventStore.in_data_dir(service.settings.data_dir)
+    try:
+        assert store.count("events", establishment=PITIE) == 2
+        assert store.count("events", establishment=BORDEAUX) == 0
+        found = store.search_detections(establishment=PITIE)
+        titles = {d["rule_title"] for d in found}
+        assert "agent-side hit" in titles
+        assert any(d.get("origin") == "server" for d in found)
+
+        again = post(service, key, batch)
+        assert again.json()["duplicate"] is True
+        assert store.count("events", establishment=PITIE) == 2  # nothing stored twice
+    finally:
+        store.close()
+
+
+def test_ingest_refuses_humans_bad_bodies_and_bombs(service: Service) -> None:
+    tokens = setup_world(service)
+    key = agent_key(service, tokens)
+    assert (
+        post(service, tokens["admin"], {"batch_id": "batch-human", "events": []}).status_code == 403
+    )
+    with service.client() as client:
+        assert client.post("/ingest", content=b"{}").status_code == 401
+    not_json = gzip.compress(b"{oops")
+    with service.client(key) as client:
+        bad = client.post("/ingest", content=not_json, headers={"Content-Encoding": "gzip"})
+        assert bad.status_code == 422
+        broken = client.post("/ingest", content=b"not gzip", headers={"Content-Encoding": "gzip"})
+        assert broken.status_code == 400
+        bomb = gzip.compress(b"[" + b" " * (70 * 2**20) + b"]")
+        assert (
+            client.post("/ingest", content=bomb, headers={"Content-Encoding": "gzip"}).status_code
+            == 413
+        )
+    assert (
+        post(service, key, {"batch_id": "plain-batch", "events": []}, gzipped=False).status_code
+        == 200
+    )
