@@ -15,6 +15,7 @@ from api.db import make_engine, session_factory, transaction, upgrade
 from api.errors import VigieServiceError
 from api.establishments.routes import router as establishments_router
 from api.events.sqlite_store import SQLiteEventStore
+from api.events.store import EventStore
 from api.ingest.routes import RateLimiter
 from api.ingest.routes import router as ingest_router
 from api.settings import Settings
@@ -42,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.first_admin_password = password
-    app.state.event_store = SQLiteEventStore.in_data_dir(settings.data_dir)
+    app.state.event_store = _event_store(settings)
     app.state.sigma_engine = _server_rules(settings)
     app.state.rate_limiter = RateLimiter()
 
@@ -69,3 +70,11 @@ def _server_rules(settings: Settings) -> SigmaEngine | None:
     for error in ruleset.errors:
         log.warning("Sigma rule skipped: %s", error)
     return SigmaEngine(ruleset) if ruleset.rules else None
+
+
+def _event_store(settings: Settings) -> EventStore:
+    if settings.elasticsearch_url:
+        from api.events.elastic_store import ElasticEventStore
+
+        return ElasticEventStore(settings.elasticsearch_url)
+    return SQLiteEventStore.in_data_dir(settings.data_dir)

@@ -7,6 +7,7 @@ VIGIE_SECRET_KEY      signs login tokens; generated and kept in the data directo
 VIGIE_ENVIRONMENT     development (default) | production
 VIGIE_TOKEN_MINUTES   lifetime of a login token (30)
 VIGIE_RULES_DIR       Vigie's own rules for server-side detection (rules/ of this checkout)
+VIGIE_ELASTICSEARCH_URL  keep events and detections in Elasticsearch (default: SQLite file)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Settings:
     token_minutes: int = 30
     # Vigie's own rules (rules/ of this checkout unless VIGIE_RULES_DIR says otherwise).
     rules_dir: Path = Path(__file__).resolve().parent.parent / "rules"
+    elasticsearch_url: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
@@ -56,7 +58,8 @@ class Settings:
         if not 1 <= minutes <= 24 * 60:
             raise SettingsError("VIGIE_TOKEN_MINUTES must be between 1 and 1440")
         rules = Path(env["VIGIE_RULES_DIR"]) if env.get("VIGIE_RULES_DIR") else cls.rules_dir
-        return cls(folder, url, secret, environment, minutes, rules)
+        elastic = env.get("VIGIE_ELASTICSEARCH_URL") or None
+        return cls(folder, url, secret, environment, minutes, rules, elastic)
 
 
 def _development_secret(folder: Path) -> str:
