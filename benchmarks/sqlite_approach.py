@@ -32,7 +32,7 @@ import functools
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ from sigma.types import (
     SigmaString,
 )
 
+from api.events.sqlite_store import _leaves as leaves
+from api.events.sqlite_store import sql_value
 from detection.sigma.context import as_text
 from detection.sigma.convert import ConversionResult, column_name
 
@@ -91,30 +93,6 @@ def _regexp(pattern: str | None, value: Any) -> bool | None:
 
 
 _INT64 = range(-(2**63), 2**63)
-
-
-def sql_value(value: Any) -> Any:
-    """A Sigma-view value as stored in the table."""
-    if value is None or isinstance(value, str | float):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return value if value in _INT64 else str(value)  # beyond SQLite's integers
-    # One text for a multi-valued field: its values one per line, so that `contains` (what
-    # rules ask of such fields: the unnamed `Data` list) tests each value as the engine does.
-    return "\n".join(t for t in map(as_text, leaves(value)) if t is not None)
-
-
-def leaves(value: Any) -> Iterator[Any]:
-    """The scalars of a multi-valued field, as the engine reads them."""
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        for item in value:
-            yield from leaves(item)
-    else:
-        yield value
 
 
 def quote(name: str) -> str:
