@@ -50,14 +50,19 @@ class Principal:
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    # Used with scope="function" (SessionDep): the transaction commits before the response
+    # goes out, so a client that acts on a 201 finds what it created.
     with request.app.state.sessions() as session, session.begin():
         yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
 ) -> Principal:
     """A human from a login token (JWT), or an agent from its key (`vga_...`)."""
     from api.agents.service import AGENT_KEY_PREFIX, principal_from_agent_key
@@ -75,7 +80,6 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
 CurrentSettings = Annotated[Settings, Depends(get_settings)]
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
