@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.agents.routes import router as agents_router
+from api.alerts.live import LiveRules
+from api.alerts.routes import router as alerts_router
 from api.audit.routes import router as audit_router
 from api.auth import service as auth_service
 from api.auth.routes import router as auth_router
@@ -16,10 +20,12 @@ from api.errors import VigieServiceError
 from api.establishments.routes import router as establishments_router
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import EventStore
+from api.incidents.routes import router as incidents_router
 from api.ingest.routes import RateLimiter
 from api.ingest.routes import router as ingest_router
+from api.jobs import scheduler
+from api.jobs.routes import router as jobs_router
 from api.settings import Settings
-from detection.sigma import SigmaEngine, load_sigma_rules
 
 log = logging.getLogger("vigie.api")
 
@@ -34,7 +40,16 @@ def create_app(settings: Settings) -> FastAPI:
         # Said once, on the first start: there is no other way in.
         log.warning("first start: log in as 'admin' with password %s (change it)", password)
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler.start(app)
+        try:
+            yield
+        finally:
+            scheduler.stop(app)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Vigie national service",
         description="Every operation lists the roles that may call it under `x-roles`.",
         version="0.1.0",
@@ -44,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.sessions = sessions
     app.state.first_admin_password = password
     app.state.event_store = _event_store(settings)
-    app.state.sigma_engine = _server_rules(settings)
+    app.state.live_rules = LiveRules(settings, sessions)
     app.state.rate_limiter = RateLimiter()
 
     @app.exception_handler(VigieServiceError)
@@ -55,21 +70,18 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth_router, establishments_router, agents_router, ingest_router, audit_router):
+    for router in (
+        auth_router,
+        establishments_router,
+        agents_router,
+        ingest_router,
+        incidents_router,
+        alerts_router,
+        jobs_router,
+        audit_router,
+    ):
         app.include_router(router)
     return app
-
-
-def _server_rules(settings: Settings) -> SigmaEngine | None:
-    """Sigma rules run on arriving events: Vigie's own (published alerts' rules: to come)."""
-    folder = settings.rules_dir / "sigma"
-    if not folder.is_dir():
-        log.warning("no Sigma rules in %s: no server-side detection", folder)
-        return None
-    ruleset = load_sigma_rules([folder], cache_dir=settings.data_dir / "cache" / "sigma")
-    for error in ruleset.errors:
-        log.warning("Sigma rule skipped: %s", error)
-    return SigmaEngine(ruleset) if ruleset.rules else None
 
 
 def _event_store(settings: Settings) -> EventStore:

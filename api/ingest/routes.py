@@ -76,7 +76,7 @@ async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> Bat
     return service.ingest(
         session=session,
         store=request.app.state.event_store,
-        engine=request.app.state.sigma_engine,
+        live=request.app.state.live_rules,
         who=who,
         batch=batch,
     )

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from api.alerts.live import LiveRules
 from api.deps import Principal
 from api.errors import Invalid
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
-from detection.sigma import SigmaEngine
 
 MAX_EVENT_BYTES = 256 * 1024
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
@@ -32,7 +32,7 @@ class Store(Protocol):
 
 
 def ingest(
-    *, session: Session, store: Store, engine: SigmaEngine | None, who: Principal, batch: Batch
+    *, session: Session, store: Store, live: LiveRules, who: Principal, batch: Batch
 ) -> BatchResult:
     if who.establishment is None:
         raise Invalid("this agent belongs to no establishment")
@@ -50,7 +50,7 @@ def ingest(
     rejected: list[Rejected] = []
     events = _valid_events(batch.events, rejected)
     detections = _valid_detections(batch.detections, rejected)
-    found = _detect(engine, events, who) if engine is not None else []
+    found = _detect(live, events, who)
     store.add_events(who.establishment, who.username, events)
     store.add_detections(who.establishment, detections + found)
     session.add(
@@ -115,17 +115,23 @@ def _valid_detections(
     return good
 
 
-def _detect(
-    engine: SigmaEngine, events: list[dict[str, Any]], who: Principal
-) -> list[dict[str, Any]]:
-    found = []
-    for doc in events:
+def _detect(live: LiveRules, docs: list[dict[str, Any]], who: Principal) -> list[dict[str, Any]]:
+    """Server-side detections: Sigma rules, then the indicators of published alerts."""
+    engine, indicators = live.engines()
+    if engine is None and indicators is None:
+        return []
+    events = []
+    for doc in docs:
         fields = {k: v for k, v in doc.items() if k != "@timestamp"}
         ts = parse_timestamp(doc["@timestamp"])
         assert ts is not None  # checked by _event_problem
-        event = Event(ts, fields, source=who.username, establishment=who.establishment)
-        for detection in engine.match(event):
-            out = detection.to_dict()
-            out["origin"] = "server"
-            found.append(out)
+        events.append(Event(ts, fields, source=who.username, establishment=who.establishment))
+    found: list[dict[str, Any]] = []
+    if engine is not None:
+        for event in events:
+            found.extend(d.to_dict() for d in engine.match(event))
+    if indicators is not None:
+        found.extend(indicators.match(events))
+    for out in found:
+        out["origin"] = "server"
     return found
