@@ -1,1 +1,122 @@
 from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.agents.models import utcnow
+from api.db import Base
+
+
+class Status(StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    CONTAINED = "contained"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Category(StrEnum):
+    """The categories of the national health-incident report."""
+
+    RANSOMWARE = "ransomware"
+    PHISHING = "phishing"
+    DATA_BREACH = "data_breach"
+    DENIAL_OF_SERVICE = "denial_of_service"
+    INTRUSION = "intrusion"
+    UNAVAILABILITY = "unavailability"
+    OTHER = "other"
+
+
+class CareImpact(StrEnum):
+    """Impact on patient care."""
+
+    UNKNOWN = "unknown"
+    NONE = "none"
+    DEGRADED = "degraded"  # care goes on, slower or in degraded mode
+    INTERRUPTED = "interrupted"  # some care stopped or patients transferred
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Origin(StrEnum):
+    DETECTION = "detection"  # opened from detections on ingestion
+    DECLARED = "declared"  # declared by the establishment through the form
+    RETRO_HUNT = "retro-hunt"  # found by an alert's retro-hunt over stored events
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    establishment_finess: Mapped[str] = mapped_column(
+        String(9), ForeignKey("establishments.finess"), index=True
+    )
+    origin: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default=Status.NEW)
+    care_impact: Mapped[str] = mapped_column(String(20), default=CareImpact.UNKNOWN)
+    personal_data: Mapped[bool | None] = mapped_column(Boolean)  # None: not known yet
+    description: Mapped[str] = mapped_column(Text, default="")
+    affected_systems: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    aware_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Grouping of automatic incidents: one per (establishment, rule, host) within a window.
+    rule_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    host: Mapped[str | None] = mapped_column(String(253))
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    detection_count: Mapped[int] = mapped_column(Integer, default=0)
+    sample: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the first detection
+    # NIS2: deadlines are tracked for notifiable (significant) incidents only.
+    notifiable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # NIS2: when each report was sent (None: not yet); which deadlines were flagged overdue.
+    early_warning_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notification_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    final_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overdue: Mapped[list[str]] = mapped_column(JSON, default=list)
+    campaign_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("campaigns.id"), index=True
+    )
+
+
+class TimelineEntry(Base):
+    """A comment, a status change, new detections, a report sent, a deadline missed."""
+
+    __tablename__ = "incident_timeline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(36), ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text, default="")
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+
+
+class Campaign(Base):
+    """The same rule or indicator firing in several establishments within a window."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | closed
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,5 +1,213 @@
+"""Incidents (an establishment: its own; the CERT: all; auditors: read) and campaigns (the
+CERT only)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
+
+from api.agents.models import utcnow
+from api.audit.service import record
+from api.deps import CurrentUser, Principal, SessionDep, allow, client_of
+from api.incidents import service
+from api.incidents.models import Campaign, Incident, Severity, Status
+from api.incidents.schemas import (
+    CampaignRead,
+    CampaignUpdate,
+    Comment,
+    DeadlineRead,
+    IncidentDeclare,
+    IncidentDetail,
+    IncidentPage,
+    IncidentRead,
+    IncidentUpdate,
+    ReportSent,
+    StatusChange,
+    TimelineRead,
+)
+from api.roles import Role
 
 router = APIRouter(tags=["incidents"])
+READERS = (Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN)
+WRITERS = (Role.ESTABLISHMENT, Role.CERT, Role.ADMIN)  # an establishment: its own only
+NATIONAL = (Role.CERT, Role.ADMIN)
+
+
+def _audit(
+    request: Request, session: Session, who: Principal, action: str, kind: str, target: str
+) -> None:
+    record(
+        session=session, who=who, action=action, kind=kind, target=target, client=client_of(request)
+    )
+
+
+def _read(incident: Incident, who: Principal) -> IncidentRead:
+    now = utcnow()
+    deadlines = [
+        DeadlineRead(kind=d.kind, due=d.due, done_at=d.done_at, overdue=d.overdue(now), met=d.met)
+        for d in service.deadlines(incident)
+    ]
+    return IncidentRead(
+        id=incident.id,
+        establishment=incident.establishment_finess,
+        origin=incident.origin,
+        title=incident.title,
+        category=incident.category,
+        severity=incident.severity,
+        status=incident.status,
+        care_impact=incident.care_impact,
+        personal_data=incident.personal_data,
+        description=incident.description,
+        affected_systems=incident.affected_systems,
+        started_at=incident.started_at,
+        aware_at=incident.aware_at,
+        created_by=incident.created_by,
+        created_at=incident.created_at,
+        updated_at=incident.updated_at,
+        rule_id=incident.rule_id,
+        host=incident.host,
+        first_seen=incident.first_seen,
+        last_seen=incident.last_seen,
+        detection_count=incident.detection_count,
+        notifiable=incident.notifiable,
+        deadlines=deadlines,
+        overdue=[d.kind for d in deadlines if d.overdue],
+        # Campaigns are the CERT's view: an establishment does not learn who else was hit.
+        campaign_id=incident.campaign_id if who.scope is None else None,
+    )
+
+
+def _detail(session: Session, incident: Incident, who: Principal) -> IncidentDetail:
+    entries = service.timeline(session=session, incident=incident)
+    return IncidentDetail(
+        **_read(incident, who).model_dump(),
+        timeline=[TimelineRead.model_validate(e, from_attributes=True) for e in entries],
+        sample=incident.sample,
+    )
+
+
+@router.get("/incidents", **allow(*READERS))
+def list_incidents(
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+    establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
+    status: Status | None = None,
+    severity: Severity | None = None,
+    overdue: Annotated[bool | None, Query(description="NIS2 deadline passed")] = None,
+    campaign: Annotated[str | None, Query(max_length=36, description="CERT only")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> IncidentPage:
+    items, total = service.page(
+        session=session,
+        who=who,
+        establishment=establishment,
+        status=status,
+        severity=severity,
+        overdue=overdue,
+        campaign=campaign,
+        offset=offset,
+        limit=limit,
+    )
+    _audit(request, session, who, "read", "incident", f"{establishment or '*'}/*")
+    return IncidentPage(items=[_read(i, who) for i in items], total=total)
+
+
+@router.post("/incidents", status_code=201, **allow(*WRITERS))
+def declare_incident(
+    body: IncidentDeclare, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    """Declare an incident with the fields of the national health-incident report."""
+    incident = service.declare(session=session, who=who, data=body)
+    _audit(request, session, who, "create", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+@router.get("/incidents/{incident_id}", **allow(*READERS))
+def get_incident(
+    incident_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    incident = service.get(session=session, who=who, incident_id=incident_id)
+    _audit(request, session, who, "read", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+@router.patch("/incidents/{incident_id}", **allow(*WRITERS))
+def update_incident(
+    incident_id: str, body: IncidentUpdate, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    incident = service.update(session=session, who=who, incident_id=incident_id, data=body)
+    _audit(request, session, who, "update", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+@router.post("/incidents/{incident_id}/status", **allow(*WRITERS))
+def change_incident_status(
+    incident_id: str, body: StatusChange, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    incident = service.change_status(session=session, who=who, incident_id=incident_id, data=body)
+    _audit(request, session, who, "update", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+@router.post("/incidents/{incident_id}/comments", status_code=201, **allow(*WRITERS))
+def comment_incident(
+    incident_id: str, body: Comment, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    incident = service.comment(session=session, who=who, incident_id=incident_id, text=body.text)
+    _audit(request, session, who, "update", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+@router.post("/incidents/{incident_id}/reports", **allow(*WRITERS))
+def record_report(
+    incident_id: str, body: ReportSent, request: Request, session: SessionDep, who: CurrentUser
+) -> IncidentDetail:
+    """Record that a NIS2 report (early warning, notification, final report) was sent."""
+    incident = service.report_sent(session=session, who=who, incident_id=incident_id, data=body)
+    _audit(request, session, who, "update", "incident", incident.id)
+    return _detail(session, incident, who)
+
+
+def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:
+    return CampaignRead(
+        id=campaign.id,
+        rule_id=campaign.rule_id,
+        title=campaign.title,
+        status=campaign.status,
+        first_seen=campaign.first_seen,
+        last_seen=campaign.last_seen,
+        created_at=campaign.created_at,
+        establishments=sorted({i.establishment_finess for i in members}),
+        incidents=[i.id for i in members],
+    )
+
+
+@router.get("/campaigns", **allow(*NATIONAL))
+def list_campaigns(request: Request, session: SessionDep, who: CurrentUser) -> list[CampaignRead]:
+    found = service.list_campaigns(session=session)
+    _audit(request, session, who, "read", "campaign", "*")
+    return [_campaign(c, m) for c, m in found]
+
+
+@router.get("/campaigns/{campaign_id}", **allow(*NATIONAL))
+def get_campaign(
+    campaign_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> CampaignRead:
+    campaign, members = service.get_campaign(session=session, campaign_id=campaign_id)
+    _audit(request, session, who, "read", "campaign", campaign.id)
+    return _campaign(campaign, members)
+
+
+@router.patch("/campaigns/{campaign_id}", **allow(*NATIONAL))
+def update_campaign(
+    campaign_id: str, body: CampaignUpdate, request: Request, session: SessionDep, who: CurrentUser
+) -> CampaignRead:
+    campaign, members = service.update_campaign(
+        session=session, campaign_id=campaign_id, title=body.title, status=body.status
+    )
+    _audit(request, session, who, "update", "campaign", campaign.id)
+    return _campaign(campaign, members)

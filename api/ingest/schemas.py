@@ -25,4 +25,5 @@ class BatchResult(BaseModel):
     events_accepted: int = 0
     detections_accepted: int = 0
     server_detections: int = 0
+    incidents: int = Field(default=0, description="incidents opened or extended by this batch")
     rejected: list[Rejected] = Field(default_factory=list)

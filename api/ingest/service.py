@@ -2,8 +2,9 @@
 
 A batch id seen before answers with the first outcome and stores nothing (agents retry after
 timeouts). A malformed item is rejected with its index and reason; the rest of the batch is
-kept. Arriving events go through the server's Sigma engine (correlation rules need streams and
-are left to the agents for now).
+kept. Arriving events go through the server's Sigma rules and the indicators of published
+alerts (correlation rules need streams and are left to the agents for now); detections, the
+agent's and the server's, open or extend incidents.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from api.alerts.live import LiveRules
 from api.deps import Principal
 from api.errors import Invalid
+from api.incidents import service as incidents
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
@@ -53,6 +55,9 @@ def ingest(
     found = _detect(live, events, who)
     store.add_events(who.establishment, who.username, events)
     store.add_detections(who.establishment, detections + found)
+    touched = incidents.open_from_detections(
+        session=session, establishment=who.establishment, detections=detections + found
+    )
     session.add(
         IngestedBatch(
             batch_id=batch.batch_id,
@@ -69,6 +74,7 @@ def ingest(
         events_accepted=len(events),
         detections_accepted=len(detections),
         server_detections=len(found),
+        incidents=len(touched),
         rejected=rejected,
     )
 
