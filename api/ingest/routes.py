@@ -5,7 +5,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, SessionDep, allow
 from api.ingest import service
@@ -68,15 +68,18 @@ async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> Bat
     body = await request.body()
     if len(body) > MAX_BODY:
         raise HTTPException(413, f"request larger than {MAX_BODY} bytes")
-    data = _decoded(body, request.headers.get("content-encoding", "").lower())
-    try:
-        batch = Batch.model_validate_json(data)
-    except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from exc
-    return service.ingest(
-        session=session,
-        store=request.app.state.event_store,
-        live=request.app.state.live_rules,
-        who=who,
-        batch=batch,
-    )
+    encoding = request.headers.get("content-encoding", "").lower()
+
+    def work() -> BatchResult:
+        # Off the event loop: parsing, detection and storage are CPU and disk work, and
+        # other requests (heartbeats, the dashboard) must not wait behind them.
+        batch = service.parse_batch(_decoded(body, encoding))
+        return service.ingest(
+            session=session,
+            store=request.app.state.event_store,
+            live=request.app.state.live_rules,
+            who=who,
+            batch=batch,
+        )
+
+    return await run_in_threadpool(work)

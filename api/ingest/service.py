@@ -9,9 +9,11 @@ agent's and the server's, open or extend incidents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy.orm import Session
 
 from api.alerts.live import LiveRules
@@ -23,6 +25,8 @@ from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
 
 MAX_EVENT_BYTES = 256 * 1024
+MAX_ITEMS = 50_000  # events, and detections, per batch
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
 _LEVELS = {"informational", "low", "medium", "high", "critical"}
 
@@ -31,6 +35,38 @@ class Store(Protocol):
     def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int: ...
 
     def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int: ...
+
+
+def parse_batch(data: bytes) -> Batch:
+    """The batch from its JSON, the envelope checked; items are checked one by one later.
+
+    orjson and a hand check of the envelope rather than pydantic over the whole batch: the
+    items are free-form objects, and validating 1,000 of them through a model costs a fifth
+    of the route's time for nothing that the per-item checks do not do again.
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"body is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise Invalid("the batch is a JSON object with batch_id, events, detections")
+    batch_id = doc.get("batch_id")
+    if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
+        raise Invalid("batch_id: 8 to 64 characters among A-Z a-z 0-9 _ -")
+    lists = {}
+    for key in ("events", "detections"):
+        items = doc.get(key, [])
+        if not isinstance(items, list):
+            raise Invalid(f"{key} is a list")
+        if len(items) > MAX_ITEMS:
+            raise Invalid(f"{key}: at most {MAX_ITEMS} per batch, got {len(items)}")
+        lists[key] = items
+    unknown = set(doc) - {"batch_id", "events", "detections"}
+    if unknown:
+        raise Invalid(f"unknown batch fields: {', '.join(sorted(unknown))}")
+    return Batch.model_construct(
+        batch_id=batch_id, events=lists["events"], detections=lists["detections"]
+    )
 
 
 def ingest(
@@ -92,10 +128,12 @@ def _valid_events(
     return good
 
 
-def _event_problem(item: dict[str, Any]) -> str | None:
+def _event_problem(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "not a JSON object"
     if parse_timestamp(item.get("@timestamp")) is None:
         return "missing or unreadable @timestamp"
-    if len(repr(item)) > MAX_EVENT_BYTES:
+    if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
         return f"event larger than {MAX_EVENT_BYTES} bytes"
     return None
 
@@ -105,8 +143,10 @@ def _valid_detections(
 ) -> list[dict[str, Any]]:
     good = []
     for index, item in enumerate(items):
-        missing = [f for f in _DETECTION_FIELDS if not item.get(f)]
-        if missing:
+        missing = [f for f in _DETECTION_FIELDS if not isinstance(item, dict) or not item.get(f)]
+        if not isinstance(item, dict):
+            reason = "not a JSON object"
+        elif missing:
             reason = f"missing {', '.join(missing)}"
         elif item["engine"] not in ("sigma", "yara", "indicator"):
             reason = f"unknown engine {item['engine']!r}"

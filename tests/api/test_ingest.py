@@ -109,3 +109,30 @@ def test_ingest_refuses_humans_bad_bodies_and_bombs(service: Service) -> None:
         post(service, key, {"batch_id": "plain-batch", "events": []}, gzipped=False).status_code
         == 200
     )
+
+
+def test_envelope_errors_are_specific_and_odd_items_rejected_alone(service: Service) -> None:
+    tokens = setup_world(service)
+    key = agent_key(service, tokens)
+    not_list = post(service, key, {"batch_id": "batch-odd-01", "events": {"a": 1}})
+    assert not_list.status_code == 422
+    assert "events is a list" in not_list.json()["detail"]
+    bad_id = post(service, key, {"batch_id": "x", "events": []})
+    assert bad_id.status_code == 422
+    assert "batch_id" in bad_id.json()["detail"]
+    extra = post(service, key, {"batch_id": "batch-odd-02", "evnts": []})
+    assert "evnts" in extra.json()["detail"]
+    odd = {
+        "batch_id": "batch-odd-03",
+        "events": ["a string", case_event(f"{SHADOW_RULE}.negative"), 42],
+        "detections": [["not", "an", "object"]],
+    }
+    answer = post(service, key, odd)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["events_accepted"] == 1
+    reasons = {(r["kind"], r["index"]): r["reason"] for r in answer.json()["rejected"]}
+    assert reasons == {
+        ("event", 0): "not a JSON object",
+        ("event", 2): "not a JSON object",
+        ("detection", 0): "not a JSON object",
+    }
