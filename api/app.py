@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from api.agents.routes import router as agents_router
 from api.alerts.live import LiveRules
 from api.alerts.routes import router as alerts_router
+from api.apikeys.routes import router as apikeys_router
 from api.audit.routes import router as audit_router
 from api.auth import service as auth_service
 from api.auth.routes import router as auth_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for router in (
         auth_router,
+        apikeys_router,
         establishments_router,
         agents_router,
         ingest_router,

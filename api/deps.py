@@ -64,14 +64,18 @@ def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     session: SessionDep,
 ) -> Principal:
-    """A human from a login token (JWT), or an agent from its key (`vga_...`)."""
+    """A human from a login token (JWT), an agent from its key (`vga_...`), or a script from
+    an API key (`vgk_...`, with the role and establishment it was given)."""
     from api.agents.service import AGENT_KEY_PREFIX, principal_from_agent_key
+    from api.apikeys.service import KEY_PREFIX, principal_from_api_key
     from api.auth.service import principal_from_token
 
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     if credentials.credentials.startswith(AGENT_KEY_PREFIX):
         return principal_from_agent_key(session=session, key=credentials.credentials)
+    if credentials.credentials.startswith(KEY_PREFIX):
+        return principal_from_api_key(session=session, key=credentials.credentials)
     return principal_from_token(credentials.credentials, request.app.state.settings)
 
 

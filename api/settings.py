@@ -8,12 +8,16 @@ VIGIE_ENVIRONMENT     development (default) | production
 VIGIE_TOKEN_MINUTES   lifetime of a login token (30)
 VIGIE_RULES_DIR       Vigie's own rules for server-side detection (rules/ of this checkout)
 VIGIE_ELASTICSEARCH_URL  keep events and detections in Elasticsearch (default: SQLite file)
+VIGIE_RETRO_HUNT_DAYS days of stored events a new alert is hunted over (30; 0: no hunt)
+VIGIE_AGENT_SILENT_MINUTES  an agent without a heartbeat for this long is reported silent (60)
+VIGIE_RETENTION_DAYS  events and detections older than this are purged (180)
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,9 @@ class Settings:
     # Vigie's own rules (rules/ of this checkout unless VIGIE_RULES_DIR says otherwise).
     rules_dir: Path = Path(__file__).resolve().parent.parent / "rules"
     elasticsearch_url: str | None = None
+    retro_hunt_days: int = 30
+    agent_silent_minutes: int = 60
+    retention_days: int = 180
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
@@ -59,7 +66,34 @@ class Settings:
             raise SettingsError("VIGIE_TOKEN_MINUTES must be between 1 and 1440")
         rules = Path(env["VIGIE_RULES_DIR"]) if env.get("VIGIE_RULES_DIR") else cls.rules_dir
         elastic = env.get("VIGIE_ELASTICSEARCH_URL") or None
-        return cls(folder, url, secret, environment, minutes, rules, elastic)
+        silent = _bounded(env, "VIGIE_AGENT_SILENT_MINUTES", 60, 5, 7 * 24 * 60, "minutes")
+        retention = _bounded(env, "VIGIE_RETENTION_DAYS", 180, 1, 10 * 366, "days")
+        hunt_days = _bounded(env, "VIGIE_RETRO_HUNT_DAYS", 30, 0, 365, "days")
+        return cls(
+            folder,
+            url,
+            secret,
+            environment,
+            minutes,
+            rules,
+            elastic,
+            agent_silent_minutes=silent,
+            retention_days=retention,
+            retro_hunt_days=hunt_days,
+        )
+
+
+def _bounded(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str
+) -> int:
+    """A whole number of `unit` between `low` and `high`, or `SettingsError`."""
+    try:
+        value = int(env.get(name, str(default)))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number of {unit}") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high} {unit}")
+    return value
 
 
 def _development_secret(folder: Path) -> str:
