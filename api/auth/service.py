@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.auth.models import User
 from api.deps import Principal
 from api.errors import AuthError, Conflict, Invalid
+from api.establishments.models import Establishment
 from api.roles import Role
 from api.settings import Settings
 
@@ -29,6 +30,10 @@ def create_user(
         raise Invalid("agents get their credentials by enrolling, not as users")
     if role is Role.ESTABLISHMENT and not establishment:
         raise Invalid("an establishment user needs the FINESS of its establishment")
+    if role is Role.ESTABLISHMENT and establishment is not None:
+        if session.get(Establishment, establishment.strip().upper()) is None:
+            raise Invalid(f"no establishment {establishment!r} in the registry")
+        establishment = establishment.strip().upper()
     if len(password) < 12:
         raise Invalid("passwords have at least 12 characters")
     if session.scalar(select(User).where(User.username == username)) is not None:

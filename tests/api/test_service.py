@@ -79,6 +79,17 @@ def test_registry_validates_finess_and_derives_region(service: Service) -> None:
         assert typo.status_code == 422
         assert typo.json()["code"] == "invalid"
         assert "check key" in typo.json()["detail"]
+        ghost = client.post(
+            "/users",
+            json={
+                "username": "it_ghost",
+                "password": PASSWORD,
+                "role": "establishment",
+                "establishment": "690000000",
+            },
+        )
+        assert ghost.status_code == 422
+        assert "no establishment" in ghost.json()["detail"]
         renamed = client.patch(f"/establishments/{CORTE}", json={"beds": 120})
         assert renamed.json()["beds"] == 120
 
