@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.agents.models import Agent, as_utc, utcnow
 from api.db import transaction
 from api.events.store import EventStore
+from api.incidents import service as incidents
 from api.jobs.models import JobRun
 from api.notifications import service as notifications
 from api.notifications.models import Notification
@@ -34,25 +35,13 @@ class JobFunction(Protocol):
     ) -> dict[str, int]: ...
 
 
-class JobUnavailable(RuntimeError):
-    """A job whose work is not (yet) provided by its domain."""
-
-
 def nis2_deadlines(
     *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
 ) -> dict[str, int]:
     """Flag incidents whose NIS2 deadlines (early warning, notification, final report) passed."""
     del store, settings
-    # Imported here: the incidents domain is loaded only when the job runs.
-    from api.incidents import service as incidents
-
-    # TODO(jobs): call incidents.flag_overdue directly once it has landed in
-    # api/incidents/service.py; until then the run says why it did nothing.
-    flag_overdue = getattr(incidents, "flag_overdue", None)
-    if flag_overdue is None:
-        raise JobUnavailable("api.incidents.service.flag_overdue does not exist yet")
     with transaction(sessions) as session:
-        flagged = int(flag_overdue(session=session, now=now))
+        flagged = incidents.flag_overdue(session=session, now=now)
     return {"flagged": flagged}
 
 
