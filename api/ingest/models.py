@@ -9,7 +9,12 @@ from api.db import Base
 
 
 class IngestedBatch(Base):
-    """A batch an agent sent: its id makes a retried batch a no-op."""
+    """A batch an agent sent: its id makes a retried batch a no-op.
+
+    The row is written (`processing`) and committed before the batch is processed, so that a
+    retry arriving while the first attempt still runs is told to wait instead of storing the
+    events a second time; `done` when the batch's outcome is kept.
+    """
 
     __tablename__ = "ingested_batches"
 
@@ -23,3 +28,4 @@ class IngestedBatch(Base):
     detections_accepted: Mapped[int] = mapped_column(Integer)
     rejected: Mapped[int] = mapped_column(Integer)
     server_detections: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(12), default="done")  # processing | done

@@ -76,6 +76,7 @@ async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> Bat
         batch = service.parse_batch(_decoded(body, encoding))
         return service.ingest(
             session=session,
+            sessions=request.app.state.sessions,
             store=request.app.state.event_store,
             live=request.app.state.live_rules,
             who=who,

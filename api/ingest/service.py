@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy.orm import Session
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.agents.models import as_utc, utcnow
 from api.alerts.live import LiveRules
+from api.db import transaction
 from api.deps import Principal
-from api.errors import Invalid
+from api.errors import Conflict, Invalid
 from api.incidents import service as incidents
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
 
 MAX_EVENT_BYTES = 256 * 1024
+STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
 MAX_ITEMS = 50_000  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
@@ -69,15 +75,60 @@ def parse_batch(data: bytes) -> Batch:
     )
 
 
+class BatchInProgress(Conflict):
+    code = "batch_in_progress"
+
+
+def claim(sessions: sessionmaker[Session], batch_id: str, who: Principal) -> IngestedBatch | None:
+    """Take `batch_id` for this request, in a transaction of its own (committed at once).
+
+    Returns the earlier outcome when the batch was done before (the caller answers it as a
+    duplicate); raises `BatchInProgress` while another request processes it. A claim older
+    than `STALE_CLAIM` was abandoned (a crash mid-batch) and is taken over: some of its events
+    may then be stored twice, which beats losing them.
+    """
+    now = utcnow()
+    try:
+        with transaction(sessions) as session:
+            previous = session.get(IngestedBatch, batch_id)
+            if previous is None:
+                session.add(_row(batch_id, who, state="processing", received_at=now))
+                return None
+            if previous.agent != who.username:
+                raise Invalid(f"batch id {batch_id} was used by another agent")
+            if previous.state == "done":
+                return previous
+            if as_utc(previous.received_at) > now - STALE_CLAIM:
+                raise BatchInProgress(f"batch {batch_id} is being processed; retry later")
+            previous.received_at = now
+            return None
+    except IntegrityError as exc:  # another request claimed it between our read and write
+        raise BatchInProgress(f"batch {batch_id} is being processed; retry later") from exc
+
+
+def release(sessions: sessionmaker[Session], batch_id: str) -> None:
+    """Give a claim back when processing failed, so that the agent's retry is processed."""
+    with transaction(sessions) as session:
+        session.execute(
+            delete(IngestedBatch).where(
+                IngestedBatch.batch_id == batch_id, IngestedBatch.state == "processing"
+            )
+        )
+
+
 def ingest(
-    *, session: Session, store: Store, live: LiveRules, who: Principal, batch: Batch
+    *,
+    session: Session,
+    sessions: sessionmaker[Session],
+    store: Store,
+    live: LiveRules,
+    who: Principal,
+    batch: Batch,
 ) -> BatchResult:
     if who.establishment is None:
         raise Invalid("this agent belongs to no establishment")
-    previous = session.get(IngestedBatch, batch.batch_id)
+    previous = claim(sessions, batch.batch_id, who)
     if previous is not None:
-        if previous.agent != who.username:
-            raise Invalid(f"batch id {batch.batch_id} was used by another agent")
         return BatchResult(
             batch_id=batch.batch_id,
             duplicate=True,
@@ -85,6 +136,19 @@ def ingest(
             detections_accepted=previous.detections_accepted,
             server_detections=previous.server_detections,
         )
+    try:
+        return _process(session, store, live, who, batch)
+    except BaseException:
+        # The request's own transaction rolls back as the error goes up; the claim was
+        # committed apart and is given back here.
+        release(sessions, batch.batch_id)
+        raise
+
+
+def _process(
+    session: Session, store: Store, live: LiveRules, who: Principal, batch: Batch
+) -> BatchResult:
+    assert who.establishment is not None
     rejected: list[Rejected] = []
     events = _valid_events(batch.events, rejected)
     detections = _valid_detections(batch.detections, rejected)
@@ -94,17 +158,13 @@ def ingest(
     touched = incidents.open_from_detections(
         session=session, establishment=who.establishment, detections=detections + found
     )
-    session.add(
-        IngestedBatch(
-            batch_id=batch.batch_id,
-            agent=who.username,
-            establishment=who.establishment,
-            events_accepted=len(events),
-            detections_accepted=len(detections),
-            rejected=len(rejected),
-            server_detections=len(found),
-        )
-    )
+    row = session.get(IngestedBatch, batch.batch_id)
+    assert row is not None  # claimed above
+    row.state = "done"
+    row.events_accepted = len(events)
+    row.detections_accepted = len(detections)
+    row.rejected = len(rejected)
+    row.server_detections = len(found)
     return BatchResult(
         batch_id=batch.batch_id,
         events_accepted=len(events),
@@ -112,6 +172,20 @@ def ingest(
         server_detections=len(found),
         incidents=len(touched),
         rejected=rejected,
+    )
+
+
+def _row(batch_id: str, who: Principal, *, state: str, received_at: datetime) -> IngestedBatch:
+    return IngestedBatch(
+        batch_id=batch_id,
+        agent=who.username,
+        establishment=who.establishment,
+        received_at=received_at,
+        events_accepted=0,
+        detections_accepted=0,
+        rejected=0,
+        server_detections=0,
+        state=state,
     )
 
 

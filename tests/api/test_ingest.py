@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
+from api.db import make_engine, session_factory, transaction
+from api.deps import Principal
 from api.events.sqlite_store import SQLiteEventStore
+from api.ingest import service as ingest_service
+from api.ingest.models import IngestedBatch
 from detection.sources.jsonlog import event_from_object
 from tests.api.conftest import Service
 from tests.api.test_agents import enrolled, new_token
@@ -136,3 +142,40 @@ def test_envelope_errors_are_specific_and_odd_items_rejected_alone(service: Serv
         ("event", 2): "not a JSON object",
         ("detection", 0): "not a JSON object",
     }
+
+
+def test_a_batch_is_claimed_before_it_is_processed(service: Service) -> None:
+    """A retry that arrives while the first attempt runs is told to wait (409), never stored
+    twice; an abandoned claim is taken over; a failed attempt gives its claim back."""
+    tokens = setup_world(service)
+    key = agent_key(service, tokens)
+    with service.client(key) as client:
+        agent_id = client.get("/agents/me").json()["id"]
+    who = Principal(username=f"agent:{agent_id}", role="agent", establishment=PITIE)
+    engine = make_engine(service.settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        assert ingest_service.claim(sessions, "claimed-0001", who) is None
+        answer = post(service, key, {"batch_id": "claimed-0001", "events": []})
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "batch_in_progress"
+        with pytest.raises(ingest_service.BatchInProgress):
+            ingest_service.claim(sessions, "claimed-0001", who)
+        # Abandoned ten minutes ago (the process died): the next attempt takes it over.
+        with transaction(sessions) as session:
+            row = session.get(IngestedBatch, "claimed-0001")
+            assert row is not None
+            row.received_at = datetime.now(UTC) - timedelta(minutes=11)
+        taken = post(
+            service,
+            key,
+            {"batch_id": "claimed-0001", "events": [case_event(f"{SHADOW_RULE}.negative")]},
+        )
+        assert taken.status_code == 200, taken.text
+        assert taken.json()["events_accepted"] == 1
+        ingest_service.release(sessions, "claimed-0001")  # a done batch is not given back
+        again = post(service, key, {"batch_id": "claimed-0001", "events": []})
+        assert again.json()["duplicate"] is True
+        assert again.json()["events_accepted"] == 1
+    finally:
+        engine.dispose()
