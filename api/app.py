@@ -31,15 +31,31 @@ from api.settings import Settings
 log = logging.getLogger("vigie.api")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def prepare(settings: Settings) -> str | None:
+    """Bring the database to the newest schema and make the first admin (whose password is
+    returned, and said once in the log: there is no other way in). Run once before several
+    worker processes start, so that they do not race to do it."""
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with transaction(sessions) as session:
-        password = auth_service.ensure_admin(session=session)
+    try:
+        upgrade(engine)
+        with transaction(session_factory(engine)) as session:
+            password = auth_service.ensure_admin(session=session)
+    finally:
+        engine.dispose()
     if password:
-        # Said once, on the first start: there is no other way in.
         log.warning("first start: log in as 'admin' with password %s (change it)", password)
+    return password
+
+
+def app_from_env() -> FastAPI:
+    """The application of one worker process (`vigie serve --workers N`)."""
+    return create_app(Settings.from_env())
+
+
+def create_app(settings: Settings) -> FastAPI:
+    password = prepare(settings)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,78 @@
+"""`vigie serve` as a user starts it: on an empty data directory, with one or two workers."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+VIGIE = Path(sys.executable).parent / "vigie"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None:
+    data_dir = tmp_path / "empty"
+    port = free_port()
+    process = subprocess.Popen(
+        [VIGIE, "serve", "--data-dir", data_dir, "--port", str(port), "--workers", str(workers)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={"PATH": str(VIGIE.parent), "HOME": str(tmp_path)},
+    )
+    log: list[str] = []
+    try:
+        assert process.stderr is not None
+        reader = threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True)
+        reader.start()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "".join(log)
+            assert time.monotonic() < deadline, "".join(log)
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        passwords = [m for line in log for m in re.findall(r"with password (\S+)", line)]
+        assert len(passwords) == 1, "".join(log)  # said once, even with several workers
+        login = {"username": "admin", "password": passwords[0]}
+        token = httpx.post(f"{url}/auth/token", json=login).json()["access_token"]
+        spec = httpx.get(f"{url}/openapi.json").json()
+        assert all(op.get("x-roles") for ops in spec["paths"].values() for op in ops.values())
+        # Every worker answers with the same secret and database: a token from one is good
+        # on whichever worker takes the next connection.
+        for _ in range(6):
+            me = httpx.get(f"{url}/auth/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200
+        assert (data_dir / "vigie.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_serve_refuses_zero_workers(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [VIGIE, "serve", "--data-dir", tmp_path, "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
