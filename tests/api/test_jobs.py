@@ -4,6 +4,7 @@ their establishment and the CERT only, the retention purge of the SQLite event s
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import threading
@@ -13,9 +14,13 @@ from typing import Any
 
 import sqlalchemy
 
-from api.db import make_engine, session_factory
+from api.app import create_app
+from api.db import make_engine, session_factory, transaction
 from api.events.sqlite_store import SQLiteEventStore
 from api.jobs import lock
+from api.jobs import service as job_service
+from api.jobs.scheduler import jobs_of, start, stop
+from api.settings import Settings
 from tests.api.conftest import Service
 from tests.api.test_agents import enrolled, new_token
 from tests.api.test_apikeys import create_key
@@ -351,3 +356,39 @@ def test_openapi_states_who_runs_jobs(service: Service) -> None:
         "auditor",
         "admin",
     }
+
+
+def test_one_process_runs_the_schedule(database_url: str, tmp_path: Path) -> None:
+    """Two service processes' worth of applications on one database: only the holder of the
+    scheduler's lease runs scheduled jobs; when it stops, the other takes over."""
+    apps = []
+    for n in (1, 2):
+        settings = Settings(tmp_path / f"data-{n}", database_url, secrets.token_urlsafe(40))
+        settings.data_dir.mkdir()
+        apps.append(create_app(settings))
+    first, second = (jobs_of(app) for app in apps)
+    try:
+        assert first.instance != second.instance
+        assert first.leads()
+        assert not second.leads()
+        assert first.leads()  # renewed by its holder
+        second.run_scheduled("agent_silent")  # not the leader: nothing runs
+        first.run_scheduled("agent_silent")
+        with transaction(apps[0].state.sessions) as session:
+            runs = job_service.runs(session=session, name="agent_silent", limit=10)
+            assert [(r.trigger, r.outcome) for r in runs] == [("schedule", "ok")]
+            assert runs[0].holder.startswith(first.instance)
+
+        start(apps[0])
+        assert first.next_run("agent_silent") is not None
+        stop(apps[0])  # gives the scheduler's lease back
+        assert second.leads()
+        assert not first.leads()
+        second.run_scheduled("retention_purge")
+        with transaction(apps[1].state.sessions) as session:
+            (run,) = job_service.runs(session=session, name="retention_purge", limit=10)
+            assert run.holder.startswith(second.instance)
+    finally:
+        for app in apps:
+            app.state.event_store.close()
+            app.state.engine.dispose()
