@@ -1,5 +1,213 @@
+"""Alerts: the CERT publishes, establishments read and acknowledge, agents fetch the bundle."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from api.alerts import hunt, service, stix
+from api.alerts.live import LiveRules
+from api.alerts.models import Alert, AlertStatus
+from api.alerts.schemas import (
+    Acknowledge,
+    AcknowledgementRead,
+    AcknowledgementReport,
+    AlertCreate,
+    AlertPage,
+    AlertRead,
+    AlertUpdate,
+    PublicKey,
+    RetroHuntRequest,
+)
+from api.audit.service import record
+from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow, client_of
+from api.roles import Role
 
 router = APIRouter(tags=["alerts"])
+WRITERS = (Role.CERT, Role.ADMIN)
+NATIONAL = (Role.CERT, Role.ADMIN, Role.AUDITOR)
+READERS = (Role.ESTABLISHMENT, *NATIONAL)  # an establishment: the alerts meant for it
+
+
+def _audit(request: Request, session: Session, who: Principal, action: str, target: str) -> None:
+    record(
+        session=session,
+        who=who,
+        action=action,
+        kind="alert",
+        target=target,
+        client=client_of(request),
+    )
+
+
+def _live(request: Request) -> LiveRules:
+    live: LiveRules = request.app.state.live_rules
+    return live
+
+
+def _read_one(session: Session, who: Principal, alert: Alert) -> AlertRead:
+    (out,) = service.read(session=session, who=who, alerts=[alert])
+    return out
+
+
+def _hunt_later(request: Request, tasks: BackgroundTasks, session: Session, alert: Alert) -> None:
+    """Mark the hunt pending and run it once the response is out (the alert is committed)."""
+    if alert.retro_hunt_days <= 0:
+        return
+    service.record_hunt(
+        session=session, alert_id=alert.id, outcome=hunt.pending(alert.retro_hunt_days)
+    )
+    tasks.add_task(
+        hunt.run,
+        sessions=request.app.state.sessions,
+        store=request.app.state.event_store,
+        alert_id=alert.id,
+        days=alert.retro_hunt_days,
+    )
+
+
+@router.get(
+    "/alerts/bundle",
+    responses={304: {"description": "the agent's version is the current one"}},
+    **allow(Role.AGENT),
+)
+def get_bundle(
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+    version: Annotated[int | None, Query(ge=0, description="the version the agent has")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The signed rules and indicators of the alerts meant for the agent's establishment."""
+    current = service.bundle_version(session=session)
+    etag = f'"{current}"'
+    if version == current or if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    envelope = _live(request).signer.sign(service.bundle(session=session, who=who))
+    return JSONResponse(envelope, headers={"ETag": f'"{envelope["bundle"]["version"]}"'})
+
+
+@router.get("/alerts/bundle/public-key", **allow(PUBLIC))
+def bundle_public_key(request: Request) -> PublicKey:
+    """The key that signs bundles, for agents to pin at enrollment."""
+    return PublicKey(**_live(request).signer.public())
+
+
+@router.post("/alerts", status_code=201, **allow(*WRITERS))
+def publish_alert(
+    body: AlertCreate,
+    request: Request,
+    tasks: BackgroundTasks,
+    session: SessionDep,
+    who: CurrentUser,
+) -> AlertRead:
+    settings = request.app.state.settings
+    alert = service.create(
+        session=session, who=who, data=body, default_days=settings.retro_hunt_days
+    )
+    _audit(request, session, who, "create", alert.id)
+    _hunt_later(request, tasks, session, alert)
+    _live(request).published(alert.bundle_version)
+    return _read_one(session, who, alert)
+
+
+@router.get("/alerts", **allow(*READERS))
+def list_alerts(
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+    status: AlertStatus | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AlertPage:
+    items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)
+    _audit(request, session, who, "read", "*")
+    return AlertPage(items=service.read(session=session, who=who, alerts=items), total=total)
+
+
+@router.get("/alerts/{alert_id}", **allow(*READERS))
+def get_alert(alert_id: str, request: Request, session: SessionDep, who: CurrentUser) -> AlertRead:
+    alert = service.get(session=session, who=who, alert_id=alert_id)
+    _audit(request, session, who, "read", alert.id)
+    return _read_one(session, who, alert)
+
+
+@router.patch("/alerts/{alert_id}", **allow(*WRITERS))
+def edit_alert(
+    alert_id: str, body: AlertUpdate, request: Request, session: SessionDep, who: CurrentUser
+) -> AlertRead:
+    alert = service.edit(session=session, who=who, alert_id=alert_id, data=body)
+    _audit(request, session, who, "update", alert.id)
+    _live(request).published(alert.bundle_version)
+    return _read_one(session, who, alert)
+
+
+@router.post("/alerts/{alert_id}/withdraw", **allow(*WRITERS))
+def withdraw_alert(
+    alert_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> AlertRead:
+    alert = service.withdraw(session=session, who=who, alert_id=alert_id)
+    _audit(request, session, who, "update", alert.id)
+    _live(request).published(alert.bundle_version)
+    return _read_one(session, who, alert)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", **allow(Role.ESTABLISHMENT))
+def acknowledge_alert(
+    alert_id: str, body: Acknowledge, request: Request, session: SessionDep, who: CurrentUser
+) -> AcknowledgementRead:
+    """The caller's establishment has read the alert (again: the first acknowledgement)."""
+    ack = service.acknowledge(session=session, who=who, alert_id=alert_id, comment=body.comment)
+    _audit(request, session, who, "update", alert_id)
+    return AcknowledgementRead.model_validate(ack)
+
+
+@router.get("/alerts/{alert_id}/acknowledgements", **allow(*NATIONAL))
+def alert_acknowledgements(
+    alert_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> AcknowledgementReport:
+    """Who among the alert's targets has acknowledged it, and who has not."""
+    report = service.acknowledgements(session=session, who=who, alert_id=alert_id)
+    _audit(request, session, who, "read", alert_id)
+    return report
+
+
+@router.get("/alerts/{alert_id}/retro-hunt", **allow(*NATIONAL))
+def alert_retro_hunt(
+    alert_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> dict[str, Any]:
+    """The last retro-hunt: rules hunted, errors per rule, hits per establishment, incidents."""
+    alert = service.get(session=session, who=who, alert_id=alert_id)
+    _audit(request, session, who, "read", alert.id)
+    return alert.retro_hunt or {"status": "none"}
+
+
+@router.post("/alerts/{alert_id}/retro-hunt", status_code=202, **allow(*WRITERS))
+def hunt_again(
+    alert_id: str,
+    body: RetroHuntRequest,
+    request: Request,
+    tasks: BackgroundTasks,
+    session: SessionDep,
+    who: CurrentUser,
+) -> dict[str, Any]:
+    """Hunt the alert's rules and indicators again over the last `days` of stored events."""
+    alert = service.get(session=session, who=who, alert_id=alert_id)
+    if body.days is not None:
+        alert.retro_hunt_days = body.days
+    _audit(request, session, who, "update", alert.id)
+    _hunt_later(request, tasks, session, alert)
+    return alert.retro_hunt or {"status": "none"}
+
+
+@router.get("/alerts/{alert_id}/stix", **allow(*READERS))
+def alert_stix(
+    alert_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> dict[str, Any]:
+    """The alert as a STIX 2.1 bundle: indicators, vulnerabilities, a report, its TLP marking."""
+    alert = service.get(session=session, who=who, alert_id=alert_id)
+    _audit(request, session, who, "read", alert.id)
+    return stix.export(alert)

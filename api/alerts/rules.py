@@ -1,0 +1,118 @@
+"""An alert's rules from their text: Sigma rules compiled for the engine and the event
+stores, YARA rules compiled to check them, and a Sigma rule made of an alert's indicators so
+that a retro-hunt looks them up with the same machinery in either store."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from api.alerts.indicators import FIELDS, HASH_LENGTHS, SYSMON_HASHES
+from detection.sigma import CompiledRule
+from detection.sigma.compile import CompileError, compile_rule
+from detection.yara import load_yara_rules
+
+_NAMESPACE = uuid.UUID("5b0c61a2-8d52-4d0e-9f6e-0d6c3e1b7a41")  # Vigie alerts' indicator rules
+
+
+class RuleTextError(ValueError):
+    """A rule text that cannot be used, with the reason."""
+
+
+def compile_sigma(text: str) -> CompiledRule:
+    """The one Sigma detection rule of `text`, compiled."""
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise RuleTextError(f"not YAML: {str(exc).splitlines()[0]}") from exc
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        raise RuleTextError("give one Sigma rule per text (one YAML document)")
+    return compile_sigma_dict(documents[0])
+
+
+def compile_sigma_dict(document: dict[str, Any]) -> CompiledRule:
+    try:
+        collection = SigmaCollection.from_dicts([document], collect_errors=True)
+    except SigmaError as exc:
+        raise RuleTextError(_first_line(exc)) from exc
+    except Exception as exc:  # pySigma trips on some malformed values (an int id, ...)
+        raise RuleTextError(f"not a Sigma rule: {type(exc).__name__}: {_first_line(exc)}") from exc
+    if len(collection.rules) != 1:
+        raise RuleTextError("the text holds no Sigma rule")
+    (rule,) = collection.rules
+    if rule.errors:
+        raise RuleTextError("; ".join(_first_line(e) for e in rule.errors))
+    if not isinstance(rule, SigmaRule):
+        raise RuleTextError("correlation rules are not taken in alerts (agents run them)")
+    if rule.id is None:
+        raise RuleTextError("the rule has no id (a UUID): detections refer to it")
+    try:
+        return compile_rule(rule)
+    except CompileError as exc:
+        raise RuleTextError(f"the engine cannot evaluate it: {exc}") from exc
+
+
+def check_yara(text: str) -> int:
+    """How many rules `text` holds, or `RuleTextError` with the compiler's reason and line."""
+    with tempfile.TemporaryDirectory(prefix="vigie-yara-") as folder:
+        path = Path(folder) / "alert.yar"
+        path.write_text(text, encoding="utf-8")
+        ruleset = load_yara_rules([path], engine="yara-python")
+    if ruleset.errors:
+        error = ruleset.errors[0]
+        where = f"line {error.line}: " if error.line else ""
+        raise RuleTextError(f"{where}{error.reason}")
+    if ruleset.rule_count == 0:
+        raise RuleTextError("the text holds no YARA rule")
+    return ruleset.rule_count
+
+
+def indicator_rule(
+    alert_id: str, title: str, level: str, indicators: list[dict[str, str]]
+) -> CompiledRule | None:
+    """A Sigma rule selecting the events that hold one of the indicators (None: none).
+
+    Field-list selections only (no keywords, which SQLite cannot hunt), on the fields the
+    live matcher reads; a domain matches its subdomains there too.
+    """
+    by_kind: dict[str, list[str]] = {}
+    for item in indicators:
+        by_kind.setdefault(item["type"], []).append(_escaped(item["value"]))
+    if not by_kind:
+        return None
+    detection: dict[str, Any] = {}
+    for kind, values in by_kind.items():
+        if kind == "domain":
+            values = [*values, *(f"*.{v}" for v in values)]
+        for n, field in enumerate(FIELDS[kind]):
+            detection[f"sel_{kind}_{n}"] = {field: values}
+        if kind in HASH_LENGTHS:
+            detection[f"sel_{kind}_sysmon"] = {f"{SYSMON_HASHES}|contains": values}
+    detection["condition"] = "1 of sel_*"
+    document = {
+        "title": f"{title} (indicators)",
+        "id": str(uuid.uuid5(_NAMESPACE, alert_id)),
+        "status": "experimental",
+        "description": f"Indicators of alert {alert_id}",
+        # Not Windows: no channel restriction, every stored event is looked at.
+        "logsource": {"category": "indicators"},
+        "level": level,
+        "detection": detection,
+    }
+    return compile_sigma_dict(document)
+
+
+def _escaped(value: str) -> str:
+    """A literal for Sigma: its wildcards and escape character taken as themselves."""
+    return value.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]

@@ -1,0 +1,382 @@
+"""Alerts: publication, reading by target, acknowledgements, the bundle agents fetch.
+
+Who sees what: the CERT, administrators and auditors see every alert; an establishment sees
+the alerts whose target includes it (its region and kind), and only its own
+acknowledgement; an agent sees only its establishment's bundle. An alert that is not for the
+caller answers like one that does not exist.
+
+Every change of what agents run (publication, edit, withdrawal) bumps the bundle version, a
+counter kept in one row (`alert_bundle_state`) and updated by the database, so that
+concurrent publications each get their own number and every service process reads the same.
+
+Errors (under `api.errors`): NotFound (absent or not yours), Invalid (a rule that does not
+compile, with the reason; an acknowledgement by a caller without an establishment).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from api.agents.models import as_utc, utcnow
+from api.alerts.models import Acknowledgement, Alert, AlertStatus, BundleState, Tlp
+from api.alerts.rules import RuleTextError, check_yara, compile_sigma
+from api.alerts.schemas import (
+    AcknowledgementRead,
+    AcknowledgementReport,
+    AlertCreate,
+    AlertRead,
+    AlertUpdate,
+    PendingEstablishment,
+    Target,
+)
+from api.deps import Principal
+from api.errors import Invalid, NotFound
+from api.establishments.models import Establishment
+from detection.event import iso_utc
+
+BUNDLE_FORMAT = "vigie-bundle/1"
+
+
+# Rules ------------------------------------------------------------------------------------------
+
+
+def check_rules(sigma_rules: list[str], yara_rules: list[str]) -> None:
+    """Every rule text compiles, or `Invalid` naming the first that does not, and why."""
+    ids: dict[str, int] = {}
+    for n, text in enumerate(sigma_rules):
+        try:
+            rule = compile_sigma(text)
+        except RuleTextError as exc:
+            raise Invalid(f"sigma_rules[{n}]: {exc}") from exc
+        if rule.id in ids:
+            raise Invalid(f"sigma_rules[{n}]: same id {rule.id} as sigma_rules[{ids[rule.id]}]")
+        ids[rule.id] = n
+    for n, text in enumerate(yara_rules):
+        try:
+            check_yara(text)
+        except RuleTextError as exc:
+            raise Invalid(f"yara_rules[{n}]: {exc}") from exc
+
+
+# Bundle version ---------------------------------------------------------------------------------
+
+
+def bundle_version(*, session: Session) -> int:
+    return session.scalar(select(BundleState.version).where(BundleState.id == 1)) or 0
+
+
+def _bump(session: Session) -> int:
+    """The next bundle version, taken under the row's lock until the transaction ends."""
+    session.execute(
+        update(BundleState)
+        .where(BundleState.id == 1)
+        .values(version=BundleState.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bundle_version(session=session)
+
+
+# Targets ----------------------------------------------------------------------------------------
+
+
+def _target(alert: Alert) -> Target:
+    return Target.model_validate(
+        {"all": alert.target_all, "regions": alert.target_regions, "kinds": alert.target_kinds}
+    )
+
+
+def targets(alert: Alert, establishment: Establishment) -> bool:
+    """Whether `establishment` is among those `alert` is meant for."""
+    if alert.target_all:
+        return True
+    regions = {r.casefold() for r in alert.target_regions}
+    kinds = {k.casefold() for k in alert.target_kinds}
+    if regions and establishment.region.casefold() not in regions:
+        return False
+    return not kinds or establishment.kind.casefold() in kinds
+
+
+def _own_establishment(session: Session, who: Principal) -> Establishment | None:
+    if who.scope is None:
+        return None
+    establishment = session.get(Establishment, who.scope)
+    if establishment is None:  # an account whose establishment is gone: sees nothing
+        raise NotFound("no establishment for this account")
+    return establishment
+
+
+# Reads ------------------------------------------------------------------------------------------
+
+
+def get(*, session: Session, who: Principal, alert_id: str) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    own = _own_establishment(session, who)
+    if own is not None and not targets(alert, own):
+        raise NotFound(f"no alert {alert_id}")  # not for you answers like absent
+    return alert
+
+
+def page(
+    *, session: Session, who: Principal, status: AlertStatus | None, offset: int, limit: int
+) -> tuple[list[Alert], int]:
+    query = select(Alert).order_by(Alert.created_at.desc(), Alert.id)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    own = _own_establishment(session, who)
+    if own is None:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        return list(session.scalars(query.offset(offset).limit(limit))), total
+    # Targets are lists in JSON: filtered here, the same way on SQLite and PostgreSQL.
+    mine = [a for a in session.scalars(query) if targets(a, own)]
+    return mine[offset : offset + limit], len(mine)
+
+
+def read(*, session: Session, who: Principal, alerts: list[Alert]) -> list[AlertRead]:
+    """The alerts as `who` may see them: its own acknowledgement, or the national view."""
+    ids = [a.id for a in alerts]
+    out: list[AlertRead] = []
+    if who.scope is not None:
+        acks = {
+            a.alert_id: a
+            for a in session.scalars(
+                select(Acknowledgement).where(
+                    Acknowledgement.alert_id.in_(ids),
+                    Acknowledgement.establishment_finess == who.scope,
+                )
+            )
+        }
+        for alert in alerts:
+            ack = acks.get(alert.id)
+            out.append(
+                _read(
+                    alert, acknowledgement=AcknowledgementRead.model_validate(ack) if ack else None
+                )
+            )
+        return out
+    counts = dict(
+        session.execute(
+            select(Acknowledgement.alert_id, func.count())
+            .where(Acknowledgement.alert_id.in_(ids))
+            .group_by(Acknowledgement.alert_id)
+        ).all()
+    )
+    for alert in alerts:
+        out.append(_read(alert, retro_hunt=alert.retro_hunt, acknowledged=counts.get(alert.id, 0)))
+    return out
+
+
+def _read(alert: Alert, **extra: Any) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        title=alert.title,
+        description=alert.description,
+        severity=alert.severity,  # type: ignore[arg-type]
+        tlp=alert.tlp,  # type: ignore[arg-type]
+        status=alert.status,  # type: ignore[arg-type]
+        products=alert.products,
+        cves=alert.cves,
+        indicators=alert.indicators,  # type: ignore[arg-type]
+        sigma_rules=alert.sigma_rules,
+        yara_rules=alert.yara_rules,
+        target=_target(alert),
+        created_by=alert.created_by,
+        created_at=alert.created_at,
+        updated_at=alert.updated_at,
+        bundle_version=alert.bundle_version,
+        **extra,
+    )
+
+
+# Writes -----------------------------------------------------------------------------------------
+
+
+def create(*, session: Session, who: Principal, data: AlertCreate, default_days: int) -> Alert:
+    """Publish an alert: it goes into the bundles of its targets at a new version."""
+    check_rules(data.sigma_rules, data.yara_rules)
+    now = utcnow()
+    alert = Alert(
+        id=str(uuid.uuid4()),
+        title=data.title,
+        description=data.description,
+        severity=data.severity,
+        tlp=data.tlp,
+        status=AlertStatus.PUBLISHED,
+        products=[p.strip() for p in data.products if p.strip()],
+        cves=data.cves,
+        indicators=_indicators(data.indicators),
+        sigma_rules=data.sigma_rules,
+        yara_rules=data.yara_rules,
+        target_all=data.target.all,
+        target_regions=[str(r) for r in data.target.regions],
+        target_kinds=[str(k) for k in data.target.kinds],
+        created_by=who.username,
+        created_at=now,
+        updated_at=now,
+        retro_hunt_days=default_days if data.retro_hunt_days is None else data.retro_hunt_days,
+    )
+    alert.bundle_version = _bump(session)
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def _indicators(items: Any) -> list[dict[str, str]]:
+    """Indicators as stored: normalised by the schema, duplicates dropped, order kept."""
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    for item in items:
+        seen.setdefault((item.type, item.value), {"type": item.type, "value": item.value})
+    return list(seen.values())
+
+
+def edit(*, session: Session, who: Principal, alert_id: str, data: AlertUpdate) -> Alert:
+    alert = get(session=session, who=who, alert_id=alert_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "sigma_rules" in changes or "yara_rules" in changes:
+        check_rules(
+            alert.sigma_rules if data.sigma_rules is None else data.sigma_rules,
+            alert.yara_rules if data.yara_rules is None else data.yara_rules,
+        )
+    for name in ("title", "description", "severity", "tlp", "sigma_rules", "yara_rules"):
+        value = getattr(data, name)
+        if name in changes and value is not None:
+            setattr(alert, name, str(value) if name in ("severity", "tlp") else value)
+    if data.products is not None:
+        alert.products = [p.strip() for p in data.products if p.strip()]
+    if data.cves is not None:
+        alert.cves = data.cves
+    if data.indicators is not None:
+        alert.indicators = _indicators(data.indicators)
+    if data.target is not None:
+        alert.target_all = data.target.all
+        alert.target_regions = [str(r) for r in data.target.regions]
+        alert.target_kinds = [str(k) for k in data.target.kinds]
+    alert.updated_at = utcnow()
+    if alert.status == AlertStatus.PUBLISHED:
+        alert.bundle_version = _bump(session)
+    session.flush()
+    return alert
+
+
+def withdraw(*, session: Session, who: Principal, alert_id: str) -> Alert:
+    """Take an alert out of bundles and server-side detection (again: no change)."""
+    alert = get(session=session, who=who, alert_id=alert_id)
+    if alert.status != AlertStatus.WITHDRAWN:
+        alert.status = AlertStatus.WITHDRAWN
+        alert.updated_at = utcnow()
+        alert.bundle_version = _bump(session)
+        session.flush()
+    return alert
+
+
+# Acknowledgements -------------------------------------------------------------------------------
+
+
+def acknowledge(
+    *, session: Session, who: Principal, alert_id: str, comment: str | None
+) -> Acknowledgement:
+    """The caller's establishment has read the alert (again: the first acknowledgement)."""
+    if who.scope is None or who.establishment is None:
+        raise Invalid("only an establishment's account acknowledges an alert, for itself")
+    alert = get(session=session, who=who, alert_id=alert_id)
+    existing = session.scalar(
+        select(Acknowledgement).where(
+            Acknowledgement.alert_id == alert.id,
+            Acknowledgement.establishment_finess == who.establishment,
+        )
+    )
+    if existing is not None:
+        return existing
+    ack = Acknowledgement(
+        alert_id=alert.id,
+        establishment_finess=who.establishment,
+        acknowledged_by=who.username,
+        acknowledged_at=utcnow(),
+        comment=comment,
+    )
+    session.add(ack)
+    session.flush()
+    return ack
+
+
+def acknowledgements(*, session: Session, who: Principal, alert_id: str) -> AcknowledgementReport:
+    alert = get(session=session, who=who, alert_id=alert_id)
+    acks = list(
+        session.scalars(
+            select(Acknowledgement)
+            .where(Acknowledgement.alert_id == alert.id)
+            .order_by(Acknowledgement.acknowledged_at)
+        )
+    )
+    done = {a.establishment_finess for a in acks}
+    meant = [
+        e
+        for e in session.scalars(select(Establishment).order_by(Establishment.finess))
+        if targets(alert, e)
+    ]
+    return AcknowledgementReport(
+        alert_id=alert.id,
+        targets=len(meant),
+        acknowledged=[AcknowledgementRead.model_validate(a) for a in acks],
+        pending=[
+            PendingEstablishment(finess=e.finess, name=e.name, region=e.region, kind=e.kind)
+            for e in meant
+            if e.finess not in done
+        ],
+    )
+
+
+# The bundle -------------------------------------------------------------------------------------
+
+
+def published(*, session: Session) -> list[Alert]:
+    query = select(Alert).where(Alert.status == AlertStatus.PUBLISHED)
+    return list(session.scalars(query.order_by(Alert.created_at, Alert.id)))
+
+
+def bundle(*, session: Session, who: Principal) -> dict[str, Any]:
+    """The rules and indicators of the published alerts meant for the caller's establishment.
+
+    TLP:RED alerts never go into bundles: they are for the people they name, not for machines
+    that log and forward what they run.
+    """
+    version = bundle_version(session=session)
+    own = _own_establishment(session, who)
+    if own is None:
+        raise Invalid("a bundle is for an establishment's agent")
+    alerts = [a for a in published(session=session) if a.tlp != Tlp.RED and targets(a, own)]
+    return {
+        "format": BUNDLE_FORMAT,
+        "version": version,
+        "establishment": own.finess,
+        "alerts": [
+            {
+                "id": a.id,
+                "title": a.title,
+                "severity": a.severity,
+                "tlp": a.tlp,
+                "cves": a.cves,
+                "updated_at": iso_utc(as_utc(a.updated_at)),
+            }
+            for a in alerts
+        ],
+        "sigma": [{"alert_id": a.id, "rule": text} for a in alerts for text in a.sigma_rules],
+        "yara": [{"alert_id": a.id, "rule": text} for a in alerts for text in a.yara_rules],
+        "indicators": [
+            {"alert_id": a.id, "type": i["type"], "value": i["value"]}
+            for a in alerts
+            for i in a.indicators
+        ],
+    }
+
+
+def record_hunt(*, session: Session, alert_id: str, outcome: dict[str, Any]) -> None:
+    alert = session.get(Alert, alert_id)
+    if alert is not None:
+        alert.retro_hunt = outcome
+        session.flush()
