@@ -3,11 +3,16 @@ bundle agents fetch, the STIX export, indicators and rules on arriving events, r
 
 from __future__ import annotations
 
+import base64
+import os
+import re
+import stat
 from typing import Any
 
 import pytest
 import sqlalchemy
 
+from detection.bundle import BundleSignatureError, verify_bundle
 from tests.api.conftest import Service
 from tests.api.test_agents import enrolled, new_token
 from tests.api.test_service import BORDEAUX, CORTE, PITIE, setup_world
@@ -283,3 +288,138 @@ def test_migration_matches_the_models(service: Service) -> None:
     ours = [d for d in differences if "alert" in repr(d)]
     assert not ours, ours
     assert version == [(0,)]
+
+
+# The signed bundle ------------------------------------------------------------------------------
+
+
+def test_agents_fetch_a_signed_bundle_of_what_targets_them(service: Service) -> None:
+    tokens = world(service)
+    with service.client() as client:
+        key = client.get("/alerts/bundle/public-key").json()  # no credential: agents pin it
+    pinned = base64.b64decode(key["public_key"])
+    assert key["algorithm"] == "ed25519"
+    assert len(pinned) == 32
+    key_file = service.settings.data_dir / "bundle-signing.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert "PRIVATE KEY" in key_file.read_text()
+
+    everyone = publish(service, tokens["analyst"], title="For everyone")
+    publish(service, tokens["analyst"], title="EHPAD only", target={"kinds": ["EHPAD"]})
+    publish(service, tokens["analyst"], title="Red", tlp="red")  # never in a bundle
+    pitie = agent_of(service, tokens, PITIE)
+    with service.client(pitie) as client:
+        answer = client.get("/alerts/bundle")
+        assert answer.status_code == 200, answer.text
+        envelope = answer.json()
+        bundle = verify_bundle(envelope, pinned)
+        assert answer.headers["ETag"] == '"3"'
+        unchanged = client.get("/alerts/bundle", params={"version": 3})
+        assert unchanged.status_code == 304
+        assert client.get("/alerts/bundle", headers={"If-None-Match": '"3"'}).status_code == 304
+        assert client.get("/alerts/bundle", params={"version": 2}).status_code == 200
+        assert client.get(f"/alerts/{everyone['id']}").status_code == 403  # bundle only
+    assert bundle["version"] == 3
+    assert bundle["establishment"] == PITIE
+    assert [a["title"] for a in bundle["alerts"]] == ["For everyone"]
+    assert [s["rule"] for s in bundle["sigma"]] == [SIGMA_RULE]
+    assert [y["rule"] for y in bundle["yara"]] == [YARA_RULE]
+    assert {(i["type"], i["value"]) for i in bundle["indicators"]} >= {("ip", C2_IP)}
+    assert {i["alert_id"] for i in bundle["indicators"]} == {everyone["id"]}
+
+    # A bundle changed in transit, or checked against another key, is refused.
+    envelope["bundle"]["indicators"].append({"alert_id": "x", "type": "ip", "value": "10.0.0.1"})
+    with pytest.raises(BundleSignatureError):
+        verify_bundle(envelope, pinned)
+
+    with service.client(agent_of(service, tokens, CORTE)) as client:
+        corte = verify_bundle(client.get("/alerts/bundle").json(), pinned)
+    assert [a["title"] for a in corte["alerts"]] == ["For everyone", "EHPAD only"]
+    with service.client(tokens["analyst"]) as client:
+        assert client.get("/alerts/bundle").status_code == 403  # humans read alerts instead
+        assert client.post(f"/alerts/{everyone['id']}/withdraw").status_code == 200
+    with service.client(pitie) as client:
+        after = client.get("/alerts/bundle", params={"version": 3})
+    assert after.status_code == 200  # the withdrawal is a new version
+    assert verify_bundle(after.json(), pinned)["alerts"] == []
+
+
+def test_the_signing_key_survives_a_restart(service: Service) -> None:
+    from api.alerts.signing import BundleSigner
+
+    with service.client() as client:
+        served = client.get("/alerts/bundle/public-key").json()
+    again = BundleSigner.in_data_dir(service.settings.data_dir).public()
+    assert again == served
+
+
+# STIX 2.1 ---------------------------------------------------------------------------------------
+
+STIX_ID = re.compile(r"^[a-z0-9-]+--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TLP2_AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+
+
+def test_stix_export_is_a_valid_stix_21_bundle(service: Service) -> None:
+    from stix2patterns.validator import run_validator
+
+    tokens = world(service)
+    alert = publish(
+        service,
+        tokens["analyst"],
+        indicators=[
+            *alert_body()["indicators"],
+            {"type": "ip", "value": "2001:DB8::1"},
+            {"type": "url", "value": "http://evil-domain.example/it's"},
+        ],
+    )
+    with service.client(tokens["it_pitie"]) as client:
+        answer = client.get(f"/alerts/{alert['id']}/stix")
+    assert answer.status_code == 200, answer.text
+    bundle = answer.json()
+    assert bundle["type"] == "bundle"
+    assert STIX_ID.match(bundle["id"])
+    objects = bundle["objects"]
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        assert STIX_ID.match(obj["id"]), obj["id"]
+        assert obj["id"].startswith(obj["type"] + "--")
+        assert obj["spec_version"] == "2.1"
+        by_type.setdefault(obj["type"], []).append(obj)
+    (marking,) = by_type["marking-definition"]
+    assert marking["id"] == TLP2_AMBER
+    assert marking["name"] == "TLP:AMBER"
+    (identity,) = by_type["identity"]
+    (report,) = by_type["report"]
+    patterns = {o["pattern"] for o in by_type["indicator"] if o["pattern_type"] == "stix"}
+    assert patterns == {
+        f"[ipv4-addr:value = '{C2_IP}']",
+        "[ipv6-addr:value = '2001:db8::1']",
+        f"[domain-name:value = '{C2_DOMAIN}']",
+        "[url:value = 'https://evil-domain.example/drop?id=1']",
+        "[url:value = 'http://evil-domain.example/it\\'s']",
+        f"[file:hashes.'SHA-256' = '{SHA256}']",
+        "[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']",
+    }
+    for text in patterns:
+        assert run_validator(text, stix_version="2.1") == [], text
+    assert {o["pattern_type"] for o in by_type["indicator"]} == {"stix", "sigma", "yara"}
+    (vulnerability,) = by_type["vulnerability"]
+    assert vulnerability["external_references"] == [
+        {"source_name": "cve", "external_id": "CVE-2026-12345"}
+    ]
+    others = [o for o in objects if o["type"] not in ("marking-definition", "identity", "report")]
+    assert set(report["object_refs"]) == {o["id"] for o in others}
+    for obj in others + [report]:
+        assert obj["created_by_ref"] == identity["id"]
+        assert obj["object_marking_refs"] == [TLP2_AMBER]
+    assert "PACS Viewer 7" in report["description"]
+
+    # The OASIS reference library reads it back, strictly (no custom content allowed).
+    import stix2
+
+    parsed = stix2.parse(bundle, allow_custom=False)
+    assert len(parsed.objects) == len(objects)
+    # Same alert, same objects: a consumer updates instead of piling up duplicates.
+    with service.client(tokens["analyst"]) as client:
+        again = client.get(f"/alerts/{alert['id']}/stix").json()
+    assert [o["id"] for o in again["objects"]] == [o["id"] for o in objects]
