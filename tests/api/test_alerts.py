@@ -665,3 +665,93 @@ def test_no_hunt_when_asked_for_none(service: Service) -> None:
     assert alert["retro_hunt"] is None
     with service.client(tokens["analyst"]) as client:
         assert client.get(f"/alerts/{alert['id']}/retro-hunt").json() == {"status": "none"}
+
+
+# The access matrix of the alert endpoints -------------------------------------------------------
+
+ROLES = ("it_pitie", "analyst", "inspector", "admin", "agent", "anonymous")
+
+
+def _covers(template: str, path: str) -> bool:
+    pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path.split("?")[0]) is not None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_alert_access_matrix(service: Service) -> None:
+    tokens = world(service)
+    tokens["agent"] = agent_of(service, tokens, PITIE)
+    tokens["anonymous"] = ""
+    mine = publish(service, tokens["analyst"], title="Pitié's")
+    other = publish(service, tokens["analyst"], title="Not Pitié's", target={"kinds": ["EHPAD"]})
+    spare = publish(service, tokens["analyst"], title="To withdraw")
+    human = {"it_pitie": 200, "analyst": 200, "inspector": 200, "admin": 200}
+    national = {**human, "it_pitie": 403}
+    writers = {**national, "inspector": 403}
+    machine = {"agent": 403, "anonymous": 401}
+    a, o, s = mine["id"], other["id"], spare["id"]
+    matrix: list[tuple[str, str, Any, dict[str, int]]] = [
+        (
+            "GET",
+            "/alerts/bundle",
+            None,
+            {**dict.fromkeys(human, 403), "agent": 200, "anonymous": 401},
+        ),
+        ("GET", "/alerts/bundle/public-key", None, dict.fromkeys(ROLES, 200)),
+        (
+            "POST",
+            "/alerts",
+            alert_body(retro_hunt_days=0),
+            {**{k: v + 1 if v == 200 else v for k, v in writers.items()}, **machine},
+        ),
+        ("GET", "/alerts", None, {**human, **machine}),
+        ("GET", f"/alerts/{a}", None, {**human, **machine}),
+        ("GET", f"/alerts/{o}", None, {**human, "it_pitie": 404, **machine}),
+        ("PATCH", f"/alerts/{a}", {"severity": "critical"}, {**writers, **machine}),
+        ("POST", f"/alerts/{s}/withdraw", None, {**writers, **machine}),
+        (
+            "POST",
+            f"/alerts/{a}/acknowledge",
+            {},
+            {**dict.fromkeys(human, 403), "it_pitie": 200, **machine},
+        ),
+        (
+            "POST",
+            f"/alerts/{o}/acknowledge",
+            {},
+            {**dict.fromkeys(human, 403), "it_pitie": 404, **machine},
+        ),
+        ("GET", f"/alerts/{a}/acknowledgements", None, {**national, **machine}),
+        ("GET", f"/alerts/{a}/retro-hunt", None, {**national, **machine}),
+        (
+            "POST",
+            f"/alerts/{a}/retro-hunt",
+            {"days": 1},
+            {**{k: 202 if v == 200 else v for k, v in writers.items()}, **machine},
+        ),
+        ("GET", f"/alerts/{a}/stix", None, {**human, **machine}),
+        ("GET", f"/alerts/{o}/stix", None, {**human, "it_pitie": 404, **machine}),
+    ]
+    failures = []
+    for method, path, body, expected in matrix:
+        assert set(expected) == set(ROLES), f"{method} {path}: every role is stated"
+        for role, status in expected.items():
+            with service.client(tokens[role] or None) as client:
+                answer = client.request(method, path, json=body)
+            if answer.status_code != status:
+                failures.append(f"{role} {method} {path}: {answer.status_code}, expected {status}")
+    assert not failures, "\n".join(failures)
+    with service.client() as client:
+        spec = client.get("/openapi.json").json()
+    operations = [
+        (method.upper(), template, op)
+        for template, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if "alerts" in op.get("tags", [])
+    ]
+    assert len(operations) == 12
+    for method, template, op in operations:
+        assert op["x-roles"], f"{method} {template} does not say who may call it"
+        assert any(m == method and _covers(template, p) for m, p, _, _ in matrix), (
+            f"{method} {template} is missing from the access matrix"
+        )
