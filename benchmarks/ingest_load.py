@@ -4,10 +4,11 @@
                                      [--workers 1 2] [--profile] [--write]
 
 Each run starts `vigie serve --workers W` as a subprocess, for each W of `--workers` (default
-SQLite stores, an empty data dir under benchmarks/out/ingest/), logs in as admin with the password printed at first start, creates
-one establishment, enrolls `--agents` agents, then has each agent (one thread, one httpx
-client) post gzip batches of `--batch` ECS events to POST /ingest, back to back, for
-`--duration` seconds. Server-side detection is on (Vigie's Sigma rules run on arrival).
+SQLite stores, an empty data dir under benchmarks/out/ingest/), logs in as admin with the
+password printed at first start, creates one establishment, enrolls `--agents` agents, then
+has each agent (one thread, one httpx client) post gzip batches of `--batch` ECS events to
+POST /ingest, back to back, for `--duration` seconds. Server-side detection is on (Vigie's
+Sigma rules and published indicators run on arrival, detections open incidents).
 Every 10th batch an agent re-sends a batch already acknowledged (a retry): it must come back
 `duplicate` and store nothing. A 429 is waited out and retried (counted).
 
