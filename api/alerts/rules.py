@@ -57,6 +57,8 @@ def compile_sigma_dict(document: dict[str, Any]) -> CompiledRule:
         return compile_rule(rule)
     except CompileError as exc:
         raise RuleTextError(f"the engine cannot evaluate it: {exc}") from exc
+    except Exception as exc:  # a value pySigma accepted and the engine trips on
+        raise RuleTextError(f"the engine cannot evaluate it: {type(exc).__name__}: {exc}") from exc
 
 
 def check_yara(text: str) -> int:

@@ -18,9 +18,19 @@ Utc = Annotated[datetime, AfterValidator(as_utc)]
 IndicatorKind = Literal["ip", "domain", "url", "md5", "sha1", "sha256"]
 
 
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL text holds no NUL character: refused here rather than failing at the write."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        raise ValueError("text with a NUL character")
+    return value
+
+
 class Indicator(BaseModel):
     type: IndicatorKind
     value: str = Field(min_length=1, max_length=2048)
+
+    _texts = field_validator("value")(_no_nul)
 
     @model_validator(mode="after")
     def _normalised(self) -> Indicator:
@@ -45,6 +55,9 @@ class Target(BaseModel):
         if self.all and (self.regions or self.kinds):
             raise ValueError("a target is everyone, or regions/kinds, not both")
         return self
+
+
+_TEXTS = ("title", "description", "products", "sigma_rules", "yara_rules")
 
 
 def _cves(values: list[str]) -> list[str]:
@@ -73,6 +86,7 @@ class AlertCreate(BaseModel):
     )
 
     _cves = field_validator("cves")(_cves)
+    _texts = field_validator(*_TEXTS)(_no_nul)
 
 
 class AlertUpdate(BaseModel):
@@ -89,6 +103,8 @@ class AlertUpdate(BaseModel):
     yara_rules: list[str] | None = Field(default=None, max_length=200)
     target: Target | None = None
 
+    _texts = field_validator(*_TEXTS)(_no_nul)
+
     @field_validator("cves")
     @classmethod
     def _check_cves(cls, values: list[str] | None) -> list[str] | None:
@@ -97,6 +113,8 @@ class AlertUpdate(BaseModel):
 
 class Acknowledge(BaseModel):
     comment: str | None = Field(default=None, max_length=1000)
+
+    _texts = field_validator("comment")(_no_nul)
 
 
 class AcknowledgementRead(BaseModel):

@@ -132,6 +132,7 @@ def test_publish_normalises_and_everyone_reads_it(service: Service) -> None:
         ({"target": {"regions": ["Atlantis"]}}, "target", "Île-de-France"),
         ({"target": {}}, "target", "everyone"),
         ({"tlp": "white"}, "tlp", "amber+strict"),
+        ({"title": "nul \x00 byte"}, "title", "NUL"),  # PostgreSQL would fail the write
     ],
 )
 def test_bad_values_are_refused_with_the_reason(
