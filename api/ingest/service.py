@@ -10,6 +10,7 @@ agent's and the server's, open or extend incidents.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,7 +32,8 @@ from detection.event import Event, parse_timestamp
 
 MAX_EVENT_BYTES = 256 * 1024
 STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
-MAX_ITEMS = 50_000  # events, and detections, per batch
+MAX_ITEMS = 50_000
+_ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
 _LEVELS = {"informational", "low", "medium", "high", "critical"}
@@ -248,8 +250,12 @@ def _detect(live: LiveRules, docs: list[dict[str, Any]], who: Principal) -> list
         events.append(Event(ts, fields, source=who.username, establishment=who.establishment))
     found: list[dict[str, Any]] = []
     if engine is not None:
-        for event in events:
-            found.extend(d.to_dict() for d in engine.match(event))
+        # The engine keeps correlation state and is not thread-safe; batches run in the
+        # thread pool, so they take turns here (the matching is CPU-bound under the GIL
+        # anyway: nothing is lost).
+        with _ENGINE_LOCK:
+            for event in events:
+                found.extend(d.to_dict() for d in engine.match(event))
     if indicators is not None:
         found.extend(indicators.match(events))
     for out in found:
