@@ -47,11 +47,6 @@ def prepare(settings: Settings) -> str | None:
     return password
 
 
-def app_from_env() -> FastAPI:
-    """The application of one worker process (`vigie serve --workers N`)."""
-    return create_app(Settings.from_env())
-
-
 def create_app(settings: Settings) -> FastAPI:
     password = prepare(settings)
     engine = make_engine(settings.database_url)

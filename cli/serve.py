@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import create_app, prepare
+    from api.server import serve
     from api.settings import Settings, SettingsError
 
     try:
@@ -38,20 +35,5 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.workers < 1:
         return fail("--workers must be at least 1")
-    if args.workers == 1:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
-        return 0
-    # Several processes: the schema and the first admin are done here, once; each worker
-    # builds its own application from the environment (the scheduler's database lock keeps
-    # the scheduled jobs to one of them at a time).
-    prepare(settings)
-    os.environ["VIGIE_DATA_DIR"] = str(settings.data_dir)
-    uvicorn.run(
-        "api.app:app_from_env",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-    )
+    serve(settings, args.host, args.port, args.workers)
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,13 @@ import httpx
 import pytest
 
 VIGIE = Path(sys.executable).parent / "vigie"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def free_port() -> int:
@@ -60,6 +69,16 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
             me = httpx.get(f"{url}/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
         assert (data_dir / "vigie.db").exists()
+        if workers > 1:
+            # A worker that dies is replaced; the service answers meanwhile.
+            children = _children(process.pid)
+            assert len(children) == workers
+            os.kill(children[0], signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while len(set(_children(process.pid)) - {children[0]}) < workers:
+                assert time.monotonic() < deadline, "".join(log)
+                assert httpx.get(f"{url}/health").status_code == 200
+                time.sleep(0.2)
     finally:
         process.terminate()
         process.wait(timeout=30)
