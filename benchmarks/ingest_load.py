@@ -324,6 +324,7 @@ def profile(docs: list[bytes], size: int, batches: int) -> tuple[dict[str, float
     from api.deps import Principal
     from api.establishments.models import Establishment
     from api.events.sqlite_store import SQLiteEventStore
+    from api.events.store import stamped_event
     from api.incidents import service as incidents
     from api.ingest import service
     from api.settings import Settings
@@ -354,9 +355,11 @@ def profile(docs: list[bytes], size: int, batches: int) -> tuple[dict[str, float
         t2 = time.perf_counter()
         events = service._valid_events(batch.events, [])
         t3 = time.perf_counter()
-        found = service._detect(live, events, who)
+        events = [stamped_event(doc, FINESS, who.username) for doc in events]
+        parsed = service._events(events, who)
+        found = service._detect(live, parsed)
         t4 = time.perf_counter()
-        store.add_events(FINESS, who.username, events)
+        store.add_events(FINESS, who.username, events, [e.sigma_view() for e in parsed])
         store.add_detections(FINESS, found)
         t5 = time.perf_counter()
         with transaction(sessions) as session:

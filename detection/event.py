@@ -80,6 +80,12 @@ def parse_timestamp(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str) or not value:
         return None
+    try:  # the common case, as agents write it (`iso_utc`): no rewriting needed
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     text = value.strip().replace(" ", "T", 1)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,7 +183,14 @@ class ElasticEventStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int:
+    def add_events(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        views: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        del views  # Elasticsearch indexes the documents themselves
         actions = []
         for index, doc in enumerate(events):
             ts = document_time(doc, index)

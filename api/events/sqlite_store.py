@@ -118,18 +118,27 @@ class SQLiteEventStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int:
+    def add_events(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        views: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        if views is not None and len(views) != len(events):
+            raise ValueError(f"{len(views)} views for {len(events)} events")
         rows = []
         for index, doc in enumerate(events):
             ts = document_time(doc, index)
             stored = stamped_event(doc, establishment, agent)
+            view = views[index] if views is not None else None
             rows.append(
                 (
                     _micros(ts),
                     establishment,
                     agent,
                     orjson.dumps(stored).decode(),
-                    orjson.dumps(stored_view(stored)).decode(),
+                    orjson.dumps(stored_view(stored, view)).decode(),
                 )
             )
         with self._lock, self._transaction():
@@ -320,15 +329,17 @@ class _Transaction:
 # --- the Sigma view as stored -----------------------------------------------------------------
 
 
-def stored_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+def stored_view(
+    doc: Mapping[str, Any], engine_view: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The Sigma view of a stored document, folded and valued for SQLite (module docstring).
 
     The view is the engine's (`detection.event.sigma_view`) of the document without the
-    `@timestamp` that `Event.to_ecs()` adds.
+    `@timestamp` that `Event.to_ecs()` adds; `engine_view` is that view when the caller has
+    computed it already.
     """
     view: dict[str, Any] = {}
-    fields = {k: v for k, v in doc.items() if k != "@timestamp"}
-    winlog = fields.get("winlog")
+    winlog = doc.get("winlog")
     if isinstance(winlog, Mapping):
         # The conversion restricts rules by `Channel` and `EventID`, where the engine
         # dispatches on the System values: those win over EventData/UserData fields of the
@@ -336,7 +347,9 @@ def stored_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         for key, name in (("channel", "channel"), ("event_id", "eventid")):
             if winlog.get(key) is not None:
                 view[name] = sql_value(winlog[key])
-    for key, value in sigma_view(fields).items():
+    if engine_view is None:
+        engine_view = sigma_view({k: v for k, v in doc.items() if k != "@timestamp"})
+    for key, value in engine_view.items():
         view.setdefault(column_name(key).lower(), sql_value(value))
     return view
 

@@ -20,7 +20,7 @@ EventStoreError          root
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -83,8 +83,18 @@ class RetroHunt:
 class EventStore(Protocol):
     """What the service needs from an event store. Every method is safe across threads."""
 
-    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int:
-        """Store ECS events of one agent; returns how many were stored."""
+    def add_events(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        views: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Store ECS events of one agent; returns how many were stored.
+
+        `views`, when the caller has them already (ingestion ran Sigma on the events): each
+        event's `sigma_view` *as stamped* (`stamped_event`), kept instead of computed again.
+        """
         ...
 
     def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from api.alerts.live import LiveRules
 from api.db import transaction
 from api.deps import Principal
 from api.errors import Conflict, Invalid
+from api.events.store import stamped_event
 from api.incidents import service as incidents
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
@@ -40,7 +41,13 @@ _LEVELS = {"informational", "low", "medium", "high", "critical"}
 
 
 class Store(Protocol):
-    def add_events(self, establishment: str, agent: str, events: list[dict[str, Any]]) -> int: ...
+    def add_events(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        views: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int: ...
 
     def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int: ...
 
@@ -154,8 +161,12 @@ def _process(
     rejected: list[Rejected] = []
     events = _valid_events(batch.events, rejected)
     detections = _valid_detections(batch.detections, rejected)
-    found = _detect(live, events, who)
-    store.add_events(who.establishment, who.username, events)
+    # Stamped here rather than in the store, so that Sigma sees the events as they are kept
+    # and the store can keep the views Sigma computed instead of computing them again.
+    events = [stamped_event(doc, who.establishment, who.username) for doc in events]
+    parsed = _events(events, who)
+    found = _detect(live, parsed)
+    store.add_events(who.establishment, who.username, events, [e.sigma_view() for e in parsed])
     store.add_detections(who.establishment, detections + found)
     touched = incidents.open_from_detections(
         session=session, establishment=who.establishment, detections=detections + found
@@ -237,17 +248,19 @@ def _valid_detections(
     return good
 
 
-def _detect(live: LiveRules, docs: list[dict[str, Any]], who: Principal) -> list[dict[str, Any]]:
-    """Server-side detections: Sigma rules, then the indicators of published alerts."""
-    engine, indicators = live.engines()
-    if engine is None and indicators is None:
-        return []
+def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
     events = []
     for doc in docs:
         fields = {k: v for k, v in doc.items() if k != "@timestamp"}
         ts = parse_timestamp(doc["@timestamp"])
         assert ts is not None  # checked by _event_problem
         events.append(Event(ts, fields, source=who.username, establishment=who.establishment))
+    return events
+
+
+def _detect(live: LiveRules, events: list[Event]) -> list[dict[str, Any]]:
+    """Server-side detections: Sigma rules, then the indicators of published alerts."""
+    engine, indicators = live.engines()
     found: list[dict[str, Any]] = []
     if engine is not None:
         # The engine keeps correlation state and is not thread-safe; batches run in the

@@ -319,3 +319,38 @@ def test_retro_hunt_of_sigmahq_rules_over_the_evtx_corpus(store: EventStore) -> 
     assert result["matched"] > 500
     assert result["hunted"] >= 0.95 * len(ruleset.rules)
     assert not result["mismatches"], "\n".join(result["mismatches"])
+
+
+def test_sqlite_keeps_the_views_ingestion_computed_as_it_would_compute_them(
+    tmp_path: Path,
+) -> None:
+    """Ingestion hands the store the Sigma views it already has: what is kept must be what
+    the store computes itself, for Windows and for flattened documents alike."""
+    import sqlite3
+
+    from api.events.sqlite_store import SQLiteEventStore
+    from api.events.store import stamped_event
+
+    docs = [_event(1), {"@timestamp": "2026-11-20T10:00:00Z", "destination": {"ip": "10.0.0.1"}}]
+    store = SQLiteEventStore(tmp_path / "a.db")
+    given = SQLiteEventStore(tmp_path / "b.db")
+    try:
+        store.add_events("750100125", "agent-1", docs)
+        stamped = [stamped_event(d, "750100125", "agent-1") for d in docs]
+        views = [
+            Event(datetime.now(UTC), {k: v for k, v in d.items() if k != "@timestamp"}).sigma_view()
+            for d in stamped
+        ]
+        given.add_events("750100125", "agent-1", docs, views)
+        with pytest.raises(ValueError, match="views"):
+            given.add_events("750100125", "agent-1", docs, views[:1])
+    finally:
+        store.close()
+        given.close()
+
+    def kept(path: Path) -> list[str]:
+        with sqlite3.connect(path) as connection:
+            return [r[0] for r in connection.execute("SELECT _view FROM events ORDER BY _id")]
+
+    assert kept(tmp_path / "a.db") == kept(tmp_path / "b.db")
+    assert "organization.id" in kept(tmp_path / "a.db")[1]
