@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,6 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler.start(app)
+        # What was built at start (rules, automata, the app) lives as long as the process:
+        # out of the cyclic collector's sight, whose full passes would walk it per batch.
+        gc.freeze()
         try:
             yield
         finally:

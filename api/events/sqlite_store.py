@@ -350,8 +350,15 @@ def stored_view(
     if engine_view is None:
         engine_view = sigma_view({k: v for k, v in doc.items() if k != "@timestamp"})
     for key, value in engine_view.items():
-        view.setdefault(column_name(key).lower(), sql_value(value))
+        # Most values are text: they are kept as they are, without sql_value's checks.
+        view.setdefault(_folded(key), value if type(value) is str else sql_value(value))
     return view
+
+
+@functools.lru_cache(maxsize=8192)
+def _folded(key: str) -> str:
+    """A view key as a column name (field names repeat from event to event: cached)."""
+    return column_name(key).lower()
 
 
 def sql_value(value: Any) -> Any:
