@@ -31,6 +31,9 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+    # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
+    # which agents resend (as the event store, in the same mode, may lose their events).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
