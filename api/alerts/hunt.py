@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.agents.models import utcnow
 from api.alerts.models import Alert
 from api.alerts.rules import RuleTextError, compile_sigma, indicator_rule
+from api.alerts.service import targets
 from api.db import transaction
+from api.establishments.models import Establishment
 from api.events.store import EventStore
 from api.incidents.service import open_from_detections
 from detection.event import iso_utc
@@ -138,12 +140,21 @@ def _open_incidents(
     by_establishment: dict[str, list[dict[str, Any]]],
     outcome: dict[str, Any],
 ) -> None:
-    """One transaction per establishment: one that fails does not cost the others."""
+    """One transaction per establishment: one that fails does not cost the others.
+
+    Hits in establishments the alert is not meant for open nothing there (the alert may be
+    TLP:AMBER or RED for them); the CERT sees them counted in the outcome."""
     incidents: dict[str, list[str]] = {}
     errors: dict[str, str] = {}
+    outside: list[str] = []
     for establishment, detections in sorted(by_establishment.items()):
         try:
             with transaction(sessions) as session:
+                alert = session.get(Alert, outcome["alert"]["id"])
+                place = session.get(Establishment, establishment)
+                if alert is None or place is None or not targets(alert, place):
+                    outside.append(establishment)
+                    continue
                 touched = open_from_detections(
                     session=session,
                     establishment=establishment,
@@ -156,5 +167,6 @@ def _open_incidents(
             errors[establishment] = f"{type(exc).__name__}: {exc}"
     outcome["incidents"] = incidents
     outcome["incidents_opened"] = sum(len(ids) for ids in incidents.values())
+    outcome["outside_target"] = outside
     if errors:
         outcome["incident_errors"] = errors

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.alerts.indicators import AlertIndicators
 from api.alerts.indicators import IndicatorMatcher as AlertIndicatorMatcher
 from api.alerts.rules import RuleTextError, compile_sigma
+from api.alerts.service import Scope
 from api.alerts.signing import BundleSigner
 from api.settings import Settings
 from detection.event import Event
@@ -42,6 +43,9 @@ class _Engines:
     sigma: SigmaEngine | None
     indicators: AlertIndicatorMatcher | None
     alert_rules: int
+    # rule id (an alert's Sigma rule, or `indicator:<alert id>`) -> the targets of the alerts
+    # that carry it; Vigie's own rules are not in it and apply everywhere.
+    scopes: dict[str, tuple[Scope, ...]] = field(default_factory=dict)
 
 
 class LiveRules:
@@ -67,6 +71,13 @@ class LiveRules:
             self._refresh()
         current = self._current
         return current.sigma, current.indicators
+
+    def meant_for(self, rule_id: str, region: str, kind: str) -> bool:
+        """Whether a detection of `rule_id` may be kept for an establishment of that region
+        and kind: an alert's rules and indicators apply where the alert is targeted only
+        (its title, even its existence, may be TLP:AMBER or RED for the others)."""
+        scopes = self._current.scopes.get(rule_id)
+        return scopes is None or any(s.includes(region, kind) for s in scopes)
 
     def published(self, version: int) -> None:
         """This process published `version`: rebuild as soon as the database shows it."""
@@ -105,13 +116,17 @@ class LiveRules:
             alerts = service.published(session=session)
             rules: list[CompiledRule] = []
             seen: set[str] = set()
+            scopes: dict[str, list[Scope]] = {}
             for alert in alerts:
+                scope = service.scope_of(alert)
+                scopes.setdefault(f"indicator:{alert.id}", []).append(scope)
                 for n, text in enumerate(alert.sigma_rules):
                     try:
                         rule = compile_sigma(text)
                     except RuleTextError as exc:  # checked at publication; pySigma changed?
                         log.warning("alert %s sigma_rules[%d] skipped: %s", alert.id, n, exc)
                         continue
+                    scopes.setdefault(rule.id, []).append(scope)
                     if rule.id not in seen:
                         seen.add(rule.id)
                         rules.append(rule)
@@ -137,6 +152,7 @@ class LiveRules:
             SigmaEngine(ruleset) if ruleset.rules else None,
             matcher if matcher else None,
             len(rules),
+            {rule_id: tuple(found) for rule_id, found in scopes.items()},
         )
 
 

@@ -16,6 +16,7 @@ compile, with the reason; an acknowledgement by a caller without an establishmen
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -91,13 +92,31 @@ def _target(alert: Alert) -> Target:
 
 def targets(alert: Alert, establishment: Establishment) -> bool:
     """Whether `establishment` is among those `alert` is meant for."""
-    if alert.target_all:
-        return True
-    regions = {r.casefold() for r in alert.target_regions}
-    kinds = {k.casefold() for k in alert.target_kinds}
-    if regions and establishment.region.casefold() not in regions:
-        return False
-    return not kinds or establishment.kind.casefold() in kinds
+    return scope_of(alert).includes(establishment.region, establishment.kind)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An alert's target, detached from the database (the live rules keep one per alert)."""
+
+    everyone: bool
+    regions: frozenset[str]
+    kinds: frozenset[str]
+
+    def includes(self, region: str, kind: str) -> bool:
+        if self.everyone:
+            return True
+        if self.regions and region.casefold() not in self.regions:
+            return False
+        return not self.kinds or kind.casefold() in self.kinds
+
+
+def scope_of(alert: Alert) -> Scope:
+    return Scope(
+        alert.target_all,
+        frozenset(r.casefold() for r in alert.target_regions),
+        frozenset(k.casefold() for k in alert.target_kinds),
+    )
 
 
 def _own_establishment(session: Session, who: Principal) -> Establishment | None:

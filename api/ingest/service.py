@@ -25,6 +25,7 @@ from api.alerts.live import LiveRules
 from api.db import transaction
 from api.deps import Principal
 from api.errors import Conflict, Invalid
+from api.establishments.models import Establishment
 from api.events.store import stamped_event
 from api.incidents import service as incidents
 from api.ingest.models import IngestedBatch
@@ -166,6 +167,9 @@ def _process(
     events = [stamped_event(doc, who.establishment, who.username) for doc in events]
     parsed = _events(events, who)
     found = _detect(live, parsed)
+    here = session.get(Establishment, who.establishment)
+    if here is not None:  # an alert's rules apply where the alert is targeted only
+        found = [d for d in found if live.meant_for(d["rule_id"], here.region, here.kind)]
     store.add_events(who.establishment, who.username, events, [e.sigma_view() for e in parsed])
     store.add_detections(who.establishment, detections + found)
     touched = incidents.open_from_detections(

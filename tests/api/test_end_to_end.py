@@ -18,9 +18,9 @@ import pytest
 
 from detection.bundle import BundleSignatureError, verify_bundle
 from tests.api.conftest import Service
-from tests.api.test_agents import new_token
+from tests.api.test_agents import enrolled, new_token
 from tests.api.test_ingest import SHADOW_RULE, case_event, post
-from tests.api.test_service import PITIE, setup_world
+from tests.api.test_service import BORDEAUX, PITIE, setup_world
 
 VIGIE = Path(sys.executable).parent / "vigie"
 C2 = "198.51.100.77"  # the indicator: a command-and-control address (TEST-NET-2)
@@ -55,14 +55,14 @@ def test_agent_to_incident_to_alert_to_signed_bundle_and_retro_hunt(
     # 1. The establishment's IT makes an enrollment token; the agent enrolls with the CLI.
     token = new_token(service, tokens["it_pitie"], PITIE)["token"]
     config = tmp_path / "agent.json"
-    enrolled = subprocess.run(
+    enrolling = subprocess.run(
         [VIGIE, "agent", "enroll", "--server", service.url, "--token", token]
         + ["--hostname", "srv-collect-01", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert enrolled.returncode == 0, enrolled.stderr
+    assert enrolling.returncode == 0, enrolling.stderr
     key = json.loads(config.read_text())["agent_key"]
 
     # 2. Batches: a process creation that Vigie's rules catch, and traffic to what will
@@ -154,3 +154,45 @@ def test_agent_to_incident_to_alert_to_signed_bundle_and_retro_hunt(
         stix = client.get(f"/alerts/{alert_id}/stix").json()
     patterns = [o["pattern"] for o in stix["objects"] if o["type"] == "indicator"]
     assert any(C2 in p for p in patterns)
+
+
+def test_an_alert_acts_only_where_it_is_targeted(service: Service) -> None:
+    """A TLP:RED alert for one region: its indicator, seen in both establishments, opens
+    incidents in the targeted one only, before publication (retro-hunt) and after (arrival);
+    the CERT sees the hits outside the target counted."""
+    tokens = setup_world(service)
+    keys = {}
+    for finess in (PITIE, BORDEAUX):
+        token = new_token(service, tokens["admin"], finess)["token"]
+        keys[finess] = enrolled(service, token)["agent_key"]
+        before = {"batch_id": f"scope-{finess}-1", "events": [_connection(C2, _hours_ago(3))]}
+        assert post(service, keys[finess], before).status_code == 200
+    alert = {
+        "title": "Diffusion restreinte: serveur de commande en Nouvelle-Aquitaine",
+        "severity": "high",
+        "tlp": "red",
+        "indicators": [{"type": "ip", "value": C2}],
+        "target": {"regions": ["Nouvelle-Aquitaine"]},
+        "retro_hunt_days": 7,
+    }
+    with service.client(tokens["analyst"]) as client:
+        alert_id = client.post("/alerts", json=alert).json()["id"]
+    outcome = _wait_for_hunt(service, tokens["analyst"], alert_id)
+    assert outcome["hits_by_establishment"] == {PITIE: 1, BORDEAUX: 1}
+    assert set(outcome["incidents"]) == {BORDEAUX}
+    assert outcome["outside_target"] == [PITIE]
+    for finess, expected in ((PITIE, 0), (BORDEAUX, 1)):
+        after = {"batch_id": f"scope-{finess}-2", "events": [_connection(C2, _hours_ago(0))]}
+        assert post(service, keys[finess], after).json()["server_detections"] == expected
+    with service.client(tokens["it_pitie"]) as client:
+        mine = client.get("/incidents").json()["items"]
+        assert all(i["rule_id"] != f"indicator:{alert_id}" for i in mine)
+        assert alert["title"] not in json.dumps(mine)
+        assert client.get(f"/alerts/{alert_id}").status_code == 404
+    with service.client(tokens["analyst"]) as client:
+        theirs = client.get("/incidents", params={"establishment": BORDEAUX}).json()["items"]
+    assert [i["detection_count"] for i in theirs if i["rule_id"] == f"indicator:{alert_id}"] == [2]
+
+
+def _hours_ago(hours: float) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=hours)
