@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy.orm import Session
 
 from api.agents import service
 from api.agents.schemas import (
@@ -18,23 +17,14 @@ from api.agents.schemas import (
     EnrollmentTokenCreated,
     EnrollmentTokenRead,
 )
-from api.audit.service import record
-from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow, client_of
+from api.audit.service import record_request as _audit
+from api.deps import PUBLIC, CurrentUser, SessionDep, allow, client_of
 from api.roles import Role
 
 router = APIRouter(tags=["agents"])
 READERS = (Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN)
 MANAGERS = (Role.ESTABLISHMENT, Role.CERT, Role.ADMIN)  # an establishment: its own only
 TOKENS = "/establishments/{finess}/enrollment-tokens"
-
-
-def _audit(
-    request: Request, session: Session, who: Principal, action: str, kind: str, target: str
-) -> None:
-    """A human's read or write in the audit log (agents' own calls are not audited)."""
-    record(
-        session=session, who=who, action=action, kind=kind, target=target, client=client_of(request)
-    )
 
 
 @router.post(TOKENS, status_code=201, **allow(*MANAGERS))

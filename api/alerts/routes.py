@@ -22,8 +22,8 @@ from api.alerts.schemas import (
     PublicKey,
     RetroHuntRequest,
 )
-from api.audit.service import record
-from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow, client_of
+from api.audit.service import record_request
+from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(tags=["alerts"])
@@ -33,14 +33,7 @@ READERS = (Role.ESTABLISHMENT, *NATIONAL)  # an establishment: the alerts meant 
 
 
 def _audit(request: Request, session: Session, who: Principal, action: str, target: str) -> None:
-    record(
-        session=session,
-        who=who,
-        action=action,
-        kind="alert",
-        target=target,
-        client=client_of(request),
-    )
+    record_request(request, session, who, action, "alert", target)
 
 
 def _live(request: Request) -> LiveRules:

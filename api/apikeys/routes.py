@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session
 
 from api.apikeys import service
 from api.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
-from api.audit.service import record
-from api.deps import CurrentUser, Principal, SessionDep, allow, client_of
+from api.audit.service import record_request
+from api.deps import CurrentUser, Principal, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -16,14 +16,7 @@ MANAGERS = (Role.ESTABLISHMENT, Role.ADMIN)  # an establishment: its own, establ
 
 
 def _audit(request: Request, session: Session, who: Principal, action: str, key_id: str) -> None:
-    record(
-        session=session,
-        who=who,
-        action=action,
-        kind="api_key",
-        target=key_id,
-        client=client_of(request),
-    )
+    record_request(request, session, who, action, "api_key", key_id)
 
 
 @router.post("", status_code=201, **allow(*MANAGERS))

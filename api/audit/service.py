@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from fastapi import Request
 from sqlalchemy.orm import Session
 
 from api.audit.models import AuditEntry
-from api.deps import Principal
+from api.deps import Principal, client_of
 
 
 def record(
@@ -21,4 +22,13 @@ def record(
             target_id=target,
             client=client,
         )
+    )
+
+
+def record_request(
+    request: Request, session: Session, who: Principal, action: str, kind: str, target: str
+) -> None:
+    """`record` for a route: the client's address taken from the request."""
+    record(
+        session=session, who=who, action=action, kind=kind, target=target, client=client_of(request)
     )

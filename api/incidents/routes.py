@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from api.agents.models import utcnow
-from api.audit.service import record
-from api.deps import CurrentUser, Principal, SessionDep, allow, client_of
+from api.audit.service import record_request as _audit
+from api.deps import CurrentUser, Principal, SessionDep, allow
 from api.incidents import service
 from api.incidents.models import Campaign, Incident, Severity, Status
 from api.incidents.schemas import (
@@ -33,14 +33,6 @@ router = APIRouter(tags=["incidents"])
 READERS = (Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN)
 WRITERS = (Role.ESTABLISHMENT, Role.CERT, Role.ADMIN)  # an establishment: its own only
 NATIONAL = (Role.CERT, Role.ADMIN)
-
-
-def _audit(
-    request: Request, session: Session, who: Principal, action: str, kind: str, target: str
-) -> None:
-    record(
-        session=session, who=who, action=action, kind=kind, target=target, client=client_of(request)
-    )
 
 
 def _read(incident: Incident, who: Principal) -> IncidentRead:
