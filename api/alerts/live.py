@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alerts.indicators import AlertIndicators
-from api.alerts.indicators import IndicatorMatcher as AlertIndicatorMatcher
 from api.alerts.rules import RuleTextError, compile_sigma
 from api.alerts.service import Scope
 from api.alerts.signing import BundleSigner
 from api.settings import Settings
 from detection.event import Event
+from detection.indicators import AlertIndicators
+from detection.indicators import IndicatorMatcher as AlertIndicatorMatcher
 from detection.sigma import CompiledRule, SigmaEngine, SigmaRuleSet, load_sigma_rules
 
 log = logging.getLogger("vigie.api")

@@ -14,7 +14,7 @@ from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from api.alerts.indicators import FIELDS, HASH_LENGTHS, SYSMON_HASHES
+from detection.indicators import FIELDS, HASH_LENGTHS, SYSMON_HASHES
 from detection.sigma import CompiledRule
 from detection.sigma.compile import CompileError, compile_rule
 from detection.yara import load_yara_rules

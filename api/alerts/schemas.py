@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.agents.models import as_utc
-from api.alerts.indicators import IndicatorError, normalise
 from api.alerts.models import AlertStatus, Severity, Tlp
 from api.establishments.finess import Region
 from api.establishments.schemas import Kind
+from detection.indicators import IndicatorError, normalise
 
 CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
 # SQLite hands back naive datetimes (written in UTC): answers say UTC either way.

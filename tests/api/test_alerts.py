@@ -541,8 +541,8 @@ def test_another_service_process_converges_on_the_published_version(service: Ser
 
 
 def test_indicator_matcher_looks_up_fields_not_indicators() -> None:
-    from api.alerts.indicators import AlertIndicators, IndicatorMatcher
     from detection.event import Event
+    from detection.indicators import AlertIndicators, IndicatorMatcher
 
     many = [("ip", f"10.{n // 65536}.{n // 256 % 256}.{n % 256}") for n in range(50_000)]
     matcher = IndicatorMatcher(
