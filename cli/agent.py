@@ -1,4 +1,8 @@
-"""`vigie agent enroll`: trade an enrollment token for an agent credential.
+"""`vigie agent enroll | run | status`: the collector agent.
+
+`enroll` trades an enrollment token for an agent credential (and pins the key that signs the
+service's rule bundles); `run` runs the agent with its TOML configuration; `status` says what
+the agent has spooled, shipped, dropped, and what went wrong last.
 
 The agent talks to the national service over HTTP only (it imports nothing from `api/`). The
 credential lands in a JSON file readable by its owner only (0600, in a 0700 folder), written
@@ -26,7 +30,7 @@ TOKEN_ENV = "VIGIE_ENROLLMENT_TOKEN"  # noqa: S105 - the name of a variable, not
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("agent", help="the collector agent: enroll")
+    parser = commands.add_parser("agent", help="the collector agent: enroll, run, status")
     sub = parser.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
 
     enroll = sub.add_parser("enroll", help="enroll this machine with the national service")
@@ -50,6 +54,15 @@ def add_parser(commands: Any) -> None:
     enroll.add_argument("--force", action="store_true", help="replace an existing credential file")
     enroll.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
     enroll.set_defaults(run=run_enroll)
+
+    run = sub.add_parser("run", help="run the agent (until SIGTERM or Ctrl-C)")
+    run.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    run.set_defaults(run=run_agent)
+
+    status = sub.add_parser("status", help="what the agent has spooled, shipped and dropped")
+    status.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.set_defaults(run=run_status)
 
 
 def _version() -> str:
@@ -129,6 +142,11 @@ def run_enroll(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         return fail(f"{server} answered the enrollment with something else than an agent: {exc}")
     try:
+        pinned = httpx.get(f"{server}/alerts/bundle/public-key", timeout=args.timeout)
+        credential["bundle_key"] = pinned.raise_for_status().json()["public_key"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        log.warning("bundle signing key not pinned (%s): the agent will not fetch bundles", exc)
+    try:
         _write_private(config, credential)
     except OSError as exc:
         # The token is spent and the agent exists on the service: say which one to revoke.
@@ -137,4 +155,71 @@ def run_enroll(args: argparse.Namespace) -> int:
         f"enrolled agent {agent['id']} for establishment {agent['establishment']}; "
         f"credential in {config}"
     )
+    return 0
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from collector.config import AgentConfig, ConfigError
+    from collector.runner import AgentRunner, CredentialError, build_sources, load_credentials
+
+    try:
+        config = AgentConfig.load(args.config)
+        credential = load_credentials(config.credentials)
+        sources = build_sources(config)
+    except (ConfigError, CredentialError, OSError, ValueError) as exc:
+        return fail(str(exc))
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    runner = AgentRunner(config, sources, credential)
+    log.info("agent running: %d source(s), state in %s", len(sources), config.state_dir)
+    runner.run(stop)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from collector.config import AgentConfig, ConfigError
+    from collector.runner import STATUS_FILE
+    from collector.spool import Spool
+
+    try:
+        config = AgentConfig.load(args.config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    status: dict[str, Any] = {}
+    try:
+        status = json.loads((config.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = {"note": "the agent has not run yet"}
+    if (config.state_dir / "spool.db").exists():
+        spool = Spool(config.state_dir)
+        try:
+            status["spool"] = spool.stats()  # fresher than the status file
+        finally:
+            spool.close()
+    if args.format == "json":
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    spool_stats = status.get("spool", {})
+    print(f"server: {status.get('server', '?')}  agent: {status.get('agent_id', '?')}")
+    print(
+        "spool: {queued} queued ({queued_bytes} bytes), {received} received, {shipped} shipped, "
+        "{dropped} dropped, {refused} refused".format(
+            **{
+                k: spool_stats.get(k, 0)
+                for k in ("queued", "queued_bytes", "received", "shipped", "dropped", "refused")
+            }
+        )
+    )
+    refused = status.get("bundles_refused", 0)
+    print(f"bundle: version {status.get('bundle_version')}, refused {refused}")
+    if status.get("revoked"):
+        print(f"REVOKED: {status['revoked']}")
+    if status.get("last_error"):
+        print(f"last error: {status['last_error']}")
+    for name, stats in (status.get("sources") or {}).items():
+        print(f"source {name}: {stats}")
     return 0

@@ -83,6 +83,8 @@ class Agent(Base):
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lag_seconds: Mapped[float | None] = mapped_column(Float)  # the largest lag of its sources
+    # As last reported: received, shipped, queued, dropped (disk budget), refused, ...
+    counters: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(120))

@@ -68,6 +68,19 @@ class AgentEnroll(BaseModel):
 class AgentHeartbeat(BaseModel):
     version: str = Field(min_length=1, max_length=40, pattern=VERSION)
     sources: list[SourceStatus] = Field(default_factory=list, max_length=200)
+    counters: dict[str, int] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="the agent's own counts: received, shipped, queued, dropped, refused...",
+    )
+
+    @field_validator("counters")
+    @classmethod
+    def _counter_names(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, count in value.items():
+            if not 0 < len(name) <= 40 or count < 0:
+                raise ValueError(f"counter {name[:40]!r}: a name of 1-40 characters, a count >= 0")
+        return value
 
     _sources = field_validator("sources", mode="before")(_sources)
 
@@ -83,6 +96,7 @@ class AgentRead(BaseModel):
     enrolled_at: datetime
     last_heartbeat: datetime | None
     lag_seconds: float | None
+    counters: dict[str, int] = Field(default_factory=dict)
     revoked: bool
     revoked_at: datetime | None
 

@@ -210,6 +210,7 @@ def heartbeat(*, session: Session, who: Principal, data: AgentHeartbeat) -> Agen
     agent.version = data.version
     agent.sources, agent.lag_seconds = _sources(data.sources)
     agent.last_heartbeat = utcnow()
+    agent.counters = dict(data.counters)
     session.flush()
     return agent
 

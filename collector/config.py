@@ -1,0 +1,105 @@
+"""The agent's configuration: one TOML file (the agent key stays in the credential file that
+`vigie agent enroll` writes, mode 0600, which the configuration points to).
+
+    state_dir = "/var/lib/vigie-agent"       # spool, checkpoints, last good bundle
+    credentials = "~/.config/vigie/agent.json"
+
+    [delivery]
+    batch_events = 1000         # events per batch at most
+    disk_budget_mb = 512        # beyond it the oldest spooled data is dropped, and counted
+    heartbeat_seconds = 60
+    bundle_seconds = 300
+    max_backoff_seconds = 300
+
+    [[sources]]
+    kind = "tail"               # tail | syslog | winlog
+    paths = ["/var/log/nginx/*.log"]
+
+    [[sources]]
+    kind = "syslog"
+    udp_port = 514
+    tcp_port = 514
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CREDENTIALS = Path("~/.config/vigie/agent.json")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    batch_events: int = 1000
+    disk_budget_mb: float = 512.0
+    heartbeat_seconds: float = 60.0
+    bundle_seconds: float = 300.0
+    max_backoff_seconds: float = 300.0
+    poll_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path
+    credentials: Path = DEFAULT_CREDENTIALS
+    delivery: Delivery = field(default_factory=Delivery)
+    sources: tuple[dict[str, Any], ...] = ()
+    rules_dir: Path | None = None  # Vigie's own Sigma rules (None: the installed ones)
+
+    @classmethod
+    def load(cls, path: Path) -> AgentConfig:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base: Path = Path()) -> AgentConfig:
+        unknown = set(raw) - {"state_dir", "credentials", "delivery", "sources", "rules_dir"}
+        if unknown:
+            raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}")
+        if "state_dir" not in raw:
+            raise ConfigError("state_dir is required (where the spool and checkpoints live)")
+        delivery_raw = raw.get("delivery", {})
+        if not isinstance(delivery_raw, dict):
+            raise ConfigError("[delivery] is a table")
+        known = set(Delivery.__dataclass_fields__)
+        extra = set(delivery_raw) - known
+        if extra:
+            raise ConfigError(f"unknown [delivery] keys: {', '.join(sorted(extra))}")
+        for key, value in delivery_raw.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"delivery.{key} must be a positive number, not {value!r}")
+        sources = raw.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
+            raise ConfigError("[[sources]] are tables")
+        for index, source in enumerate(sources):
+            if source.get("kind") not in ("tail", "syslog", "winlog"):
+                raise ConfigError(
+                    f"sources[{index}].kind must be tail, syslog or winlog, "
+                    f"not {source.get('kind')!r}"
+                )
+        return cls(
+            state_dir=_path(raw["state_dir"], base),
+            credentials=_path(raw.get("credentials", str(DEFAULT_CREDENTIALS)), base),
+            delivery=Delivery(**delivery_raw),
+            sources=tuple(sources),
+            rules_dir=_path(raw["rules_dir"], base) if raw.get("rules_dir") else None,
+        )
+
+
+def _path(value: Any, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"a path is a non-empty string, not {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()

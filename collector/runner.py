@@ -1,0 +1,278 @@
+"""The agent's loop: sources -> detect -> durable spool -> ship, with heartbeats and bundle
+updates on the side. One thread does it all, in this order, so that the spool holds an event
+(and the source's checkpoint past it) before anything else is done with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from collector.bundle import BundleStore, indicator_matcher, sigma_texts
+from collector.config import AgentConfig
+from collector.shipper import AgentRevoked, Backoff, Shipper
+from collector.spool import Spool
+from detection.event import Event
+from detection.indicators import IndicatorMatcher
+from detection.sigma import SigmaEngine, SigmaRuleSet, load_sigma_rules
+
+log = logging.getLogger("vigie.agent")
+STATUS_FILE = "status.json"
+REPO_RULES = Path(__file__).resolve().parent.parent / "rules" / "sigma"
+
+
+class Source(Protocol):
+    """What the loop needs of a source (collector/sources/ implements it)."""
+
+    name: str
+
+    def poll(self) -> list[Event]: ...
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class CredentialError(ValueError):
+    """The credential file is missing or unusable: enroll first."""
+
+
+def load_credentials(path: Path) -> dict[str, Any]:
+    try:
+        credential: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CredentialError(
+            f"no agent credential at {path}: run `vigie agent enroll` first"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise CredentialError(f"cannot read the agent credential {path}: {exc}") from exc
+    for key in ("server", "agent_key"):
+        if not credential.get(key):
+            raise CredentialError(f"{path} has no {key}: enroll again")
+    return credential
+
+
+def version() -> str:
+    try:
+        return metadata.version("vigie")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass
+class Detector:
+    """Vigie's own Sigma rules plus the bundle's rules and indicators."""
+
+    own_rules: Path | None
+    state_dir: Path
+    engine: SigmaEngine | None = None
+    indicators: IndicatorMatcher | None = None
+    bundle_version: int | None = None
+
+    def load(self, bundle: dict[str, Any] | None) -> None:
+        folder = self.state_dir / "bundle-rules"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for index, text in enumerate(sigma_texts(bundle)):
+            (folder / f"alert-{index:04d}.yml").write_text(text, encoding="utf-8")
+        paths = [p for p in (self.own_rules, folder) if p is not None and p.is_dir()]
+        cache = self.state_dir / "cache" / "sigma"
+        ruleset = load_sigma_rules(paths, cache_dir=cache) if paths else SigmaRuleSet()
+        for error in ruleset.errors:
+            log.warning("Sigma rule skipped: %s", error)
+        self.engine = SigmaEngine(ruleset) if ruleset.rules else None
+        self.indicators = indicator_matcher(bundle)
+        self.bundle_version = bundle.get("version") if bundle else None
+
+    def detect(self, events: list[Event]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        if self.engine is not None:
+            for event in events:
+                found.extend(d.to_dict() for d in self.engine.match(event))
+        if self.indicators is not None:
+            found.extend(self.indicators.match(events))
+        for detection in found:
+            detection["origin"] = "agent"
+        return found
+
+
+@dataclass
+class AgentRunner:
+    config: AgentConfig
+    sources: Sequence[Source]
+    credential: dict[str, Any]
+    spool: Spool = field(init=False)
+    client: httpx.Client = field(init=False)
+    shipper: Shipper = field(init=False)
+    bundles: BundleStore | None = field(init=False, default=None)
+    detector: Detector = field(init=False)
+    revoked: str | None = None
+
+    def __post_init__(self) -> None:
+        delivery = self.config.delivery
+        self.spool = Spool(self.config.state_dir)
+        self.client = httpx.Client(
+            base_url=self.credential["server"],
+            headers={"Authorization": f"Bearer {self.credential['agent_key']}"},
+            timeout=30,
+        )
+        self.shipper = Shipper(
+            self.client, self.spool, delivery.batch_events, Backoff(delivery.max_backoff_seconds)
+        )
+        key = self.credential.get("bundle_key")
+        if key:
+            self.bundles = BundleStore(self.config.state_dir, str(key))
+        else:
+            log.warning("no pinned bundle key in the credential: bundles are not fetched")
+        for source in self.sources:
+            state = self.spool.checkpoint(source.name)
+            if state is not None:
+                source.restore(state)
+        self.detector = Detector(self.config.rules_dir or REPO_RULES, self.config.state_dir)
+        self.detector.load(self.bundles.current() if self.bundles else None)
+
+    # --- one turn ---------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Poll every source once; spool what came, with the sources' checkpoints."""
+        events: list[Event] = []
+        checkpoints = {}
+        for source in self.sources:
+            try:
+                found = source.poll()
+            except Exception:  # one broken source must not stop the others
+                log.exception("source %s failed; it is polled again next turn", source.name)
+                continue
+            events.extend(found)
+            checkpoints[source.name] = source.checkpoint()
+        detections = self.detector.detect(events) if events else []
+        self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
+        budget = int(self.config.delivery.disk_budget_mb * 2**20)
+        dropped = self.spool.enforce_budget(budget)
+        if dropped:
+            log.warning("disk budget reached: %d oldest item(s) dropped", dropped)
+        return len(events)
+
+    def heartbeat(self) -> None:
+        stats = self.spool.stats()
+        body = {
+            "version": version(),
+            "sources": [
+                {
+                    "name": s.name[:120],
+                    "kind": s.name.split(":", 1)[0][:40],
+                    "lag_seconds": s.stats().get("lag_seconds"),
+                }
+                for s in self.sources
+            ],
+            "counters": {k: v for k, v in stats.items() if isinstance(v, int)},
+        }
+        try:
+            answer = self.client.post("/agents/heartbeat", json=body)
+        except httpx.HTTPError as exc:
+            log.warning("heartbeat not sent: %s", exc or type(exc).__name__)
+            return
+        if answer.status_code == 401:
+            self.revoked = answer.text[:200]
+
+    def update_bundle(self) -> None:
+        if self.bundles is not None and self.bundles.fetch(self.client):
+            self.detector.load(self.bundles.current())
+            log.info("bundle version %s in force", self.detector.bundle_version)
+
+    def write_status(self) -> None:
+        status = {
+            "at": time.time(),
+            "pid": os.getpid(),
+            "server": self.credential["server"],
+            "agent_id": self.credential.get("agent_id"),
+            "spool": self.spool.stats(),
+            "last_error": self.shipper.last_error,
+            "revoked": self.revoked,
+            "bundle_version": self.detector.bundle_version,
+            "bundles_refused": self.bundles.refused if self.bundles else 0,
+            "sources": {s.name: s.stats() for s in self.sources},
+        }
+        path = self.config.state_dir / STATUS_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(status, indent=2, default=str), encoding="utf-8")
+        os.replace(temporary, path)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        delivery = self.config.delivery
+        next_ship = next_beat = next_bundle = next_status = 0.0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                read = self.collect()
+                if now >= next_ship and self.revoked is None:
+                    try:
+                        delay = self.shipper.ship()
+                    except AgentRevoked as exc:
+                        self.revoked = str(exc)
+                        log.error("%s: events keep being spooled; enroll again", exc)
+                        delay = None
+                    next_ship = now + delay if delay is not None else now
+                if now >= next_beat:
+                    self.heartbeat()
+                    next_beat = now + delivery.heartbeat_seconds
+                if now >= next_bundle:
+                    self.update_bundle()
+                    next_bundle = now + delivery.bundle_seconds
+                if now >= next_status:
+                    self.write_status()
+                    next_status = now + 2.0
+                if not read:
+                    stop.wait(delivery.poll_seconds)
+        finally:
+            self.write_status()
+            for source in self.sources:
+                source.close()
+            self.client.close()
+            self.spool.close()
+
+
+def build_sources(config: AgentConfig) -> list[Source]:
+    """The sources the configuration lists (collector/sources/)."""
+    sources: list[Source] = []
+    for index, spec in enumerate(config.sources):
+        kind = spec["kind"]
+        try:
+            if kind == "tail":
+                from collector.sources.tail import FileTail
+
+                sources.append(FileTail([str(p) for p in spec["paths"]]))
+            elif kind == "syslog":
+                from collector.sources.syslog_listener import SyslogListener
+
+                sources.append(
+                    SyslogListener(
+                        str(spec.get("host", "0.0.0.0")),  # noqa: S104 - a listener's choice
+                        int(spec.get("udp_port", 514)),
+                        int(spec.get("tcp_port", 514)),
+                    )
+                )
+            else:
+                from collector.sources.winlog import WatchedFolder
+
+                sources.append(WatchedFolder(Path(spec["folder"]).expanduser()))
+        except KeyError as exc:
+            raise ValueError(f"sources[{index}] ({kind}) needs {exc.args[0]!r}") from exc
+    return sources

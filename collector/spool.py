@@ -1,0 +1,214 @@
+"""The agent's durable spool: a SQLite file in the state folder.
+
+- `put` writes events, detections and the sources' checkpoints in one transaction, synced to
+  disk (`synchronous=FULL`) before it returns: an event counts as received once it is there,
+  and a source never resumes past an event that is not.
+- `next_batch` returns the batch to send. The batch's id and item range are written down
+  before it is sent, so that after a crash the very same batch (same id, same items) is sent
+  again and the service's batch-id dedupe makes it count once. `ack` deletes it.
+- `enforce_budget` drops the oldest items beyond the disk budget, never silently: the count
+  is kept and reported with the heartbeat.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FILE_NAME = "spool.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a pending batch names a range
+    kind TEXT NOT NULL,                    -- event | detection
+    doc BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending (
+    batch_id TEXT PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (source TEXT PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    first_id: int
+    last_id: int
+    events: list[dict[str, Any]]
+    detections: list[dict[str, Any]]
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {"batch_id": self.batch_id, "events": self.events, "detections": self.detections}
+        )
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.detections)
+
+
+class Spool:
+    """One connection, serialised by a lock (the agent's loop and its status readers)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = state_dir / FILE_NAME
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # on disk before it counts as received
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- in ---------------------------------------------------------------------------------
+
+    def put(
+        self,
+        events: Iterable[Mapping[str, Any]] = (),
+        detections: Iterable[Mapping[str, Any]] = (),
+        checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        rows = [("event", orjson.dumps(e)) for e in events]
+        rows += [("detection", orjson.dumps(d)) for d in detections]
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "INSERT INTO items (kind, doc, size) VALUES (?, ?, ?)",
+                [(kind, doc, len(doc)) for kind, doc in rows],
+            )
+            for source, state in (checkpoints or {}).items():
+                self._conn.execute(
+                    "INSERT INTO checkpoints (source, state) VALUES (?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET state = excluded.state",
+                    (source, orjson.dumps(state)),
+                )
+            self._add("received", len(rows))
+        return len(rows)
+
+    def checkpoint(self, source: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT state FROM checkpoints WHERE source = ?", (source,)
+            ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    # --- out --------------------------------------------------------------------------------
+
+    def next_batch(self, max_items: int, max_bytes: int = 8 * 2**20) -> Batch | None:
+        """The pending batch if there is one (after a crash: the same one), else a new one."""
+        with self._lock, self._transaction():
+            row = self._conn.execute(
+                "SELECT batch_id, first_id, last_id FROM pending ORDER BY created LIMIT 1"
+            ).fetchone()
+            if row is None:
+                picked = self._conn.execute(
+                    "SELECT id, size FROM items ORDER BY id LIMIT ?", (max_items,)
+                ).fetchall()
+                if not picked:
+                    return None
+                total, last = 0, picked[0][0]
+                for item_id, size in picked:
+                    if total + size > max_bytes and total > 0:
+                        break
+                    total += size
+                    last = item_id
+                row = (f"vigie-{uuid.uuid4().hex}", picked[0][0], last)
+                self._conn.execute(
+                    "INSERT INTO pending (batch_id, first_id, last_id, created) "
+                    "VALUES (?, ?, ?, ?)",
+                    (*row, time.time()),
+                )
+            batch_id, first, last = row
+            items = self._conn.execute(
+                "SELECT kind, doc FROM items WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
+            ).fetchall()
+        events = [orjson.loads(doc) for kind, doc in items if kind == "event"]
+        detections = [orjson.loads(doc) for kind, doc in items if kind == "detection"]
+        return Batch(batch_id, first, last, events, detections)
+
+    def ack(self, batch: Batch, *, counter: str = "shipped") -> None:
+        """The service has the batch (or refused it for good: `counter="refused"`)."""
+        with self._lock, self._transaction():
+            self._conn.execute(
+                "DELETE FROM items WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
+            )
+            self._conn.execute("DELETE FROM pending WHERE batch_id = ?", (batch.batch_id,))
+            self._add(counter, len(batch))
+
+    def enforce_budget(self, max_bytes: int) -> int:
+        """Drop the oldest items not in the pending batch until the spool fits; returns how
+        many went (added to the `dropped` counter)."""
+        with self._lock:
+            total = self._conn.execute("SELECT coalesce(sum(size), 0) FROM items").fetchone()[0]
+            if total <= max_bytes:
+                return 0
+            dropped = 0
+            with self._transaction():
+                rows = self._conn.execute(
+                    "SELECT id, size FROM items WHERE id > coalesce("
+                    "(SELECT max(last_id) FROM pending), 0) ORDER BY id"
+                ).fetchall()
+                cut = 0
+                for item_id, size in rows:
+                    if total <= max_bytes:
+                        break
+                    total -= size
+                    cut = item_id
+                    dropped += 1
+                if dropped:
+                    self._conn.execute(
+                        "DELETE FROM items WHERE id <= ? AND id > coalesce("
+                        "(SELECT max(last_id) FROM pending), 0)",
+                        (cut,),
+                    )
+                    self._add("dropped", dropped)
+            return dropped
+
+    # --- status -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            queued, size = self._conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM items"
+            ).fetchone()
+            counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+        return {"queued": int(queued), "queued_bytes": int(size), **counters}
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _add(self, name: str, amount: int) -> None:
+        if amount:
+            self._conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                (name, amount),
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._conn.execute("COMMIT" if kind is None else "ROLLBACK")

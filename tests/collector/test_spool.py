@@ -1,0 +1,80 @@
+"""The agent's spool on a real SQLite file: durable, the same batch after a crash, a counted
+disk budget, checkpoints written with the events they cover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.spool import Spool
+
+
+def _events(n: int, start: int = 0) -> list[dict[str, object]]:
+    return [
+        {"@timestamp": "2026-11-20T10:00:00Z", "message": f"line {i}"}
+        for i in range(start, start + n)
+    ]
+
+
+def test_batches_are_the_same_after_a_reopen_and_go_once_acked(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(_events(5), [{"rule_id": "r", "level": "high"}], {"tail:a": {"offset": 42}})
+    first = spool.next_batch(max_items=4)
+    assert first is not None
+    assert len(first) == 4
+    spool.close()
+
+    # The process died before the answer: the same batch, same id and items, comes back.
+    spool = Spool(tmp_path)
+    again = spool.next_batch(max_items=100)
+    assert again is not None
+    assert (again.batch_id, again.events) == (first.batch_id, first.events)
+    assert spool.checkpoint("tail:a") == {"offset": 42}
+    spool.ack(again)
+    rest = spool.next_batch(max_items=100)
+    assert rest is not None
+    assert rest.batch_id != first.batch_id
+    assert [e["message"] for e in rest.events] == ["line 4"]
+    assert rest.detections == [{"rule_id": "r", "level": "high"}]
+    spool.ack(rest)
+    assert spool.next_batch(max_items=100) is None
+    stats = spool.stats()
+    assert stats["received"] == 6
+    assert stats["shipped"] == 6
+    assert stats["queued"] == 0
+    spool.close()
+
+
+def test_the_disk_budget_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(_events(10))
+    pending = spool.next_batch(max_items=2)  # in flight: never dropped under its feet
+    assert pending is not None
+    spool.put(_events(90, start=10))
+    size = spool.stats()["queued_bytes"]
+    dropped = spool.enforce_budget(size // 2)
+    assert dropped > 0
+    stats = spool.stats()
+    assert stats["dropped"] == dropped
+    assert stats["queued_bytes"] <= size // 2
+    again = spool.next_batch(max_items=100)
+    assert again is not None
+    assert again.batch_id == pending.batch_id
+    assert [e["message"] for e in again.events] == ["line 0", "line 1"]
+    spool.ack(again)
+    following = spool.next_batch(max_items=1)
+    assert following is not None
+    assert following.events[0]["message"] == f"line {2 + dropped}"  # the oldest went first
+    spool.close()
+
+
+def test_batches_respect_the_byte_limit_but_always_carry_one_item(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put([{"message": "x" * 5000}] * 3)
+    batch = spool.next_batch(max_items=100, max_bytes=6000)
+    assert batch is not None
+    assert len(batch) == 1
+    spool.ack(batch)
+    huge = spool.next_batch(max_items=100, max_bytes=10)
+    assert huge is not None
+    assert len(huge) == 1
+    spool.close()
