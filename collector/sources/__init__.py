@@ -1,0 +1,9 @@
+"""The agent's live sources: files followed like `tail -F`, a syslog listener, a watched
+folder of Windows event exports. Each is a `Source` (see `base.py`)."""
+
+from __future__ import annotations
+
+from collector.sources.base import BadRecord, Source, SourceError
+from collector.sources.tail import FileTail
+
+__all__ = ["BadRecord", "FileTail", "Source", "SourceError"]
