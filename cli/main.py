@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import agent, rules, scan, serve
+from cli import agent, netmeta, rules, scan, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_parser(commands)
     serve.add_parser(commands)
     agent.add_parser(commands)
+    netmeta.add_parser(commands)
     return parser
 
 

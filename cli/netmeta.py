@@ -1,0 +1,73 @@
+"""`vigie netmeta`: conn and dns records from pcap/pcapng captures, as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from cli.common import fail
+from collector.netmeta import NetmetaStats, Record, extract
+
+FORMATS = ("jsonl", "zeek")
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "netmeta", help="network metadata (connections, DNS) from pcap/pcapng captures"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="jsonl",
+        help="jsonl: ECS-style fields (default); zeek: Zeek's log field names plus _path",
+    )
+    parser.add_argument("--stats", action="store_true", help="print a summary to stderr")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT.pcap")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = [p for p in args.inputs if p.is_file()]
+    for missing in sorted(set(args.inputs) - set(inputs)):
+        print(f"vigie: warning: no such capture: {missing}", file=sys.stderr)
+    if not inputs:
+        return fail("none of the inputs exists")
+    stats = NetmetaStats()
+    write(extract(inputs, stats), args.format, sys.stdout)
+    for error in stats.read.errors[:20]:
+        print(f"vigie: warning: {error}", file=sys.stderr)
+    if args.stats:
+        print_stats(stats, sys.stderr)
+    if not stats.read.files_read:
+        return fail("no input could be read")
+    return 0
+
+
+def write(records: Iterable[Record], fmt: str, out: TextIO) -> int:
+    """Write records as JSON lines, leaving out unset fields as Zeek's JSON logs do."""
+    count = 0
+    zeek = fmt == "zeek"
+    for record in records:
+        fields = record.zeek() if zeek else record.ecs()
+        line = orjson.dumps({k: v for k, v in fields.items() if v is not None})
+        out.write(line.decode())
+        out.write("\n")
+        count += 1
+    return count
+
+
+def print_stats(stats: NetmetaStats, err: TextIO) -> None:
+    read = stats.read
+    print(
+        f"vigie netmeta: files {read.files_read} read, {read.files_failed} unreadable; "
+        f"packets {read.packets}, bad records {read.bad_records}, "
+        f"undecoded {stats.undecoded}, malformed {stats.malformed}; "
+        f"connections {stats.connections}, dns records {stats.dns_records}; "
+        f"{stats.seconds:.2f} s, {stats.packets_per_second:,.0f} packets/s",
+        file=err,
+    )

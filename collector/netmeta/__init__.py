@@ -1,0 +1,71 @@
+"""Network metadata from captures: Zeek-style conn and dns records (`vigie netmeta`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.netmeta.decode import Decoder
+from collector.netmeta.errors import CaptureFormatError, VigieNetmetaError
+from collector.netmeta.flows import ConnTracker
+from collector.netmeta.reader import ReadStats, read_capture
+from collector.netmeta.records import ConnRecord, DnsRecord, Record
+
+__all__ = [
+    "CaptureFormatError",
+    "ConnRecord",
+    "DnsRecord",
+    "NetmetaStats",
+    "Record",
+    "VigieNetmetaError",
+    "extract",
+]
+
+
+@dataclass
+class NetmetaStats:
+    """Counts of one extraction; `read.bad_records` counts damaged capture records."""
+
+    read: ReadStats = field(default_factory=ReadStats)
+    undecoded: int = 0
+    malformed: int = 0
+    connections: int = 0
+    dns_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def packets_per_second(self) -> float:
+        return self.read.packets / self.seconds if self.seconds else 0.0
+
+
+def extract(paths: Iterable[Path], stats: NetmetaStats | None = None) -> Iterator[Record]:
+    """Conn and dns records of the captures, as connections end; fills `stats` as it goes.
+
+    Captures are read in the order given as one stream (a capture split in files continues),
+    and a file that is not a capture is counted in `stats.read.files_failed` and skipped.
+    """
+    stats = stats if stats is not None else NetmetaStats()
+    tracker = ConnTracker()
+    decoder = Decoder(tracker)
+    started = time.perf_counter()
+    frame = decoder.frame
+    for path in paths:
+        try:
+            for ts, linktype, data in read_capture(path, stats.read):
+                frame(ts, linktype, data)
+                if tracker.done:
+                    yield from tracker.drain()
+        except (CaptureFormatError, OSError) as exc:
+            stats.read.files_failed += 1
+            stats.read.errors.append(str(exc))
+            continue
+        stats.read.files_read += 1
+    tracker.flush()
+    yield from tracker.drain()
+    stats.undecoded = decoder.undecoded
+    stats.malformed = decoder.malformed
+    stats.connections = tracker.connections
+    stats.dns_records = tracker.dns_records
+    stats.seconds = time.perf_counter() - started

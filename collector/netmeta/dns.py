@@ -1,0 +1,154 @@
+"""DNS messages: a small parser and the query/response pairing of Zeek's dns.log."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+DNS_PORTS = frozenset((53, 5353, 5355))
+_HDR = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+
+QTYPES = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 11: "WKS", 12: "PTR", 13: "HINFO", 15: "MX",
+    16: "TXT", 17: "RP", 18: "AFSDB", 24: "SIG", 25: "KEY", 28: "AAAA", 29: "LOC", 33: "SRV",
+    35: "NAPTR", 37: "CERT", 39: "DNAME", 41: "OPT", 43: "DS", 44: "SSHFP", 46: "RRSIG",
+    47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 51: "NSEC3PARAM", 52: "TLSA", 64: "SVCB",
+    65: "HTTPS", 99: "SPF", 249: "TKEY", 250: "TSIG", 251: "IXFR", 252: "AXFR", 255: "*",
+    256: "URI", 257: "CAA",
+}  # fmt: skip
+RCODES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE",
+}  # fmt: skip
+
+
+class DnsFormatError(ValueError):
+    """A payload on a DNS port that does not parse as a DNS message."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsMessage:
+    trans_id: int
+    is_response: bool
+    opcode: int
+    rcode: int
+    aa: bool
+    tc: bool
+    rd: bool
+    ra: bool
+    query: str | None
+    qtype: int | None
+    qclass: int | None
+    answers: tuple[str, ...]
+    ttls: tuple[float, ...]
+
+
+def qtype_name(qtype: int | None) -> str | None:
+    if qtype is None:
+        return None
+    return QTYPES.get(qtype, f"query-{qtype}")
+
+
+def rcode_name(rcode: int | None) -> str | None:
+    if rcode is None:
+        return None
+    return RCODES.get(rcode, f"rcode-{rcode}")
+
+
+def parse(data: bytes) -> DnsMessage:
+    """One DNS message; raises DnsFormatError when the header or the question is unreadable."""
+    if len(data) < 12:
+        raise DnsFormatError("shorter than a DNS header")
+    tid, flags, qd, an, _ns, _ar = _HDR.unpack_from(data)
+    pos = 12
+    query = qtype = qclass = None
+    try:
+        for i in range(qd):
+            name, pos = _name(data, pos)
+            qt, qc = struct.unpack_from("!HH", data, pos)
+            pos += 4
+            if i == 0:
+                query, qtype, qclass = name, qt, qc
+        answers: list[str] = []
+        ttls: list[float] = []
+        if flags & 0x8000:
+            # Answers that do not parse are left out; the query and rcode still count.
+            try:
+                for _ in range(an):
+                    _owner, pos = _name(data, pos)
+                    rtype, _rclass, ttl, rdlen = _RR.unpack_from(data, pos)
+                    pos += 10
+                    if pos + rdlen > len(data):
+                        break
+                    answers.append(_rdata(data, pos, rdlen, rtype))
+                    ttls.append(float(ttl))
+                    pos += rdlen
+            except (struct.error, IndexError, DnsFormatError):
+                pass
+    except (struct.error, IndexError) as exc:
+        raise DnsFormatError(f"truncated question: {exc}") from exc
+    return DnsMessage(
+        trans_id=tid,
+        is_response=bool(flags & 0x8000),
+        opcode=(flags >> 11) & 15,
+        rcode=flags & 15,
+        aa=bool(flags & 0x0400),
+        tc=bool(flags & 0x0200),
+        rd=bool(flags & 0x0100),
+        ra=bool(flags & 0x0080),
+        query=query,
+        qtype=qtype,
+        qclass=qclass,
+        answers=tuple(answers),
+        ttls=tuple(ttls),
+    )
+
+
+def _name(data: bytes, pos: int) -> tuple[str, int]:
+    """A possibly compressed domain name and the position after it."""
+    labels: list[str] = []
+    end = -1
+    jumps = 0
+    while True:
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            if end < 0:
+                end = pos + 2
+            jumps += 1
+            if jumps > 32:
+                raise DnsFormatError("compression loop")
+            pos = ((length & 0x3F) << 8) | data[pos + 1]
+            continue
+        if length & 0xC0:
+            raise DnsFormatError("unsupported label type")
+        if length == 0:
+            pos += 1
+            break
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) < length:
+            raise DnsFormatError("label past the end")
+        labels.append(label.decode("ascii", "backslashreplace"))
+        pos += 1 + length
+    return ".".join(labels), (end if end >= 0 else pos)
+
+
+def _rdata(data: bytes, pos: int, rdlen: int, rtype: int) -> str:
+    raw = data[pos : pos + rdlen]
+    if rtype == 1 and rdlen == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if rtype == 28 and rdlen == 16:
+        return str(ipaddress.IPv6Address(raw))
+    if rtype in (2, 5, 12, 39):
+        return _name(data, pos)[0]
+    if rtype == 15:
+        return _name(data, pos + 2)[0]
+    if rtype == 16:
+        parts, i = [], 0
+        while i < rdlen:
+            n = raw[i]
+            parts.append(raw[i + 1 : i + 1 + n].decode("utf-8", "backslashreplace"))
+            i += 1 + n
+        return "TXT " + " ".join(f"{len(p)} {p}" for p in parts)
+    return f"<{qtype_name(rtype)}>"

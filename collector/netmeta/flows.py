@@ -1,0 +1,379 @@
+"""Connection accounting with the semantics of Zeek's conn.log.
+
+Who is the originator, the TCP endpoint states that make `conn_state`, the `history` letters,
+payload sizes from sequence numbers: each follows what Zeek documents for conn.log, so the
+records compare field by field with Zeek's on the same capture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+
+from collector.netmeta import dns
+from collector.netmeta.records import PROTO_NAMES, ConnRecord, DnsRecord, Record, addr
+
+TCP, UDP = 6, 17
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+# Zeek's default inactivity timeouts.
+TIMEOUTS = {TCP: 300.0, UDP: 60.0}
+OTHER_TIMEOUT = 60.0
+SWEEP_EVERY = 10.0
+
+# TCP endpoint states, as Zeek names them.
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+
+# Ports of the analyzers Zeek loads by default: a packet *from* one of these is likely the
+# responder's, which is how Zeek picks the originator when it missed the first packet.
+LIKELY_SERVER_PORTS = frozenset(
+    (21, 22, 23, 25, 53, 67, 69, 80, 88, 110, 111, 123, 135, 137, 139, 143, 161, 162, 389,
+     443, 445, 465, 502, 514, 563, 585, 587, 614, 636, 989, 990, 992, 993, 994, 995, 1080,
+     1194, 1812, 1813, 2123, 2152, 2811, 3128, 3306, 3389, 3544, 4754, 4789, 5060, 5072, 5222,
+     5269, 5353, 5355, 5432, 6081, 6666, 6667, 6668, 6669, 8000, 8080, 8081, 8443, 8888)
+)  # fmt: skip
+
+
+class Conn:
+    """A connection in progress (mutable; frozen into a ConnRecord when it ends)."""
+
+    __slots__ = (
+        "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
+        "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
+        "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
+        "service", "dns_pending",
+    )  # fmt: skip
+
+    def __init__(
+        self, uid: str, key: tuple[object, ...], proto: int, orig: tuple[bytes, int],
+        resp: tuple[bytes, int], ts: float,
+    ) -> None:  # fmt: skip
+        self.uid = uid
+        self.key = key
+        self.proto = proto
+        self.orig_h, self.orig_p = orig
+        self.resp_h, self.resp_p = resp
+        self.start = self.last = ts
+        self.o_pkts = self.r_pkts = self.o_ipb = self.r_ipb = self.o_bytes = self.r_bytes = 0
+        self.hist: list[str] = []
+        self.seen: set[str] = set()
+        self.o_state = self.r_state = INACTIVE
+        self.o_base: int | None = None
+        self.r_base: int | None = None
+        self.o_end = self.r_end = 0
+        self.last_sfr: dict[str, int] = {}
+        self.service: str | None = None
+        self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
+
+    def letter(self, code: str, seq: int | None = None) -> None:
+        """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
+        if code not in self.seen:
+            self.seen.add(code)
+            self.hist.append(code)
+            if seq is not None:
+                self.last_sfr[code] = seq
+        elif seq is not None and self.last_sfr.get(code) != seq:
+            self.hist.append(code)
+            self.last_sfr[code] = seq
+
+
+class ConnTracker:
+    """Feeds on decoded packets (decode.Sink) and yields records as connections end."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[object, ...], Conn] = {}
+        self.done: deque[Record] = deque()
+        self.next_sweep = 0.0
+        self.counter = 0
+        self.connections = 0
+        self.dns_records = 0
+        self.dns_errors = 0
+
+    # ---- packets ----
+
+    def packet(
+        self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
+        ip_len: int, plen: int, flags: int, seq: int, ack: int, data: bytes, poff: int,
+    ) -> None:  # fmt: skip
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        key = (proto, src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
+            proto, dst, dport, src, sport)  # fmt: skip
+        conn = self.table.get(key)
+        if conn is not None and (
+            ts - conn.last > TIMEOUTS.get(proto, OTHER_TIMEOUT)
+            or (proto == TCP and self._is_reuse(conn, src, sport, flags, seq))
+        ):
+            self.finish(conn)
+            conn = None
+        if conn is None:
+            conn = self._new(key, ts, proto, src, dst, sport, dport, flags)
+        is_orig = src == conn.orig_h and sport == conn.orig_p
+        if src == dst and sport == dport:
+            is_orig = True
+        conn.last = ts
+        if is_orig:
+            conn.o_pkts += 1
+            conn.o_ipb += ip_len
+        else:
+            conn.r_pkts += 1
+            conn.r_ipb += ip_len
+        if proto == TCP:
+            self._tcp(conn, is_orig, flags, seq, plen)
+            if plen > 2 and (sport == 53 or dport == 53):
+                self._dns(conn, ts, is_orig, data[poff + 2 : poff + plen])
+        else:
+            if is_orig:
+                conn.o_bytes += plen
+            else:
+                conn.r_bytes += plen
+            if proto == UDP:
+                # Zeek's UDP history: D/d for a packet with payload from either side.
+                if plen:
+                    conn.letter("D" if is_orig else "d")
+                if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
+                    self._dns(conn, ts, is_orig, data[poff : poff + plen])
+
+    def _new(
+        self, key: tuple[object, ...], ts: float, proto: int, src: bytes, dst: bytes,
+        sport: int, dport: int, flags: int,
+    ) -> Conn:  # fmt: skip
+        flip = False
+        if proto == TCP:
+            if flags & SYN and flags & ACK:
+                flip = True  # Zeek flips a connection first seen at its SYN-ACK
+            elif not flags & SYN and sport in LIKELY_SERVER_PORTS:
+                flip = dport not in LIKELY_SERVER_PORTS or sport < dport
+        elif proto == UDP:
+            flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
+        self.counter += 1
+        digest = hashlib.blake2b(repr((ts, key, self.counter)).encode(), digest_size=12).digest()
+        uid = "C" + _base62(int.from_bytes(digest, "big"))[:17]
+        if flip:
+            conn = Conn(uid, key, proto, (dst, dport), (src, sport), ts)
+            conn.hist.append("^")
+        else:
+            conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
+        self.table[key] = conn
+        return conn
+
+    @staticmethod
+    def _is_reuse(conn: Conn, src: bytes, sport: int, flags: int, seq: int) -> bool:
+        """A fresh SYN on a connection that ended starts a new connection (port reuse)."""
+        if flags & (SYN | ACK) != SYN:
+            return False
+        if not (conn.o_state in (CLOSED, RESET) or conn.r_state in (CLOSED, RESET)):
+            return False
+        base = conn.o_base if src == conn.orig_h and sport == conn.orig_p else conn.r_base
+        return base is None or (seq + 1) & 0xFFFFFFFF != base
+
+    def _tcp(self, conn: Conn, is_orig: bool, flags: int, seq: int, plen: int) -> None:
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        # Payload sizes from sequence numbers: the highest byte reached minus the first one.
+        base = conn.o_base if is_orig else conn.r_base
+        if base is None or (syn and not flags & ACK and base != (seq + 1) & 0xFFFFFFFF):
+            base = (seq + 1) & 0xFFFFFFFF if syn else seq
+            if is_orig:
+                conn.o_base, conn.o_end = base, 0
+            else:
+                conn.r_base, conn.r_end = base, 0
+        rel = (seq - base) & 0xFFFFFFFF
+        if rel < 0x80000000 and plen:
+            end = rel + plen
+            if is_orig:
+                if end > conn.o_end:
+                    conn.o_end = end
+            elif end > conn.r_end:
+                conn.r_end = end
+
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        up = str.upper if is_orig else str.lower
+        if bits > 1:
+            conn.letter(up("i") if fin and rst else up("q"))
+        elif syn:
+            conn.letter(up("h" if flags & ACK else "s"), rel)
+        elif fin:
+            conn.letter(up("f"), rel + plen)
+        elif rst:
+            conn.letter(up("r"), rel)
+        elif plen:
+            conn.letter(up("d"))
+        elif flags & ACK:
+            conn.letter(up("a"))
+
+        state = conn.o_state if is_orig else conn.r_state
+        peer = conn.r_state if is_orig else conn.o_state
+        if rst:
+            state = RESET
+        elif state == RESET:
+            pass
+        elif syn:
+            if state in (INACTIVE, PARTIAL):
+                state = SYN_ACK_SENT if flags & ACK else SYN_SENT
+            if fin:
+                state = CLOSED
+        elif fin:
+            state = CLOSED
+        elif state == INACTIVE:
+            state = PARTIAL
+        elif state in (SYN_SENT, SYN_ACK_SENT) and (flags & ACK or plen):
+            state = ESTABLISHED
+            if peer == SYN_ACK_SENT:
+                peer = ESTABLISHED
+        if is_orig:
+            conn.o_state, conn.r_state = state, peer
+        else:
+            conn.r_state, conn.o_state = state, peer
+
+    def _dns(self, conn: Conn, ts: float, is_orig: bool, payload: bytes) -> None:
+        try:
+            msg = dns.parse(payload)
+        except dns.DnsFormatError:
+            self.dns_errors += 1
+            return
+        conn.service = "dns"
+        if not msg.is_response:
+            previous = conn.dns_pending.pop(msg.trans_id, None)
+            if previous is not None:
+                self._dns_record(conn, previous[0], previous[1], None, None)
+            conn.dns_pending[msg.trans_id] = (ts, msg)
+            return
+        pending = conn.dns_pending.pop(msg.trans_id, None)
+        if pending is None:
+            self._dns_record(conn, ts, msg, msg, None)
+        else:
+            self._dns_record(conn, pending[0], pending[1], msg, ts - pending[0])
+
+    def _dns_record(
+        self, conn: Conn, ts: float, query: dns.DnsMessage, reply: dns.DnsMessage | None,
+        rtt: float | None,
+    ) -> None:  # fmt: skip
+        self.dns_records += 1
+        self.done.append(
+            DnsRecord(
+                ts=ts, uid=conn.uid, orig_h=addr(conn.orig_h), orig_p=conn.orig_p,
+                resp_h=addr(conn.resp_h), resp_p=conn.resp_p, proto=PROTO_NAMES[conn.proto],
+                trans_id=query.trans_id, rtt=rtt, query=query.query, qclass=query.qclass,
+                qtype=query.qtype, qtype_name=dns.qtype_name(query.qtype),
+                rcode=None if reply is None else reply.rcode,
+                rcode_name=None if reply is None else dns.rcode_name(reply.rcode),
+                aa=bool(reply and reply.aa), tc=bool(reply and reply.tc), rd=query.rd,
+                ra=bool(reply and reply.ra),
+                answers=reply.answers if reply is not None and reply.answers else None,
+                ttls=reply.ttls if reply is not None and reply.ttls else None,
+            )
+        )  # fmt: skip
+
+    # ---- ending connections ----
+
+    def sweep(self, now: float) -> None:
+        """End connections idle for longer than their timeout."""
+        self.next_sweep = now + SWEEP_EVERY
+        for conn in [
+            c for c in self.table.values() if now - c.last > TIMEOUTS.get(c.proto, OTHER_TIMEOUT)
+        ]:
+            self.finish(conn)
+
+    def finish(self, conn: Conn) -> None:
+        if self.table.get(conn.key) is conn:
+            del self.table[conn.key]
+        for ts, msg in conn.dns_pending.values():
+            self._dns_record(conn, ts, msg, None, None)
+        conn.dns_pending.clear()
+        self.connections += 1
+        self.done.append(conn_record(conn))
+
+    def flush(self) -> None:
+        """End every connection (end of the capture)."""
+        for conn in sorted(self.table.values(), key=lambda c: c.start):
+            self.finish(conn)
+
+    def drain(self) -> Iterator[Record]:
+        while self.done:
+            yield self.done.popleft()
+
+
+def conn_record(conn: Conn) -> ConnRecord:
+    duration = conn.last - conn.start
+    if conn.proto == TCP:
+        o_size, r_size = conn.o_end, conn.r_end
+    else:
+        o_size, r_size = conn.o_bytes, conn.r_bytes
+    # Zeek leaves duration and sizes unset for a connection of one instant.
+    has_span = duration > 0
+    return ConnRecord(
+        ts=conn.start,
+        uid=conn.uid,
+        orig_h=addr(conn.orig_h),
+        orig_p=conn.orig_p,
+        resp_h=addr(conn.resp_h),
+        resp_p=conn.resp_p,
+        proto=PROTO_NAMES.get(conn.proto, "unknown_transport"),
+        service=conn.service,
+        duration=round(duration, 6) if has_span else None,
+        orig_bytes=o_size if has_span else None,
+        resp_bytes=r_size if has_span else None,
+        conn_state=conn_state(conn),
+        missed_bytes=0,
+        history="".join(conn.hist) if conn.proto in (TCP, UDP) else "",
+        orig_pkts=conn.o_pkts,
+        orig_ip_bytes=conn.o_ipb,
+        resp_pkts=conn.r_pkts,
+        resp_ip_bytes=conn.r_ipb,
+    )
+
+
+def conn_state(conn: Conn) -> str:
+    """Zeek's conn_state from the endpoint states (TCP) or who sent anything (UDP)."""
+    if conn.proto == UDP:
+        if conn.o_pkts:
+            return "SF" if conn.r_pkts else "S0"
+        return "SHR" if conn.r_pkts else "OTH"
+    if conn.proto != TCP:
+        return "OTH"
+    os_, rs = conn.o_state, conn.r_state
+    o_inactive = os_ in (INACTIVE, PARTIAL)
+    r_inactive = rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and not conn.o_end and not conn.r_end):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == RESET:
+        if r_inactive:
+            hist = "".join(conn.hist).lstrip("^")
+            if hist.startswith("S") and _syn_then_reset(hist[1:]):
+                return "RSTOS0"
+            return "OTH"
+        return "RSTO"
+    if os_ == CLOSED and rs == CLOSED:
+        return "SF"
+    if os_ == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os_ == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+def _syn_then_reset(rest: str) -> bool:
+    """Zeek's /^?S[^HAFGIQ]*R.*/ on the history after the leading S."""
+    for ch in rest:
+        if ch == "R":
+            return True
+        if ch in "HAFGIQ":
+            return False
+    return False
+
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(n: int) -> str:
+    out = []
+    while n:
+        n, r = divmod(n, 62)
+        out.append(_B62[r])
+    return "".join(out) or "0"

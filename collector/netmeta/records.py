@@ -1,0 +1,170 @@
+"""Typed records sharing Zeek's envelope, and their two renderings (Zeek names, ECS-style)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+
+
+def addr(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every Zeek log line starts with: when, which connection, which endpoints."""
+
+    ts: float
+    uid: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    proto: str
+
+    def zeek_envelope(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "uid": self.uid,
+            "id.orig_h": self.orig_h,
+            "id.orig_p": self.orig_p,
+            "id.resp_h": self.resp_h,
+            "id.resp_p": self.resp_p,
+            "proto": self.proto,
+        }
+
+    def ecs_envelope(self, dataset: str) -> dict[str, Any]:
+        return {
+            "@timestamp": iso(self.ts),
+            "event.dataset": dataset,
+            "event.id": self.uid,
+            "source.ip": self.orig_h,
+            "source.port": self.orig_p,
+            "destination.ip": self.resp_h,
+            "destination.port": self.resp_p,
+            "network.transport": self.proto,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRecord(Envelope):
+    """One line of Zeek's conn.log."""
+
+    service: str | None
+    duration: float | None
+    orig_bytes: int | None
+    resp_bytes: int | None
+    conn_state: str
+    missed_bytes: int
+    history: str
+    orig_pkts: int
+    orig_ip_bytes: int
+    resp_pkts: int
+    resp_ip_bytes: int
+
+    path = "conn"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "conn", **self.zeek_envelope()}
+        out.update(
+            service=self.service,
+            duration=self.duration,
+            orig_bytes=self.orig_bytes,
+            resp_bytes=self.resp_bytes,
+            conn_state=self.conn_state,
+            missed_bytes=self.missed_bytes,
+            history=self.history,
+            orig_pkts=self.orig_pkts,
+            orig_ip_bytes=self.orig_ip_bytes,
+            resp_pkts=self.resp_pkts,
+            resp_ip_bytes=self.resp_ip_bytes,
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.conn")
+        out.update(
+            {
+                "network.protocol": self.service,
+                "event.duration": None if self.duration is None else int(self.duration * 1e9),
+                "source.bytes": self.orig_ip_bytes,
+                "source.packets": self.orig_pkts,
+                "destination.bytes": self.resp_ip_bytes,
+                "destination.packets": self.resp_pkts,
+                "network.bytes": self.orig_ip_bytes + self.resp_ip_bytes,
+                "network.packets": self.orig_pkts + self.resp_pkts,
+                "zeek.conn.orig_bytes": self.orig_bytes,
+                "zeek.conn.resp_bytes": self.resp_bytes,
+                "zeek.conn.state": self.conn_state,
+                "zeek.conn.history": self.history,
+            }
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord(Envelope):
+    """One line of Zeek's dns.log: a query and its answer, or either alone."""
+
+    trans_id: int
+    rtt: float | None
+    query: str | None
+    qclass: int | None
+    qtype: int | None
+    qtype_name: str | None
+    rcode: int | None
+    rcode_name: str | None
+    aa: bool
+    tc: bool
+    rd: bool
+    ra: bool
+    answers: tuple[str, ...] | None
+    ttls: tuple[float, ...] | None
+
+    path = "dns"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "dns", **self.zeek_envelope()}
+        out.update(
+            trans_id=self.trans_id,
+            rtt=self.rtt,
+            query=self.query,
+            qclass=self.qclass,
+            qtype=self.qtype,
+            qtype_name=self.qtype_name,
+            rcode=self.rcode,
+            rcode_name=self.rcode_name,
+            AA=self.aa,
+            TC=self.tc,
+            RD=self.rd,
+            RA=self.ra,
+            answers=None if self.answers is None else list(self.answers),
+            TTLs=None if self.ttls is None else list(self.ttls),
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.dns")
+        out.update(
+            {
+                "network.protocol": "dns",
+                "dns.id": self.trans_id,
+                "dns.question.name": self.query,
+                "dns.question.type": self.qtype_name,
+                "dns.response_code": self.rcode_name,
+                "dns.answers.data": None if self.answers is None else list(self.answers),
+                "dns.answers.ttl": None if self.ttls is None else list(self.ttls),
+            }
+        )
+        return out
+
+
+Record = ConnRecord | DnsRecord
