@@ -1,0 +1,48 @@
+"""`vigie demo` as the README's first command runs it: the service, four agents, the
+project's own samples replayed, incidents within a minute, a clean stop."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.cli.test_serve import free_port
+
+VIGIE = Path(sys.executable).parent / "vigie"
+
+
+def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    began = time.monotonic()
+    demo = subprocess.Popen(
+        [VIGIE, "demo", "--data-dir", root, "--port", str(free_port()), "--duration", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    out: list[str] = []
+    for line in demo.stdout:
+        out.append(line)
+        if line.startswith("Where to look"):
+            break
+    demo.send_signal(signal.SIGINT)  # Ctrl-C
+    rest, _ = demo.communicate(timeout=60)
+    text = "".join(out) + rest
+    assert demo.returncode == 0, text
+    assert time.monotonic() - began < 150, text
+    assert len(re.findall(r"agent pid \d+", text)) == 4
+    opened = re.search(r"(\d+) incident\(s\) opened", text)
+    assert opened is not None, text
+    assert int(opened.group(1)) > 0
+    for kind in ("CHU", "Clinique", "EHPAD Les Tilleuls", "EHPAD Les Mimosas"):
+        assert kind in text
+    assert "stopped; everything the demo made is in" in text
+    # Every agent process ended with the demo.
+    assert not subprocess.run(
+        ["pgrep", "-f", str(root / "agents")], capture_output=True, text=True
+    ).stdout.strip()
