@@ -71,13 +71,24 @@ def parse(data: bytes) -> DnsMessage:
             pos += 4
             if i == 0:
                 query, qtype, qclass = name, qt, qc
+        if (flags >> 11) & 15 == 5 and query is not None:
+            # UPDATE: Zeek logs the first name being updated (after the prerequisites), not
+            # the zone.
+            for _ in range(an + _ns):
+                owner, pos = _name(data, pos)
+                rdlen = _RR.unpack_from(data, pos)[3]
+                pos += 10 + rdlen
+                query = owner
+            pos = len(data)
         answers: list[str] = []
         ttls: list[float] = []
         if flags & 0x8000:
             # Answers that do not parse are left out; the query and rcode still count.
             try:
                 for _ in range(an):
-                    _owner, pos = _name(data, pos)
+                    owner, pos = _name(data, pos)
+                    if query is None:
+                        query = owner  # an answer without question (mDNS): its name
                     rtype, _rclass, ttl, rdlen = _RR.unpack_from(data, pos)
                     pos += 10
                     if pos + rdlen > len(data):
@@ -98,7 +109,7 @@ def parse(data: bytes) -> DnsMessage:
         tc=bool(flags & 0x0200),
         rd=bool(flags & 0x0100),
         ra=bool(flags & 0x0080),
-        query=query,
+        query=None if query is None else query.lower(),
         qtype=qtype,
         qclass=qclass,
         answers=tuple(answers),

@@ -204,7 +204,9 @@ class ConnTracker:
         state = conn.o_state if is_orig else conn.r_state
         peer = conn.r_state if is_orig else conn.o_state
         if rst:
-            state = RESET
+            # A RST after both FINs does not undo a clean close (Zeek keeps SF).
+            if not (state == CLOSED and peer == CLOSED):
+                state = RESET
         elif state == RESET:
             pass
         elif syn:
@@ -215,7 +217,11 @@ class ConnTracker:
         elif fin:
             state = CLOSED
         elif state == INACTIVE:
-            state = PARTIAL
+            # Answering a SYN-ACK completes the handshake even when the SYN was missed.
+            if flags & ACK and peer == SYN_ACK_SENT:
+                state = peer = ESTABLISHED
+            else:
+                state = PARTIAL
         elif state in (SYN_SENT, SYN_ACK_SENT) and (flags & ACK or plen):
             state = ESTABLISHED
             if peer == SYN_ACK_SENT:
@@ -232,13 +238,27 @@ class ConnTracker:
             self.dns_errors += 1
             return
         conn.service = "dns"
+        if (
+            msg.is_response
+            and is_orig
+            and not conn.dns_pending
+            and conn.proto == UDP
+            and conn.orig_p not in (5353, 5355)  # multicast answers are unsolicited
+        ):
+            # The first DNS message is a response: its sender is the server (Zeek flips too).
+            _flip(conn)
         if not msg.is_response:
             previous = conn.dns_pending.pop(msg.trans_id, None)
             if previous is not None:
                 self._dns_record(conn, previous[0], previous[1], None, None)
             conn.dns_pending[msg.trans_id] = (ts, msg)
             return
-        pending = conn.dns_pending.pop(msg.trans_id, None)
+        pending = conn.dns_pending.get(msg.trans_id)
+        # mDNS answers often share ID 0 with unrelated queries: pair only on the same question.
+        if pending is not None and msg.query is not None and pending[1].query != msg.query:
+            pending = None
+        if pending is not None:
+            del conn.dns_pending[msg.trans_id]
         if pending is None:
             self._dns_record(conn, ts, msg, msg, None)
         else:
@@ -291,6 +311,21 @@ class ConnTracker:
     def drain(self) -> Iterator[Record]:
         while self.done:
             yield self.done.popleft()
+
+
+def _flip(conn: Conn) -> None:
+    """Swap originator and responder, as Zeek does when it learns it guessed them wrong."""
+    conn.orig_h, conn.resp_h = conn.resp_h, conn.orig_h
+    conn.orig_p, conn.resp_p = conn.resp_p, conn.orig_p
+    conn.o_pkts, conn.r_pkts = conn.r_pkts, conn.o_pkts
+    conn.o_ipb, conn.r_ipb = conn.r_ipb, conn.o_ipb
+    conn.o_bytes, conn.r_bytes = conn.r_bytes, conn.o_bytes
+    conn.o_state, conn.r_state = conn.r_state, conn.o_state
+    conn.o_base, conn.r_base = conn.r_base, conn.o_base
+    conn.o_end, conn.r_end = conn.r_end, conn.o_end
+    hist = [c.swapcase() for c in conn.hist if c != "^"]
+    conn.hist = hist if conn.hist[:1] == ["^"] else ["^", *hist]
+    conn.seen = set(hist)
 
 
 def conn_record(conn: Conn) -> ConnRecord:
