@@ -4,6 +4,7 @@ folder of Windows event exports. Each is a `Source` (see `base.py`)."""
 from __future__ import annotations
 
 from collector.sources.base import BadRecord, Source, SourceError
+from collector.sources.syslog_listener import SyslogListener
 from collector.sources.tail import FileTail
 
-__all__ = ["BadRecord", "FileTail", "Source", "SourceError"]
+__all__ = ["BadRecord", "FileTail", "Source", "SourceError", "SyslogListener"]
