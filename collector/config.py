@@ -11,6 +11,11 @@
     bundle_seconds = 300
     max_backoff_seconds = 300
 
+    [privacy]
+    sensitive_fields = ["user.full_name"]   # pseudonymised (keyed hash) before spooling;
+                                             # HL7 patient segments and DICOM patient
+                                             # attributes always are
+
     [[sources]]
     kind = "tail"               # tail | syslog | winlog
     paths = ["/var/log/nginx/*.log"]
@@ -52,6 +57,7 @@ class AgentConfig:
     delivery: Delivery = field(default_factory=Delivery)
     sources: tuple[dict[str, Any], ...] = ()
     rules_dir: Path | None = None  # Vigie's own Sigma rules (None: the installed ones)
+    sensitive_fields: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -65,7 +71,9 @@ class AgentConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path = Path()) -> AgentConfig:
-        unknown = set(raw) - {"state_dir", "credentials", "delivery", "sources", "rules_dir"}
+        unknown = set(raw) - {
+            "state_dir", "credentials", "delivery", "sources", "rules_dir", "privacy"
+        }  # fmt: skip
         if unknown:
             raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}")
         if "state_dir" not in raw:
@@ -89,7 +97,12 @@ class AgentConfig:
                     f"sources[{index}].kind must be tail, syslog or winlog, "
                     f"not {source.get('kind')!r}"
                 )
+        privacy = raw.get("privacy", {})
+        fields = privacy.get("sensitive_fields", []) if isinstance(privacy, dict) else None
+        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+            raise ConfigError("privacy.sensitive_fields is a list of dotted field names")
         return cls(
+            sensitive_fields=tuple(fields),
             state_dir=_path(raw["state_dir"], base),
             credentials=_path(raw.get("credentials", str(DEFAULT_CREDENTIALS)), base),
             delivery=Delivery(**delivery_raw),

@@ -21,6 +21,7 @@ import httpx
 
 from collector.bundle import BundleStore, indicator_matcher, sigma_texts
 from collector.config import AgentConfig
+from collector.privacy import PrivacyFilter, load_key
 from collector.shipper import AgentRevoked, Backoff, Shipper
 from collector.spool import Spool
 from detection.event import Event
@@ -121,6 +122,7 @@ class AgentRunner:
     shipper: Shipper = field(init=False)
     bundles: BundleStore | None = field(init=False, default=None)
     detector: Detector = field(init=False)
+    privacy: PrivacyFilter = field(init=False)
     revoked: str | None = None
 
     def __post_init__(self) -> None:
@@ -143,6 +145,7 @@ class AgentRunner:
             state = self.spool.checkpoint(source.name)
             if state is not None:
                 source.restore(state)
+        self.privacy = PrivacyFilter(load_key(self.config.state_dir), self.config.sensitive_fields)
         self.detector = Detector(self.config.rules_dir or REPO_RULES, self.config.state_dir)
         self.detector.load(self.bundles.current() if self.bundles else None)
 
@@ -158,7 +161,11 @@ class AgentRunner:
             except Exception:  # one broken source must not stop the others
                 log.exception("source %s failed; it is polled again next turn", source.name)
                 continue
-            events.extend(found)
+            # Patient data goes before anything else sees the events: detection, spool, ship.
+            events.extend(
+                Event(e.timestamp, self.privacy.clean(e.fields), e.source, e.establishment, e.agent)
+                for e in found
+            )
             checkpoints[source.name] = source.checkpoint()
         detections = self.detector.detect(events) if events else []
         self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
@@ -180,7 +187,10 @@ class AgentRunner:
                 }
                 for s in self.sources
             ],
-            "counters": {k: v for k, v in stats.items() if isinstance(v, int)},
+            "counters": {
+                **{k: v for k, v in stats.items() if isinstance(v, int)},
+                "pseudonymised": self.privacy.pseudonymised,
+            },
         }
         try:
             answer = self.client.post("/agents/heartbeat", json=body)
