@@ -196,9 +196,12 @@ class Decoder:
         vihl, _tos, total, ident, frag, _ttl, proto, _sum, src, dst = _V4.unpack_from(data, off)
         hlen = (vihl & 15) * 4
         end = off + total
-        if hlen < 20 or total < hlen or end > len(data):
-            self.malformed += 1  # Zeek drops packets truncated below the IP length too
+        if hlen < 20 or total < hlen or off + hlen > len(data):
+            self.malformed += 1
             return
+        if end > len(data):
+            # Cut by the snapshot length: Zeek still counts it with the length the header says.
+            end = len(data)
         if frag & 0x3FFF:  # fragment: more-fragments flag or a non-zero offset
             whole = self._reassemble(
                 (src, dst, ident, proto), (frag & 0x1FFF) * 8, frag & 0x2000, data[off + hlen : end]
@@ -297,7 +300,12 @@ class Decoder:
             if ulen < 8 or off + ulen > end:
                 ulen = end - off
             sink.packet(ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
-            if depth < MAX_DEPTH and (sport in TUNNEL_PORTS or dport in TUNNEL_PORTS):
+            if depth < MAX_DEPTH and (
+                sport in TUNNEL_PORTS
+                or dport in TUNNEL_PORTS
+                # Teredo relays use any port: Zeek recognises the IPv6 inside by its content.
+                or (ulen >= 48 and data[off + 8] >> 4 == 6)
+            ):
                 try:
                     self.udp_tunnel(ts, sport, dport, data, off + 8, off + ulen, depth + 1)
                 except (struct.error, IndexError):
@@ -357,6 +365,8 @@ class Decoder:
                 self.ip(ts, payload, hdr, depth)
         elif GRE_UDP in (sport, dport):
             self.gre(ts, payload, 0, depth)
+        else:
+            self.teredo(ts, payload, depth)
 
     def gtp(self, ts: float, payload: bytes, depth: int) -> None:
         flags, mtype = payload[0], payload[1]

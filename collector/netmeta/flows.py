@@ -7,6 +7,7 @@ records compare field by field with Zeek's on the same capture.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import deque
 from collections.abc import Iterator
@@ -260,6 +261,9 @@ class ConnTracker:
         if pending is not None:
             del conn.dns_pending[msg.trans_id]
         if pending is None:
+            if not msg.answers:
+                # An unsolicited answer carrying no records: Zeek logs no query name for it.
+                msg = dataclasses.replace(msg, query=None, qtype=None, qclass=None)
             self._dns_record(conn, ts, msg, msg, None)
         else:
             self._dns_record(conn, pending[0], pending[1], msg, ts - pending[0])
