@@ -6,5 +6,6 @@ from __future__ import annotations
 from collector.sources.base import BadRecord, Source, SourceError
 from collector.sources.syslog_listener import SyslogListener
 from collector.sources.tail import FileTail
+from collector.sources.winlog import WatchedFolder
 
-__all__ = ["BadRecord", "FileTail", "Source", "SourceError", "SyslogListener"]
+__all__ = ["BadRecord", "FileTail", "Source", "SourceError", "SyslogListener", "WatchedFolder"]
