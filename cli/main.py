@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import agent, netmeta, rules, scan, serve
+from cli import agent, demo, netmeta, rules, scan, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     agent.add_parser(commands)
     netmeta.add_parser(commands)
+    demo.add_parser(commands)
     return parser
 
 
