@@ -16,10 +16,10 @@ from typing import BinaryIO
 from collector.netmeta.errors import CaptureFormatError
 
 PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
 PCAPNG_SHB = 0x0A0D0D0A
 # A frame larger than this is a corrupt length field, not a frame (jumbo frames stay well below).
@@ -109,7 +109,7 @@ def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
         buf.pos = start + incl
         stats.packets += 1
         stats.bytes += incl
-        yield sec + frac * unit, linktype, buf.data[start : start + incl]
+        yield sec + frac / unit, linktype, buf.data[start : start + incl]
 
 
 def _resync_pcap(buf: _Buffer, rec: struct.Struct, limit: int) -> bool:
@@ -139,8 +139,8 @@ def _resync_pcap(buf: _Buffer, rec: struct.Struct, limit: int) -> bool:
 def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
     buf = _Buffer(fh)
     endian = "<"
-    # Per interface: linktype and timestamp unit, in the order the IDBs appeared.
-    interfaces: list[tuple[int, float]] = []
+    # Per interface: linktype and timestamp ticks per second, in the order the IDBs appeared.
+    interfaces: list[tuple[int, int]] = []
     while buf.need(12):
         data, pos = buf.data, buf.pos
         btype = struct.unpack_from(endian + "I", data, pos)[0]
@@ -174,10 +174,12 @@ def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             if ifid >= len(interfaces) or start + cap > pos + blen - 4:
                 stats.bad(path, pos + buf.base, "packet block with bad interface or length")
                 continue
-            linktype, unit = interfaces[ifid]
+            linktype, per_second = interfaces[ifid]
+            # Seconds and fraction apart, so a timestamp equals the one pcap would give.
+            sec, ticks = divmod((hi << 32) | lo, per_second)
             stats.packets += 1
             stats.bytes += cap
-            yield ((hi << 32) | lo) * unit, linktype, data[start : start + cap]
+            yield sec + ticks / per_second, linktype, data[start : start + cap]
         elif btype == 3:  # simple packet: no timestamp, first interface
             if not interfaces:
                 stats.bad(path, pos + buf.base, "simple packet block before any interface")
@@ -189,14 +191,14 @@ def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             yield 0.0, interfaces[0][0], data[body + 4 : body + 4 + cap]
 
 
-def _if_tsresol(data: bytes, pos: int, end: int, endian: str) -> float:
-    """The if_tsresol option of an interface description block (default microseconds)."""
+def _if_tsresol(data: bytes, pos: int, end: int, endian: str) -> int:
+    """Ticks per second from the if_tsresol option of an interface block (default 10^6)."""
     while pos + 4 <= end:
         code, length = struct.unpack_from(endian + "HH", data, pos)
         if code == 0:
             break
         if code == 9 and length >= 1:
             v = data[pos + 4]
-            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+            return 2 ** (v & 0x7F) if v & 0x80 else 10**v
         pos += 4 + ((length + 3) & ~3)
-    return 1e-6
+    return 1_000_000

@@ -1,0 +1,135 @@
+"""`vigie netmeta` on damaged captures, on both file formats, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from collector.netmeta import NetmetaStats, extract
+from tests.conftest import corpus_path
+
+
+def _capture(case: str) -> Path:
+    folder = corpus_path("pcap", "zeek", case)
+    return next(p for p in sorted(folder.iterdir()) if p.suffix in (".pcap", ".pcapng"))
+
+
+def _run(path: Path) -> tuple[list[dict[str, object]], NetmetaStats]:
+    stats = NetmetaStats()
+    return [r.zeek() for r in extract([path], stats)], stats
+
+
+def _to_pcapng(pcap: Path, out: Path) -> None:
+    """The same frames in a pcapng file (one interface, microsecond timestamps)."""
+    data = pcap.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "little-endian microsecond pcap expected"
+    linktype = struct.unpack_from("<I", data, 20)[0]
+    blocks = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)]
+    blocks.append(struct.pack("<IIHHII", 1, 20, linktype, 0, 0, 20))
+    pos = 24
+    while pos + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        ts = sec * 1_000_000 + usec
+        padded = frame + b"\0" * (-len(frame) % 4)
+        length = 32 + len(padded)
+        blocks.append(
+            struct.pack("<IIIIIII", 6, length, 0, ts >> 32, ts & 0xFFFFFFFF, incl, orig)
+            + padded
+            + struct.pack("<I", length)
+        )
+    out.write_bytes(b"".join(blocks))
+
+
+def test_pcap_and_pcapng_give_the_same_records(tmp_path: Path) -> None:
+    pcap = _capture("core.tunnels.gre")
+    pcapng = tmp_path / "gre.pcapng"
+    _to_pcapng(pcap, pcapng)
+    from_pcap, _ = _run(pcap)
+    from_pcapng, stats = _run(pcapng)
+    assert stats.read.bad_records == 0
+    strip = [{k: v for k, v in r.items() if k != "uid"} for r in from_pcap]
+    assert [{k: v for k, v in r.items() if k != "uid"} for r in from_pcapng] == strip
+    assert any(r["_path"] == "dns" for r in from_pcap)
+
+
+def test_multi_interface_pcapng_is_read() -> None:
+    records, stats = _run(_capture("core.pcapng-pktsrc"))
+    assert stats.read.bad_records == 0
+    assert sum(r["_path"] == "conn" for r in records) == 3
+
+
+@pytest.mark.parametrize("case", ["core.tunnels.ayiya", "core.pcapng-pktsrc"])
+def test_truncated_captures_never_crash(case: str, tmp_path: Path) -> None:
+    data = _capture(case).read_bytes()
+    rng = random.Random(4)
+    cut = tmp_path / "cut"
+    for size in sorted(rng.sample(range(1, len(data)), 40)):
+        cut.write_bytes(data[:size])
+        records, stats = _run(cut)
+        if size < 24:
+            assert stats.read.files_failed == 1
+        else:
+            assert stats.read.packets <= 10_000
+            assert isinstance(records, list)
+    # Cut in the middle of the last record: counted as a bad record, the rest is read.
+    cut.write_bytes(data[:-3])
+    records, stats = _run(cut)
+    assert stats.read.bad_records == 1
+    assert records
+
+
+@pytest.mark.parametrize("case", ["core.tunnels.teredo_bubble_with_payload", "core.pcapng-pktsrc"])
+def test_corrupted_captures_never_crash(case: str, tmp_path: Path) -> None:
+    data = _capture(case).read_bytes()
+    rng = random.Random(7)
+    bad = tmp_path / "bad"
+    damaged_counted = 0
+    for _ in range(60):
+        buf = bytearray(data)
+        for _ in range(rng.randint(1, 30)):
+            buf[rng.randrange(24, len(buf))] = rng.randrange(256)
+        bad.write_bytes(bytes(buf))
+        _records, stats = _run(bad)
+        damaged_counted += stats.read.bad_records + stats.malformed + stats.undecoded > 0
+    assert damaged_counted  # damage shows in the counts, it is not silently absorbed
+
+
+def test_corrupt_record_length_is_skipped_and_counted(tmp_path: Path) -> None:
+    data = bytearray(_capture("core.tunnels.gre").read_bytes())
+    first_len = struct.unpack_from("<I", data, 24 + 8)[0]
+    second = 24 + 16 + first_len
+    struct.pack_into("<I", data, second + 8, 0x7FFFFFF0)  # an absurd captured length
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(bytes(data))
+    records, stats = _run(path)
+    assert stats.read.bad_records >= 1
+    assert stats.read.packets >= 30  # reading resumed after the bad record
+    assert sum(r["_path"] == "conn" for r in records) >= 5
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capture = _capture("core.tunnels.gre")
+    assert main(["netmeta", "--stats", str(capture)]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert {line["event.dataset"] for line in lines} == {"network.conn", "network.dns"}
+    assert any(line.get("dns.question.name") == "www.gleeble.org" for line in lines)
+    assert "packets 40" in err
+
+    assert main(["netmeta", "--format", "zeek", str(capture)]) == 0
+    out, _ = capsys.readouterr()
+    assert {json.loads(line)["_path"] for line in out.splitlines()} == {"conn", "dns"}
+
+    assert main(["netmeta", str(tmp_path / "missing.pcap")]) == 2
+    not_a_capture = tmp_path / "notes.txt"
+    not_a_capture.write_text("hello, not a capture\n")
+    assert main(["netmeta", str(not_a_capture)]) == 2
+    _, err = capsys.readouterr()
+    assert err.strip().splitlines()[-1] == "vigie: error: no input could be read"
