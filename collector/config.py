@@ -16,6 +16,11 @@
                                              # HL7 patient segments and DICOM patient
                                              # attributes always are
 
+    [files]                     # YARA on these folders: new and changed files, and a full
+    folders = ["/srv/partage"]  # pass every full_pass_hours, within cpu_share of one core
+    cpu_share = 0.2
+    full_pass_hours = 24
+
     [[sources]]
     kind = "tail"               # tail | syslog | winlog
     paths = ["/var/log/nginx/*.log"]
@@ -58,6 +63,9 @@ class AgentConfig:
     sources: tuple[dict[str, Any], ...] = ()
     rules_dir: Path | None = None  # Vigie's own Sigma rules (None: the installed ones)
     sensitive_fields: tuple[str, ...] = ()
+    scan_folders: tuple[Path, ...] = ()
+    scan_cpu_share: float = 0.2
+    scan_full_pass_hours: float = 24.0
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -72,7 +80,7 @@ class AgentConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path = Path()) -> AgentConfig:
         unknown = set(raw) - {
-            "state_dir", "credentials", "delivery", "sources", "rules_dir", "privacy"
+            "state_dir", "credentials", "delivery", "sources", "rules_dir", "privacy", "files"
         }  # fmt: skip
         if unknown:
             raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}")
@@ -101,7 +109,16 @@ class AgentConfig:
         fields = privacy.get("sensitive_fields", []) if isinstance(privacy, dict) else None
         if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
             raise ConfigError("privacy.sensitive_fields is a list of dotted field names")
+        files = raw.get("files", {})
+        if not isinstance(files, dict) or not isinstance(files.get("folders", []), list):
+            raise ConfigError("[files] is a table whose folders is a list of paths")
+        share = files.get("cpu_share", 0.2)
+        if not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ConfigError(f"files.cpu_share is a share of one core in (0, 1], not {share!r}")
         return cls(
+            scan_folders=tuple(_path(f, base) for f in files.get("folders", [])),
+            scan_cpu_share=float(share),
+            scan_full_pass_hours=float(files.get("full_pass_hours", 24.0)),
             sensitive_fields=tuple(fields),
             state_dir=_path(raw["state_dir"], base),
             credentials=_path(raw.get("credentials", str(DEFAULT_CREDENTIALS)), base),

@@ -21,12 +21,14 @@ import httpx
 
 from collector.bundle import BundleStore, indicator_matcher, sigma_texts
 from collector.config import AgentConfig
+from collector.filescan import FolderScanner
 from collector.privacy import PrivacyFilter, load_key
 from collector.shipper import AgentRevoked, Backoff, Shipper
 from collector.spool import Spool
 from detection.event import Event
 from detection.indicators import IndicatorMatcher
 from detection.sigma import SigmaEngine, SigmaRuleSet, load_sigma_rules
+from detection.yara import load_yara_rules
 
 log = logging.getLogger("vigie.agent")
 STATUS_FILE = "status.json"
@@ -123,6 +125,7 @@ class AgentRunner:
     bundles: BundleStore | None = field(init=False, default=None)
     detector: Detector = field(init=False)
     privacy: PrivacyFilter = field(init=False)
+    files: FolderScanner | None = field(init=False, default=None)
     revoked: str | None = None
 
     def __post_init__(self) -> None:
@@ -148,6 +151,7 @@ class AgentRunner:
         self.privacy = PrivacyFilter(load_key(self.config.state_dir), self.config.sensitive_fields)
         self.detector = Detector(self.config.rules_dir or REPO_RULES, self.config.state_dir)
         self.detector.load(self.bundles.current() if self.bundles else None)
+        self.files = self._folder_scanner() if self.config.scan_folders else None
 
     # --- one turn ---------------------------------------------------------------------------
 
@@ -168,12 +172,30 @@ class AgentRunner:
             )
             checkpoints[source.name] = source.checkpoint()
         detections = self.detector.detect(events) if events else []
+        if self.files is not None:
+            detections += self.files.poll()
         self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
         budget = int(self.config.delivery.disk_budget_mb * 2**20)
         dropped = self.spool.enforce_budget(budget)
         if dropped:
             log.warning("disk budget reached: %d oldest item(s) dropped", dropped)
         return len(events)
+
+    def _folder_scanner(self) -> FolderScanner:
+        rules_dir = (self.config.rules_dir or REPO_RULES).parent / "yara"
+        rules = load_yara_rules(
+            [rules_dir] if rules_dir.is_dir() else [],
+            cache_dir=self.config.state_dir / "cache" / "yara",
+        )
+        for error in rules.errors:
+            log.warning("YARA rule skipped: %s", error)
+        return FolderScanner(
+            list(self.config.scan_folders),
+            rules,
+            self.config.state_dir,
+            cpu_share=self.config.scan_cpu_share,
+            full_pass_hours=self.config.scan_full_pass_hours,
+        )
 
     def heartbeat(self) -> None:
         stats = self.spool.stats()
@@ -217,6 +239,7 @@ class AgentRunner:
             "bundle_version": self.detector.bundle_version,
             "bundles_refused": self.bundles.refused if self.bundles else 0,
             "sources": {s.name: s.stats() for s in self.sources},
+            "files": self.files.stats() if self.files else None,
         }
         path = self.config.state_dir / STATUS_FILE
         temporary = path.with_suffix(".tmp")

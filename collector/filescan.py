@@ -1,0 +1,129 @@
+"""YARA on the folders an establishment names (file shares, web roots, mail attachment drops).
+
+Each poll walks a bounded number of folder entries and queues the files that are new or
+changed since they were last scanned (size and modification time); the queue is scanned
+within a CPU budget, a share of one core measured on the agent's own thread time, so that a
+share full of files never takes the machine. Once a walk ends, the next starts after
+`rewalk_seconds`: that is how creations and changes are seen. Every `full_pass_hours` what was
+scanned is forgotten, so every file is scanned again with the rules of the day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detection.yara.engines import FileScanner, make_matcher
+from detection.yara.load import YaraRuleSet
+
+log = logging.getLogger("vigie.agent")
+STATE_FILE = "filescan.json"
+WALK_STEP = 2000  # folder entries looked at per poll
+
+
+@dataclass
+class FolderScanner:
+    folders: list[Path]
+    rules: YaraRuleSet
+    state_dir: Path
+    cpu_share: float = 0.2
+    full_pass_hours: float = 24.0
+    rewalk_seconds: float = 60.0
+    max_size: int = 64 * 2**20
+    counters: dict[str, int] = field(default_factory=lambda: {"scanned": 0, "skipped": 0})
+    _seen: dict[str, list[int]] = field(default_factory=dict)
+    _queue: deque[tuple[str, list[int]]] = field(default_factory=deque)
+    _queued: set[str] = field(default_factory=set)
+    _walk: Iterator[str] | None = None
+    _next_walk: float = 0.0
+    _pass_started: float = 0.0
+    _last_poll: float = 0.0
+    _credit: float = 0.0  # CPU seconds the budget still allows
+
+    def __post_init__(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._scanner = FileScanner(make_matcher(self.rules.compiled, 60), self.max_size)
+        try:
+            saved = json.loads((self.state_dir / STATE_FILE).read_text(encoding="utf-8"))
+            self._seen = dict(saved.get("seen", {}))
+            self._pass_started = float(saved.get("pass_started", 0.0))
+        except (OSError, ValueError):
+            self._pass_started = time.time()
+        self._last_poll = time.monotonic()
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Detections (`Detection.to_dict()` shape) of the files scanned this turn."""
+        now = time.monotonic()
+        # The budget: a share of the wall time since the last poll, at most a few seconds'
+        # worth kept over (an idle agent does not save up for a burst).
+        self._credit = min(self._credit + (now - self._last_poll) * self.cpu_share, 2.0)
+        self._last_poll = now
+        if time.time() - self._pass_started > self.full_pass_hours * 3600:
+            self._seen.clear()  # a full pass: everything again, with today's rules
+            self._pass_started = time.time()
+        self._advance_walk(now)
+        found: list[dict[str, Any]] = []
+        started = time.thread_time()
+        while self._queue and self._credit > 0:
+            path, signature = self._queue.popleft()
+            self._queued.discard(path)
+            outcome = self._scanner.scan_file(path)
+            # Known once scanned, not once queued: a crash before the scan means scan again.
+            self._seen[path] = signature
+            if outcome.skipped:
+                self.counters["skipped"] += 1
+                log.info("not scanned: %s: %s", path, outcome.skipped)
+            else:
+                self.counters["scanned"] += 1
+                found.extend(d.to_dict() for d in outcome.detections)
+            spent = time.thread_time() - started
+            started += spent
+            self._credit -= spent
+        if found or not self._queue:
+            self._save()
+        return found
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counters, "queued": len(self._queue), "known": len(self._seen)}
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _advance_walk(self, now: float) -> None:
+        if self._walk is None:
+            if now < self._next_walk:
+                return
+            self._walk = self._files()
+        for _ in range(WALK_STEP):
+            path = next(self._walk, None)
+            if path is None:
+                self._walk = None
+                self._next_walk = now + self.rewalk_seconds
+                return
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            signature = [info.st_size, info.st_mtime_ns]
+            if self._seen.get(path) != signature and path not in self._queued:
+                self._queued.add(path)
+                self._queue.append((path, signature))
+
+    def _files(self) -> Iterator[str]:
+        for folder in self.folders:
+            for root, _dirs, files in os.walk(folder):
+                for name in files:
+                    yield os.path.join(root, name)
+
+    def _save(self) -> None:
+        path = self.state_dir / STATE_FILE
+        temporary = path.with_suffix(".tmp")
+        state = {"seen": self._seen, "pass_started": self._pass_started}
+        temporary.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(temporary, path)
