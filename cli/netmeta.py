@@ -26,6 +26,12 @@ def add_parser(commands: Any) -> None:
         default="jsonl",
         help="jsonl: ECS-style fields (default); zeek: Zeek's log field names plus _path",
     )
+    parser.add_argument(
+        "--verify-checksums",
+        action="store_true",
+        help="drop packets with bad checksums as Zeek does by default (off: like `zeek -C`, "
+        "since captures taken on a sending host carry offloaded, unfinished checksums)",
+    )
     parser.add_argument("--stats", action="store_true", help="print a summary to stderr")
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT.pcap")
     parser.set_defaults(run=run)
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         return fail("none of the inputs exists")
     stats = NetmetaStats()
-    write(extract(inputs, stats), args.format, sys.stdout)
+    write(extract(inputs, stats, verify_checksums=args.verify_checksums), args.format, sys.stdout)
     for error in stats.read.errors[:20]:
         print(f"vigie: warning: {error}", file=sys.stderr)
     if args.stats:
@@ -66,7 +72,8 @@ def print_stats(stats: NetmetaStats, err: TextIO) -> None:
     print(
         f"vigie netmeta: files {read.files_read} read, {read.files_failed} unreadable; "
         f"packets {read.packets}, bad records {read.bad_records}, "
-        f"undecoded {stats.undecoded}, malformed {stats.malformed}; "
+        f"undecoded {stats.undecoded}, malformed {stats.malformed}, "
+        f"bad checksums {stats.bad_checksums}; "
         f"connections {stats.connections}, dns records {stats.dns_records}; "
         f"{stats.seconds:.2f} s, {stats.packets_per_second:,.0f} packets/s",
         file=err,

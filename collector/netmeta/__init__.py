@@ -31,6 +31,7 @@ class NetmetaStats:
     read: ReadStats = field(default_factory=ReadStats)
     undecoded: int = 0
     malformed: int = 0
+    bad_checksums: int = 0
     connections: int = 0
     dns_records: int = 0
     seconds: float = 0.0
@@ -40,15 +41,19 @@ class NetmetaStats:
         return self.read.packets / self.seconds if self.seconds else 0.0
 
 
-def extract(paths: Iterable[Path], stats: NetmetaStats | None = None) -> Iterator[Record]:
+def extract(
+    paths: Iterable[Path], stats: NetmetaStats | None = None, *, verify_checksums: bool = False
+) -> Iterator[Record]:
     """Conn and dns records of the captures, as connections end; fills `stats` as it goes.
 
     Captures are read in the order given as one stream (a capture split in files continues),
     and a file that is not a capture is counted in `stats.read.files_failed` and skipped.
+    With `verify_checksums` (Zeek's default, off with `zeek -C`), packets with a bad checksum
+    count only as a C/c in their connection's history.
     """
     stats = stats if stats is not None else NetmetaStats()
     tracker = ConnTracker()
-    decoder = Decoder(tracker)
+    decoder = Decoder(tracker, verify_checksums=verify_checksums)
     started = time.perf_counter()
     frame = decoder.frame
     for path in paths:
@@ -66,6 +71,7 @@ def extract(paths: Iterable[Path], stats: NetmetaStats | None = None) -> Iterato
     yield from tracker.drain()
     stats.undecoded = decoder.undecoded
     stats.malformed = decoder.malformed
+    stats.bad_checksums = decoder.bad_checksums
     stats.connections = tracker.connections
     stats.dns_records = tracker.dns_records
     stats.seconds = time.perf_counter() - started

@@ -96,22 +96,8 @@ class ConnTracker:
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
         ip_len: int, plen: int, flags: int, seq: int, ack: int, data: bytes, poff: int,
     ) -> None:  # fmt: skip
-        if ts >= self.next_sweep:
-            self.sweep(ts)
-        key = (proto, src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
-            proto, dst, dport, src, sport)  # fmt: skip
-        conn = self.table.get(key)
-        if conn is not None and (
-            ts - conn.last > TIMEOUTS.get(proto, OTHER_TIMEOUT)
-            or (proto == TCP and self._is_reuse(conn, src, sport, flags, seq))
-        ):
-            self.finish(conn)
-            conn = None
-        if conn is None:
-            conn = self._new(key, ts, proto, src, dst, sport, dport, flags)
-        is_orig = src == conn.orig_h and sport == conn.orig_p
-        if src == dst and sport == dport:
-            is_orig = True
+        conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
             conn.o_pkts += 1
@@ -134,6 +120,35 @@ class ConnTracker:
                     conn.letter("D" if is_orig else "d")
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
+
+    def bad_checksum(
+        self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> None:
+        """A packet Zeek would discard for its checksum: it opens the connection, marks C/c in
+        the history, and counts nothing else."""
+        conn = self._conn(ts, proto, src, dst, sport, dport, flags, 0)
+        conn.last = ts
+        is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
+        conn.letter("C" if is_orig else "c")
+
+    def _conn(
+        self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
+        seq: int,
+    ) -> Conn:  # fmt: skip
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        key = (proto, src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
+            proto, dst, dport, src, sport)  # fmt: skip
+        conn = self.table.get(key)
+        if conn is not None and (
+            ts - conn.last > TIMEOUTS.get(proto, OTHER_TIMEOUT)
+            or (proto == TCP and self._is_reuse(conn, src, sport, flags, seq))
+        ):
+            self.finish(conn)
+            conn = None
+        if conn is None:
+            conn = self._new(key, ts, proto, src, dst, sport, dport, flags)
+        return conn
 
     def _new(
         self, key: tuple[object, ...], ts: float, proto: int, src: bytes, dst: bytes,
