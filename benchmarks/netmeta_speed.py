@@ -1,0 +1,143 @@
+"""Network metadata: `vigie netmeta` against `tshark -q -z conv,tcp -z conv,udp` on one capture.
+
+    python benchmarks/netmeta_speed.py [--runs 3] [--copies 4] [--write]
+
+Data: every Ethernet pcap/pcapng capture of ../shared/corpora/pcap (nDPI's, Chris Sanders',
+Zeek's test traces) merged into one pcap under benchmarks/out/netmeta/, the whole set written
+`--copies` times, each copy shifted one day later so flows do not merge across copies.
+
+Measured, medians of `--runs`: wall time of `vigie netmeta --format zeek CAPTURE > /dev/null`
+(the whole CLI: process start, reading, decoding, conn and dns records, JSON output) and of
+`tshark -q -z conv,tcp -z conv,udp -r CAPTURE` (Wireshark's dissectors and its TCP/UDP
+conversation tables, the nearest peer a Debian machine has); packets/s is the capture's packets
+over that time. tshark dissects every layer, so it does more per packet: the figures say what
+each costs on the same file, not that the two produce the same thing. With `--write`, the
+"Network metadata" section of benchmarks/RESULTS.md is replaced (or added).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.results import RESULTS, write_section  # noqa: E402
+from collector.netmeta.reader import ReadStats, read_capture  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpora" / "pcap"
+OUT = ROOT / "benchmarks" / "out" / "netmeta"
+HEADING = "## Network metadata"
+DAY = 86_400
+
+
+def merged_capture(copies: int) -> tuple[Path, int]:
+    """One Ethernet pcap holding every Ethernet frame of the corpus, `copies` times."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"merged-x{copies}.pcap"
+    sources = sorted(
+        p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file()
+    )
+    frames: list[tuple[float, bytes]] = []
+    for src in sources:
+        try:
+            frames.extend((ts, data) for ts, lt, data in read_capture(src, ReadStats()) if lt == 1)
+        except Exception as exc:  # noqa: BLE001 - a capture the merge cannot use is left out
+            print(f"skipped {src}: {exc}", file=sys.stderr)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for copy in range(copies):
+            for ts, data in frames:
+                shifted = ts + copy * DAY
+                sec = int(shifted)
+                fh.write(
+                    struct.pack("<IIII", sec, int((shifted - sec) * 1e6), len(data), len(data))
+                )
+                fh.write(data)
+    return path, len(frames) * copies
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def tool_version(command: list[str]) -> str:
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0].strip() if out else "?"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        print("tshark not found (apt-get install -y tshark)", file=sys.stderr)
+        return 2
+    capture, packets = merged_capture(args.copies)
+    size_mb = capture.stat().st_size / 2**20
+    vigie = [sys.executable, "-m", "cli.main", "netmeta", "--format", "zeek", str(capture)]
+    peer = [tshark, "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(capture)]
+    env_note = f"{platform.python_version()}, {os.cpu_count()} cores"
+    times: dict[str, list[float]] = {"vigie": [], "tshark": []}
+    for run in range(args.runs):
+        times["vigie"].append(timed(vigie))
+        times["tshark"].append(timed(peer))
+        print(
+            f"run {run + 1}: vigie {times['vigie'][-1]:.2f} s, tshark {times['tshark'][-1]:.2f} s",
+            file=sys.stderr,
+        )
+    med = {name: statistics.median(values) for name, values in times.items()}
+    rate = {name: packets / seconds for name, seconds in med.items()}
+    tshark_version = tool_version([tshark, "--version"])
+    row_vigie = (
+        f"| `vigie netmeta --format zeek` (conn + dns records) | {med['vigie']:.2f} "
+        f"| {rate['vigie']:,.0f} | 1.00 |"
+    )
+    row_tshark = (
+        f"| `tshark -q -z conv,tcp -z conv,udp` ({tshark_version}) | {med['tshark']:.2f} "
+        f"| {rate['tshark']:,.0f} | {med['tshark'] / med['vigie']:.2f}x the time |"
+    )
+    text = f"""{HEADING}
+
+Written by `python benchmarks/netmeta_speed.py --runs {args.runs} --copies {args.copies} --write`.
+Capture: every Ethernet frame of ../shared/corpora/pcap (nDPI, Chris Sanders' packets, Zeek's
+test traces) merged into one pcap, {args.copies} copies a day apart: {packets:,} packets,
+{size_mb:.1f} MiB. Medians of {args.runs} runs, wall time of the whole command, output to
+/dev/null; Python {env_note}.
+
+| command | median s | packets/s | ratio |
+|---|---:|---:|---:|
+{row_vigie}
+{row_tshark}
+
+tshark runs all of Wireshark's dissectors on every packet before it fills its conversation
+tables; `vigie netmeta` reads only the headers connection accounting needs (struct over
+pcap/pcapng records, Ethernet/VLAN/MPLS/PPPoE, IP, TCP/UDP/ICMP, tunnels) and parses DNS only
+on DNS ports. Full scapy dissection, for comparison, runs near 2,000 packets/s.
+"""
+    print(text)
+    if args.write:
+        current = RESULTS.read_text(encoding="utf-8")
+        if HEADING not in current:
+            RESULTS.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+        else:
+            write_section(HEADING, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
