@@ -182,15 +182,30 @@ class Decoder:
             self.undecoded += 1
             return
         hdr = 30 if flags & 3 == 3 else 24
+        amsdu = False
         if subtype & 8:  # QoS data
+            amsdu = bool(data[off + hdr] & 0x80)
             hdr += 2
             if flags & 0x80:  # HT control
                 hdr += 4
         off += hdr
+        if amsdu:
+            self.amsdu(ts, data, off, depth)
+            return
         if data[off : off + 3] != b"\xaa\xaa\x03":
             self.undecoded += 1
             return
         self.ethertype(ts, data, off + 8, _H.unpack_from(data, off + 6)[0], depth)
+
+    def amsdu(self, ts: float, data: bytes, off: int, depth: int) -> None:
+        """An aggregate of subframes, each DA, SA, length, then LLC/SNAP, padded to 4 bytes."""
+        while off + 22 <= len(data):
+            length = _H.unpack_from(data, off + 12)[0]
+            body = off + 14
+            if data[body : body + 3] == b"\xaa\xaa\x03" and length >= 8:
+                etype = _H.unpack_from(data, body + 6)[0]
+                self.ethertype(ts, data[: body + length], body + 8, etype, depth)
+            off = body + length + (-(14 + length) % 4)
 
     def nflog(self, ts: float, data: bytes) -> None:
         off = 4
