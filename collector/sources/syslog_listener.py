@@ -164,12 +164,14 @@ class SyslogListener:
         self._stopping = False
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._udp: socket.socket | None = None
+        self._udp_buffer = 0  # what the kernel granted (Linux reports twice what it keeps)
         self._tcp: socket.socket | None = None
         try:
             if udp_port is not None:
                 self._udp = socket.socket(family, socket.SOCK_DGRAM)
                 with contextlib.suppress(OSError):  # else the kernel's default buffer
                     self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
+                self._udp_buffer = self._udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 self._udp.bind((host, udp_port))
                 self._udp.setblocking(False)
                 self._selector.register(self._udp, selectors.EVENT_READ, "udp")
@@ -257,6 +259,7 @@ class SyslogListener:
                 "lag_seconds": max(0.0, time.time() - oldest) if oldest is not None else 0.0,
                 "connections": len(self._conns),
                 "refused_connections": self._refused,
+                "udp_receive_buffer": self._udp_buffer,
                 "errors": list(self._errors),
             }
 
