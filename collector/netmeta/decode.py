@@ -123,7 +123,11 @@ class Decoder:
             self.undecoded += 1
 
     def ether(self, ts: float, data: bytes, off: int, depth: int) -> None:
-        self.ethertype(ts, data, off + 14, _H.unpack_from(data, off + 12)[0], depth)
+        etype = _H.unpack_from(data, off + 12)[0]
+        if etype == ETH_IP4 and data[off + 14] >> 4 == 4:  # the common case, straight
+            self.ip4(ts, data, off + 14, depth)
+        else:
+            self.ethertype(ts, data, off + 14, etype, depth)
 
     def ethertype(self, ts: float, data: bytes, off: int, etype: int, depth: int) -> None:
         while True:

@@ -8,7 +8,7 @@ records compare field by field with Zeek's on the same capture.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import random
 from collections import deque
 from collections.abc import Iterator
 
@@ -85,7 +85,8 @@ class ConnTracker:
         self.table: dict[tuple[object, ...], Conn] = {}
         self.done: deque[Record] = deque()
         self.next_sweep = 0.0
-        self.counter = 0
+        # Seeded: the same capture gives the same uids, run after run (Zeek's are random).
+        self.uids = random.Random(0)  # noqa: S311 - identifiers, not secrets
         self.connections = 0
         self.dns_records = 0
         self.dns_errors = 0
@@ -162,9 +163,7 @@ class ConnTracker:
                 flip = dport not in LIKELY_SERVER_PORTS or sport < dport
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
-        self.counter += 1
-        digest = hashlib.blake2b(repr((ts, key, self.counter)).encode(), digest_size=12).digest()
-        uid = "C" + _base62(int.from_bytes(digest, "big"))[:17]
+        uid = "C" + "".join(self.uids.choices(_B62, k=17))
         if flip:
             conn = Conn(uid, key, proto, (dst, dport), (src, sport), ts)
             conn.hist.append("^")
@@ -423,11 +422,3 @@ def _syn_then_reset(rest: str) -> bool:
 
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _base62(n: int) -> str:
-    out = []
-    while n:
-        n, r = divmod(n, 62)
-        out.append(_B62[r])
-    return "".join(out) or "0"
