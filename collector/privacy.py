@@ -16,6 +16,7 @@ token cannot be reversed or compared across establishments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -77,6 +78,11 @@ class PrivacyFilter:
     # --- internals --------------------------------------------------------------------------
 
     def _walk(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return _SEGMENT.sub(self._segment, value) if _may_hold_hl7(value) else value
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
         if isinstance(value, Mapping):
             cleaned = {}
             for key, item in value.items():
@@ -110,6 +116,7 @@ class PrivacyFilter:
             self.pseudonymised += 1
 
 
+@functools.lru_cache(maxsize=8192)  # field names repeat from event to event
 def _is_patient_key(key: Any) -> bool:
     name = str(key).rsplit(".", 1)[-1].replace("_", "").replace(" ", "").lower()
     return name in DICOM_PATIENT_KEYS or name.startswith("patient")

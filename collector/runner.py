@@ -272,7 +272,9 @@ class AgentRunner:
                 if now >= next_status:
                     self.write_status()
                     next_status = now + 2.0
-                if not read:
+                # A turn per poll interval: events go to disk and out in a few writes and
+                # requests a second, not one per line; a backlog is read without waiting.
+                if read < delivery.batch_events:
                     stop.wait(delivery.poll_seconds)
         finally:
             self.write_status()
