@@ -60,9 +60,10 @@ def write(records: Iterable[Record], fmt: str, out: TextIO) -> int:
     zeek = fmt == "zeek"
     for record in records:
         fields = record.zeek() if zeek else record.ecs()
-        line = orjson.dumps({k: v for k, v in fields.items() if v is not None})
+        line = orjson.dumps(
+            {k: v for k, v in fields.items() if v is not None}, option=orjson.OPT_APPEND_NEWLINE
+        )
         out.write(line.decode())
-        out.write("\n")
         count += 1
     return count
 
