@@ -42,7 +42,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending",
+        "service", "dns_pending", "dns_tcp",
     )  # fmt: skip
 
     def __init__(
@@ -65,6 +65,8 @@ class Conn:
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
+        # DNS over TCP, per direction: the next expected sequence number and the bytes so far.
+        self.dns_tcp: dict[bool, tuple[int, bytearray]] = {}
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -108,8 +110,8 @@ class ConnTracker:
             conn.r_ipb += ip_len
         if proto == TCP:
             self._tcp(conn, is_orig, flags, seq, plen)
-            if plen > 2 and (sport == 53 or dport == 53):
-                self._dns(conn, ts, is_orig, data[poff + 2 : poff + plen])
+            if plen and (sport == 53 or dport == 53):
+                self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
         else:
             if is_orig:
                 conn.o_bytes += plen
@@ -246,6 +248,24 @@ class ConnTracker:
         else:
             conn.r_state, conn.o_state = state, peer
 
+    def _dns_over_tcp(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
+        """Length-prefixed messages, joined across in-order segments (a gap or a reordered
+        segment drops what was pending: a retransmission of it would be rare on port 53)."""
+        expected, buf = conn.dns_tcp.get(is_orig, (seq, bytearray()))
+        if seq != expected:
+            buf = bytearray()
+        buf += segment
+        pos = 0
+        while pos + 2 <= len(buf):
+            length = int.from_bytes(buf[pos : pos + 2], "big")
+            if pos + 2 + length > len(buf):
+                break
+            if length >= 12:
+                self._dns(conn, ts, is_orig, bytes(buf[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+        del buf[:pos]
+        conn.dns_tcp[is_orig] = ((seq + len(segment)) & 0xFFFFFFFF, buf)
+
     def _dns(self, conn: Conn, ts: float, is_orig: bool, payload: bytes) -> None:
         try:
             msg = dns.parse(payload)
@@ -368,7 +388,7 @@ def conn_record(conn: Conn) -> ConnRecord:
         resp_bytes=r_size if has_span else None,
         conn_state=conn_state(conn),
         missed_bytes=0,
-        history="".join(conn.hist) if conn.proto in (TCP, UDP) else "",
+        history="".join(conn.hist) if conn.proto in (TCP, UDP) and conn.hist else None,
         orig_pkts=conn.o_pkts,
         orig_ip_bytes=conn.o_ipb,
         resp_pkts=conn.r_pkts,

@@ -64,7 +64,7 @@ class ConnRecord(Envelope):
     resp_bytes: int | None
     conn_state: str
     missed_bytes: int
-    history: str
+    history: str | None
     orig_pkts: int
     orig_ip_bytes: int
     resp_pkts: int

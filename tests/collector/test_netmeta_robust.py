@@ -133,3 +133,15 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["netmeta", str(not_a_capture)]) == 2
     _, err = capsys.readouterr()
     assert err.strip().splitlines()[-1] == "vigie: error: no input could be read"
+
+
+def test_dns_over_tcp_answer_spanning_segments() -> None:
+    folder = corpus_path("pcap", "packets")
+    records, _ = _run(folder / "dns_tcp.pcapng")
+    tcp_dns = [r for r in records if r["_path"] == "dns" and r["proto"] == "tcp"]
+    assert len(tcp_dns) == 1
+    assert tcp_dns[0]["query"] == "ripe.net"
+    assert tcp_dns[0]["rcode_name"] == "NOERROR"  # the 1,419-byte answer, joined
+    assert tcp_dns[0]["answers"]
+    conn = next(r for r in records if r["_path"] == "conn" and r["proto"] == "tcp")
+    assert (conn["conn_state"], conn["history"], conn["service"]) == ("SF", "ShADadFf", "dns")
