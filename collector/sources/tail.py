@@ -22,6 +22,7 @@ out. On restore a file is looked for at its path, then among the files of the sa
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import glob
 import hashlib
@@ -40,6 +41,7 @@ from detection.event import Event
 FINGERPRINT_BYTES = 1024
 GZIP_MAGIC = b"\x1f\x8b"  # compressed rotations (`app.log.2.gz`) are not followed
 CHECKPOINT_VERSION = 1
+MAX_CLOSED = 256  # closed files remembered (and checkpointed)
 
 
 @dataclass
@@ -112,6 +114,11 @@ class FileTail:
         self.read_chunk = read_chunk
         self._files: dict[tuple[int, int], _File] = {}
         self._truncated: list[_Truncated] = []
+        # Files closed after rotation: should one be listed again (a glob that raced with a
+        # rename), it resumes where it was left instead of being read twice.
+        self._closed: collections.OrderedDict[tuple[int, int], tuple[int, str, int]] = (
+            collections.OrderedDict()
+        )
         self._polls = 0  # also says which file reads first, taking turns under the budget
         self._counters = _Counters()
 
@@ -158,9 +165,21 @@ class FileTail:
                 }
                 for f in self._files.values()
             ],
+            "closed": [
+                {"dev": key[0], "ino": key[1], "fp_len": fp_len, "fp": fp, "offset": offset}
+                for key, (fp_len, fp, offset) in self._closed.items()
+            ],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        for entry in state.get("closed", []):
+            try:
+                key = (int(entry["dev"]), int(entry["ino"]))
+                self._remember_closed(
+                    key, int(entry["fp_len"]), str(entry["fp"]), int(entry["offset"])
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                keep_error(self._counters.errors, f"bad checkpoint entry {entry!r}: {exc}")
         for entry in state.get("files", []):
             try:
                 self._restore_one(entry)
@@ -232,6 +251,13 @@ class FileTail:
             return
         tracked = _File(path=path, dev=st.st_dev, ino=st.st_ino, fh=fh)
         tracked.fp_len, tracked.fp = _fingerprint(fh, min(st.st_size, FINGERPRINT_BYTES))
+        closed = self._closed.pop(tracked.key, None)
+        if closed is not None:
+            fp_len, fp, offset = closed
+            if offset <= st.st_size and _fingerprint(fh, fp_len) == (fp_len, fp):
+                tracked.offset = offset
+                self._files[tracked.key] = tracked
+                return
         for old in self._truncated:
             # A copy of a truncated file carries on where the original was left.
             if old.offset <= st.st_size and _fingerprint(fh, old.fp_len) == (old.fp_len, old.fp):
@@ -242,23 +268,34 @@ class FileTail:
 
     def _check_identity(self, tracked: _File) -> None:
         """Start over when the file was truncated or its first bytes were rewritten."""
+        if not self._still_same(tracked):
+            self._start_over(tracked)
+
+    def _still_same(self, tracked: _File) -> bool:
+        """Whether the file still holds what was read of it (its size, its first bytes read
+        in one go); the fingerprint grows with the file, up to FINGERPRINT_BYTES."""
         try:
             size = os.fstat(tracked.fh.fileno()).st_size
+            head = os.pread(tracked.fh.fileno(), FINGERPRINT_BYTES, 0)
         except OSError:
-            return
-        rewritten = size < tracked.position
-        if not rewritten and tracked.fp_len:
-            rewritten = _fingerprint(tracked.fh, tracked.fp_len)[1] != tracked.fp
-        if rewritten:
-            self._counters.truncations += 1
-            self._truncated.append(
-                _Truncated(tracked.fp_len, tracked.fp, tracked.offset, self._polls)
-            )
-            tracked.offset, tracked.pending, tracked.discarding = 0, b"", False
-            tracked.fp_len, tracked.fp = _fingerprint(tracked.fh, min(size, FINGERPRINT_BYTES))
-        elif tracked.fp_len < FINGERPRINT_BYTES and size > tracked.fp_len:
-            # The file grew: the fingerprint covers more (and so tells more files apart).
-            tracked.fp_len, tracked.fp = _fingerprint(tracked.fh, min(size, FINGERPRINT_BYTES))
+            return True  # unreadable for now: nothing is known to have changed
+        if size < tracked.position or _hash(head[: tracked.fp_len]) != (
+            tracked.fp_len,
+            tracked.fp,
+        ):
+            return False
+        if len(head) > tracked.fp_len:
+            tracked.fp_len, tracked.fp = _hash(head)
+        return True
+
+    def _start_over(self, tracked: _File) -> None:
+        self._counters.truncations += 1
+        self._truncated.append(_Truncated(tracked.fp_len, tracked.fp, tracked.offset, self._polls))
+        tracked.offset, tracked.pending, tracked.discarding = 0, b"", False
+        try:
+            tracked.fp_len, tracked.fp = _hash(os.pread(tracked.fh.fileno(), FINGERPRINT_BYTES, 0))
+        except OSError:
+            tracked.fp_len, tracked.fp = _hash(b"")
 
     def _restore_one(self, entry: dict[str, Any]) -> None:
         path = str(entry["path"])
@@ -292,6 +329,11 @@ class FileTail:
             if not chunk:
                 break
             used += len(chunk)
+            # Truncated (copytruncate) between the check and the read: the chunk may be the
+            # new content read from the middle; what it replaced is in the copy.
+            if not self._still_same(tracked):
+                self._start_over(tracked)
+                continue
             self._split(tracked, chunk, now, events)
         return used
 
@@ -357,8 +399,15 @@ class FileTail:
             return
         if tracked.pending and not tracked.discarding:  # its last line will get no newline
             self._emit(tracked, tracked.pending, tracked.offset, now, events)
+        self._remember_closed(tracked.key, tracked.fp_len, tracked.fp, tracked.position)
         tracked.fh.close()
         del self._files[tracked.key]
+
+    def _remember_closed(self, key: tuple[int, int], fp_len: int, fp: str, offset: int) -> None:
+        self._closed[key] = (fp_len, fp, offset)
+        self._closed.move_to_end(key)
+        while len(self._closed) > MAX_CLOSED:
+            self._closed.popitem(last=False)
 
     def _note_lag(self, tracked: _File, now_wall: float) -> None:
         try:
@@ -374,8 +423,10 @@ class FileTail:
 
 def _fingerprint(fh: BinaryIO, length: int) -> tuple[int, str]:
     """(length, hash) of the first `length` bytes of an open file (fewer if it is shorter)."""
-    fh.seek(0)
-    head = fh.read(length) if length > 0 else b""
+    return _hash(os.pread(fh.fileno(), length, 0) if length > 0 else b"")
+
+
+def _hash(head: bytes) -> tuple[int, str]:
     return len(head), hashlib.blake2b(head, digest_size=16).hexdigest()
 
 
