@@ -6,11 +6,14 @@ Each poll:
 
 - the glob patterns are evaluated again: new files are read from their start;
 - rotation by rename: a file that leaves its path (renamed, deleted) stays open and is read to
-  its end, then closed once nothing was added for `rotate_wait` seconds; the new file at the
-  path is a new file;
-- rotation by copy-truncate: a file shorter than what was read, or whose first bytes changed,
-  is read again from its start; the copy, when the patterns match it, is recognised by its
-  fingerprint and read from where the original was left (not a second time from its start);
+  its end, then closed once nothing was added for `rotate_wait` seconds (the writer may not
+  have reopened its log yet; a listing that raced with a rename may miss a file for one poll);
+  the new file at the path is a new file. A closed file is remembered (and checkpointed):
+  listed again, it resumes where it was left;
+- rotation by copy-truncate: a file shorter than what was read, or whose first bytes changed
+  (checked before and after each chunk read), is read again from its start; the copy, when
+  the patterns match it, is recognised by its fingerprint and read from where the original
+  was left (not a second time from its start);
 - only whole lines are handed out: a last line without its newline waits to be completed (a
   rotated file's last line is handed out when the file is closed);
 - reading is bounded per poll (`max_bytes` in all, taken in turns across the files).
