@@ -22,12 +22,13 @@ import orjson
 from collector.sources.base import BadRecord
 from detection.event import Event
 from detection.sources.jsonlog import EPOCH, event_from_object
-from detection.sources.syslog import parse_line
+from detection.sources.syslog import FACILITIES, SEVERITIES, parse_line
 
 ParserName = Literal["auto", "syslog", "json", "text"]
 PARSERS: tuple[str, ...] = get_args(ParserName)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_BARE_PRI = re.compile(r"<(\d{1,3})>")
 # Above this share of replacement characters a line is taken for binary data.
 _MAX_REPLACED = 0.3
 
@@ -76,6 +77,8 @@ def parse_text(
             fields = {"message": text}
         else:
             timestamp, fields = parse_line(text, now=now)
+            if "log" not in fields:
+                _bare_priority(text, fields)
     if extra:
         current = fields.get("log")
         if current is None or isinstance(current, dict):
@@ -95,3 +98,21 @@ def _json_event(text: str, source: str, *, strict: bool) -> Event | None:
             raise BadRecord(f"not a JSON object: {type(value).__name__}")
         return None
     return event_from_object(value, source)
+
+
+def _bare_priority(text: str, fields: dict[str, Any]) -> None:
+    """`<PRI>message` with no header (Python's SysLogHandler, many appliances): the priority
+    is still the sender's word on facility and severity (RFC 3164, 4.3.3)."""
+    match = _BARE_PRI.match(text)
+    if match is None or int(match.group(1)) > 191:
+        return
+    facility, severity = divmod(int(match.group(1)), 8)
+    fields["log"] = {
+        "level": SEVERITIES[severity],
+        "syslog": {
+            "priority": int(match.group(1)),
+            "facility": {"code": facility, "name": FACILITIES[facility]},
+            "severity": {"code": severity, "name": SEVERITIES[severity]},
+            "message": text[match.end() :],
+        },
+    }

@@ -158,6 +158,11 @@ def test_python_sysloghandler_over_udp_and_tcp(listener: SyslogListener) -> None
     events = collect(listener, 4)
     # NUL-terminated frames, as the handler sends them over TCP.
     assert sorted(e.fields["message"] for e in events) == ["<12>first"] * 2 + ["<12>second"] * 2
+    # No header, but the priority still says facility and severity.
+    syslog = events[0].fields["log"]["syslog"]
+    assert syslog["facility"]["name"] == "user"
+    assert syslog["severity"]["name"] == "warning"
+    assert syslog["message"] in ("first", "second")
 
 
 def test_queue_bound_drops_and_counts() -> None:
