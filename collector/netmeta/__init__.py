@@ -1,4 +1,5 @@
-"""Network metadata from captures: Zeek-style conn and dns records (`vigie netmeta`)."""
+"""Network metadata from captures: Zeek-style conn and dns records, and HL7 v2 message
+headers seen over MLLP (`vigie netmeta`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from collector.netmeta.decode import Decoder
 from collector.netmeta.errors import CaptureFormatError, VigieNetmetaError
 from collector.netmeta.flows import ConnTracker
 from collector.netmeta.reader import ReadStats, read_capture
-from collector.netmeta.records import ConnRecord, DnsRecord, Record
+from collector.netmeta.records import ConnRecord, DnsRecord, Hl7Record, Record
 
 __all__ = [
     "CaptureFormatError",
     "ConnRecord",
     "DnsRecord",
+    "Hl7Record",
     "NetmetaStats",
     "Record",
     "VigieNetmetaError",
@@ -34,6 +36,7 @@ class NetmetaStats:
     bad_checksums: int = 0
     connections: int = 0
     dns_records: int = 0
+    hl7_records: int = 0
     seconds: float = 0.0
 
     @property
@@ -74,4 +77,5 @@ def extract(
     stats.bad_checksums = decoder.bad_checksums
     stats.connections = tracker.connections
     stats.dns_records = tracker.dns_records
+    stats.hl7_records = tracker.hl7_records
     stats.seconds = time.perf_counter() - started

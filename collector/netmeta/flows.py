@@ -12,8 +12,8 @@ import random
 from collections import deque
 from collections.abc import Iterator
 
-from collector.netmeta import dns
-from collector.netmeta.records import PROTO_NAMES, ConnRecord, DnsRecord, Record, addr
+from collector.netmeta import dns, hl7
+from collector.netmeta.records import PROTO_NAMES, ConnRecord, DnsRecord, Hl7Record, Record, addr
 
 TCP, UDP = 6, 17
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -42,7 +42,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending", "dns_tcp",
+        "service", "dns_pending", "dns_tcp", "hl7",
     )  # fmt: skip
 
     def __init__(
@@ -67,6 +67,8 @@ class Conn:
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
         # DNS over TCP, per direction: the next expected sequence number and the bytes so far.
         self.dns_tcp: dict[bool, tuple[int, bytearray]] = {}
+        # HL7 over MLLP, per direction, once a direction's stream started with an MLLP frame.
+        self.hl7: dict[bool, hl7.MllpStream] | None = None
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -92,6 +94,7 @@ class ConnTracker:
         self.connections = 0
         self.dns_records = 0
         self.dns_errors = 0
+        self.hl7_records = 0
 
     # ---- packets ----
 
@@ -112,6 +115,8 @@ class ConnTracker:
             self._tcp(conn, is_orig, flags, seq, plen)
             if plen and (sport == 53 or dport == 53):
                 self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
+            elif plen and (conn.hl7 is not None or data[poff : poff + 1] == b"\x0b"):
+                self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
         else:
             if is_orig:
                 conn.o_bytes += plen
@@ -265,6 +270,38 @@ class ConnTracker:
             pos += 2 + length
         del buf[:pos]
         conn.dns_tcp[is_orig] = ((seq + len(segment)) & 0xFFFFFFFF, buf)
+
+    def _hl7(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
+        """HL7 v2 on any port: a direction whose stream starts with an MLLP frame is followed,
+        and each message's header becomes a record (collector/netmeta/hl7.py)."""
+        if conn.hl7 is None:
+            if not hl7.starts_mllp(segment):
+                return
+            conn.hl7 = {}
+            conn.service = "hl7"
+        stream = conn.hl7.get(is_orig)
+        if stream is None:
+            if not hl7.starts_mllp(segment):
+                return
+            stream = conn.hl7[is_orig] = hl7.MllpStream(seq)
+        for message in stream.feed(seq, segment):
+            found = hl7.header(message)
+            if found is None:
+                continue
+            self.hl7_records += 1
+            self.done.append(
+                Hl7Record(
+                    ts=ts, uid=conn.uid, orig_h=addr(conn.orig_h), orig_p=conn.orig_p,
+                    resp_h=addr(conn.resp_h), resp_p=conn.resp_p, proto=PROTO_NAMES[conn.proto],
+                    is_orig=is_orig, message_type=found.message_type,
+                    trigger_event=found.trigger_event,
+                    sending_application=found.sending_application,
+                    sending_facility=found.sending_facility,
+                    receiving_application=found.receiving_application,
+                    receiving_facility=found.receiving_facility,
+                    control_id=found.control_id, version=found.version, ack_code=found.ack_code,
+                )
+            )  # fmt: skip
 
     def _dns(self, conn: Conn, ts: float, is_orig: bool, payload: bytes) -> None:
         try:

@@ -167,4 +167,57 @@ class DnsRecord(Envelope):
         return out
 
 
-Record = ConnRecord | DnsRecord
+@dataclass(frozen=True, slots=True)
+class Hl7Record(Envelope):
+    """One HL7 v2 message seen over MLLP: its header only (collector/netmeta/hl7.py)."""
+
+    is_orig: bool  # sent by the connection's originator
+    message_type: str | None
+    trigger_event: str | None
+    sending_application: str | None
+    sending_facility: str | None
+    receiving_application: str | None
+    receiving_facility: str | None
+    control_id: str | None
+    version: str | None
+    ack_code: str | None
+
+    path = "hl7"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "hl7", **self.zeek_envelope()}
+        out.update(
+            is_orig=self.is_orig,
+            message_type=self.message_type,
+            trigger_event=self.trigger_event,
+            sending_application=self.sending_application,
+            sending_facility=self.sending_facility,
+            receiving_application=self.receiving_application,
+            receiving_facility=self.receiving_facility,
+            control_id=self.control_id,
+            version=self.version,
+            ack_code=self.ack_code,
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.hl7")
+        out.update(
+            {
+                "network.protocol": "hl7",
+                "network.direction": "outbound" if self.is_orig else "inbound",
+                "hl7.message_type": self.message_type,
+                "hl7.trigger_event": self.trigger_event,
+                "hl7.sending_application": self.sending_application,
+                "hl7.sending_facility": self.sending_facility,
+                "hl7.receiving_application": self.receiving_application,
+                "hl7.receiving_facility": self.receiving_facility,
+                "hl7.control_id": self.control_id,
+                "hl7.version": self.version,
+                "hl7.ack_code": self.ack_code,
+            }
+        )
+        return out
+
+
+Record = ConnRecord | DnsRecord | Hl7Record
