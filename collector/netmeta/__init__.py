@@ -1,5 +1,5 @@
 """Network metadata from captures: Zeek-style conn and dns records, and HL7 v2 message
-headers seen over MLLP (`vigie netmeta`)."""
+headers seen over MLLP, DICOM association requests (`vigie netmeta`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from collector.netmeta.decode import Decoder
 from collector.netmeta.errors import CaptureFormatError, VigieNetmetaError
 from collector.netmeta.flows import ConnTracker
 from collector.netmeta.reader import ReadStats, read_capture
-from collector.netmeta.records import ConnRecord, DnsRecord, Hl7Record, Record
+from collector.netmeta.records import ConnRecord, DicomRecord, DnsRecord, Hl7Record, Record
 
 __all__ = [
     "CaptureFormatError",
     "ConnRecord",
+    "DicomRecord",
     "DnsRecord",
     "Hl7Record",
     "NetmetaStats",
@@ -37,6 +38,7 @@ class NetmetaStats:
     connections: int = 0
     dns_records: int = 0
     hl7_records: int = 0
+    dicom_records: int = 0
     seconds: float = 0.0
 
     @property
@@ -78,4 +80,5 @@ def extract(
     stats.connections = tracker.connections
     stats.dns_records = tracker.dns_records
     stats.hl7_records = tracker.hl7_records
+    stats.dicom_records = tracker.dicom_records
     stats.seconds = time.perf_counter() - started

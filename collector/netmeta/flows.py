@@ -12,8 +12,16 @@ import random
 from collections import deque
 from collections.abc import Iterator
 
-from collector.netmeta import dns, hl7
-from collector.netmeta.records import PROTO_NAMES, ConnRecord, DnsRecord, Hl7Record, Record, addr
+from collector.netmeta import dicom, dns, hl7
+from collector.netmeta.records import (
+    PROTO_NAMES,
+    ConnRecord,
+    DicomRecord,
+    DnsRecord,
+    Hl7Record,
+    Record,
+    addr,
+)
 
 TCP, UDP = 6, 17
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -35,6 +43,22 @@ LIKELY_SERVER_PORTS = frozenset(
 )  # fmt: skip
 
 
+DICOM_TLS_PORT = 2762
+
+
+class DicomState:
+    """An association request being read (collector/netmeta/dicom.py)."""
+
+    __slots__ = ("expected", "ts", "buffer", "request", "done")
+
+    def __init__(self, seq: int, ts: float) -> None:
+        self.expected = seq
+        self.ts = ts
+        self.buffer = bytearray()
+        self.request: dicom.AssociationRequest | None = None
+        self.done = False
+
+
 class Conn:
     """A connection in progress (mutable; frozen into a ConnRecord when it ends)."""
 
@@ -42,7 +66,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending", "dns_tcp", "hl7",
+        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed",
     )  # fmt: skip
 
     def __init__(
@@ -69,6 +93,10 @@ class Conn:
         self.dns_tcp: dict[bool, tuple[int, bytearray]] = {}
         # HL7 over MLLP, per direction, once a direction's stream started with an MLLP frame.
         self.hl7: dict[bool, hl7.MllpStream] | None = None
+        # DICOM: the association request being read, once the originator's first bytes were
+        # one; `probed`: those first bytes were looked at.
+        self.dicom: DicomState | None = None
+        self.probed = False
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -95,6 +123,7 @@ class ConnTracker:
         self.dns_records = 0
         self.dns_errors = 0
         self.hl7_records = 0
+        self.dicom_records = 0
 
     # ---- packets ----
 
@@ -117,6 +146,8 @@ class ConnTracker:
                 self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
             elif plen and (conn.hl7 is not None or data[poff : poff + 1] == b"\x0b"):
                 self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
+            elif plen and (conn.dicom is not None or (is_orig and not conn.probed)):
+                self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
         else:
             if is_orig:
                 conn.o_bytes += plen
@@ -303,6 +334,55 @@ class ConnTracker:
                 )
             )  # fmt: skip
 
+    def _dicom(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
+        state = conn.dicom
+        if state is None:
+            conn.probed = True
+            if dicom.looks_like_request(segment):
+                state = conn.dicom = DicomState(seq, ts)
+                conn.service = "dicom"
+            elif conn.resp_p == DICOM_TLS_PORT and segment[:2] == b"\x16\x03":
+                conn.service = "dicom"  # the registered DICOM-over-TLS port, and a TLS record
+                self._dicom_record(conn, ts, None, None, tls=True)
+                return
+            else:
+                return
+        if state.done:
+            return
+        if is_orig and state.request is None:
+            if seq != state.expected:
+                return  # a retransmission or a gap: the request is read in order only
+            state.expected = (seq + len(segment)) & 0xFFFFFFFF
+            state.buffer += segment
+            length = dicom.pdu_length(state.buffer)
+            if length is not None and length > dicom.MAX_PDU:
+                state.done = True
+            elif length is not None and len(state.buffer) >= length:
+                state.request = dicom.parse_request(bytes(state.buffer[:length]))
+                state.buffer = bytearray()
+        elif not is_orig and state.request is not None:
+            answer = {dicom.ACCEPT: "accepted", dicom.REJECT: "rejected"}.get(segment[0])
+            self._dicom_record(conn, state.ts, state.request, answer, tls=False)
+            state.done = True
+
+    def _dicom_record(
+        self, conn: Conn, ts: float, request: dicom.AssociationRequest | None,
+        result: str | None, *, tls: bool,
+    ) -> None:  # fmt: skip
+        self.dicom_records += 1
+        self.done.append(
+            DicomRecord(
+                ts=ts, uid=conn.uid, orig_h=addr(conn.orig_h), orig_p=conn.orig_p,
+                resp_h=addr(conn.resp_h), resp_p=conn.resp_p, proto=PROTO_NAMES[conn.proto],
+                calling_ae=request.calling_ae if request else None,
+                called_ae=request.called_ae if request else None,
+                abstract_syntaxes=tuple(
+                    dicom.syntax_name(u) for u in (request.abstract_syntaxes if request else ())
+                ),
+                result=result, tls=tls,
+            )
+        )  # fmt: skip
+
     def _dns(self, conn: Conn, ts: float, is_orig: bool, payload: bytes) -> None:
         try:
             msg = dns.parse(payload)
@@ -374,6 +454,9 @@ class ConnTracker:
             del self.table[conn.key]
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
+        state = conn.dicom
+        if state is not None and state.request is not None and not state.done:
+            self._dicom_record(conn, state.ts, state.request, None, tls=False)  # no answer seen
         conn.dns_pending.clear()
         self.connections += 1
         self.done.append(conn_record(conn))

@@ -220,4 +220,42 @@ class Hl7Record(Envelope):
         return out
 
 
-Record = ConnRecord | DnsRecord | Hl7Record
+@dataclass(frozen=True, slots=True)
+class DicomRecord(Envelope):
+    """One DICOM association request and its answer (collector/netmeta/dicom.py)."""
+
+    calling_ae: str | None
+    called_ae: str | None
+    abstract_syntaxes: tuple[str, ...]
+    result: str | None  # accepted | rejected | None (no answer seen)
+    tls: bool  # the channel is TLS: AE titles and syntaxes cannot be seen
+
+    path = "dicom"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "dicom", **self.zeek_envelope()}
+        out.update(
+            calling_ae=self.calling_ae,
+            called_ae=self.called_ae,
+            abstract_syntaxes=list(self.abstract_syntaxes),
+            result=self.result,
+            tls=self.tls,
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.dicom")
+        out.update(
+            {
+                "network.protocol": "dicom",
+                "tls.established": self.tls,
+                "dicom.calling_ae_title": self.calling_ae,
+                "dicom.called_ae_title": self.called_ae,
+                "dicom.abstract_syntaxes": list(self.abstract_syntaxes),
+                "dicom.association_result": self.result,
+            }
+        )
+        return out
+
+
+Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord
