@@ -22,7 +22,7 @@
     full_pass_hours = 24
 
     [[sources]]
-    kind = "tail"               # tail | syslog | winlog
+    kind = "tail"               # tail | syslog | winlog (folder) | pcap (folder of captures)
     paths = ["/var/log/nginx/*.log"]
 
     [[sources]]
@@ -100,9 +100,9 @@ class AgentConfig:
         if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
             raise ConfigError("[[sources]] are tables")
         for index, source in enumerate(sources):
-            if source.get("kind") not in ("tail", "syslog", "winlog"):
+            if source.get("kind") not in ("tail", "syslog", "winlog", "pcap"):
                 raise ConfigError(
-                    f"sources[{index}].kind must be tail, syslog or winlog, "
+                    f"sources[{index}].kind must be tail, syslog, winlog or pcap, "
                     f"not {source.get('kind')!r}"
                 )
         privacy = raw.get("privacy", {})

@@ -304,6 +304,10 @@ def build_sources(config: AgentConfig) -> list[Source]:
                         int(spec.get("tcp_port", 514)),
                     )
                 )
+            elif kind == "pcap":
+                from collector.sources.pcap import PcapFolder
+
+                sources.append(PcapFolder(Path(spec["folder"]).expanduser()))
             else:
                 from collector.sources.winlog import WatchedFolder
 
