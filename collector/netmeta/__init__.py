@@ -1,5 +1,5 @@
 """Network metadata from captures: Zeek-style conn and dns records, and HL7 v2 message
-headers seen over MLLP, DICOM association requests (`vigie netmeta`)."""
+headers seen over MLLP, DICOM association requests, TLS and SMB openings (`vigie netmeta`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from collector.netmeta.decode import Decoder
 from collector.netmeta.errors import CaptureFormatError, VigieNetmetaError
 from collector.netmeta.flows import ConnTracker
 from collector.netmeta.reader import ReadStats, read_capture
-from collector.netmeta.records import ConnRecord, DicomRecord, DnsRecord, Hl7Record, Record
+from collector.netmeta.records import (
+    ConnRecord,
+    DicomRecord,
+    DnsRecord,
+    Hl7Record,
+    Record,
+    SmbRecord,
+    SslRecord,
+)
 
 __all__ = [
     "CaptureFormatError",
@@ -22,6 +30,8 @@ __all__ = [
     "Hl7Record",
     "NetmetaStats",
     "Record",
+    "SmbRecord",
+    "SslRecord",
     "VigieNetmetaError",
     "extract",
 ]

@@ -11,8 +11,9 @@ import dataclasses
 import random
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
-from collector.netmeta import dicom, dns, hl7
+from collector.netmeta import dicom, dns, handshakes, hl7
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -20,6 +21,8 @@ from collector.netmeta.records import (
     DnsRecord,
     Hl7Record,
     Record,
+    SmbRecord,
+    SslRecord,
     addr,
 )
 
@@ -59,6 +62,23 @@ class DicomState:
         self.done = False
 
 
+class AppState:
+    """A TLS or SMB opening, until the server's answer (collector/netmeta/handshakes.py)."""
+
+    __slots__ = ("kind", "ts", "client", "server", "smb", "done")
+
+    def __init__(
+        self, kind: str, ts: float, *, client: handshakes.ClientHello | None = None,
+        smb: str | None = None,
+    ) -> None:  # fmt: skip
+        self.kind = kind
+        self.ts = ts
+        self.client = client
+        self.server: handshakes.ServerHello | None = None
+        self.smb = smb
+        self.done = False
+
+
 class Conn:
     """A connection in progress (mutable; frozen into a ConnRecord when it ends)."""
 
@@ -66,7 +86,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed",
+        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app",
     )  # fmt: skip
 
     def __init__(
@@ -97,6 +117,8 @@ class Conn:
         # one; `probed`: those first bytes were looked at.
         self.dicom: DicomState | None = None
         self.probed = False
+        # TLS or SMB: what the client's opening said, waiting for the server's answer.
+        self.app: AppState | None = None
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -146,6 +168,8 @@ class ConnTracker:
                 self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
             elif plen and (conn.hl7 is not None or data[poff : poff + 1] == b"\x0b"):
                 self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
+            elif plen and conn.app is not None:
+                self._answer(conn, ts, is_orig, data[poff : poff + plen])
             elif plen and (conn.dicom is not None or (is_orig and not conn.probed)):
                 self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
         else:
@@ -346,6 +370,7 @@ class ConnTracker:
                 self._dicom_record(conn, ts, None, None, tls=True)
                 return
             else:
+                self._opening(conn, ts, segment)
                 return
         if state.done:
             return
@@ -364,6 +389,48 @@ class ConnTracker:
             answer = {dicom.ACCEPT: "accepted", dicom.REJECT: "rejected"}.get(segment[0])
             self._dicom_record(conn, state.ts, state.request, answer, tls=False)
             state.done = True
+
+    def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
+        """The originator's first payload: a TLS ClientHello or an SMB message?"""
+        hello = handshakes.client_hello(segment)
+        if hello is not None:
+            conn.service = "ssl"
+            conn.app = AppState("ssl", ts, client=hello)
+            return
+        version = handshakes.smb_version(segment)
+        if version is not None:
+            conn.service = "smb"
+            conn.app = AppState("smb", ts, smb=version)
+
+    def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
+        state = conn.app
+        if state is None or state.done or is_orig:
+            return
+        if state.kind == "ssl":
+            state.server = handshakes.server_hello(segment)
+        else:
+            state.smb = handshakes.smb_version(segment) or state.smb
+        self._app_record(conn, state)
+
+    def _app_record(self, conn: Conn, state: AppState) -> None:
+        state.done = True
+        envelope: dict[str, Any] = {
+            "ts": state.ts, "uid": conn.uid, "orig_h": addr(conn.orig_h), "orig_p": conn.orig_p,
+            "resp_h": addr(conn.resp_h), "resp_p": conn.resp_p, "proto": PROTO_NAMES[conn.proto],
+        }  # fmt: skip
+        if state.kind == "ssl":
+            client, server = state.client, state.server
+            self.done.append(
+                SslRecord(
+                    **envelope,
+                    version=server.version if server else (client.version if client else None),
+                    cipher=server.cipher if server else None,
+                    server_name=client.server_name if client else None,
+                    established=server is not None,
+                )
+            )
+        else:
+            self.done.append(SmbRecord(**envelope, version=state.smb or "2"))
 
     def _dicom_record(
         self, conn: Conn, ts: float, request: dicom.AssociationRequest | None,
@@ -454,6 +521,8 @@ class ConnTracker:
             del self.table[conn.key]
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
+        if conn.app is not None and not conn.app.done:
+            self._app_record(conn, conn.app)  # no answer seen: what the client said
         state = conn.dicom
         if state is not None and state.request is not None and not state.done:
             self._dicom_record(conn, state.ts, state.request, None, tls=False)  # no answer seen

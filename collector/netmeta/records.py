@@ -258,4 +258,56 @@ class DicomRecord(Envelope):
         return out
 
 
-Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord
+@dataclass(frozen=True, slots=True)
+class SslRecord(Envelope):
+    """A TLS handshake's opening: the version and cipher the server chose, the name asked."""
+
+    version: str | None
+    cipher: str | None
+    server_name: str | None
+    established: bool  # the server answered with a ServerHello
+
+    path = "ssl"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "ssl", **self.zeek_envelope()}
+        out.update(
+            version=self.version,
+            cipher=self.cipher,
+            server_name=self.server_name,
+            established=self.established,
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.tls")
+        out.update(
+            {
+                "network.protocol": "tls",
+                "tls.version": self.version,
+                "tls.cipher": self.cipher,
+                "tls.client.server_name": self.server_name,
+                "tls.established": self.established,
+            }
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SmbRecord(Envelope):
+    """The SMB version a connection speaks: "1" (SMBv1), a negotiated dialect, or "2"."""
+
+    version: str
+
+    path = "smb"
+
+    def zeek(self) -> dict[str, Any]:
+        return {"_path": "smb", **self.zeek_envelope(), "version": self.version}
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.smb")
+        out.update({"network.protocol": "smb", "smb.version": self.version})
+        return out
+
+
+Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord | SslRecord | SmbRecord
