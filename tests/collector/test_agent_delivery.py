@@ -89,12 +89,18 @@ def wait_for(check: Any, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def run_in_thread(config: Path, credential: dict[str, Any]) -> tuple[threading.Event, Any]:
-    loaded = AgentConfig.load(config)
-    runner = AgentRunner(loaded, build_sources(loaded), credential)
+def start(runner: AgentRunner) -> tuple[threading.Event, threading.Thread]:
+    """The agent's loop in a thread of the test: `stop.set()` ends it."""
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     thread.start()
+    return stop, thread
+
+
+def run_in_thread(config: Path, credential: dict[str, Any]) -> tuple[threading.Event, Any]:
+    loaded = AgentConfig.load(config)
+    runner = AgentRunner(loaded, build_sources(loaded), credential)
+    stop, thread = start(runner)
     return stop, (thread, runner)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from collector.config import AgentConfig
 from collector.privacy import PrivacyFilter
 from collector.runner import AgentRunner, build_sources
 from tests.api.conftest import Service
-from tests.collector.test_agent_delivery import enroll, wait_for
+from tests.collector.test_agent_delivery import enroll, start, wait_for
 
 # Invented patients: none of these strings may leave the agent.
 SECRETS = ("DUPONTEL", "JEANNETTE", "8801017512345", "MARTINAZ", "1956-03-14", "SECRET-NIP-77")
@@ -78,9 +77,7 @@ def test_no_patient_data_in_spool_requests_or_service(service: Service, tmp_path
         bodies.append(gzip.decompress(body) if gzipped else body)
 
     runner.client.event_hooks["request"].append(record)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
+    stop, thread = start(runner)
     try:
         wait_for(lambda: _stored(service) >= 4)
         time.sleep(0.5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from collector.netmeta import extract
 from collector.runner import AgentRunner, build_sources
 from collector.sources.pcap import PcapFolder
 from tests.api.conftest import Service
-from tests.collector.test_agent_delivery import enroll, wait_for
+from tests.collector.test_agent_delivery import enroll, start, wait_for
 from tests.conftest import corpus_path
 
 
@@ -78,9 +77,7 @@ def test_an_agent_delivers_captures_to_the_service(service: Service, tmp_path: P
     for source in sources:
         source.settle_seconds = 0  # type: ignore[attr-defined]
     runner = AgentRunner(config, sources, json.loads(credential_path.read_text()))
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
+    stop, thread = start(runner)
     shutil.copy(_capture(), folder / "span-0001.pcap")
     expected = len(list(extract([_capture()])))
 
