@@ -110,7 +110,8 @@ def main() -> int:
     rate = {name: packets / seconds for name, seconds in med.items()}
     tshark_version = tool_version([tshark, "--version"])
     row_vigie = (
-        f"| `vigie netmeta --format zeek` (conn, dns, ssl, smb, hl7, dicom records) | {med['vigie']:.2f} "
+        "| `vigie netmeta --format zeek` (conn, dns, ssl, smb, http, hl7, dicom records) "
+        f"| {med['vigie']:.2f} "
         f"| {rate['vigie']:,.0f} | 1.00 |"
     )
     row_library = (

@@ -13,13 +13,14 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from collector.netmeta import dicom, dns, handshakes, hl7
+from collector.netmeta import dicom, dns, handshakes, hl7, http
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
     DicomRecord,
     DnsRecord,
     Hl7Record,
+    HttpRecord,
     Record,
     SmbRecord,
     SslRecord,
@@ -86,7 +87,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app",
+        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http",
     )  # fmt: skip
 
     def __init__(
@@ -119,6 +120,8 @@ class Conn:
         self.probed = False
         # TLS or SMB: what the client's opening said, waiting for the server's answer.
         self.app: AppState | None = None
+        # HTTP: requests waiting for their response (time, request, the segment's seq).
+        self.http: deque[tuple[float, http.Request]] | None = None
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -168,6 +171,11 @@ class ConnTracker:
                 self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
             elif plen and (conn.hl7 is not None or data[poff : poff + 1] == b"\x0b"):
                 self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
+            elif plen and is_orig and data.startswith(http.METHODS, poff):
+                conn.probed = True
+                self._http_request(conn, ts, data[poff : poff + plen])
+            elif plen and not is_orig and conn.http and data.startswith(http.RESPONSE, poff):
+                self._http_response(conn, data[poff : poff + plen])
             elif plen and conn.app is not None:
                 self._answer(conn, ts, is_orig, data[poff : poff + plen])
             elif plen and (conn.dicom is not None or (is_orig and not conn.probed)):
@@ -390,6 +398,34 @@ class ConnTracker:
             self._dicom_record(conn, state.ts, state.request, answer, tls=False)
             state.done = True
 
+    def _http_request(self, conn: Conn, ts: float, segment: bytes) -> None:
+        found = http.request(segment)
+        if found is None:
+            return
+        conn.service = conn.service or "http"
+        if conn.http is None:
+            conn.http = deque()
+        conn.http.append((ts, found))
+
+    def _http_response(self, conn: Conn, segment: bytes) -> None:
+        code = http.status(segment)
+        if code is None or not conn.http:
+            return
+        if code == 100:
+            return  # an interim answer: the real one follows
+        ts, found = conn.http.popleft()
+        self._http_record(conn, ts, found, code)
+
+    def _http_record(self, conn: Conn, ts: float, found: http.Request, code: int | None) -> None:
+        self.done.append(
+            HttpRecord(
+                ts=ts, uid=conn.uid, orig_h=addr(conn.orig_h), orig_p=conn.orig_p,
+                resp_h=addr(conn.resp_h), resp_p=conn.resp_p, proto=PROTO_NAMES[conn.proto],
+                method=found.method, host=found.host, uri=found.uri, version=found.version,
+                user_agent=found.user_agent, status_code=code,
+            )
+        )  # fmt: skip
+
     def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
         """The originator's first payload: a TLS ClientHello or an SMB message?"""
         hello = handshakes.client_hello(segment)
@@ -521,6 +557,8 @@ class ConnTracker:
             del self.table[conn.key]
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
+        for ts, found in conn.http or ():
+            self._http_record(conn, ts, found, None)  # no answer seen
         if conn.app is not None and not conn.app.done:
             self._app_record(conn, conn.app)  # no answer seen: what the client said
         state = conn.dicom

@@ -310,4 +310,45 @@ class SmbRecord(Envelope):
         return out
 
 
-Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord | SslRecord | SmbRecord
+@dataclass(frozen=True, slots=True)
+class HttpRecord(Envelope):
+    """One HTTP/1.x request and the status of its response (collector/netmeta/http.py)."""
+
+    method: str
+    host: str | None
+    uri: str
+    version: str | None
+    user_agent: str | None
+    status_code: int | None
+
+    path = "http"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "http", **self.zeek_envelope()}
+        out.update(
+            method=self.method,
+            host=self.host,
+            uri=self.uri,
+            version=self.version,
+            user_agent=self.user_agent,
+            status_code=self.status_code,
+        )
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.http")
+        out.update(
+            {
+                "network.protocol": "http",
+                "http.request.method": self.method,
+                "url.domain": self.host,
+                "url.original": self.uri,
+                "http.version": self.version,
+                "user_agent.original": self.user_agent,
+                "http.response.status_code": self.status_code,
+            }
+        )
+        return out
+
+
+Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord | SslRecord | SmbRecord | HttpRecord
