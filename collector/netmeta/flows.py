@@ -167,19 +167,24 @@ class ConnTracker:
             conn.r_ipb += ip_len
         if proto == TCP:
             self._tcp(conn, is_orig, flags, seq, plen)
-            if plen and (sport == 53 or dport == 53):
-                self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
-            elif plen and (conn.hl7 is not None or data[poff : poff + 1] == b"\x0b"):
-                self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
-            elif plen and is_orig and data.startswith(http.METHODS, poff):
-                conn.probed = True
-                self._http_request(conn, ts, data[poff : poff + plen])
-            elif plen and not is_orig and conn.http and data.startswith(http.RESPONSE, poff):
-                self._http_response(conn, data[poff : poff + plen])
-            elif plen and conn.app is not None:
-                self._answer(conn, ts, is_orig, data[poff : poff + plen])
-            elif plen and (conn.dicom is not None or (is_orig and not conn.probed)):
-                self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+            if plen:
+                # Most payload packets belong to a connection already told apart (or found to
+                # be none of these): a few attribute checks, no copy of the payload.
+                if sport == 53 or dport == 53:
+                    self._dns_over_tcp(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.hl7 is not None:
+                    self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.http is not None:
+                    if is_orig and data.startswith(http.METHODS, poff):
+                        self._http_request(conn, ts, data[poff : poff + plen])
+                    elif not is_orig and data.startswith(http.RESPONSE, poff):
+                        self._http_response(conn, data[poff : poff + plen])
+                elif conn.app is not None:
+                    self._answer(conn, ts, is_orig, data[poff : poff + plen])
+                elif conn.dicom is not None:
+                    self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif is_orig and not conn.probed:
+                    self._first(conn, ts, seq, data[poff : poff + plen])
         else:
             if is_orig:
                 conn.o_bytes += plen
@@ -397,6 +402,16 @@ class ConnTracker:
             answer = {dicom.ACCEPT: "accepted", dicom.REJECT: "rejected"}.get(segment[0])
             self._dicom_record(conn, state.ts, state.request, answer, tls=False)
             state.done = True
+
+    def _first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
+        """The originator's first payload says what the connection speaks, if anything."""
+        if hl7.starts_mllp(segment):
+            self._hl7(conn, ts, True, seq, segment)
+        elif segment.startswith(http.METHODS):
+            conn.probed = True
+            self._http_request(conn, ts, segment)
+        else:
+            self._dicom(conn, ts, True, seq, segment)  # DICOM, then TLS and SMB openings
 
     def _http_request(self, conn: Conn, ts: float, segment: bytes) -> None:
         found = http.request(segment)
