@@ -75,6 +75,21 @@ class PrivacyFilter:
             self._replace_path(out, path)
         return out
 
+    def path(self, value: str, roots: Iterable[Path]) -> str:
+        """A scanned file's path with every component below its configured folder replaced by
+        its token (the extension kept): file and folder names in a hospital's shares often
+        carry a patient's name; the folder the establishment configured does not."""
+        path = Path(value)
+        for root in roots:
+            try:
+                relative = path.relative_to(root)
+            except ValueError:
+                continue
+            parts = [self.token(Path(part).stem) + Path(part).suffix for part in relative.parts]
+            self.pseudonymised += 1
+            return str(root.joinpath(*parts))
+        return str(Path(*(self.token(p) for p in path.parts)))  # outside every root: all of it
+
     # --- internals --------------------------------------------------------------------------
 
     def _walk(self, value: Any) -> Any:

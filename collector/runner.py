@@ -173,7 +173,14 @@ class AgentRunner:
             checkpoints[source.name] = source.checkpoint()
         detections = self.detector.detect(events) if events else []
         if self.files is not None:
-            detections += self.files.poll()
+            for hit in self.files.poll():
+                original = hit.get("file")
+                if isinstance(original, str):
+                    hidden = self.privacy.path(original, self.config.scan_folders)
+                    for key in ("file", "source"):  # the path is in both
+                        if hit.get(key) == original:
+                            hit[key] = hidden
+                detections.append(hit)
         self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
         budget = int(self.config.delivery.disk_budget_mb * 2**20)
         dropped = self.spool.enforce_budget(budget)

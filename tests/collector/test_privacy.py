@@ -106,3 +106,48 @@ def _stored(service: Service) -> int:
         return store.count("events")
     finally:
         store.close()
+
+
+def test_scanned_file_paths_keep_the_configured_folder_only(tmp_path: Path) -> None:
+    keep = PrivacyFilter(b"c" * 32)
+    share = tmp_path / "partage"
+    found = keep.path(str(share / "Patients" / "DUPONTEL Jeannette" / "CR_DUPONTEL.docx"), [share])
+    assert found.startswith(str(share) + "/")
+    assert found.endswith(".docx")
+    assert "DUPONTEL" not in found
+    assert "Jeannette" not in found
+    assert "Patients" not in found  # any name below the folder may be a patient's
+    assert keep.path(str(share / "a.txt"), [share]) == keep.path(str(share / "a.txt"), [share])
+    outside = keep.path("/home/DUPONTEL/notes.txt", [share])
+    assert "DUPONTEL" not in outside
+
+
+def test_yara_detections_of_an_agent_carry_no_patient_file_name(tmp_path: Path) -> None:
+    share = tmp_path / "partage"
+    folder = share / "DUPONTEL JEANNETTE"
+    folder.mkdir(parents=True)
+    samples = Path(__file__).resolve().parents[2] / "samples" / "files"
+    (folder / "CR_DUPONTEL.txt").write_bytes(
+        (samples / "ransomnote_generic.positive.txt").read_bytes()
+    )
+    (tmp_path / "agent.toml").write_text(
+        f'state_dir = "{tmp_path / "state"}"\ncredentials = "{tmp_path / "none.json"}"\n'
+        f'[files]\nfolders = ["{share}"]\ncpu_share = 1.0\n'
+    )
+    config = AgentConfig.load(tmp_path / "agent.toml")
+    runner = AgentRunner(config, [], {"server": "http://127.0.0.1:9", "agent_key": "vga_x"})
+    try:
+        for _ in range(20):
+            runner.collect()
+            if runner.spool.stats().get("received"):
+                break
+        batch = runner.spool.next_batch(100)
+    finally:
+        runner.spool.close()
+        runner.client.close()
+    assert batch is not None
+    assert batch.detections
+    text = json.dumps(batch.detections)
+    assert "DUPONTEL" not in text
+    assert "JEANNETTE" not in text
+    assert str(share) in text
