@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from collector.files import write_atomically
 from detection.bundle import BundleError, verify_bundle
 from detection.indicators import AlertIndicators, IndicatorMatcher
 
@@ -66,7 +65,7 @@ class BundleStore:
             self.refused += 1
             log.error("bundle refused (the last good one stays in force): %s", exc)
             return False
-        _write_atomically(self.path, json.dumps(envelope))
+        write_atomically(self.path, json.dumps(envelope))
         return True
 
 
@@ -91,16 +90,3 @@ def indicator_matcher(bundle: dict[str, Any] | None) -> IndicatorMatcher | None:
         for alert_id, values in per_alert.items()
     )
     return matcher if matcher else None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".bundle-")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.files import write_atomically
 from detection.yara.engines import FileScanner, make_matcher
 from detection.yara.load import YaraRuleSet
 
@@ -122,8 +123,5 @@ class FolderScanner:
                     yield os.path.join(root, name)
 
     def _save(self) -> None:
-        path = self.state_dir / STATE_FILE
-        temporary = path.with_suffix(".tmp")
         state = {"seen": self._seen, "pass_started": self._pass_started}
-        temporary.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomically(self.state_dir / STATE_FILE, json.dumps(state))

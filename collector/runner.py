@@ -21,6 +21,7 @@ import httpx
 
 from collector.bundle import BundleStore, indicator_matcher, sigma_texts
 from collector.config import AgentConfig
+from collector.files import write_atomically
 from collector.filescan import FolderScanner
 from collector.privacy import PrivacyFilter, load_key
 from collector.shipper import AgentRevoked, Backoff, Shipper
@@ -248,10 +249,9 @@ class AgentRunner:
             "sources": {s.name: s.stats() for s in self.sources},
             "files": self.files.stats() if self.files else None,
         }
-        path = self.config.state_dir / STATUS_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(status, indent=2, default=str), encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomically(
+            self.config.state_dir / STATUS_FILE, json.dumps(status, indent=2, default=str)
+        )
 
     # --- the loop ---------------------------------------------------------------------------
 
