@@ -4,12 +4,14 @@ and a uvicorn server on a loopback port, talked to over HTTP."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,3 +89,29 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
     server.should_exit = True
     thread.join(timeout=10)
     app.state.engine.dispose()
+
+
+def _covers(template: str, path: str) -> bool:
+    pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path.split("?")[0]) is not None
+
+
+def tagged_operations_missing(
+    service: Service, tag: str, matrix: Iterable[tuple[str, str, Any, Any]]
+) -> tuple[int, list[str]]:
+    """How many operations the OpenAPI document tags `tag`, and those of them that state no
+    roles or that no row of a feature's access `matrix` calls."""
+    with service.client() as client:
+        spec = client.get("/openapi.json").json()
+    rows = [(method, path) for method, path, _, _ in matrix]
+    count, missing = 0, []
+    for template, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if tag not in op.get("tags", []):
+                continue
+            count += 1
+            if not op.get("x-roles"):
+                missing.append(f"{method.upper()} {template} does not say who may call it")
+            elif not any(m == method.upper() and _covers(template, p) for m, p in rows):
+                missing.append(f"{method.upper()} {template} is missing from the access matrix")
+    return count, missing
