@@ -18,6 +18,10 @@ _II = struct.Struct("!II")
 _V4 = struct.Struct("!BBHHHBBH4s4s")
 _V6 = struct.Struct("!IHBB16s16s")
 _HHH = struct.Struct("!HHH")
+# Ethernet type, then IPv4's version/IHL, total length, flags/fragment offset, protocol and
+# addresses; then a TCP header's ports, numbers, data offset and flags.
+_ETH_V4 = struct.Struct("!12xHBxHxxHxBxx4s4s")
+_TCP_HEAD = struct.Struct("!HHIIBB")
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
 VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -92,6 +96,27 @@ class Decoder:
 
     def frame(self, ts: float, linktype: int, data: bytes) -> None:
         try:
+            if linktype == 1 and not self.verify_checksums and len(data) >= 54:
+                # Most frames are Ethernet + IPv4 without options or fragments: read straight,
+                # without the calls of the general path (which still handles anything unusual).
+                etype, vihl, total, frag, proto, src, dst = _ETH_V4.unpack_from(data)
+                if (
+                    etype == ETH_IP4
+                    and vihl == 0x45
+                    and not frag & 0x3FFF
+                    and 14 + total <= len(data)
+                ):
+                    if proto == TCP and total >= 40:
+                        sport, dport, seq, ack, doff, flags = _TCP_HEAD.unpack_from(data, 34)
+                        doff = (doff >> 4) * 4
+                        if 20 <= doff <= total - 20:
+                            self.sink.packet(
+                                ts, TCP, src, dst, sport, dport, total, total - 20 - doff, flags,
+                                seq, ack, data, 34 + doff,
+                            )  # fmt: skip
+                            return
+                    self.transport(ts, proto, src, dst, total, data, 34, 14 + total, 0)
+                    return
             self._frame(ts, linktype, data)
         except (struct.error, IndexError):
             self.malformed += 1

@@ -85,7 +85,7 @@ class Conn:
 
     __slots__ = (
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
-        "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
+        "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http",
     )  # fmt: skip
@@ -100,6 +100,7 @@ class Conn:
         self.orig_h, self.orig_p = orig
         self.resp_h, self.resp_p = resp
         self.start = self.last = ts
+        self.timeout = TIMEOUTS.get(proto, OTHER_TIMEOUT)
         self.o_pkts = self.r_pkts = self.o_ipb = self.r_ipb = self.o_bytes = self.r_bytes = 0
         self.hist: list[str] = []
         self.seen: set[str] = set()
@@ -156,7 +157,14 @@ class ConnTracker:
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
         ip_len: int, plen: int, flags: int, seq: int, ack: int, data: bytes, poff: int,
     ) -> None:  # fmt: skip
-        conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        key = (proto, src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
+            proto, dst, dport, src, sport)  # fmt: skip
+        conn = self.table.get(key)
+        if conn is None or ts - conn.last > conn.timeout or (flags & SYN and proto == TCP):
+            # New, timed out, or a SYN that may reuse the ports: the full look-up decides.
+            conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
@@ -217,8 +225,8 @@ class ConnTracker:
             proto, dst, dport, src, sport)  # fmt: skip
         conn = self.table.get(key)
         if conn is not None and (
-            ts - conn.last > TIMEOUTS.get(proto, OTHER_TIMEOUT)
-            or (proto == TCP and self._is_reuse(conn, src, sport, flags, seq))
+            ts - conn.last > conn.timeout
+            or (proto == TCP and flags & SYN and self._is_reuse(conn, src, sport, flags, seq))
         ):
             self.finish(conn)
             conn = None
@@ -238,7 +246,7 @@ class ConnTracker:
                 flip = dport not in LIKELY_SERVER_PORTS or sport < dport
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
-        uid = "C" + "".join(self.uids.choices(_B62, k=17))
+        uid = "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
         if flip:
             conn = Conn(uid, key, proto, (dst, dport), (src, sport), ts)
             conn.hist.append("^")
@@ -276,22 +284,32 @@ class ConnTracker:
             elif end > conn.r_end:
                 conn.r_end = end
 
-        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
-        up = str.upper if is_orig else str.lower
-        if bits > 1:
-            conn.letter(up("i") if fin and rst else up("q"))
-        elif syn:
-            conn.letter(up("h" if flags & ACK else "s"), rel)
-        elif fin:
-            conn.letter(up("f"), rel + plen)
-        elif rst:
-            conn.letter(up("r"), rel)
-        elif plen:
-            conn.letter(up("d"))
-        elif flags & ACK:
-            conn.letter(up("a"))
-
         state = conn.o_state if is_orig else conn.r_state
+        if not flags & (SYN | FIN | RST):
+            # The bulk of a connection: a data or ack letter seen once, and no state change
+            # once both ends are established.
+            if plen:
+                code = "D" if is_orig else "d"
+            elif flags & ACK:
+                code = "A" if is_orig else "a"
+            else:
+                code = ""
+            if code and code not in conn.seen:
+                conn.letter(code)
+            if state == ESTABLISHED and (conn.r_state if is_orig else conn.o_state) == ESTABLISHED:
+                return
+        else:
+            bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+            up = str.upper if is_orig else str.lower
+            if bits > 1:
+                conn.letter(up("i") if fin and rst else up("q"))
+            elif syn:
+                conn.letter(up("h" if flags & ACK else "s"), rel)
+            elif fin:
+                conn.letter(up("f"), rel + plen)
+            else:
+                conn.letter(up("r"), rel)
+
         peer = conn.r_state if is_orig else conn.o_state
         if rst:
             # A RST after both FINs does not undo a clean close (Zeek keeps SF).
@@ -562,9 +580,7 @@ class ConnTracker:
     def sweep(self, now: float) -> None:
         """End connections idle for longer than their timeout."""
         self.next_sweep = now + SWEEP_EVERY
-        for conn in [
-            c for c in self.table.values() if now - c.last > TIMEOUTS.get(c.proto, OTHER_TIMEOUT)
-        ]:
+        for conn in [c for c in self.table.values() if now - c.last > c.timeout]:
             self.finish(conn)
 
     def finish(self, conn: Conn) -> None:
@@ -684,3 +700,5 @@ def _syn_then_reset(rest: str) -> bool:
 
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Random bytes to base62 letters in one C call (byte % 62: a slight bias is no matter for ids).
+_B62_BYTES = bytes(ord(_B62[i % 62]) for i in range(256))

@@ -95,21 +95,38 @@ def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
     limit = max(snaplen, MAX_FRAME) if snaplen < 1 << 24 else MAX_FRAME
     buf.pos = 24
     rec = struct.Struct(endian + "IIII")
-    while buf.need(16):
-        sec, frac, incl, _orig = rec.unpack_from(buf.data, buf.pos)
-        if incl > limit:
-            stats.bad(path, buf.offset, f"record length {incl} exceeds the snapshot length")
-            if not _resync_pcap(buf, rec, limit):
+    unpack = rec.unpack_from
+    packets = nbytes = 0
+    try:
+        while True:
+            # Records are sliced straight out of the window until one crosses its end; the
+            # window is only refilled (and damage looked for) then.
+            data, pos = buf.data, buf.pos
+            end = len(data)
+            while pos + 16 <= end:
+                sec, frac, incl, _orig = unpack(data, pos)
+                start = pos + 16
+                nxt = start + incl
+                if nxt > end or incl > limit:
+                    break
+                packets += 1
+                nbytes += incl
+                pos = nxt
+                yield sec + frac / unit, linktype, data[start:nxt]
+            buf.pos = pos
+            if not buf.need(16):
                 return
-            continue
-        if not buf.need(16 + incl):
-            stats.bad(path, buf.offset, "truncated last record")
-            return
-        start = buf.pos + 16
-        buf.pos = start + incl
-        stats.packets += 1
-        stats.bytes += incl
-        yield sec + frac / unit, linktype, buf.data[start : start + incl]
+            incl = unpack(buf.data, buf.pos)[2]
+            if incl > limit:
+                stats.bad(path, buf.offset, f"record length {incl} exceeds the snapshot length")
+                if not _resync_pcap(buf, rec, limit):
+                    return
+            elif not buf.need(16 + incl):
+                stats.bad(path, buf.offset, "truncated last record")
+                return
+    finally:
+        stats.packets += packets
+        stats.bytes += nbytes
 
 
 def _resync_pcap(buf: _Buffer, rec: struct.Struct, limit: int) -> bool:

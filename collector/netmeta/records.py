@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,8 @@ PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
 
 def addr(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    # inet_ntoa is the same text for IPv4, several times faster; ipaddress keeps IPv6's form.
+    return socket.inet_ntoa(raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
 def iso(ts: float) -> str:
