@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         return fail("none of the inputs exists")
     stats = NetmetaStats()
-    write(extract(inputs, stats, verify_checksums=args.verify_checksums), args.format, sys.stdout)
+    records = extract(inputs, stats, verify_checksums=args.verify_checksums)
+    write(records, args.format, sys.stdout.buffer)
     for error in stats.read.errors[:20]:
         print(f"vigie: warning: {error}", file=sys.stderr)
     if args.stats:
@@ -54,18 +55,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write(records: Iterable[Record], fmt: str, out: TextIO) -> int:
+def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
     """Write records as JSON lines, leaving out unset fields as Zeek's JSON logs do."""
     count = 0
     zeek = fmt == "zeek"
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    lines: list[bytes] = []
     for record in records:
         fields = record.zeek() if zeek else record.ecs()
-        line = orjson.dumps(
-            {k: v for k, v in fields.items() if v is not None}, option=orjson.OPT_APPEND_NEWLINE
-        )
-        out.write(line.decode())
-        count += 1
-    return count
+        lines.append(dumps({k: v for k, v in fields.items() if v is not None}, option=newline))
+        if len(lines) >= 1024:  # bytes in batches: one write call per thousand records
+            out.write(b"".join(lines))
+            count += len(lines)
+            lines.clear()
+    out.write(b"".join(lines))
+    out.flush()
+    return count + len(lines)
 
 
 def print_stats(stats: NetmetaStats, err: TextIO) -> None:
