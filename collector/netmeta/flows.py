@@ -121,8 +121,8 @@ class Conn:
         self.probed = False
         # TLS or SMB: what the client's opening said, waiting for the server's answer.
         self.app: AppState | None = None
-        # HTTP: requests waiting for their response (time, request, the segment's seq).
-        self.http: deque[tuple[float, http.Request]] | None = None
+        # HTTP: the originator's stream, read for requests, once its first byte could be one.
+        self.http: http.RequestStream | None = None
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -183,9 +183,9 @@ class ConnTracker:
                 elif conn.hl7 is not None:
                     self._hl7(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif conn.http is not None:
-                    if is_orig and data.startswith(http.METHODS, poff):
-                        self._http_request(conn, ts, data[poff : poff + plen])
-                    elif not is_orig and data.startswith(http.RESPONSE, poff):
+                    if is_orig:
+                        self._http_request(conn, ts, seq, data[poff : poff + plen])
+                    elif data.startswith(http.RESPONSE, poff):
                         self._http_response(conn, data[poff : poff + plen])
                 elif conn.app is not None:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
@@ -425,28 +425,31 @@ class ConnTracker:
         """The originator's first payload says what the connection speaks, if anything."""
         if hl7.starts_mllp(segment):
             self._hl7(conn, ts, True, seq, segment)
-        elif segment.startswith(http.METHODS):
+        elif http.could_start(segment):
             conn.probed = True
-            self._http_request(conn, ts, segment)
+            conn.http = http.RequestStream(seq, conn.resp_p)
+            self._http_request(conn, ts, seq, segment)
         else:
             self._dicom(conn, ts, True, seq, segment)  # DICOM, then TLS and SMB openings
 
-    def _http_request(self, conn: Conn, ts: float, segment: bytes) -> None:
-        found = http.request(segment)
-        if found is None:
+    def _http_request(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
+        stream = conn.http
+        if stream is None:
             return
-        conn.service = conn.service or "http"
-        if conn.http is None:
-            conn.http = deque()
-        conn.http.append((ts, found))
+        for found in stream.feed(seq, segment):
+            conn.service = conn.service or "http"
+            stream.pending.append((ts, found))
+        if stream.http is False:
+            conn.http = None  # its first line was no request: not HTTP
 
     def _http_response(self, conn: Conn, segment: bytes) -> None:
         code = http.status(segment)
-        if code is None or not conn.http:
+        stream = conn.http
+        if code is None or stream is None or not stream.pending:
             return
         if code == 100:
             return  # an interim answer: the real one follows
-        ts, found = conn.http.popleft()
+        ts, found = stream.pending.popleft()
         self._http_record(conn, ts, found, code)
 
     def _http_record(self, conn: Conn, ts: float, found: http.Request, code: int | None) -> None:
@@ -588,7 +591,7 @@ class ConnTracker:
             del self.table[conn.key]
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
-        for ts, found in conn.http or ():
+        for ts, found in conn.http.pending if conn.http is not None else ():
             self._http_record(conn, ts, found, None)  # no answer seen
         if conn.app is not None and not conn.app.done:
             self._app_record(conn, conn.app)  # no answer seen: what the client said
