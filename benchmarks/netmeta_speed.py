@@ -48,21 +48,22 @@ def merged_capture(copies: int) -> tuple[Path, int]:
     sources = sorted(
         p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file()
     )
-    frames: list[tuple[float, bytes]] = []
+    frames: list[tuple[float, bytes, int]] = []
     for src in sources:
         try:
-            frames.extend((ts, data) for ts, lt, data in read_capture(src, ReadStats()) if lt == 1)
+            frames.extend(
+                (ts, data, wire) for ts, lt, data, wire in read_capture(src, ReadStats()) if lt == 1
+            )
         except Exception as exc:  # noqa: BLE001 - a capture the merge cannot use is left out
             print(f"skipped {src}: {exc}", file=sys.stderr)
     with path.open("wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         for copy in range(copies):
-            for ts, data in frames:
+            for ts, data, wire in frames:
                 shifted = ts + copy * DAY
                 sec = int(shifted)
-                fh.write(
-                    struct.pack("<IIII", sec, int((shifted - sec) * 1e6), len(data), len(data))
-                )
+                usec = int((shifted - sec) * 1e6)
+                fh.write(struct.pack("<IIII", sec, usec, len(data), max(wire, len(data))))
                 fh.write(data)
     return path, len(frames) * copies
 

@@ -75,8 +75,8 @@ def extract(
     frame = decoder.frame
     for path in paths:
         try:
-            for ts, linktype, data in read_capture(path, stats.read):
-                frame(ts, linktype, data)
+            for ts, linktype, data, wire in read_capture(path, stats.read):
+                frame(ts, linktype, data, wire)
                 if tracker.done:
                     yield from tracker.drain()
         except (CaptureFormatError, OSError) as exc:

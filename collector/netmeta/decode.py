@@ -91,10 +91,12 @@ class Decoder:
         self.undecoded = 0  # frames without IP (ARP, STP, ...) or of an unknown link type
         self.malformed = 0  # IP packets too short or inconsistent
         self.fragments: dict[tuple[bytes, bytes, int, int], _Fragments] = {}
+        self.cut = False  # the frame being decoded is shorter than it was on the wire
 
     # ---- link layers ----
 
-    def frame(self, ts: float, linktype: int, data: bytes) -> None:
+    def frame(self, ts: float, linktype: int, data: bytes, wire: int = 0) -> None:
+        """One captured frame; `wire` is its length on the wire when the capture says it."""
         try:
             if linktype == 1 and not self.verify_checksums and len(data) >= 54:
                 # Most frames are Ethernet + IPv4 without options or fragments: read straight,
@@ -104,7 +106,7 @@ class Decoder:
                     etype == ETH_IP4
                     and vihl == 0x45
                     and not frag & 0x3FFF
-                    and 14 + total <= len(data)
+                    and 20 <= total <= len(data) - 14
                 ):
                     if proto == TCP and total >= 40:
                         sport, dport, seq, ack, doff, flags = _TCP_HEAD.unpack_from(data, 34)
@@ -117,6 +119,9 @@ class Decoder:
                             return
                     self.transport(ts, proto, src, dst, total, data, 34, 14 + total, 0)
                     return
+            # A frame cut by the snapshot length is counted with the lengths its headers say;
+            # a header longer than the frame on the wire is damage (Zeek drops it too).
+            self.cut = wire > len(data)
             self._frame(ts, linktype, data)
         except (struct.error, IndexError):
             self.malformed += 1
@@ -262,6 +267,10 @@ class Decoder:
     def ip4(self, ts: float, data: bytes, off: int, depth: int) -> None:
         vihl, _tos, total, ident, frag, _ttl, proto, _sum, src, dst = _V4.unpack_from(data, off)
         hlen = (vihl & 15) * 4
+        if total == 0:
+            # Segmentation offload: a capture on the sending host sees the length unset; Zeek
+            # takes what was captured.
+            total = len(data) - off
         end = off + total
         if hlen < 20 or total < hlen or off + hlen > len(data):
             self.malformed += 1
@@ -271,6 +280,9 @@ class Decoder:
             return
         complete = end <= len(data)
         if not complete:
+            if not self.cut:
+                self.malformed += 1  # longer than the frame on the wire: a false length
+                return
             # Cut by the snapshot length: Zeek still counts it with the length the header says.
             end = len(data)
         if frag & 0x3FFF:  # fragment: more-fragments flag or a non-zero offset
@@ -287,10 +299,12 @@ class Decoder:
     def ip6(self, ts: float, data: bytes, off: int, depth: int) -> None:
         _vtf, plen, nxt, _hop, src, dst = _V6.unpack_from(data, off)
         end = off + 40 + plen
-        if end > len(data):
-            self.malformed += 1
-            return
         total = 40 + plen
+        if end > len(data):
+            if not self.cut:
+                self.malformed += 1
+                return
+            end = len(data)  # cut by the snapshot length, counted as IPv4 is
         pos = off + 40
         while nxt in IPV6_EXT or nxt == 44:
             if nxt == 44:  # fragment header

@@ -44,7 +44,8 @@ class ReadStats:
             self.errors.append(f"{path}: offset {offset}: {why}")
 
 
-Frame = tuple[float, int, bytes]
+# (timestamp, link type, captured bytes, length on the wire)
+Frame = tuple[float, int, bytes, int]
 
 
 def read_capture(path: Path, stats: ReadStats) -> Iterator[Frame]:
@@ -104,7 +105,7 @@ def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             data, pos = buf.data, buf.pos
             end = len(data)
             while pos + 16 <= end:
-                sec, frac, incl, _orig = unpack(data, pos)
+                sec, frac, incl, orig = unpack(data, pos)
                 start = pos + 16
                 nxt = start + incl
                 if nxt > end or incl > limit:
@@ -112,7 +113,7 @@ def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
                 packets += 1
                 nbytes += incl
                 pos = nxt
-                yield sec + frac / unit, linktype, data[start:nxt]
+                yield sec + frac / unit, linktype, data[start:nxt], orig
             buf.pos = pos
             if not buf.need(16):
                 return
@@ -184,9 +185,9 @@ def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             interfaces.append((linktype, _if_tsresol(data, body + 8, pos + blen - 4, endian)))
         elif btype in (6, 2):  # enhanced packet, obsolete packet
             if btype == 6:
-                ifid, hi, lo, cap = struct.unpack_from(endian + "IIII", data, body)
+                ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", data, body)
             else:
-                ifid, hi, lo, cap = struct.unpack_from(endian + "HxxIII", data, body)
+                ifid, hi, lo, cap, orig = struct.unpack_from(endian + "HxxIIII", data, body)
             start = body + 20
             if ifid >= len(interfaces) or start + cap > pos + blen - 4:
                 stats.bad(path, pos + buf.base, "packet block with bad interface or length")
@@ -196,7 +197,7 @@ def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             sec, ticks = divmod((hi << 32) | lo, per_second)
             stats.packets += 1
             stats.bytes += cap
-            yield sec + ticks / per_second, linktype, data[start : start + cap]
+            yield sec + ticks / per_second, linktype, data[start : start + cap], orig
         elif btype == 3:  # simple packet: no timestamp, first interface
             if not interfaces:
                 stats.bad(path, pos + buf.base, "simple packet block before any interface")
@@ -205,7 +206,7 @@ def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
             cap = min(orig, blen - 16)
             stats.packets += 1
             stats.bytes += cap
-            yield 0.0, interfaces[0][0], data[body + 4 : body + 4 + cap]
+            yield 0.0, interfaces[0][0], data[body + 4 : body + 4 + cap], orig
 
 
 def _if_tsresol(data: bytes, pos: int, end: int, endian: str) -> int:

@@ -145,3 +145,40 @@ def test_dns_over_tcp_answer_spanning_segments() -> None:
     assert tcp_dns[0]["answers"]
     conn = next(r for r in records if r["_path"] == "conn" and r["proto"] == "tcp")
     assert (conn["conn_state"], conn["history"], conn["service"]) == ("SF", "ShADadFf", "dns")
+
+
+def _pcap(path: Path, frames: list[tuple[bytes, int]]) -> Path:
+    """A pcap of (captured bytes, length on the wire) records, one per second."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for n, (data, wire) in enumerate(frames):
+        out.append(struct.pack("<IIII", 1_700_000_000 + n, 0, len(data), wire) + data)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def test_ip_lengths_against_the_wire_length(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    def frame(ip_len: int | None = None, payload: bytes = b"x" * 100) -> bytes:
+        pkt = (
+            Ether()
+            / IP(src="10.0.0.1", dst="10.0.0.2", len=ip_len)
+            / TCP(sport=40000, dport=2575, flags="PA", seq=1)
+        )
+        return bytes(pkt / payload)
+
+    whole = frame()
+    frames = [
+        (whole, len(whole)),  # an ordinary frame: 140 IP bytes
+        (frame(ip_len=4148), len(whole)),  # a header longer than the frame on the wire: damage
+        (whole[:60], len(whole)),  # cut by the snapshot length: counted as its header says
+        (frame(ip_len=0), len(whole)),  # offload (length unset): counted as captured
+    ]
+    stats = NetmetaStats()
+    records = [r for r in extract([_pcap(tmp_path / "lengths.pcap", frames)], stats)]
+    conns = [r.zeek() for r in records if r.zeek()["_path"] == "conn"]
+    assert len(conns) == 1
+    assert conns[0]["orig_pkts"] == 3
+    assert conns[0]["orig_ip_bytes"] == 140 * 3
+    assert stats.malformed == 1
