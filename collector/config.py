@@ -22,13 +22,18 @@
     full_pass_hours = 24
 
     [[sources]]
-    kind = "tail"               # tail | syslog | winlog (folder) | pcap (folder of captures)
+    kind = "tail"       # tail | syslog | winlog (folder) | pcap (folder of captures) | live
     paths = ["/var/log/nginx/*.log"]
 
     [[sources]]
     kind = "syslog"
     udp_port = 514
     tcp_port = 514
+
+    [[sources]]
+    kind = "live"               # network metadata captured on an interface: root or
+    interface = "eth0"          # CAP_NET_RAW
+    filter = "not port 22"      # optional, BPF (tcpdump's syntax)
 """
 
 from __future__ import annotations
@@ -100,11 +105,13 @@ class AgentConfig:
         if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
             raise ConfigError("[[sources]] are tables")
         for index, source in enumerate(sources):
-            if source.get("kind") not in ("tail", "syslog", "winlog", "pcap"):
+            if source.get("kind") not in ("tail", "syslog", "winlog", "pcap", "live"):
                 raise ConfigError(
-                    f"sources[{index}].kind must be tail, syslog, winlog or pcap, "
+                    f"sources[{index}].kind must be tail, syslog, winlog, pcap or live, "
                     f"not {source.get('kind')!r}"
                 )
+            if source["kind"] == "live":
+                _check_live(index, source)
         privacy = raw.get("privacy", {})
         fields = privacy.get("sensitive_fields", []) if isinstance(privacy, dict) else None
         if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
@@ -126,6 +133,16 @@ class AgentConfig:
             sources=tuple(sources),
             rules_dir=_path(raw["rules_dir"], base) if raw.get("rules_dir") else None,
         )
+
+
+def _check_live(index: int, source: dict[str, Any]) -> None:
+    """A live capture names its interface; its filter, if any, is a BPF expression (libpcap
+    checks it when the capture starts)."""
+    interface = source.get("interface")
+    if not isinstance(interface, str) or not interface:
+        raise ConfigError(f'sources[{index}] (live) needs an interface name, e.g. "eth0"')
+    if not isinstance(source.get("filter", ""), str):
+        raise ConfigError(f"sources[{index}].filter is a BPF expression, as tcpdump takes")
 
 
 def _path(value: Any, base: Path) -> Path:

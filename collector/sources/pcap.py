@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.netmeta import NetmetaStats, extract
+from collector.netmeta import NetmetaStats, Record, extract
 from detection.event import Event
 
 log = logging.getLogger("vigie.agent")
@@ -90,11 +90,7 @@ class PcapFolder:
     def _read_file(self, path: Path) -> list[Event] | None:
         info = path.stat()
         stats = NetmetaStats()
-        events = []
-        for record in extract([path], stats):
-            fields = record.zeek()
-            ts = fields.pop("ts")
-            events.append(Event(_utc(ts), fields, source=f"pcap:{path}"))
+        events = [record_event(record, f"pcap:{path}") for record in extract([path], stats)]
         self._done[str(path)] = [info.st_size, info.st_mtime_ns]
         self._sizes.pop(str(path), None)
         self._files += 1
@@ -106,5 +102,9 @@ class PcapFolder:
         return events
 
 
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+def record_event(record: Record, source: str) -> Event:
+    """A network-metadata record as an event: Zeek's field names and `_path`, as Vigie's
+    network rules expect them, the record's `ts` as the event's time (also for a live capture,
+    collector/sources/live.py)."""
+    fields = record.zeek()
+    return Event(datetime.fromtimestamp(fields.pop("ts"), UTC), fields, source=source)
