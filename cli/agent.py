@@ -64,6 +64,18 @@ def add_parser(commands: Any) -> None:
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.set_defaults(run=run_status)
 
+    reveal = sub.add_parser(
+        "reveal", help="the local files and folders behind pseudonymised path tokens"
+    )
+    reveal.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    reveal.add_argument("tokens", nargs="+", metavar="TOKEN", help="pseudo:... or a whole path")
+    reveal.set_defaults(run=run_reveal)
+
+    token = sub.add_parser("token", help="the pseudonymisation token of a value, to search for")
+    token.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    token.add_argument("values", nargs="+", metavar="VALUE")
+    token.set_defaults(run=run_token)
+
 
 def _version() -> str:
     try:
@@ -222,4 +234,48 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"last error: {status['last_error']}")
     for name, stats in (status.get("sources") or {}).items():
         print(f"source {name}: {stats}")
+    return 0
+
+
+def _local_privacy(config_path: Path) -> tuple[Any, Any] | str:
+    """The agent's configuration and privacy filter, or why there is none. Only on the agent's
+    own machine: the key never leaves its state folder."""
+    from collector.config import AgentConfig, ConfigError
+    from collector.privacy import KEY_FILE, PrivacyFilter
+
+    try:
+        config = AgentConfig.load(config_path)
+        key = (config.state_dir / KEY_FILE).read_bytes()
+    except ConfigError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"no pseudonymisation key in the agent's state folder ({exc.strerror})"
+    return config, PrivacyFilter(key, config.sensitive_fields)
+
+
+def run_reveal(args: argparse.Namespace) -> int:
+    loaded = _local_privacy(args.config)
+    if isinstance(loaded, str):
+        return fail(loaded)
+    config, privacy = loaded
+    if not config.scan_folders:
+        return fail("the configuration names no [files] folders: path tokens come only from them")
+    found = privacy.reveal(args.tokens, config.scan_folders)
+    if not found:
+        return fail("no pseudo:... token in the arguments")
+    for token, paths in found.items():
+        for path in paths:
+            print(f"{token}\t{path}")
+        if not paths:
+            print(f"{token}\t(not found: renamed or removed since)")
+    return 0 if any(found.values()) else 1
+
+
+def run_token(args: argparse.Namespace) -> int:
+    loaded = _local_privacy(args.config)
+    if isinstance(loaded, str):
+        return fail(loaded)
+    _, privacy = loaded
+    for value in args.values:
+        print(privacy.token(value))
     return 0

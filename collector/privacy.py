@@ -11,7 +11,10 @@ spooled, detected on, or shipped.
 - Fields named in the configuration (dotted ECS paths, e.g. `user.full_name`) likewise.
 
 The key is the establishment's own (32 random bytes in the agent's state folder, 0600): a
-token cannot be reversed or compared across establishments.
+token cannot be reversed or compared across establishments. On the agent's machine, the IT
+team finds what a token stands for with `vigie agent reveal` (file and folder names, found by
+tokenising the configured folders again) and `vigie agent token` (the token of a value they
+know, to search events for it).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ PATIENT_SEGMENTS = (
 _SEGMENT = re.compile(
     r"(?P<lead>^|[\s\x0b])(?P<name>" + "|".join(PATIENT_SEGMENTS) + r")(?P<sep>[|^])[^\r\n\x1c]*"
 )
+_TOKEN = re.compile(r"pseudo:[0-9a-f]{20}")
 DICOM_PATIENT_KEYS = {
     "patientname", "patientid", "patientbirthdate", "patientsex", "patientaddress",
     "otherpatientids", "otherpatientnames", "patientbirthname", "patientmothersbirthname",
@@ -89,6 +93,23 @@ class PrivacyFilter:
             self.pseudonymised += 1
             return str(root.joinpath(*parts))
         return str(Path(*(self.token(p) for p in path.parts)))  # outside every root: all of it
+
+    def reveal(self, tokens: Iterable[str], roots: Iterable[Path]) -> dict[str, list[Path]]:
+        """Where the names behind path tokens are, found by walking the configured folders and
+        tokenising each name again (the agent keeps no table of names: the key is enough).
+
+        `tokens` may be bare tokens or whole pseudonymised paths; each token maps to the
+        files and folders whose name gives it (several when names repeat across folders).
+        """
+        wanted = {token for text in tokens for token in _TOKEN.findall(text)}
+        found: dict[str, list[Path]] = {t: [] for t in sorted(wanted)}
+        for root in roots:
+            for folder, dirs, files in os.walk(root):
+                for name in (*dirs, *files):
+                    token = self.token(Path(name).stem)
+                    if token in found:
+                        found[token].append(Path(folder, name))
+        return found
 
     # --- internals --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from api.events.sqlite_store import SQLiteEventStore
+from cli.main import main
 from collector.config import AgentConfig
 from collector.privacy import PrivacyFilter
 from collector.runner import AgentRunner, build_sources
@@ -122,7 +123,9 @@ def test_scanned_file_paths_keep_the_configured_folder_only(tmp_path: Path) -> N
     assert "DUPONTEL" not in outside
 
 
-def test_yara_detections_of_an_agent_carry_no_patient_file_name(tmp_path: Path) -> None:
+def test_yara_detections_of_an_agent_carry_no_patient_file_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     share = tmp_path / "partage"
     folder = share / "DUPONTEL JEANNETTE"
     folder.mkdir(parents=True)
@@ -151,3 +154,23 @@ def test_yara_detections_of_an_agent_carry_no_patient_file_name(tmp_path: Path) 
     assert "DUPONTEL" not in text
     assert "JEANNETTE" not in text
     assert str(share) in text
+    # On the agent's machine, the IT team finds the file behind the tokens, and the token of a
+    # name it knows; nothing of it was stored beyond the key.
+    hidden = next(str(v) for d in batch.detections for v in _values(d) if "pseudo:" in str(v))
+    assert main(["agent", "reveal", "--config", str(tmp_path / "agent.toml"), hidden]) == 0
+    out = capsys.readouterr().out
+    assert str(folder / "CR_DUPONTEL.txt") in out
+    assert str(folder) + "\n" in out
+    assert main(["agent", "token", "--config", str(tmp_path / "agent.toml"), "CR_DUPONTEL"]) == 0
+    assert capsys.readouterr().out.strip() in text
+    unknown = "pseudo:" + "0" * 20
+    assert main(["agent", "reveal", "--config", str(tmp_path / "agent.toml"), unknown]) == 1
+    assert "not found" in capsys.readouterr().out
+
+
+def _values(node: object) -> list[object]:
+    if isinstance(node, dict):
+        return [v for item in node.values() for v in _values(item)]
+    if isinstance(node, list):
+        return [v for item in node for v in _values(item)]
+    return [node]
