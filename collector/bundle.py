@@ -69,8 +69,19 @@ class BundleStore:
         return True
 
 
-def sigma_texts(bundle: dict[str, Any] | None) -> list[str]:
-    return [str(item["rule"]) for item in (bundle or {}).get("sigma", [])]
+def rule_texts(bundle: dict[str, Any] | None, kind: str) -> list[tuple[str, str]]:
+    """(alert id, rule text) of the bundle's `sigma` or `yara` rules, in the bundle's order.
+
+    An item without a text is left out (and logged): the rest of the bundle still counts.
+    """
+    found: list[tuple[str, str]] = []
+    for n, item in enumerate((bundle or {}).get(kind, [])):
+        text = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(text, str):
+            log.warning("bundle %s[%d] holds no rule text: skipped", kind, n)
+            continue
+        found.append((str(item.get("alert_id", "alert")), text))
+    return found
 
 
 def indicator_matcher(bundle: dict[str, Any] | None) -> IndicatorMatcher | None:

@@ -6,10 +6,18 @@ within a CPU budget, a share of one core measured on the agent's own thread time
 share full of files never takes the machine. Once a walk ends, the next starts after
 `rewalk_seconds`: that is how creations and changes are seen. Every `full_pass_hours` what was
 scanned is forgotten, so every file is scanned again with the rules of the day.
+
+New rules (a bundle brought YARA rules, `use_rules`) are compiled in at once and start a full
+pass at once, within the same CPU budget: an alert's YARA rule is meant for the files already
+on the share (the web shell dropped last week), not only for those written from now on. Only
+rules not scanned with before count: a bundle that withdraws a rule, or changes only Sigma
+rules or indicators, does not start a pass. The rule files' digests are kept with the state,
+so a restart with rules that arrived meanwhile starts the pass too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +46,9 @@ class FolderScanner:
     full_pass_hours: float = 24.0
     rewalk_seconds: float = 60.0
     max_size: int = 64 * 2**20
-    counters: dict[str, int] = field(default_factory=lambda: {"scanned": 0, "skipped": 0})
+    counters: dict[str, int] = field(
+        default_factory=lambda: {"scanned": 0, "skipped": 0, "passes": 0}
+    )
     _seen: dict[str, list[int]] = field(default_factory=dict)
     _queue: deque[tuple[str, list[int]]] = field(default_factory=deque)
     _queued: set[str] = field(default_factory=set)
@@ -47,17 +57,42 @@ class FolderScanner:
     _pass_started: float = 0.0
     _last_poll: float = 0.0
     _credit: float = 0.0  # CPU seconds the budget still allows
+    _digests: set[str] = field(default_factory=set)  # the rule files the seen were scanned with
 
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._scanner = FileScanner(make_matcher(self.rules.compiled, 60), self.max_size)
+        self._digests = rule_digests(self.rules)
         try:
             saved = json.loads((self.state_dir / STATE_FILE).read_text(encoding="utf-8"))
             self._seen = dict(saved.get("seen", {}))
             self._pass_started = float(saved.get("pass_started", 0.0))
-        except (OSError, ValueError):
+            # A state written before digests were kept: taken as scanned with these rules.
+            before = set(saved.get("rules", self._digests))
+        except (OSError, ValueError, TypeError):
             self._pass_started = time.time()
+            before = self._digests
         self._last_poll = time.monotonic()
+        if self._seen and self._digests - before:
+            log.info("YARA rules changed while the agent was stopped: a full pass starts")
+            self._start_pass()
+
+    def use_rules(self, rules: YaraRuleSet) -> bool:
+        """Scan with `rules` from now on; True when that starts a full pass (new rules).
+
+        Call it from the thread that polls: the matcher it replaces holds that thread's yara-x
+        scanner, which may only be dropped there.
+        """
+        self.rules = rules
+        self._scanner = FileScanner(make_matcher(rules.compiled, 60), self.max_size)
+        digests = rule_digests(rules)
+        new = digests - self._digests
+        self._digests = digests
+        if new:
+            log.info("%d new YARA rule file(s): a full pass starts", len(new))
+            self._start_pass()
+        self._save()
+        return bool(new)
 
     def poll(self) -> list[dict[str, Any]]:
         """Detections (`Detection.to_dict()` shape) of the files scanned this turn."""
@@ -67,8 +102,7 @@ class FolderScanner:
         self._credit = min(self._credit + (now - self._last_poll) * self.cpu_share, 2.0)
         self._last_poll = now
         if time.time() - self._pass_started > self.full_pass_hours * 3600:
-            self._seen.clear()  # a full pass: everything again, with today's rules
-            self._pass_started = time.time()
+            self._start_pass()  # everything again, with today's rules
         self._advance_walk(now)
         found: list[dict[str, Any]] = []
         started = time.thread_time()
@@ -95,6 +129,14 @@ class FolderScanner:
         return {**self.counters, "queued": len(self._queue), "known": len(self._seen)}
 
     # --- internals --------------------------------------------------------------------------
+
+    def _start_pass(self) -> None:
+        """Forget what was scanned and walk the folders again from their start."""
+        self._seen.clear()
+        self._pass_started = time.time()
+        self._walk = None
+        self._next_walk = 0.0
+        self.counters["passes"] += 1
 
     def _advance_walk(self, now: float) -> None:
         if self._walk is None:
@@ -123,5 +165,20 @@ class FolderScanner:
                     yield os.path.join(root, name)
 
     def _save(self) -> None:
-        state = {"seen": self._seen, "pass_started": self._pass_started}
+        state = {
+            "seen": self._seen,
+            "pass_started": self._pass_started,
+            "rules": sorted(self._digests),
+        }
         write_atomically(self.state_dir / STATE_FILE, json.dumps(state))
+
+
+def rule_digests(rules: YaraRuleSet) -> set[str]:
+    """SHA-256 of each rule file that compiled into `rules` (a file gone: its path instead)."""
+    digests = set()
+    for path in rules.paths:
+        try:
+            digests.add(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        except OSError:
+            digests.add(f"path:{path}")
+    return digests

@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
-from collector.bundle import BundleStore, indicator_matcher, sigma_texts
+from collector.bundle import BundleStore, indicator_matcher, rule_texts
 from collector.config import AgentConfig
 from collector.files import write_atomically
 from collector.filescan import FolderScanner
@@ -29,7 +31,8 @@ from collector.spool import Spool
 from detection.event import Event
 from detection.indicators import IndicatorMatcher
 from detection.sigma import SigmaEngine, SigmaRuleSet, load_sigma_rules
-from detection.yara import load_yara_rules
+from detection.sigma.engine import Correlator
+from detection.yara import YaraRuleSet, load_yara_rules
 
 log = logging.getLogger("vigie.agent")
 STATUS_FILE = "status.json"
@@ -80,39 +83,100 @@ def version() -> str:
 
 @dataclass
 class Detector:
-    """Vigie's own Sigma rules plus the bundle's rules and indicators."""
+    """Vigie's own Sigma and YARA rules plus the bundle's rules and indicators.
+
+    The bundle's rule texts are written as files under the state folder and loaded with the
+    own rules, each YARA text on its own (its own namespace), so that a text that does not
+    compile is skipped, counted in `skipped` and reported with its alert, and the rest load.
+    Correlation state lives in `correlator` across turns (a window's events may come in
+    several polls) and is carried over a reload for the correlation rules left unchanged.
+    """
 
     own_rules: Path | None
     state_dir: Path
+    own_yara: Path | None = None
+    yara_wanted: bool = False  # only an agent with folders to scan compiles YARA rules
     engine: SigmaEngine | None = None
+    correlator: Correlator | None = None
     indicators: IndicatorMatcher | None = None
+    yara: YaraRuleSet | None = None
     bundle_version: int | None = None
+    # Rule files of the rules in force that did not load (a bundle's are in these counts).
+    skipped: dict[str, int] = field(default_factory=lambda: {"sigma": 0, "yara": 0})
+    errors: list[str] = field(default_factory=list)
 
     def load(self, bundle: dict[str, Any] | None) -> None:
         folder = self.state_dir / "bundle-rules"
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        for index, text in enumerate(sigma_texts(bundle)):
-            (folder / f"alert-{index:04d}.yml").write_text(text, encoding="utf-8")
-        paths = [p for p in (self.own_rules, folder) if p is not None and p.is_dir()]
-        cache = self.state_dir / "cache" / "sigma"
-        ruleset = load_sigma_rules(paths, cache_dir=cache) if paths else SigmaRuleSet()
+        for kind, suffix in (("sigma", "yml"), ("yara", "yar")):
+            (folder / kind).mkdir(parents=True)
+            for index, (alert_id, text) in enumerate(rule_texts(bundle, kind)):
+                name = f"{index:04d}-{_file_safe(alert_id)}.{suffix}"
+                (folder / kind / name).write_text(text, encoding="utf-8")
+        self.errors = []
+        paths = [p for p in (self.own_rules, folder / "sigma") if p is not None and p.is_dir()]
+        cache = self.state_dir / "cache"
+        ruleset = load_sigma_rules(paths, cache_dir=cache / "sigma") if paths else SigmaRuleSet()
         for error in ruleset.errors:
             log.warning("Sigma rule skipped: %s", error)
-        self.engine = SigmaEngine(ruleset) if ruleset.rules else None
+            self.errors.append(f"sigma: {error}")
+        self.skipped["sigma"] = len({e.path for e in ruleset.errors})
+        engine = SigmaEngine(ruleset) if ruleset.rules else None
+        self.correlator = _carried_over(self.correlator, engine)
+        self.engine = engine
+        if self.yara_wanted:
+            folders = [p for p in (self.own_yara, folder / "yara") if p is not None and p.is_dir()]
+            self.yara = load_yara_rules(folders, cache_dir=cache / "yara")
+            for yara_error in self.yara.errors:
+                log.warning("YARA rule skipped: %s", yara_error)
+                self.errors.append(f"yara: {yara_error}")
+            self.skipped["yara"] = len(self.yara.errors)
         self.indicators = indicator_matcher(bundle)
         self.bundle_version = bundle.get("version") if bundle else None
 
     def detect(self, events: list[Event]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        if self.engine is not None:
-            for event in events:
-                found.extend(d.to_dict() for d in self.engine.match(event))
+        engine, correlator = self.engine, self.correlator
+        if engine is not None:
+            # Correlation windows want time order; within a turn sources are interleaved.
+            for event in sorted(events, key=_time_order):
+                ctx, matched = engine.matching_rules(event)
+                found.extend(
+                    engine.detection(rule, event).to_dict()
+                    for rule in matched
+                    if engine.reports(rule.id)
+                )
+                if correlator is not None:
+                    hits = correlator.feed(event, ctx, [rule.id for rule in matched])
+                    found.extend(detection.to_dict() for detection in hits)
         if self.indicators is not None:
             found.extend(self.indicators.match(events))
         for detection in found:
             detection["origin"] = "agent"
         return found
+
+
+def _carried_over(previous: Correlator | None, engine: SigmaEngine | None) -> Correlator | None:
+    """A correlator for `engine`, keeping the open windows of the correlations unchanged."""
+    if engine is None or not engine.ruleset.correlations:
+        return None
+    correlator = Correlator(engine)
+    if previous is not None:
+        kept = {state.rule.id: state for state in previous.states}
+        for n, state in enumerate(correlator.states):
+            old = kept.get(state.rule.id)
+            if old is not None and old.rule == state.rule:
+                correlator.states[n] = old
+    return correlator
+
+
+def _time_order(event: Event) -> datetime:
+    moment = event.timestamp
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "alert"
 
 
 @dataclass
@@ -150,9 +214,16 @@ class AgentRunner:
             if state is not None:
                 source.restore(state)
         self.privacy = PrivacyFilter(load_key(self.config.state_dir), self.config.sensitive_fields)
-        self.detector = Detector(self.config.rules_dir or REPO_RULES, self.config.state_dir)
+        own = self.config.rules_dir or REPO_RULES
+        self.detector = Detector(
+            own,
+            self.config.state_dir,
+            own_yara=own.parent / "yara",
+            yara_wanted=bool(self.config.scan_folders),
+        )
         self.detector.load(self.bundles.current() if self.bundles else None)
-        self.files = self._folder_scanner() if self.config.scan_folders else None
+        yara = self.detector.yara  # compiled when there are folders to scan
+        self.files = self._folder_scanner(yara) if yara is not None else None
 
     # --- one turn ---------------------------------------------------------------------------
 
@@ -181,6 +252,7 @@ class AgentRunner:
                     for key in ("file", "source"):  # the path is in both
                         if hit.get(key) == original:
                             hit[key] = hidden
+                hit["origin"] = "agent"
                 detections.append(hit)
         self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
         budget = int(self.config.delivery.disk_budget_mb * 2**20)
@@ -189,14 +261,7 @@ class AgentRunner:
             log.warning("disk budget reached: %d oldest item(s) dropped", dropped)
         return len(events)
 
-    def _folder_scanner(self) -> FolderScanner:
-        rules_dir = (self.config.rules_dir or REPO_RULES).parent / "yara"
-        rules = load_yara_rules(
-            [rules_dir] if rules_dir.is_dir() else [],
-            cache_dir=self.config.state_dir / "cache" / "yara",
-        )
-        for error in rules.errors:
-            log.warning("YARA rule skipped: %s", error)
+    def _folder_scanner(self, rules: YaraRuleSet) -> FolderScanner:
         return FolderScanner(
             list(self.config.scan_folders),
             rules,
@@ -220,6 +285,10 @@ class AgentRunner:
             "counters": {
                 **{k: v for k, v in stats.items() if isinstance(v, int)},
                 "pseudonymised": self.privacy.pseudonymised,
+                "bundles_refused": self.bundles.refused if self.bundles else 0,
+                "sigma_rules_skipped": self.detector.skipped["sigma"],
+                "yara_rules_skipped": self.detector.skipped["yara"],
+                **({f"files_{k}": v for k, v in self.files.counters.items()} if self.files else {}),
             },
         }
         try:
@@ -233,6 +302,8 @@ class AgentRunner:
     def update_bundle(self) -> None:
         if self.bundles is not None and self.bundles.fetch(self.client):
             self.detector.load(self.bundles.current())
+            if self.files is not None and self.detector.yara is not None:
+                self.files.use_rules(self.detector.yara)
             log.info("bundle version %s in force", self.detector.bundle_version)
 
     def write_status(self) -> None:
@@ -246,6 +317,8 @@ class AgentRunner:
             "revoked": self.revoked,
             "bundle_version": self.detector.bundle_version,
             "bundles_refused": self.bundles.refused if self.bundles else 0,
+            "rules_skipped": dict(self.detector.skipped),
+            "rule_errors": self.detector.errors[:20],
             "sources": {s.name: s.stats() for s in self.sources},
             "files": self.files.stats() if self.files else None,
         }
