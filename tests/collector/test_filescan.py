@@ -1,5 +1,6 @@
 """YARA over an establishment's folders: new and changed files scanned once, not again after
-a restart, a share full of files taken a little at a time, a full pass on schedule."""
+a restart, a share full of files taken a little at a time, a full pass on schedule and when
+new rules arrive."""
 
 from __future__ import annotations
 
@@ -79,3 +80,39 @@ def test_a_full_pass_scans_everything_again(tmp_path: Path) -> None:
     before = scanner.stats()["scanned"]
     _until_idle(scanner)
     assert scanner.stats()["scanned"] - before >= len(list(SAMPLES.iterdir()))
+
+
+def test_new_rules_start_a_full_pass_and_withdrawn_ones_do_not(tmp_path: Path) -> None:
+    share, state, extra = tmp_path / "partage", tmp_path / "state", tmp_path / "bundle"
+    shutil.copytree(SAMPLES, share)
+    extra.mkdir()
+    (extra / "alert.yar").write_text(
+        'rule Alert_Marker { strings: $a = "marqueur-alerte-42" condition: $a }'
+    )
+    (share / "note.txt").write_text("rien à signaler")
+    scanner = _scanner(share, state, cpu_share=1.0)
+    _until_idle(scanner)
+    files = len(list(share.iterdir()))
+    assert scanner.stats()["scanned"] == files
+
+    # A bundle brings a rule: every file is scanned again with it, at once.
+    (share / "note.txt").write_text("marqueur-alerte-42")
+    with_alert = load_yara_rules([REPO / "rules" / "yara", extra])
+    assert scanner.use_rules(with_alert) is True
+    found = _until_idle(scanner)
+    assert "note.txt" in found
+    assert scanner.stats()["scanned"] == 2 * files
+    assert scanner.stats()["passes"] == 1
+
+    # A restart with the same rules starts no pass; with the rule withdrawn, none either.
+    again = FolderScanner([share], with_alert, state, rewalk_seconds=0, cpu_share=1.0)
+    assert _until_idle(again) == []
+    assert again.stats()["passes"] == 0
+    assert again.use_rules(load_yara_rules([REPO / "rules" / "yara"])) is False
+    assert _until_idle(again) == []
+    assert again.stats()["scanned"] == 0
+
+    # Rules that arrived while the agent was stopped: the pass starts at the restart.
+    restarted = FolderScanner([share], with_alert, state, rewalk_seconds=0, cpu_share=1.0)
+    assert restarted.stats()["passes"] == 1
+    assert "note.txt" in _until_idle(restarted)
