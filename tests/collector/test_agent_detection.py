@@ -198,7 +198,7 @@ def test_a_published_yara_rule_is_scanned_with_on_the_agents_it_targets(
     for log in logs.values():
         log.touch()
 
-    # The Pitié's agent scans its web root with Vigie's own rules: nothing found. (Its turns
+    # The Pitié's agent scans its web root with Vigie's own rules, blind to the implant. (Turns
     # all run in its loop's thread, as in `vigie agent run`: a yara-x scanner stays in the
     # thread that made it.)
     credential = json.loads(pitie_credential.read_text())
