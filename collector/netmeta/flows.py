@@ -87,7 +87,7 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
-        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http",
+        "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
     def __init__(
@@ -119,6 +119,8 @@ class Conn:
         # one; `probed`: those first bytes were looked at.
         self.dicom: DicomState | None = None
         self.probed = False
+        # False once nothing in the payload can matter any more (see ConnTracker.packet).
+        self.inspect = True
         # TLS or SMB: what the client's opening said, waiting for the server's answer.
         self.app: AppState | None = None
         # HTTP: the originator's stream, read for requests, once its first byte could be one.
@@ -141,6 +143,9 @@ class ConnTracker:
 
     def __init__(self) -> None:
         self.table: dict[tuple[object, ...], Conn] = {}
+        # The same connections under both directions' keys: a packet's own 5-tuple finds its
+        # connection without ordering the endpoints first.
+        self.index: dict[tuple[object, ...], Conn] = {}
         self.done: deque[Record] = deque()
         self.next_sweep = 0.0
         # Seeded: the same capture gives the same uids, run after run (Zeek's are random).
@@ -159,9 +164,7 @@ class ConnTracker:
     ) -> None:  # fmt: skip
         if ts >= self.next_sweep:
             self.sweep(ts)
-        key = (proto, src, sport, dst, dport) if (src, sport) <= (dst, dport) else (
-            proto, dst, dport, src, sport)  # fmt: skip
-        conn = self.table.get(key)
+        conn = self.index.get((proto, src, sport, dst, dport))
         if conn is None or ts - conn.last > conn.timeout or (flags & SYN and proto == TCP):
             # New, timed out, or a SYN that may reuse the ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
@@ -174,8 +177,34 @@ class ConnTracker:
             conn.r_pkts += 1
             conn.r_ipb += ip_len
         if proto == TCP:
-            self._tcp(conn, is_orig, flags, seq, plen)
-            if plen:
+            if (
+                flags & (SYN | FIN | RST)
+                or conn.o_state != ESTABLISHED
+                or conn.r_state != ESTABLISHED
+            ):
+                self._tcp(conn, is_orig, flags, seq, plen)
+            else:
+                # The bulk of a connection, both ends established: the highest byte reached and
+                # the D/A letters, without the state machine (_tcp does the same for these).
+                if plen:
+                    # An established end has its base: its own SYN or SYN-ACK went through _tcp.
+                    if is_orig:
+                        rel = (seq - (conn.o_base or 0)) & 0xFFFFFFFF
+                        if rel < 0x80000000 and rel + plen > conn.o_end:
+                            conn.o_end = rel + plen
+                        if "D" not in conn.seen:
+                            conn.letter("D")
+                    else:
+                        rel = (seq - (conn.r_base or 0)) & 0xFFFFFFFF
+                        if rel < 0x80000000 and rel + plen > conn.r_end:
+                            conn.r_end = rel + plen
+                        if "d" not in conn.seen:
+                            conn.letter("d")
+                elif flags & ACK:
+                    code = "A" if is_orig else "a"
+                    if code not in conn.seen:
+                        conn.letter(code)
+            if plen and conn.inspect:
                 # Most payload packets belong to a connection already told apart (or found to
                 # be none of these): a few attribute checks, no copy of the payload.
                 if sport == 53 or dport == 53:
@@ -193,6 +222,8 @@ class ConnTracker:
                     self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
+                elif conn.probed:
+                    conn.inspect = False  # probed, and none of these: its payload is no concern
         else:
             if is_orig:
                 conn.o_bytes += plen
@@ -201,7 +232,9 @@ class ConnTracker:
             if proto == UDP:
                 # Zeek's UDP history: D/d for a packet with payload from either side.
                 if plen:
-                    conn.letter("D" if is_orig else "d")
+                    code = "D" if is_orig else "d"
+                    if code not in conn.seen:
+                        conn.letter(code)
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
 
@@ -253,6 +286,8 @@ class ConnTracker:
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
         self.table[key] = conn
+        index = self.index
+        index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
         return conn
 
     @staticmethod
@@ -589,6 +624,9 @@ class ConnTracker:
     def finish(self, conn: Conn) -> None:
         if self.table.get(conn.key) is conn:
             del self.table[conn.key]
+            proto, a, a_port, b, b_port = conn.key
+            self.index.pop((proto, a, a_port, b, b_port), None)
+            self.index.pop((proto, b, b_port, a, a_port), None)
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
         for ts, found in conn.http.pending if conn.http is not None else ():
