@@ -57,12 +57,20 @@ class Event:
         """The event as one ECS document, ready to be stored or shipped."""
         doc: dict[str, Any] = {"@timestamp": iso_utc(self.timestamp), **self.fields}
         if self.establishment:
-            doc["organization"] = {**doc.get("organization", {}), "id": self.establishment}
+            doc["organization"] = _with(doc.get("organization"), "id", self.establishment)
         if self.agent:
-            doc["agent"] = {**doc.get("agent", {}), "id": self.agent}
+            doc["agent"] = _with(doc.get("agent"), "id", self.agent)
         if self.source:
-            doc["log"] = {**doc.get("log", {}), "file": {"path": self.source}}
+            doc["log"] = _with(doc.get("log"), "file", {"path": self.source})
         return doc
+
+
+def _with(current: Any, key: str, value: Any) -> dict[str, Any]:
+    """An object of the ECS document with one key set. A record's own value there that is
+    no object (`"log": "text"` in some JSON logs) is kept, as `value` inside it."""
+    if isinstance(current, Mapping):
+        return {**current, key: value}
+    return {key: value} if current is None else {"value": current, key: value}
 
 
 def iso_utc(ts: datetime) -> str:
@@ -77,7 +85,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond year 9999, NaN, ...
+            return None
     if not isinstance(value, str) or not value:
         return None
     try:  # the common case, as agents write it (`iso_utc`): no rewriting needed

@@ -53,6 +53,10 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _DOTNET_DATE = re.compile(r"/Date\((-?\d+)(?:[+-]\d{4})?\)/")  # PowerShell ConvertTo-Json
 _BLANKS = re.compile(r"\s*")
 _RECORD_HEADER = re.compile(r"Record \d+[ \t]*(?:\r?\n|$)")
+# A record whose objects and arrays nest deeper is a bad record: no log nests so deep, and
+# the agent could not go on with it (the spool's orjson writes 254 levels at most, Python's
+# recursion stops near 1000).
+MAX_DEPTH = 64
 
 
 def read_json(path: Path, stats: ReadStats) -> Iterator[Event]:
@@ -88,7 +92,7 @@ def _line_event(line: str, number: int, source: str, stats: ReadStats) -> Event 
     except orjson.JSONDecodeError as exc:
         stats.skip(source, number, f"invalid JSON: {exc}")
         return None
-    return _record_event(value, number, source, stats)
+    return _record_event(value, number, source, stats, line)
 
 
 def _document(text: str, source: str, stats: ReadStats) -> Iterator[Event]:
@@ -96,11 +100,13 @@ def _document(text: str, source: str, stats: ReadStats) -> Iterator[Event]:
         values: Iterator[Any] = iter([orjson.loads(text)])
     except orjson.JSONDecodeError:
         values = _concatenated(_as_valid_text(text), source, stats)
+    # Counted once: a document with few brackets needs no look at each record's depth.
+    shallow = "" if text.count("{") + text.count("[") <= MAX_DEPTH else None
     number = 0
     for value in values:
         for item in value if isinstance(value, list) else [value]:
             number += 1
-            event = _record_event(item, number, source, stats)
+            event = _record_event(item, number, source, stats, shallow)
             if event is not None:
                 yield event
 
@@ -119,11 +125,16 @@ def _concatenated(text: str, source: str, stats: ReadStats) -> Iterator[Any]:
         if pos >= len(text):
             return
         number += 1
+        start = pos
         try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            stats.skip(source, number, f"invalid JSON: {exc}")
-            resume = text.find("\n{", pos + 1)
+            _, pos = decoder.raw_decode(text, pos)
+            # The json module only finds where the value ends: read by orjson as every other
+            # record (integers beyond 64 bits, NaN and lone surrogates would stop the spool).
+            value = orjson.loads(text[start:pos])
+        except (json.JSONDecodeError, orjson.JSONDecodeError, RecursionError) as exc:
+            why = "nested too deep" if isinstance(exc, RecursionError) else exc
+            stats.skip(source, number, f"invalid JSON: {why}")
+            resume = text.find("\n{", start + 1)
             if resume < 0:
                 return
             pos = resume + 1
@@ -140,12 +151,32 @@ def _as_valid_text(text: str) -> str:
     return text
 
 
-def _record_event(value: Any, number: int, source: str, stats: ReadStats) -> Event | None:
+def _record_event(
+    value: Any, number: int, source: str, stats: ReadStats, text: str | None = None
+) -> Event | None:
     if not isinstance(value, dict):
         stats.skip(source, number, f"not a JSON object: {type(value).__name__}")
         return None
+    if too_deep(value, text):
+        stats.skip(source, number, f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+        return None
     stats.records_read += 1
     return event_from_object(value, source)
+
+
+def too_deep(value: Any, text: str | None = None) -> bool:
+    """Whether objects and arrays nest deeper than MAX_DEPTH in `value`; `text`, the JSON it
+    was read from, spares the walk through it when it has too few brackets to be."""
+    if text is not None and text.count("{") + text.count("[") <= MAX_DEPTH:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack += [(child, depth + 1) for child in children if isinstance(child, dict | list)]
+    return False
 
 
 def event_from_object(obj: dict[str, Any], source: str = "") -> Event:

@@ -129,3 +129,13 @@ def test_truncated_files(tmp_path: Path, multi_chunk_evtx: bytes) -> None:
     assert stats.files_failed == 1
     assert stats.errors[0].record == 0
     assert "header" in stats.errors[0].reason
+
+
+def test_a_cut_last_chunk_is_counted(tmp_path: Path, multi_chunk_evtx: bytes) -> None:
+    # The parser passes over an incomplete chunk without a word: its records must show as lost.
+    whole, _ = _read(tmp_path, multi_chunk_evtx[:CHUNK1])
+    read, stats = _read(tmp_path, multi_chunk_evtx[: CHUNK1 + 0x8000])
+    assert read == whole
+    assert stats.records_skipped == 1
+    assert stats.errors[0].reason.startswith("truncated EVTX file: its last chunk has 32768 of")
+    assert stats.files_failed == 0

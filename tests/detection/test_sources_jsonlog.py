@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from detection.sources.jsonlog import EPOCH, event_from_object, read_json, to_utc
+from detection.sources.jsonlog import (
+    EPOCH,
+    MAX_DEPTH,
+    event_from_object,
+    read_json,
+    to_utc,
+    too_deep,
+)
 from detection.sources.stats import ReadStats
 
 LOGS = Path(__file__).resolve().parent.parent / "data" / "logs"
@@ -95,6 +102,64 @@ def test_concatenated_pretty_objects_with_record_headers_and_a_broken_one(tmp_pa
     assert [e.fields["winlog"]["event_id"] for e in events] == [4624, 4688]
     assert stats.records_skipped == 1
     assert stats.errors[0].reason.startswith("invalid JSON")
+
+
+def test_concatenated_objects_are_read_as_every_other_record(tmp_path: Path) -> None:
+    # The json module finds where each object ends; orjson reads it, as it reads JSONL: an
+    # integer beyond 64 bits becomes a float (the spool's orjson could not write it), NaN and
+    # an unpaired surrogate escape are bad records.
+    path = tmp_path / "dump.json"
+    first = json.dumps(_windows(4624, 1), indent=2)
+    big = '{\n  "count": 123456789012345678901234567890\n}'
+    nan = '{\n  "ratio": NaN\n}'
+    lone = '{\n  "name": "\\udcff"\n}'
+    third = json.dumps(_windows(4688, 3), indent=2)
+    path.write_text(f"{first}\n{big}\n{nan}\n{lone}\n{third}\n")
+    stats = ReadStats()
+    events = list(read_json(path, stats))
+    assert [e.fields.get("winlog", {}).get("event_id") for e in events] == [4624, None, 4688]
+    assert events[1].fields["count"] == 1.2345678901234568e29  # as orjson reads JSONL
+    assert stats.records_skipped == 2
+    assert [e.record for e in stats.errors] == [3, 4]
+
+
+def test_records_nested_too_deep_are_counted(tmp_path: Path) -> None:
+    # orjson reads 1024 levels, writes 254; Python's recursion stops near 1000.
+    def nested(depth: int) -> str:
+        return '{"a":' * (depth - 1) + '{"b": 1' + "}" * depth
+
+    jsonl = tmp_path / "deep.jsonl"
+    jsonl.write_text(f"{nested(MAX_DEPTH)}\n{nested(MAX_DEPTH + 1)}\n{nested(900)}\n")
+    stats = ReadStats()
+    assert len(list(read_json(jsonl, stats))) == 1
+    assert [e.record for e in stats.errors] == [2, 3]
+    assert all("nested deeper than 64 levels" in e.reason for e in stats.errors)
+    # In a document, and in evtx_dump's layout (read with the json module: RecursionError).
+    document = tmp_path / "deep.json"
+    document.write_text(f"[{nested(3)}, {nested(100)}, {nested(3)}]")
+    stats = ReadStats()
+    assert len(list(read_json(document, stats))) == 2
+    assert stats.records_skipped == 1
+    dump = tmp_path / "dump.json"
+    dump.write_text(f"Record 1\n{nested(3)}\nRecord 2\n{nested(5000)}\nRecord 3\n{nested(3)}\n")
+    stats = ReadStats()
+    assert len(list(read_json(dump, stats))) == 2
+    assert stats.records_skipped == 1
+    assert "nested too deep" in stats.errors[0].reason
+
+
+def test_too_deep() -> None:
+    assert not too_deep({"a": [1, {"b": []}]})
+    assert too_deep({"a": [[]] * 3, "b": _chain(MAX_DEPTH)})
+    assert not too_deep(_chain(MAX_DEPTH))
+    assert not too_deep(_chain(MAX_DEPTH + 5), "{}")  # the text says it cannot be
+
+
+def _chain(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        node = {"a": node}
+    return node
 
 
 def test_nested_renderings_from_other_exporters() -> None:
