@@ -6,9 +6,9 @@ text kept as `message`), `json` (one object per line, Windows renderings include
 as syslog (which falls back to plain text).
 
 A line is refused (BadRecord) when it is binary rather than text: control characters (tab,
-line ends, form feed and escape aside), or mostly bytes that are not UTF-8. Text that is not
-UTF-8 (Latin-1 from an old application, say) is kept with replacement characters, as
-`vigie scan` reads it.
+line ends, form feed and escape aside), or mostly bytes that are not UTF-8; and when it is
+JSON nested deeper than `MAX_DEPTH` levels. Text that is not UTF-8 (Latin-1 from an old
+application, say) is kept with replacement characters, as `vigie scan` reads it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import orjson
 
 from collector.sources.base import BadRecord
 from detection.event import Event
-from detection.sources.jsonlog import EPOCH, event_from_object
+from detection.sources.jsonlog import EPOCH, MAX_DEPTH, event_from_object, too_deep
 from detection.sources.syslog import FACILITIES, SEVERITIES, parse_line
 
 ParserName = Literal["auto", "syslog", "json", "text"]
@@ -97,6 +97,8 @@ def _json_event(text: str, source: str, *, strict: bool) -> Event | None:
         if strict:
             raise BadRecord(f"not a JSON object: {type(value).__name__}")
         return None
+    if too_deep(value, text):
+        raise BadRecord(f"JSON nested deeper than {MAX_DEPTH} levels")
     return event_from_object(value, source)
 
 

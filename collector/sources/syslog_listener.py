@@ -8,9 +8,11 @@ beyond `max_queue` messages new ones are dropped and counted (`dropped`), never 
 TCP framing (RFC 6587) is detected per connection from its first bytes: octet counting
 (`123 <34>1 ...`, a length, a space, the message) or non-transparent framing (each message
 ends with a newline, or a NUL as Python's `SysLogHandler` and some appliances send). A
-malformed frame (no length where one is due, a length over `max_message`, an over-long line)
-is counted in `skipped`; the stream resynchronises at the next newline and the connection
-goes on.
+malformed frame (no length where one is due, a length over `max_message`, a line over
+`max_message`) is counted in `skipped` and the connection goes on: a newline-framed stream
+resynchronises at the next newline or NUL, an octet-counted one at the next newline or the
+next length followed by a priority (`57 <13>`), as senders that count octets seldom send
+newlines.
 
 Events carry the sender as `log.source.address` (`ip:port`) and their source as
 `syslog+udp://ip:port` or `syslog+tcp://ip:port`. The checkpoint is empty: the core spools
@@ -38,6 +40,11 @@ from detection.event import Event
 
 _OCTET_HEADER = re.compile(rb"([1-9]\d{0,8}) ")
 _DIGITS = re.compile(rb"\d{1,9}")
+_TOKEN = re.compile(rb"\S*")
+_LINE_END = re.compile(rb"[\n\x00]")
+# Where an octet-counted stream starts again after a malformed frame.
+_RESYNC = re.compile(rb"\n|[1-9]\d{0,8} <\d{1,3}>")
+_RESYNC_KEEP = len(b"123456789 <191>") - 1  # a header cut by the end of what arrived
 _UDP_BUFFER = 4 * 1024 * 1024  # asked of the kernel, which may grant less
 _RECV_SIZE = 65536
 
@@ -68,12 +75,8 @@ class _Framer:
         errors: list[str] = []
         while self.buffer:
             if self.discarding:
-                end = self.buffer.find(b"\n")
-                if end < 0:
-                    self.buffer.clear()
+                if not self._resynchronise():
                     break
-                del self.buffer[: end + 1]
-                self.discarding = False
                 continue
             if self.octet is None:
                 self.octet = self._detect()
@@ -85,6 +88,18 @@ class _Framer:
             if frame.strip(b"\r\n\x00 "):
                 frames.append(frame)
         return frames, errors
+
+    def _resynchronise(self) -> bool:
+        """Drop what is left of a malformed frame; False if its end has not arrived yet."""
+        found = (_RESYNC if self.octet else _LINE_END).search(self.buffer)
+        if found is None:
+            keep = _RESYNC_KEEP if self.octet else 0
+            del self.buffer[: max(0, len(self.buffer) - keep)]
+            return False
+        # A line end goes with the frame it ends; a length starts the next frame.
+        del self.buffer[: found.end() if len(found.group()) == 1 else found.start()]
+        self.discarding = False
+        return True
 
     def _detect(self) -> bool | None:
         head = bytes(self.buffer[:10]).lstrip(b"\r\n\x00")
@@ -106,10 +121,14 @@ class _Framer:
             digits = _DIGITS.match(self.buffer)
             if digits and digits.end() == len(self.buffer):
                 return None  # the length is still arriving
-            return self._malformed(errors, "octet-counted frame without its length")
+            token = _TOKEN.match(self.buffer)
+            skip = max(1, token.end()) if token is not None else 1
+            return self._malformed(errors, "octet-counted frame without its length", skip)
         length = int(header.group(1))
         if length > self.max_message:
-            return self._malformed(errors, f"frame length {length} over {self.max_message}")
+            return self._malformed(
+                errors, f"frame length {length} over {self.max_message}", header.end()
+            )
         end = header.end() + length
         if len(self.buffer) < end:
             return None
@@ -125,10 +144,16 @@ class _Framer:
             return None
         frame = bytes(self.buffer[: match.start()])
         del self.buffer[: match.end()]
+        if len(frame) > self.max_message:  # whole, but as over-long as one still arriving
+            errors.append(f"line over {self.max_message} bytes")
+            return b""
         return frame
 
-    def _malformed(self, errors: list[str], reason: str) -> bytes | None:
+    def _malformed(self, errors: list[str], reason: str, skip: int = 0) -> bytes | None:
+        """Count a malformed frame; drop its first `skip` bytes (its bad header) and, as
+        `discarding`, the rest of it."""
         errors.append(reason)
+        del self.buffer[:skip]
         self.discarding = True
         return b""  # not a frame, but the loop goes on (resynchronising)
 
@@ -221,6 +246,9 @@ class SyslogListener:
                 )
             except BadRecord as exc:
                 self._count_bad(f"{source}: {exc}")
+                continue
+            except Exception as exc:  # a parser's bug: raised, the rest of the batch is lost
+                self._count_bad(f"{source}: parser error: {exc!r}")
                 continue
             events.append(event)
         with self._lock:

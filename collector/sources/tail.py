@@ -370,6 +370,9 @@ class FileTail:
     def _emit(
         self, tracked: _File, raw: bytes, offset: int, now: datetime, events: list[Event]
     ) -> None:
+        if len(raw) > self.max_line_bytes:  # whole, but as over-long as one cut by a read
+            self._skip(tracked.path, offset, f"line over {self.max_line_bytes} bytes")
+            return
         if not raw.strip():
             return
         try:
@@ -377,6 +380,9 @@ class FileTail:
             event = parse_text(text, self.parser, tracked.path, now, {"offset": offset})
         except BadRecord as exc:
             self._skip(tracked.path, offset, str(exc))
+            return
+        except Exception as exc:  # a parser's bug: raised, the line would stop the file
+            self._skip(tracked.path, offset, f"parser error: {exc!r}")
             return
         self._counters.read += 1
         events.append(event)

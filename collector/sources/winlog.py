@@ -231,8 +231,8 @@ class WatchedFolder:
             except StopIteration:
                 self._finish(reading, failed=None)
                 return
-            except (OSError, EOFError, ValueError, RuntimeError) as exc:
-                self._finish(reading, failed=f"cannot read: {exc}")
+            except Exception as exc:  # the reader is done for: the file failed, visibly
+                self._finish(reading, failed=f"cannot read: {exc!r}")
                 return
             self._count_skips(reading)
             reading.position = reading.stats.records_read + reading.stats.records_skipped
