@@ -227,11 +227,12 @@ class AgentRunner:
 
     # --- one turn ---------------------------------------------------------------------------
 
-    def collect(self) -> int:
-        """Poll every source once; spool what came, with the sources' checkpoints."""
+    def collect(self, sources: Sequence[Source] | None = None) -> int:
+        """Poll every source (or those given) once; spool what came, with the sources'
+        checkpoints."""
         events: list[Event] = []
         checkpoints = {}
-        for source in self.sources:
+        for source in self.sources if sources is None else sources:
             try:
                 found = source.poll()
             except Exception:  # one broken source must not stop the others
@@ -360,8 +361,20 @@ class AgentRunner:
             self.write_status()
             for source in self.sources:
                 source.close()
+            self._collect_closed()
             self.client.close()
             self.spool.close()
+
+    def _collect_closed(self) -> None:
+        """A last turn for what closing ended: a live capture's open connections become
+        records when it closes (collector/sources/live.py); the spool is still open."""
+        flushing = [s for s in self.sources if getattr(s, "records_on_close", False)]
+        if not flushing:
+            return
+        try:
+            self.collect(flushing)
+        except Exception:  # stopping anyway: report, and close the rest
+            log.exception("the connections open at shutdown could not be spooled")
 
 
 def build_sources(config: AgentConfig) -> list[Source]:
@@ -388,10 +401,28 @@ def build_sources(config: AgentConfig) -> list[Source]:
                 from collector.sources.pcap import PcapFolder
 
                 sources.append(PcapFolder(Path(spec["folder"]).expanduser()))
+            elif kind == "live":
+                from collector.sources.live import LiveCapture
+
+                # CaptureError (an OSError: `vigie agent run` reports it in one line), e.g.
+                # "live capture on eth0 needs root or CAP_NET_RAW".
+                sources.append(LiveCapture(str(spec["interface"]), spec.get("filter") or None))
             else:
                 from collector.sources.winlog import WatchedFolder
 
                 sources.append(WatchedFolder(Path(spec["folder"]).expanduser()))
         except KeyError as exc:
+            _close_all(sources)
             raise ValueError(f"sources[{index}] ({kind}) needs {exc.args[0]!r}") from exc
+        except Exception:  # the ones started (listener threads, capture sockets) stop
+            _close_all(sources)
+            raise
     return sources
+
+
+def _close_all(sources: list[Source]) -> None:
+    for source in sources:
+        try:
+            source.close()
+        except Exception:  # already failing: the first error is the one to report
+            log.exception("closing source %s", source.name)

@@ -78,6 +78,9 @@ class CaptureError(SourceError, OSError):
 class LiveCapture:
     """Capture on `interface` (e.g. "eth0"), keeping what the BPF `bpf_filter` selects."""
 
+    # close() ends the open connections: the agent polls once more after closing it.
+    records_on_close = True
+
     def __init__(
         self,
         interface: str,

@@ -20,9 +20,14 @@ from typing import Any
 
 import pytest
 
+from api.events.sqlite_store import SQLiteEventStore
 from collector.netmeta import flows
+from collector.runner import load_credentials
 from collector.sources.live import CaptureError, LiveCapture
-from detection.event import Event
+from detection.event import Event, flatten
+from tests.api.conftest import Service
+from tests.api.test_service import PITIE
+from tests.collector.test_agent_delivery import enroll, run_in_thread, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_capture = pytest.mark.skipif(
@@ -376,3 +381,51 @@ def test_an_unknown_interface_or_a_bad_filter_is_a_clear_error() -> None:
     with pytest.raises(CaptureError, match="filter 'tcp port http-ish' not usable"):
         LiveCapture("lo", "tcp port http-ish")
     assert isinstance(CaptureError("x"), OSError)  # `vigie agent run` reports OSErrors
+
+
+@needs_capture
+@needs_libpcap
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_agent_with_a_live_source_ships_the_connections_open_at_shutdown(
+    service: Service, tmp_path: Path
+) -> None:
+    """`kind = "live"` in the agent's TOML, through the real service: a connection still open
+    when the agent stops becomes a record at close and reaches the service."""
+    credential, _ = enroll(service, tmp_path)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\ncredentials = "{credential}"\n'
+        "[delivery]\npoll_seconds = 0.2\n"
+        f'[[sources]]\nkind = "live"\ninterface = "lo"\nfilter = "tcp port {port}"\n'
+    )
+    stop, (thread, runner) = run_in_thread(config, load_credentials(credential))
+    with server, socket.create_connection(("127.0.0.1", port)) as client:
+        accepted, _ = server.accept()
+        with accepted:
+            client.sendall(b"open at shutdown")
+            wait_for(lambda: runner.sources[0].stats()["packets"] >= 3, timeout=10)
+            stop.set()
+            thread.join(timeout=30)
+    assert not thread.is_alive()
+    # The final turn spooled the record; a new agent on the same state ships it.
+    stop, (thread, runner) = run_in_thread(config, load_credentials(credential))
+    try:
+        wait_for(lambda: _conns_to(service, port), timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    (conn,) = _conns_to(service, port)
+    assert conn["conn_state"] == "S1"
+    assert conn["orig_bytes"] == len(b"open at shutdown")
+
+
+def _conns_to(service: Service, port: int) -> list[dict[str, Any]]:
+    store = SQLiteEventStore.in_data_dir(service.settings.data_dir)
+    try:
+        docs = store.search_events(establishment=PITIE, limit=10_000)
+    finally:
+        store.close()
+    flat = [dict(flatten(d)) for d in docs]
+    return [d for d in flat if d.get("id.resp_p") == port or d.get("destination.port") == port]
