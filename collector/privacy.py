@@ -119,12 +119,15 @@ class PrivacyFilter:
             return _SEGMENT.sub(self._segment, value) if _may_hold_hl7(value) else value
         if kind is int or kind is float or kind is bool or value is None:
             return value
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             cleaned = {}
             for key, item in value.items():
                 if _is_patient_key(key) and item not in (None, ""):
                     self.pseudonymised += 1
                     cleaned[key] = self.token(item)
+                elif type(item) is str:
+                    # Most leaves: one substring test and no call (HL7 needs its "|").
+                    cleaned[key] = self._walk(item) if "|" in item else item
                 else:
                     cleaned[key] = self._walk(item)
             return cleaned
