@@ -12,7 +12,7 @@ that view.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,7 +140,7 @@ def sigma_view(fields: Mapping[str, Any]) -> dict[str, Any]:
         if winlog.get("event_id") == 4688 and winlog.get("channel") == "Security":
             _add_process_creation_names(view)
         return view
-    return dict(flatten(fields))
+    return flatten(fields)
 
 
 _INTEGRITY = {
@@ -177,11 +177,17 @@ def _add_process_creation_names(view: dict[str, Any]) -> None:
     put("IntegrityLevel", _INTEGRITY.get(str(view.get("MandatoryLabel") or "")))
 
 
-def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Yield (dotted key, leaf value) pairs of a nested document; lists are leaves."""
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The dotted keys and leaf values of a nested document; lists are leaves."""
+    flat: dict[str, Any] = {}
+    _flatten_into(flat, doc, prefix)
+    return flat
+
+
+def _flatten_into(flat: dict[str, Any], doc: Mapping[str, Any], prefix: str) -> None:
+    # Into one dict, without generators: this runs for every event Sigma looks at.
     for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from flatten(value, name + ".")
+        if type(value) is dict or isinstance(value, Mapping):
+            _flatten_into(flat, value, f"{prefix}{key}.")
         else:
-            yield name, value
+            flat[f"{prefix}{key}"] = value

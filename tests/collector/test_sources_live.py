@@ -427,5 +427,5 @@ def _conns_to(service: Service, port: int) -> list[dict[str, Any]]:
         docs = store.search_events(establishment=PITIE, limit=10_000)
     finally:
         store.close()
-    flat = [dict(flatten(d)) for d in docs]
+    flat = [flatten(d) for d in docs]
     return [d for d in flat if d.get("id.resp_p") == port or d.get("destination.port") == port]
