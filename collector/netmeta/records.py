@@ -1,4 +1,8 @@
-"""Typed records sharing Zeek's envelope, and their two renderings (Zeek names, ECS-style)."""
+"""Typed records sharing Zeek's envelope, and their two renderings (Zeek names, ECS-style).
+
+Not frozen: a frozen dataclass sets each field through object.__setattr__, five times the
+cost of building one, and a capture gives tens of thousands of records; none is changed after
+it is made."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     """What every Zeek log line starts with: when, which connection, which endpoints."""
 
@@ -56,7 +60,7 @@ class Envelope:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnRecord(Envelope):
     """One line of Zeek's conn.log."""
 
@@ -75,21 +79,28 @@ class ConnRecord(Envelope):
     path = "conn"
 
     def zeek(self) -> dict[str, Any]:
-        out = {"_path": "conn", **self.zeek_envelope()}
-        out.update(
-            service=self.service,
-            duration=self.duration,
-            orig_bytes=self.orig_bytes,
-            resp_bytes=self.resp_bytes,
-            conn_state=self.conn_state,
-            missed_bytes=self.missed_bytes,
-            history=self.history,
-            orig_pkts=self.orig_pkts,
-            orig_ip_bytes=self.orig_ip_bytes,
-            resp_pkts=self.resp_pkts,
-            resp_ip_bytes=self.resp_ip_bytes,
-        )
-        return out
+        # One literal: most records are these, and `vigie netmeta` writes every one.
+        return {
+            "_path": "conn",
+            "ts": self.ts,
+            "uid": self.uid,
+            "id.orig_h": self.orig_h,
+            "id.orig_p": self.orig_p,
+            "id.resp_h": self.resp_h,
+            "id.resp_p": self.resp_p,
+            "proto": self.proto,
+            "service": self.service,
+            "duration": self.duration,
+            "orig_bytes": self.orig_bytes,
+            "resp_bytes": self.resp_bytes,
+            "conn_state": self.conn_state,
+            "missed_bytes": self.missed_bytes,
+            "history": self.history,
+            "orig_pkts": self.orig_pkts,
+            "orig_ip_bytes": self.orig_ip_bytes,
+            "resp_pkts": self.resp_pkts,
+            "resp_ip_bytes": self.resp_ip_bytes,
+        }
 
     def ecs(self) -> dict[str, Any]:
         out = self.ecs_envelope("network.conn")
@@ -112,7 +123,7 @@ class ConnRecord(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DnsRecord(Envelope):
     """One line of Zeek's dns.log: a query and its answer, or either alone."""
 
@@ -169,7 +180,7 @@ class DnsRecord(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hl7Record(Envelope):
     """One HL7 v2 message seen over MLLP: its header only (collector/netmeta/hl7.py)."""
 
@@ -222,7 +233,7 @@ class Hl7Record(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DicomRecord(Envelope):
     """One DICOM association request and its answer (collector/netmeta/dicom.py)."""
 
@@ -260,7 +271,7 @@ class DicomRecord(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SslRecord(Envelope):
     """A TLS handshake's opening: the version and cipher the server chose, the name asked."""
 
@@ -295,7 +306,7 @@ class SslRecord(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SmbRecord(Envelope):
     """The SMB version a connection speaks: "1" (SMBv1), a negotiated dialect, or "2"."""
 
@@ -312,7 +323,7 @@ class SmbRecord(Envelope):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpRecord(Envelope):
     """One HTTP/1.x request and the status of its response (collector/netmeta/http.py)."""
 
