@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 KEY_FILE = "privacy.key"
 PATIENT_SEGMENTS = (
     "PID", "PD1", "NK1", "PV1", "PV2", "GT1", "IN1", "IN2", "IN3", "ACC", "DG1", "OBX", "NTE",
@@ -40,6 +42,7 @@ PATIENT_SEGMENTS = (
 _SEGMENT = re.compile(
     r"(?P<lead>^|[\s\x0b])(?P<name>" + "|".join(PATIENT_SEGMENTS) + r")(?P<sep>[|^])[^\r\n\x1c]*"
 )
+_SCALARS = frozenset((int, float, bool, type(None)))
 _TOKEN = re.compile(r"pseudo:[0-9a-f]{20}")
 DICOM_PATIENT_KEYS = {
     "patientname", "patientid", "patientbirthdate", "patientsex", "patientaddress",
@@ -74,6 +77,9 @@ class PrivacyFilter:
         return f"pseudo:{digest[:20]}"
 
     def clean(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of `doc` without patient data (`doc` itself is left as it is)."""
+        if not self._fields and not _may_hold_patient_data(doc):
+            return dict(doc)  # nothing to hide: no walk of every value (most events)
         out = self._walk(doc)
         for path in self._fields:
             self._replace_path(out, path)
@@ -117,7 +123,7 @@ class PrivacyFilter:
         kind = type(value)
         if kind is str:
             return _SEGMENT.sub(self._segment, value) if _may_hold_hl7(value) else value
-        if kind is int or kind is float or kind is bool or value is None:
+        if kind in _SCALARS:
             return value
         if kind is dict or isinstance(value, Mapping):
             cleaned = {}
@@ -128,6 +134,8 @@ class PrivacyFilter:
                 elif type(item) is str:
                     # Most leaves: one substring test and no call (HL7 needs its "|").
                     cleaned[key] = self._walk(item) if "|" in item else item
+                elif type(item) in _SCALARS:
+                    cleaned[key] = item
                 else:
                     cleaned[key] = self._walk(item)
             return cleaned
@@ -159,6 +167,19 @@ class PrivacyFilter:
 def _is_patient_key(key: Any) -> bool:
     name = str(key).rsplit(".", 1)[-1].replace("_", "").replace(" ", "").lower()
     return name in DICOM_PATIENT_KEYS or name.startswith("patient")
+
+
+def _may_hold_patient_data(doc: Mapping[str, Any]) -> bool:
+    """False only when the document, as JSON, has no "|" (HL7 needs it) and no key or value
+    that could name a DICOM patient attribute; the walk then has nothing to find."""
+    try:
+        text = orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return True  # what JSON cannot hold is walked
+    if b"|" in text:
+        return True
+    squeezed = text.lower().replace(b"_", b"").replace(b" ", b"")
+    return any(name in squeezed for name in (b"patient", b"ethnicgroup", b"medicalrecordlocator"))
 
 
 def _may_hold_hl7(text: str) -> bool:

@@ -177,6 +177,9 @@ def _add_process_creation_names(view: dict[str, Any]) -> None:
     put("IntegrityLevel", _INTEGRITY.get(str(view.get("MandatoryLabel") or "")))
 
 
+_LEAF_TYPES = frozenset((str, int, float, bool, list, type(None)))
+
+
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The dotted keys and leaf values of a nested document; lists are leaves."""
     flat: dict[str, Any] = {}
@@ -187,7 +190,9 @@ def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _flatten_into(flat: dict[str, Any], doc: Mapping[str, Any], prefix: str) -> None:
     # Into one dict, without generators: this runs for every event Sigma looks at.
     for key, value in doc.items():
-        if type(value) is dict or isinstance(value, Mapping):
+        kind = type(value)
+        # The ABC test only for the rare types that are neither a dict nor a plain leaf.
+        if kind is dict or (kind not in _LEAF_TYPES and isinstance(value, Mapping)):
             _flatten_into(flat, value, f"{prefix}{key}.")
         else:
             flat[f"{prefix}{key}"] = value

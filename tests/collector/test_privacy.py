@@ -49,6 +49,27 @@ def test_hl7_dicom_and_configured_fields_are_pseudonymised() -> None:
     assert PrivacyFilter(b"b" * 32).clean(doc)["dicom"] != cleaned["dicom"]
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"message": "received " + HL7},
+        {"event": {"items": [{"dicom": {"Patient Name": "DUPONTEL^JEANNETTE"}}]}},
+        {"study": {"ethnic_group": "MARTINAZ", "other": 1}},
+        {"x": {"patient_id": 8801017512345}},
+    ],
+)
+def test_without_configured_fields_each_kind_alone_is_still_found(doc: dict[str, object]) -> None:
+    """The walk is skipped for documents whose JSON cannot hold patient data: it must not be
+    skipped for any of these."""
+    cleaned = PrivacyFilter(b"a" * 32).clean(doc)
+    assert "pseudo:" in json.dumps(cleaned)
+    assert not [s for s in SECRETS if s in json.dumps(cleaned)]
+    plain = {"message": "sshd[42]: Failed password for admin", "source": {"ip": "10.0.0.9"}}
+    kept = PrivacyFilter(b"a" * 32).clean(plain)
+    assert kept == plain
+    assert kept is not plain
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_no_patient_data_in_spool_requests_or_service(service: Service, tmp_path: Path) -> None:
     credential_path, _ = enroll(service, tmp_path)
