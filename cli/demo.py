@@ -3,9 +3,10 @@
 It starts the national service on a fresh data directory (SQLite), registers four simulated
 establishments (a CHU, a clinic, two EHPAD) and enrolls one real agent process for each. Each
 agent then tails log files into which the demo replays the project's own samples (`samples/`,
-hand-made: no real patient, nothing from ../shared), so detections and incidents reach the
-service within a minute. It prints where to look and a summary, and stops everything cleanly on
-Ctrl-C (or after `--duration` seconds).
+hand-made: no real patient, nothing from ../shared), and two of them read a network capture the
+demo makes (cli/demo_traffic.py: HL7 and DICOM reached from the Internet), so detections and
+incidents reach the service within a minute. It prints where to look and a summary, and stops
+everything cleanly on Ctrl-C (or after `--duration` seconds).
 """
 
 from __future__ import annotations
@@ -37,13 +38,28 @@ class Site:
     name: str
     kind: str
     samples: tuple[str, ...]  # files of samples/ replayed into its agent's logs
+    capture: bool = False  # its agent also reads the demo's network capture
 
 
 SITES = (
     Site("chu", "75099004", "CHU de démonstration", "CHU", ("windows-events.jsonl",)),
-    Site("clinique", "33099001", "Clinique de démonstration", "clinic", ("network-and-web.jsonl",)),
+    Site(
+        "clinique",
+        "33099001",
+        "Clinique de démonstration",
+        "clinic",
+        ("network-and-web.jsonl",),
+        capture=True,
+    ),
     Site("ehpad-1", "69099002", "EHPAD Les Tilleuls (démo)", "EHPAD", ("windows-events.jsonl",)),
-    Site("ehpad-2", "29099003", "EHPAD Les Mimosas (démo)", "EHPAD", ("network-and-web.jsonl",)),
+    Site(
+        "ehpad-2",
+        "29099003",
+        "EHPAD Les Mimosas (démo)",
+        "EHPAD",
+        ("network-and-web.jsonl",),
+        capture=True,
+    ),
 )
 
 
@@ -101,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
             incidents = _wait_for_incidents(client, stop, timeout=90)
             _summary(client, url, incidents)
             print("Ctrl-C stops the demo." if not args.duration else "", flush=True)
-            stop.wait(args.duration or None)
+            # Short waits: a Ctrl-C the kernel hands to another thread is only acted on when
+            # the main thread next runs Python code.
+            ends = time.monotonic() + args.duration if args.duration else float("inf")
+            while not stop.wait(0.5) and time.monotonic() < ends:
+                pass
             stop.set()
             for thread in threads:
                 thread.join()
@@ -161,6 +181,7 @@ def _start_service(root: Path, port: int) -> tuple[subprocess.Popen[str], str]:
 
 def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
     (folder / "logs").mkdir(parents=True)
+    (folder / "captures").mkdir()
     credential = folder / "agent.json"
     enrolled = subprocess.run(  # noqa: S603 - this very program, fixed arguments
         [*VIGIE, "agent", "enroll", "--server", url, "--token", token]
@@ -177,7 +198,8 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
         f'state_dir = "{folder / "state"}"\n'
         f'credentials = "{credential}"\n'
         "[delivery]\nheartbeat_seconds = 10\nbundle_seconds = 30\n"
-        f'[[sources]]\nkind = "tail"\npaths = ["{folder / "logs"}/*.jsonl"]\n',
+        f'[[sources]]\nkind = "tail"\npaths = ["{folder / "logs"}/*.jsonl"]\n'
+        f'[[sources]]\nkind = "pcap"\nfolder = "{folder / "captures"}"\n',
         encoding="utf-8",
     )
     return subprocess.Popen(  # noqa: S603 - this very program, fixed arguments
@@ -191,7 +213,14 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
 
 def _replay(folder: Path, site: Site, stop: threading.Event) -> None:
     """Write the samples into the agent's log files a few lines at a time, as a day's logs
-    would arrive, only faster."""
+    would arrive, only faster; first, the capture of a site that has one."""
+    if site.capture:
+        from cli.demo_traffic import write_capture
+
+        # Written aside, then renamed: the agent reads a capture once it is whole.
+        partial = folder / "span.pcap.part"
+        write_capture(partial, time.time() - 60)
+        partial.rename(folder / "captures" / "span-0001.pcap")
     for name in site.samples:
         lines = (SAMPLES / name).read_text(encoding="utf-8").splitlines(keepends=True)
         with (folder / "logs" / name).open("a", encoding="utf-8") as out:

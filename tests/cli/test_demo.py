@@ -3,6 +3,7 @@ project's own samples replayed, incidents within a minute, a clean stop."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from api.events.sqlite_store import SQLiteEventStore
 from tests.cli.test_serve import free_port
 
 VIGIE = Path(sys.executable).parent / "vigie"
@@ -42,6 +44,26 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
     for kind in ("CHU", "Clinique", "EHPAD Les Tilleuls", "EHPAD Les Mimosas"):
         assert kind in text
     assert "stopped; everything the demo made is in" in text
+    # The capture the demo makes reached the service through two agents' pcap sources: HL7
+    # and DICOM reached from the Internet are detected, and the invented patient of the HL7
+    # message is in no stored event or detection.
+    store = SQLiteEventStore.in_data_dir(root / "service")
+    try:
+        events = store.search_events(establishment=None, limit=100_000)
+        detections = store.search_detections(establishment=None, limit=100_000)
+    finally:
+        store.close()
+    hl7 = [e for e in events if e.get("_path") == "hl7"]
+    assert hl7, "no HL7 record from the demo's capture"
+    exposed = {
+        d["establishment"]
+        for d in detections
+        if d.get("rule_title") == "Inbound HL7 MLLP Connection from the Internet"
+    }
+    assert len(exposed) == 2, detections[:3]
+    stored = json.dumps(events) + json.dumps(detections)
+    for secret in ("INVENTE", "PATIENTE", "DEMO-778812", "19510704"):
+        assert secret not in stored
     # Every agent process ended with the demo.
     assert not subprocess.run(
         ["pgrep", "-f", str(root / "agents")], capture_output=True, text=True
