@@ -621,6 +621,25 @@ class ConnTracker:
         for conn in [c for c in self.table.values() if now - c.last > c.timeout]:
             self.finish(conn)
 
+    def end_closed(self, before: float) -> None:
+        """End the TCP connections closed by both sides, or reset, whose last packet came
+        before `before` (a late ACK of the last FIN still belongs to them). A capture file
+        ends them when idle or at its end; a live capture calls this by the clock, with
+        Zeek's close delay, so a closed connection's record comes out soon after."""
+        ended = [
+            conn
+            for conn in self.table.values()
+            if conn.proto == TCP
+            and conn.last < before
+            and (
+                conn.o_state == RESET
+                or conn.r_state == RESET
+                or (conn.o_state == CLOSED and conn.r_state == CLOSED)
+            )
+        ]
+        for conn in sorted(ended, key=lambda c: c.start):
+            self.finish(conn)
+
     def finish(self, conn: Conn) -> None:
         if self.table.get(conn.key) is conn:
             del self.table[conn.key]

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.netmeta.decode import Decoder
-from collector.netmeta.flows import CLOSED, RESET, TCP, ConnTracker
+from collector.netmeta.flows import ConnTracker
 from collector.sources.base import SourceError, keep_error
 from collector.sources.pcap import record_event
 from detection.event import Event
@@ -258,22 +258,7 @@ class LiveCapture:
         if now < self._next_close_check:
             return
         self._next_close_check = now + min(1.0, self.close_delay / 2)
-        # Closed by both sides, or reset: ended `close_delay` after the last packet (a late
-        # ACK of the last FIN still belongs to it). ConnTracker ends them only when idle.
-        deadline = now - self.close_delay
-        ended = [
-            conn
-            for conn in tracker.table.values()
-            if conn.proto == TCP
-            and conn.last < deadline
-            and (
-                conn.o_state == RESET
-                or conn.r_state == RESET
-                or (conn.o_state == CLOSED and conn.r_state == CLOSED)
-            )
-        ]
-        for conn in sorted(ended, key=lambda c: c.start):
-            tracker.finish(conn)
+        tracker.end_closed(now - self.close_delay)
 
     def _count_kernel_drops(self) -> None:
         """Add what the kernel dropped since the last call (it resets its counters)."""
