@@ -1,3 +1,43 @@
-"""The national service for the agent's tests: the same real service the API tests use."""
+"""The national service for the agent's tests: the same real service the API tests use, and a
+man in the middle that forges its rule bundles."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
 
 from tests.api.conftest import database_url, service  # noqa: F401 - fixtures, re-exported
+
+
+def forging_proxy(
+    real: str, key: str, forge: Callable[[dict[str, Any]], None]
+) -> ThreadingHTTPServer:
+    """Serves the real service's bundle changed by `forge` (the signature left as it was) and
+    one version higher, whatever version the agent asks for: what a man in the middle would
+    try. `key` is the agent's Authorization header."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]  # whatever the agent has: the full bundle
+            envelope = httpx.get(f"{real}{path}", headers={"Authorization": key}).json()
+            forged = copy.deepcopy(envelope)
+            forge(forged["bundle"])
+            forged["bundle"]["version"] += 1
+            body = json.dumps(forged).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

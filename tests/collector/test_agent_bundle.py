@@ -4,14 +4,10 @@ refused and the last good one stays in force; `vigie agent status` says so."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +17,7 @@ from collector.config import AgentConfig
 from collector.runner import AgentRunner, build_sources
 from detection.event import Event, parse_timestamp
 from tests.api.conftest import Service
+from tests.collector.conftest import forging_proxy
 from tests.collector.test_agent_delivery import enroll, write_config
 
 VIGIE = Path(sys.executable).parent / "vigie"
@@ -39,31 +36,6 @@ def _publish(service: Service, token: str) -> None:
     }
     with service.client(token) as client:
         assert client.post("/alerts", json=alert).status_code == 201
-
-
-def _tampering_server(real: str, key: str) -> ThreadingHTTPServer:
-    """Serves the real service's bundle with its indicators removed (signature left as is)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            path = self.path.split("?", 1)[0]  # whatever the agent has: the full bundle
-            answer = httpx.get(f"{real}{path}", headers={"Authorization": key})
-            envelope = answer.json()
-            forged = copy.deepcopy(envelope)
-            forged["bundle"]["indicators"] = []
-            forged["bundle"]["version"] += 1
-            body = json.dumps(forged).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def test_bundle_detected_on_the_agent_and_a_forged_one_refused(
@@ -87,8 +59,11 @@ def test_bundle_detected_on_the_agent_and_a_forged_one_refused(
     assert [d["engine"] for d in found] == ["indicator"]
     assert found[0]["origin"] == "agent"
 
-    # A man in the middle serves a forged bundle: refused, the last good one stays.
-    forger = _tampering_server(service.url, f"Bearer {credential['agent_key']}")
+    # A man in the middle serves the bundle without its indicators: refused, the last good
+    # one stays.
+    forger = forging_proxy(
+        service.url, f"Bearer {credential['agent_key']}", lambda b: b.update(indicators=[])
+    )
     try:
         store = BundleStore(config.state_dir, credential["bundle_key"])
         with httpx.Client(base_url=f"http://127.0.0.1:{forger.server_address[1]}") as client:

@@ -15,13 +15,10 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from detection.bundle import raw_public_key, sign_bundle
 from tests.api.conftest import Service
 from tests.api.test_agents import new_token
 from tests.api.test_service import BORDEAUX, PITIE, setup_world
+from tests.collector.conftest import forging_proxy
 from tests.collector.test_agent_delivery import start, wait_for
 
 VIGIE = Path(sys.executable).parent / "vigie"
@@ -156,32 +154,6 @@ def _spooled_detections(runner: AgentRunner) -> list[dict[str, Any]]:
     return batch.detections if batch is not None else []
 
 
-def _man_in_the_middle(real: str, key: str) -> ThreadingHTTPServer:
-    """Serves the real bundle with one more YARA rule in it (its signature left as it was)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            path = self.path.split("?", 1)[0]  # whatever the agent has: the full bundle
-            envelope = httpx.get(f"{real}{path}", headers={"Authorization": key}).json()
-            forged = copy.deepcopy(envelope)
-            forged["bundle"]["yara"].append(
-                {"alert_id": "forged", "rule": "rule Forged { condition: true }"}
-            )
-            forged["bundle"]["version"] += 1
-            body = json.dumps(forged).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_a_published_yara_rule_is_scanned_with_on_the_agents_it_targets(
     service: Service, tmp_path: Path
 ) -> None:
@@ -258,7 +230,13 @@ def test_a_published_yara_rule_is_scanned_with_on_the_agents_it_targets(
     assert runner.files.stats()["scanned"] == 0
 
     # A man in the middle adds a rule to the bundle: refused, the rules in force stay.
-    forger = _man_in_the_middle(service.url, f"Bearer {credential['agent_key']}")
+    forger = forging_proxy(
+        service.url,
+        f"Bearer {credential['agent_key']}",
+        lambda b: b["yara"].append(
+            {"alert_id": "forged", "rule": "rule Forged { condition: true }"}
+        ),
+    )
     in_force = runner.detector.yara
     try:
         runner.client.close()
