@@ -140,15 +140,7 @@ class Detector:
         if engine is not None:
             # Correlation windows want time order; within a turn sources are interleaved.
             for event in sorted(events, key=_time_order):
-                ctx, matched = engine.matching_rules(event)
-                found.extend(
-                    engine.detection(rule, event).to_dict()
-                    for rule in matched
-                    if engine.reports(rule.id)
-                )
-                if correlator is not None:
-                    hits = correlator.feed(event, ctx, [rule.id for rule in matched])
-                    found.extend(detection.to_dict() for detection in hits)
+                found.extend(d.to_dict() for d in engine.match(event, correlator))
         if self.indicators is not None:
             found.extend(self.indicators.match(events))
         for detection in found:

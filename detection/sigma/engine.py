@@ -104,20 +104,21 @@ class SigmaEngine:
             self.stats.hits[rule.id] += 1
         return ctx, matched
 
-    def match(self, event: Event) -> list[Detection]:
-        """Detections of the single-event rules on one event (correlations need a stream)."""
-        _, matched = self.matching_rules(event)
-        return [self.detection(rule, event) for rule in matched if rule.id not in self._silent]
+    def match(self, event: Event, correlator: Correlator | None = None) -> list[Detection]:
+        """Detections of one event: its single-event rules (those whose hits are reported),
+        then what it completes in `correlator`, the state of a stream kept by the caller
+        across calls (events in time order); without one, correlations are not looked at."""
+        ctx, matched = self.matching_rules(event)
+        found = [self.detection(rule, event) for rule in matched if rule.id not in self._silent]
+        if correlator is not None:
+            found.extend(correlator.feed(event, ctx, [r.id for r in matched]))
+        return found
 
     def match_stream(self, events: Iterable[Event]) -> Iterator[Detection]:
         """Detections over events in time order, correlation rules included."""
         correlator = Correlator(self)
         for event in events:
-            ctx, matched = self.matching_rules(event)
-            for rule in matched:
-                if rule.id not in self._silent:
-                    yield self.detection(rule, event)
-            yield from correlator.feed(event, ctx, [r.id for r in matched])
+            yield from self.match(event, correlator)
         yield from correlator.flush()
 
     def reports(self, rule_id: str) -> bool:
