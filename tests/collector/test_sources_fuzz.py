@@ -795,20 +795,25 @@ def test_tail_goes_past_json_lines_its_parsers_could_not_take(tmp_path: Path) ->
     tail.close()
 
 
-def test_tail_counts_a_parser_error_and_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Whatever a parser raises is one counted bad line, never a stuck file.
-    import collector.sources.tail as tail_module
-
-    parse = tail_module.parse_text
+def _parser_fails_on_boom(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    """The source module's parser raises on a line saying "boom": a parser's bug."""
+    parse = module.parse_text
 
     def failing(text: str, *args: Any, **kw: Any) -> Event:
         if "boom" in text:
             raise KeyError("a parser's bug")
         return parse(text, *args, **kw)
 
-    monkeypatch.setattr(tail_module, "parse_text", failing)
+    monkeypatch.setattr(module, "parse_text", failing)
+
+
+def test_tail_counts_a_parser_error_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever a parser raises is one counted bad line, never a stuck file.
+    import collector.sources.tail as tail_module
+
+    _parser_fails_on_boom(monkeypatch, tail_module)
     log = tmp_path / "app.log"
     log.write_bytes(b"line 1\nboom\nline 2\n")
     tail = FileTail([str(log)], rotate_wait=0)
@@ -926,14 +931,7 @@ def test_syslog_counts_a_parser_error_and_keeps_the_rest_of_the_batch(
     # Before, an exception from a parser left poll() and the batch taken off the queue with it.
     import collector.sources.syslog_listener as listener_module
 
-    parse = listener_module.parse_text
-
-    def failing(text: str, *args: Any, **kw: Any) -> Event:
-        if "boom" in text:
-            raise KeyError("a parser's bug")
-        return parse(text, *args, **kw)
-
-    monkeypatch.setattr(listener_module, "parse_text", failing)
+    _parser_fails_on_boom(monkeypatch, listener_module)
     with socket.create_connection(("127.0.0.1", listener.tcp_port or 0)) as conn:
         conn.sendall(b"<14>line 1\n<14>boom\n<14>line 2\n")
         events = _collect(listener, _accounted(listener, 3))
