@@ -146,13 +146,16 @@ def _process(
     # and the store can keep the views Sigma computed instead of computing them again.
     events = [stamped_event(doc, who.establishment, who.username) for doc in events]
     parsed = _events(events, who)
-    found = _detect(live, parsed)
+    sources = _detect(live, parsed)  # (the event's index, the detection)
     here = session.get(Establishment, who.establishment)
     if here is not None:  # an alert's rules apply where the alert is targeted only
-        found = [d for d in found if live.meant_for(d["rule_id"], here.region, here.kind)]
+        sources = [
+            (i, d) for i, d in sources if live.meant_for(d["rule_id"], here.region, here.kind)
+        ]
+    found = [d for _, d in sources]
     views = [e.sigma_view() for e in parsed]
     stored = store.add_events(who.establishment, who.username, events, views, event_uids)
-    uids = detection_uids + _server_uids(found, who.username, batch.batch_id)
+    uids = detection_uids + _server_uids(sources, event_uids)
     stored += store.add_detections(who.establishment, detections + found, uids)
     touched = incidents.open_from_detections(
         session=session, establishment=who.establishment, detections=detections + found
@@ -189,15 +192,16 @@ def _item_ids(batch: Batch, kind: str, agent: str) -> list[str | None]:
     ]
 
 
-def _server_uids(found: list[dict[str, Any]], agent: str, batch_id: str) -> list[str]:
-    """Server detections' ids: by content within the batch (the same events give the same
-    detections again), with a rank for identical ones."""
+def _server_uids(sources: list[tuple[int, dict[str, Any]]], event_uids: list[str]) -> list[str]:
+    """Server detections' ids: the id of the event they came from, the rule, and a rank (the
+    same events give the same detections again, whatever batch brings them)."""
     seen: dict[str, int] = {}
     uids = []
-    for detection in found:
-        digest = hashlib.sha256(orjson.dumps(detection, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        seen[digest] = seen.get(digest, -1) + 1
-        uids.append(f"{agent}/{batch_id}/s{digest[:32]}.{seen[digest]}")
+    for index, detection in sources:
+        rule = hashlib.sha256(str(detection.get("rule_id")).encode()).hexdigest()[:16]
+        key = f"{event_uids[index]}/s{rule}"
+        seen[key] = seen.get(key, -1) + 1
+        uids.append(f"{key}.{seen[key]}")
     return uids
 
 
@@ -267,19 +271,21 @@ def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
     return events
 
 
-def _detect(live: LiveRules, events: list[Event]) -> list[dict[str, Any]]:
-    """Server-side detections: Sigma rules, then the indicators of published alerts."""
+def _detect(live: LiveRules, events: list[Event]) -> list[tuple[int, dict[str, Any]]]:
+    """Server-side detections, each with the index of the event it came from: Sigma rules,
+    then the indicators of published alerts."""
     engine, indicators = live.engines()
-    found: list[dict[str, Any]] = []
+    found: list[tuple[int, dict[str, Any]]] = []
     if engine is not None:
         # The engine keeps correlation state and is not thread-safe; batches run in the
         # thread pool, so they take turns here (the matching is CPU-bound under the GIL
         # anyway: nothing is lost).
         with _ENGINE_LOCK:
-            for event in events:
-                found.extend(d.to_dict() for d in engine.match(event))
+            for index, event in enumerate(events):
+                found.extend((index, d.to_dict()) for d in engine.match(event))
     if indicators is not None:
-        found.extend(indicators.match(events))
-    for out in found:
+        for index, event in enumerate(events):  # the matcher goes event by event anyway
+            found.extend((index, d) for d in indicators.match([event]))
+    for _, out in found:
         out["origin"] = "server"
     return found

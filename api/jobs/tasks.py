@@ -99,8 +99,8 @@ def agent_dropped(
         opened = notifications.open_for(session=session, kind=AGENT_DROPPED)
         for agent in agents:
             dropped = _counter(agent.counters, "dropped")
-            if dropped < agent.dropped_notified:  # a new spool: its count starts again
-                agent.dropped_notified = dropped
+            if dropped < agent.dropped_notified:  # a new spool: its count started again
+                agent.dropped_notified = 0
             if dropped <= agent.dropped_notified:
                 continue
             grown = dropped - agent.dropped_notified
