@@ -23,6 +23,7 @@ from api.establishments.routes import router as establishments_router
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import EventStore
 from api.incidents.routes import router as incidents_router
+from api.ingest.claims import ClaimOwner
 from api.ingest.routes import RateLimiter
 from api.ingest.routes import router as ingest_router
 from api.jobs import scheduler
@@ -56,12 +57,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler.start(app)
+        app.state.ingest_owner.start(sessions)
         # What was built at start (rules, automata, the app) lives as long as the process:
         # out of the cyclic collector's sight, whose full passes would walk it per batch.
         gc.freeze()
         try:
             yield
         finally:
+            app.state.ingest_owner.stop(sessions)
             scheduler.stop(app)
 
     app = FastAPI(
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.event_store = _event_store(settings)
     app.state.live_rules = LiveRules(settings, sessions)
     app.state.rate_limiter = RateLimiter()
+    app.state.ingest_owner = ClaimOwner()  # this process, as the owner of the batches it claims
 
     @app.exception_handler(VigieServiceError)
     async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:

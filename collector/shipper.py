@@ -44,6 +44,9 @@ class Shipper:
     batch_events: int
     backoff: Backoff
     last_error: str | None = None
+    # A service older than per-item ids refuses them as unknown fields: batches then go
+    # without (it dedupes by batch id only).
+    item_ids: bool = True
 
     def ship(self) -> float | None:
         """Send batches until the spool is empty (None) or a send fails: then the seconds to
@@ -57,7 +60,7 @@ class Shipper:
                 return delay
 
     def _send(self, batch: Batch) -> float | None:
-        body = gzip.compress(batch.body(), compresslevel=6)
+        body = gzip.compress(batch.body(item_ids=self.item_ids), compresslevel=6)
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         try:
             answer = self.client.post("/ingest", content=body, headers=headers)
@@ -79,6 +82,10 @@ class Shipper:
         if answer.status_code == 401:
             self.last_error = f"agent key refused: {answer.text[:200]}"
             raise AgentRevoked(self.last_error)
+        if answer.status_code == 422 and self.item_ids and "event_ids" in answer.text:
+            log.warning("the service takes no per-item ids (an older version): sending without")
+            self.item_ids = False
+            return self._send(batch)
         if answer.status_code in (409, 429) or answer.status_code >= 500:
             return self._failed(f"service answered {answer.status_code}: {answer.text[:200]}")
         # Any other refusal is about this batch and will not change: keep it out of the way,

@@ -5,7 +5,10 @@
   and a source never resumes past an event that is not.
 - `next_batch` returns the batch to send. The batch's id and item range are written down
   before it is sent, so that after a crash the very same batch (same id, same items) is sent
-  again and the service's batch-id dedupe makes it count once. `ack` deletes it.
+  again and the service's batch-id dedupe makes it count once. `ack` deletes it. Each item
+  also goes with an id of its own, `<spool>-<item>`: the spool's random id (a new spool file,
+  a new id: the service never mistakes a new spool's item 1 for the old one's) and the
+  item's number, never reused. The service keeps each id once, whatever batch brings it.
 - `enforce_budget` drops the oldest items beyond the disk budget, never silently: the count
   is kept and reported with the heartbeat.
 """
@@ -17,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS pending (
 );
 CREATE TABLE IF NOT EXISTS checkpoints (source TEXT PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -49,11 +53,19 @@ class Batch:
     last_id: int
     events: list[dict[str, Any]]
     detections: list[dict[str, Any]]
+    event_ids: list[str] = field(default_factory=list)
+    detection_ids: list[str] = field(default_factory=list)
 
-    def body(self) -> bytes:
-        return orjson.dumps(
-            {"batch_id": self.batch_id, "events": self.events, "detections": self.detections}
-        )
+    def body(self, *, item_ids: bool = True) -> bytes:
+        doc: dict[str, Any] = {
+            "batch_id": self.batch_id,
+            "events": self.events,
+            "detections": self.detections,
+        }
+        if item_ids and (self.event_ids or self.detection_ids):
+            doc["event_ids"] = self.event_ids
+            doc["detection_ids"] = self.detection_ids
+        return orjson.dumps(doc)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.detections)
@@ -71,6 +83,14 @@ class Spool:
         self._conn.execute("PRAGMA synchronous=FULL")  # on disk before it counts as received
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(_SCHEMA)
+        # INSERT OR IGNORE then read: two processes opening a new spool agree on one id.
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('spool_id', ?)",
+            (uuid.uuid4().hex[:16],),
+        )
+        self.spool_id: str = self._conn.execute(
+            "SELECT value FROM meta WHERE name = 'spool_id'"
+        ).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
@@ -135,11 +155,19 @@ class Spool:
                 )
             batch_id, first, last = row
             items = self._conn.execute(
-                "SELECT kind, doc FROM items WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
+                "SELECT id, kind, doc FROM items WHERE id BETWEEN ? AND ? ORDER BY id",
+                (first, last),
             ).fetchall()
-        events = [orjson.loads(doc) for kind, doc in items if kind == "event"]
-        detections = [orjson.loads(doc) for kind, doc in items if kind == "detection"]
-        return Batch(batch_id, first, last, events, detections)
+        batch = Batch(batch_id, first, last, [], [])
+        for item_id, kind, doc in items:
+            docs, ids = (
+                (batch.events, batch.event_ids)
+                if kind == "event"
+                else (batch.detections, batch.detection_ids)
+            )
+            docs.append(orjson.loads(doc))
+            ids.append(f"{self.spool_id}-{item_id}")
+        return batch
 
     def ack(self, batch: Batch, *, counter: str = "shipped") -> None:
         """The service has the batch (or refused it for good: `counter="refused"`)."""

@@ -85,6 +85,8 @@ class Agent(Base):
     lag_seconds: Mapped[float | None] = mapped_column(Float)  # the largest lag of its sources
     # As last reported: received, shipped, queued, dropped (disk budget), refused, ...
     counters: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    # The `dropped` counter as last notified (job `agent_dropped`): a growth beyond it is news.
+    dropped_notified: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(120))

@@ -18,8 +18,11 @@ Mapping every leaf as keyword, numbers included, means a field that is a number 
 and text in another never gets a document refused; `index.mapping.ignore_malformed` covers the
 few typed fields.
 
-Writes use `helpers.streaming_bulk`: items refused with 429 or 5xx are retried with back-off
-(`max_retries`), and the client itself retries requests on 429/502/503/504 and timeouts.
+Writes use `helpers.streaming_bulk` with `create` actions whose `_id` comes from the event's
+stable id (`bulk_action`): a document stored before (a retried batch) is refused with 409,
+counted as a duplicate, not an error (`bulk_outcome`). Items refused with 429 or 5xx are
+retried with back-off (`max_retries`), and the client itself retries requests on
+429/502/503/504 and timeouts.
 Documents still refused after that are reported (`StoreWriteError`), the rest is kept.
 
 Retro-hunts run the rule's Lucene query as a `query_string` inside a bool query whose filters
@@ -28,9 +31,10 @@ are the establishment (`organization.id`) and the time range, so a rule never re
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +46,7 @@ from api.events.store import (
     Kind,
     RetroHunt,
     StoreWriteError,
+    check_ids,
     check_range,
     document_time,
     hit,
@@ -189,51 +194,56 @@ class ElasticEventStore:
         agent: str,
         events: list[dict[str, Any]],
         views: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> int:
         del views  # Elasticsearch indexes the documents themselves
+        check_ids(ids, events)
         actions = []
         for index, doc in enumerate(events):
             ts = document_time(doc, index)
-            actions.append((self.index_for("events", ts), stamped_event(doc, establishment, agent)))
+            uid = ids[index] if ids is not None else None
+            actions.append(
+                bulk_action(
+                    self.index_for("events", ts), stamped_event(doc, establishment, agent), uid
+                )
+            )
         return self._bulk(actions)
 
-    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:
+    def add_detections(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        check_ids(ids, detections)
         actions = []
         for index, doc in enumerate(detections):
             ts = document_time(doc, index, key="timestamp")
             if not isinstance(doc.get("rule_id"), str) or not doc["rule_id"]:
                 raise InvalidDocument(index, "no rule_id")
-            actions.append(
-                (self.index_for("detections", ts), {**doc, "establishment": establishment})
-            )
+            uid = ids[index] if ids is not None else None
+            stored = {**doc, "establishment": establishment}
+            actions.append(bulk_action(self.index_for("detections", ts), stored, uid))
         return self._bulk(actions)
 
-    def _bulk(self, actions: list[tuple[str, dict[str, Any]]]) -> int:
+    def _bulk(self, actions: list[dict[str, Any]]) -> int:
         if not actions:
             return 0
         self.ensure_templates()
-        stored = 0
-        errors: list[str] = []
-        for ok, info in helpers.streaming_bulk(
-            self.client,
-            ({"_op_type": "create", "_index": name, "_source": doc} for name, doc in actions),
-            chunk_size=self.chunk_size,
-            max_retries=self.bulk_retries,
-            initial_backoff=0.5,
-            max_backoff=30,
-            raise_on_error=False,
-            raise_on_exception=False,
-            refresh="wait_for" if self.refresh else False,
-            **_BULK_RETRY,
-        ):
-            if ok:
-                stored += 1
-            else:
-                item: dict[str, Any] = next(iter(info.values()), {})
-                errors.append(f"{item.get('_index')}: {item.get('status')} {item.get('error')}")
-        if errors:
-            raise StoreWriteError(stored, errors)
-        return stored
+        return bulk_outcome(
+            helpers.streaming_bulk(
+                self.client,
+                actions,
+                chunk_size=self.chunk_size,
+                max_retries=self.bulk_retries,
+                initial_backoff=0.5,
+                max_backoff=30,
+                raise_on_error=False,
+                raise_on_exception=False,
+                refresh="wait_for" if self.refresh else False,
+                **_BULK_RETRY,
+            )
+        )
 
     def purge(self, before: datetime) -> int:
         """Drop the daily indices wholly before `before`; delete by query on its own day."""
@@ -374,6 +384,34 @@ class ElasticEventStore:
             ignore_unavailable=True,
         ):
             yield item["_source"]
+
+
+def bulk_action(index: str, doc: dict[str, Any], uid: str | None) -> dict[str, Any]:
+    """One bulk action: `create`, so that a document whose `_id` the index has already is
+    refused (409) instead of replaced or stored twice. The stable id of ingestion is hashed
+    into the `_id`: a fixed length, whatever the agent's ids look like (Elasticsearch allows
+    512 bytes)."""
+    action: dict[str, Any] = {"_op_type": "create", "_index": index, "_source": doc}
+    if uid is not None:
+        action["_id"] = hashlib.sha256(uid.encode()).hexdigest()
+    return action
+
+
+def bulk_outcome(results: Iterable[tuple[bool, dict[str, Any]]]) -> int:
+    """How many documents `streaming_bulk` stored; a 409 (the `_id` is there already: a
+    duplicate) is not counted and not an error; other refusals raise `StoreWriteError` once
+    the rest is stored."""
+    stored = 0
+    errors: list[str] = []
+    for ok, info in results:
+        item: dict[str, Any] = next(iter(info.values()), {})
+        if ok:
+            stored += 1
+        elif item.get("status") != 409:
+            errors.append(f"{item.get('_index')}: {item.get('status')} {item.get('error')}")
+    if errors:
+        raise StoreWriteError(stored, errors)
+    return stored
 
 
 def _scope(

@@ -6,10 +6,13 @@ the relational database, in WAL mode.
 Tables:
 - `events`: `_id`, `_ts` (microseconds since the epoch, UTC), `_establishment` (FINESS),
   `_agent`, `_doc` (the ECS document as JSON, as stored and as returned), `_view` (the
-  event's Sigma view as JSON, see below), and one column per Sigma field that a hunted rule
-  has asked for. Indexes: (`_establishment`, `_ts`) and (`_ts`) for the CERT's and the
-  retention's range scans. The store's own columns start with `_`: Sigma field names do not.
-- `detections`: `_id`, `_ts`, `_establishment`, `rule_id`, `level`, `_doc`.
+  event's Sigma view as JSON, see below), `_uid` (the event's stable id from ingestion,
+  UNIQUE: a row already there is ignored, `ON CONFLICT DO NOTHING`, and not counted), and one
+  column per Sigma field that a hunted rule has asked for. Indexes: (`_establishment`, `_ts`)
+  and (`_ts`) for the CERT's and the retention's range scans. The store's own columns start
+  with `_`: Sigma field names do not.
+- `detections`: `_id`, `_ts`, `_establishment`, `rule_id`, `level`, `_doc`, `_uid` (as for
+  events). Files made before `_uid` existed get the column when opened.
 
 Retro-hunts run the statements of `detection.sigma.convert.to_sqlite` as they are, over a
 common table expression named after the table they select from:
@@ -56,6 +59,7 @@ from api.events.store import (
     InvalidDocument,
     Kind,
     RetroHunt,
+    check_ids,
     check_range,
     document_time,
     hit,
@@ -81,7 +85,8 @@ CREATE TABLE IF NOT EXISTS events (
     _establishment TEXT NOT NULL,
     _agent TEXT NOT NULL,
     _doc TEXT NOT NULL,
-    _view TEXT NOT NULL
+    _view TEXT NOT NULL,
+    _uid TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_events_establishment_ts ON events (_establishment, _ts);
 CREATE INDEX IF NOT EXISTS ix_events_ts ON events (_ts);
@@ -91,10 +96,16 @@ CREATE TABLE IF NOT EXISTS detections (
     _establishment TEXT NOT NULL,
     rule_id TEXT NOT NULL,
     level TEXT NOT NULL,
-    _doc TEXT NOT NULL
+    _doc TEXT NOT NULL,
+    _uid TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_detections_establishment_ts ON detections (_establishment, _ts);
 CREATE INDEX IF NOT EXISTS ix_detections_ts ON detections (_ts);
+"""
+# After the tables, so that a file made before `_uid` existed gets the column first.
+_UIDS = """
+CREATE UNIQUE INDEX IF NOT EXISTS ux_events_uid ON events (_uid);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_detections_uid ON detections (_uid);
 """
 
 
@@ -114,6 +125,11 @@ class SQLiteEventStore:
         # A 64 MiB page cache (default: 2 MiB) keeps them in memory as the file grows.
         self._conn.execute("PRAGMA cache_size=-65536")
         self._conn.executescript(_SCHEMA)
+        for table in ("events", "detections"):
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if "_uid" not in columns:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN _uid TEXT")
+        self._conn.executescript(_UIDS)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> SQLiteEventStore:
@@ -127,9 +143,11 @@ class SQLiteEventStore:
         agent: str,
         events: list[dict[str, Any]],
         views: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> int:
         if views is not None and len(views) != len(events):
             raise ValueError(f"{len(views)} views for {len(events)} events")
+        check_ids(ids, events)
         rows = []
         for index, doc in enumerate(events):
             ts = document_time(doc, index)
@@ -142,17 +160,22 @@ class SQLiteEventStore:
                     agent,
                     orjson.dumps(stored).decode(),
                     orjson.dumps(stored_view(stored, view)).decode(),
+                    ids[index] if ids is not None else None,
                 )
             )
-        with self._lock, self._transaction():
-            self._conn.executemany(
-                "INSERT INTO events (_ts, _establishment, _agent, _doc, _view) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+        return self._insert(
+            "INSERT INTO events (_ts, _establishment, _agent, _doc, _view, _uid) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (_uid) DO NOTHING",
+            rows,
+        )
 
-    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:
+    def add_detections(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        check_ids(ids, detections)
         rows = []
         for index, doc in enumerate(detections):
             ts = document_time(doc, index, key="timestamp")
@@ -160,15 +183,23 @@ class SQLiteEventStore:
                 raise InvalidDocument(index, "no rule_id")
             stored = {**doc, "establishment": establishment}
             level = str(doc.get("level") or "medium")
-            row = (_micros(ts), establishment, doc["rule_id"], level, orjson.dumps(stored).decode())
-            rows.append(row)
+            uid = ids[index] if ids is not None else None
+            text = orjson.dumps(stored).decode()
+            rows.append((_micros(ts), establishment, doc["rule_id"], level, text, uid))
+        return self._insert(
+            "INSERT INTO detections (_ts, _establishment, rule_id, level, _doc, _uid) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (_uid) DO NOTHING",
+            rows,
+        )
+
+    def _insert(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Insert the rows; how many went in (a row whose `_uid` is there already does not)."""
+        if not rows:
+            return 0
         with self._lock, self._transaction():
-            self._conn.executemany(
-                "INSERT INTO detections (_ts, _establishment, rule_id, level, _doc) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+            before = self._conn.total_changes
+            self._conn.executemany(sql, rows)
+            return self._conn.total_changes - before
 
     def purge(self, before: datetime) -> int:
         check_range(before, None)

@@ -89,16 +89,26 @@ class EventStore(Protocol):
         agent: str,
         events: list[dict[str, Any]],
         views: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> int:
         """Store ECS events of one agent; returns how many were stored.
 
         `views`, when the caller has them already (ingestion ran Sigma on the events): each
         event's `sigma_view` *as stamped* (`stamped_event`), kept instead of computed again.
+        `ids`: each event's stable id (`ingest` makes them per agent); an event whose id the
+        store has already is not stored again, and not counted in the answer, so that a batch
+        stored twice (a retry, a takeover after a crash) adds nothing the second time.
         """
         ...
 
-    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int:
-        """Store detections (`Detection.to_dict()` shape); returns how many were stored."""
+    def add_detections(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Store detections (`Detection.to_dict()` shape); returns how many were stored
+        (`ids` as for events)."""
         ...
 
     def search_events(
@@ -154,6 +164,11 @@ class EventStore(Protocol):
 
 
 # --- shared by both stores ------------------------------------------------------------------
+
+
+def check_ids(ids: Sequence[str] | None, documents: Sequence[Any]) -> None:
+    if ids is not None and len(ids) != len(documents):
+        raise ValueError(f"{len(ids)} ids for {len(documents)} documents")
 
 
 def document_time(doc: Mapping[str, Any], index: int, key: str = "@timestamp") -> datetime:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, func
+from sqlalchemy import DateTime, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base
@@ -13,10 +13,13 @@ class IngestedBatch(Base):
 
     The row is written (`processing`) and committed before the batch is processed, so that a
     retry arriving while the first attempt still runs is told to wait instead of storing the
-    events a second time; `done` when the batch's outcome is kept.
+    events a second time; `done` when the batch's outcome is kept. `owner` is the process that
+    claimed it (`api.ingest.claims`); `duplicates` counts the events and detections of the
+    batch that the event store had already (a retry, a takeover after a crash): ignored.
     """
 
     __tablename__ = "ingested_batches"
+    __table_args__ = (Index("ix_ingested_batches_agent", "agent"),)
 
     batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     agent: Mapped[str] = mapped_column(String(80))
@@ -29,3 +32,5 @@ class IngestedBatch(Base):
     rejected: Mapped[int] = mapped_column(Integer)
     server_detections: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(12), default="done")  # processing | done
+    owner: Mapped[str | None] = mapped_column(String(160))
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

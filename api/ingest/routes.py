@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from api.agents import service as agents
+from api.audit.service import record_request as _audit
 from api.deps import CurrentUser, SessionDep, allow
-from api.ingest import service
-from api.ingest.schemas import Batch, BatchResult
+from api.ingest import service, stats
+from api.ingest.schemas import Batch, BatchResult, IngestStats
 from api.roles import Role
 
 router = APIRouter(tags=["ingest"])
+READERS = (Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN)
 
 MAX_BODY = 16 * 2**20  # bytes as sent (compressed)
 MAX_BATCH = 64 * 2**20  # bytes once decompressed: a gzip bomb stops here
@@ -81,6 +84,17 @@ async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> Bat
             live=request.app.state.live_rules,
             who=who,
             batch=batch,
+            owner=request.app.state.ingest_owner,
         )
 
     return await run_in_threadpool(work)
+
+
+@router.get("/agents/{agent_id}/ingest", **allow(*READERS))
+def agent_ingest_stats(
+    agent_id: str, request: Request, session: SessionDep, who: CurrentUser
+) -> IngestStats:
+    """What the service received from the agent; an establishment, of its own agents only."""
+    agent = agents.get(session=session, who=who, agent_id=agent_id)
+    _audit(request, session, who, "read", "agent_ingest", agent.id)
+    return stats.for_agent(session=session, agent_id=agent.id)

@@ -1,42 +1,47 @@
 """Ingestion: validate each item on its own, keep the valid ones, detect, never twice.
 
 A batch id seen before answers with the first outcome and stores nothing (agents retry after
-timeouts). A malformed item is rejected with its index and reason; the rest of the batch is
-kept. Arriving events go through the server's Sigma rules and the indicators of published
-alerts (correlation rules need streams and are left to the agents for now); detections, the
-agent's and the server's, open or extend incidents.
+timeouts); a batch is claimed before it is processed (`api.ingest.claims`). Every event and
+detection gets a stable id, scoped to the agent: the agent's own (`event_ids`,
+`detection_ids`: its spool gives each item one) or else the batch id and the item's place in
+the batch; the event store never keeps one id twice, so a batch stored again after a crash
+adds nothing, and what it would have added is counted (`duplicates`). A malformed item is
+rejected with its index and reason; the rest of the batch is kept. Arriving events go
+through the server's Sigma rules and the indicators of published alerts (correlation rules
+need streams and are left to the agents for now); detections, the agent's and the server's,
+open or extend incidents.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.agents.models import as_utc, utcnow
 from api.alerts.live import LiveRules
-from api.db import transaction
 from api.deps import Principal
-from api.errors import Conflict, Invalid
+from api.errors import Invalid
 from api.establishments.models import Establishment
 from api.events.store import stamped_event
 from api.incidents import service as incidents
+from api.ingest.claims import STALE_CLAIM, BatchInProgress, ClaimOwner, claim, release
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
 
+__all__ = ["STALE_CLAIM", "BatchInProgress", "claim", "ingest", "parse_batch", "release"]
+
 MAX_EVENT_BYTES = 256 * 1024
-STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
 MAX_ITEMS = 50_000
 _ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+_ID_LISTS = {"events": "event_ids", "detections": "detection_ids"}
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
 _LEVELS = {"informational", "low", "medium", "high", "critical"}
 
@@ -48,9 +53,15 @@ class Store(Protocol):
         agent: str,
         events: list[dict[str, Any]],
         views: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> int: ...
 
-    def add_detections(self, establishment: str, detections: list[dict[str, Any]]) -> int: ...
+    def add_detections(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> int: ...
 
 
 def parse_batch(data: bytes) -> Batch:
@@ -69,7 +80,7 @@ def parse_batch(data: bytes) -> Batch:
     batch_id = doc.get("batch_id")
     if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
         raise Invalid("batch_id: 8 to 64 characters among A-Z a-z 0-9 _ -")
-    lists = {}
+    lists: dict[str, list[Any] | None] = {}
     for key in ("events", "detections"):
         items = doc.get(key, [])
         if not isinstance(items, list):
@@ -77,53 +88,20 @@ def parse_batch(data: bytes) -> Batch:
         if len(items) > MAX_ITEMS:
             raise Invalid(f"{key}: at most {MAX_ITEMS} per batch, got {len(items)}")
         lists[key] = items
-    unknown = set(doc) - {"batch_id", "events", "detections"}
+        ids = doc.get(_ID_LISTS[key])
+        if ids is not None and (not isinstance(ids, list) or len(ids) != len(items)):
+            raise Invalid(f"{_ID_LISTS[key]} is a list of one id per item of {key}")
+        lists[_ID_LISTS[key]] = ids
+    unknown = set(doc) - {"batch_id", "events", "detections", *_ID_LISTS.values()}
     if unknown:
         raise Invalid(f"unknown batch fields: {', '.join(sorted(unknown))}")
     return Batch.model_construct(
-        batch_id=batch_id, events=lists["events"], detections=lists["detections"]
+        batch_id=batch_id,
+        events=lists["events"],
+        detections=lists["detections"],
+        event_ids=lists["event_ids"],
+        detection_ids=lists["detection_ids"],
     )
-
-
-class BatchInProgress(Conflict):
-    code = "batch_in_progress"
-
-
-def claim(sessions: sessionmaker[Session], batch_id: str, who: Principal) -> IngestedBatch | None:
-    """Take `batch_id` for this request, in a transaction of its own (committed at once).
-
-    Returns the earlier outcome when the batch was done before (the caller answers it as a
-    duplicate); raises `BatchInProgress` while another request processes it. A claim older
-    than `STALE_CLAIM` was abandoned (a crash mid-batch) and is taken over: some of its events
-    may then be stored twice, which beats losing them.
-    """
-    now = utcnow()
-    try:
-        with transaction(sessions) as session:
-            previous = session.get(IngestedBatch, batch_id)
-            if previous is None:
-                session.add(_row(batch_id, who, state="processing", received_at=now))
-                return None
-            if previous.agent != who.username:
-                raise Invalid(f"batch id {batch_id} was used by another agent")
-            if previous.state == "done":
-                return previous
-            if as_utc(previous.received_at) > now - STALE_CLAIM:
-                raise BatchInProgress(f"batch {batch_id} is being processed; retry later")
-            previous.received_at = now
-            return None
-    except IntegrityError as exc:  # another request claimed it between our read and write
-        raise BatchInProgress(f"batch {batch_id} is being processed; retry later") from exc
-
-
-def release(sessions: sessionmaker[Session], batch_id: str) -> None:
-    """Give a claim back when processing failed, so that the agent's retry is processed."""
-    with transaction(sessions) as session:
-        session.execute(
-            delete(IngestedBatch).where(
-                IngestedBatch.batch_id == batch_id, IngestedBatch.state == "processing"
-            )
-        )
 
 
 def ingest(
@@ -134,10 +112,11 @@ def ingest(
     live: LiveRules,
     who: Principal,
     batch: Batch,
+    owner: ClaimOwner,
 ) -> BatchResult:
     if who.establishment is None:
         raise Invalid("this agent belongs to no establishment")
-    previous = claim(sessions, batch.batch_id, who)
+    previous = claim(sessions, batch.batch_id, who, owner)
     if previous is not None:
         return BatchResult(
             batch_id=batch.batch_id,
@@ -145,6 +124,7 @@ def ingest(
             events_accepted=previous.events_accepted,
             detections_accepted=previous.detections_accepted,
             server_detections=previous.server_detections,
+            duplicates=previous.duplicates,
         )
     try:
         return _process(session, store, live, who, batch)
@@ -160,18 +140,23 @@ def _process(
 ) -> BatchResult:
     assert who.establishment is not None
     rejected: list[Rejected] = []
-    events = _valid_events(batch.events, rejected)
-    detections = _valid_detections(batch.detections, rejected)
+    events, event_uids = _valid_events(batch, who.username, rejected)
+    detections, detection_uids = _valid_detections(batch, who.username, rejected)
     # Stamped here rather than in the store, so that Sigma sees the events as they are kept
     # and the store can keep the views Sigma computed instead of computing them again.
     events = [stamped_event(doc, who.establishment, who.username) for doc in events]
     parsed = _events(events, who)
-    found = _detect(live, parsed)
+    sources = _detect(live, parsed)  # (the event's index, the detection)
     here = session.get(Establishment, who.establishment)
     if here is not None:  # an alert's rules apply where the alert is targeted only
-        found = [d for d in found if live.meant_for(d["rule_id"], here.region, here.kind)]
-    store.add_events(who.establishment, who.username, events, [e.sigma_view() for e in parsed])
-    store.add_detections(who.establishment, detections + found)
+        sources = [
+            (i, d) for i, d in sources if live.meant_for(d["rule_id"], here.region, here.kind)
+        ]
+    found = [d for _, d in sources]
+    views = [e.sigma_view() for e in parsed]
+    stored = store.add_events(who.establishment, who.username, events, views, event_uids)
+    uids = detection_uids + _server_uids(sources, event_uids)
+    stored += store.add_detections(who.establishment, detections + found, uids)
     touched = incidents.open_from_detections(
         session=session, establishment=who.establishment, detections=detections + found
     )
@@ -182,41 +167,61 @@ def _process(
     row.detections_accepted = len(detections)
     row.rejected = len(rejected)
     row.server_detections = len(found)
+    row.duplicates = len(events) + len(detections) + len(found) - stored
     return BatchResult(
         batch_id=batch.batch_id,
         events_accepted=len(events),
         detections_accepted=len(detections),
         server_detections=len(found),
+        duplicates=row.duplicates,
         incidents=len(touched),
         rejected=rejected,
     )
 
 
-def _row(batch_id: str, who: Principal, *, state: str, received_at: datetime) -> IngestedBatch:
-    return IngestedBatch(
-        batch_id=batch_id,
-        agent=who.username,
-        establishment=who.establishment,
-        received_at=received_at,
-        events_accepted=0,
-        detections_accepted=0,
-        rejected=0,
-        server_detections=0,
-        state=state,
-    )
+def _item_ids(batch: Batch, kind: str, agent: str) -> list[str | None]:
+    """Each item's stable id, scoped to the agent (another agent's ids never collide with its
+    own): the agent's id for the item, or the batch id and the item's place (an agent's
+    pending batch keeps its id and items across restarts). None: a malformed id."""
+    given: list[Any] | None = getattr(batch, _ID_LISTS[kind], None)
+    items = getattr(batch, kind)
+    if given is None:
+        return [f"{agent}/{batch.batch_id}/{kind[0]}{i}" for i in range(len(items))]
+    return [
+        f"{agent}/{uid}" if isinstance(uid, str) and _ITEM_ID.match(uid) else None for uid in given
+    ]
+
+
+def _server_uids(sources: list[tuple[int, dict[str, Any]]], event_uids: list[str]) -> list[str]:
+    """Server detections' ids: the id of the event they came from, the rule, and a rank (the
+    same events give the same detections again, whatever batch brings them)."""
+    seen: dict[str, int] = {}
+    uids = []
+    for index, detection in sources:
+        rule = hashlib.sha256(str(detection.get("rule_id")).encode()).hexdigest()[:16]
+        key = f"{event_uids[index]}/s{rule}"
+        seen[key] = seen.get(key, -1) + 1
+        uids.append(f"{key}.{seen[key]}")
+    return uids
+
+
+_BAD_ID = "its id (event_ids, detection_ids) is not 1-80 characters among A-Z a-z 0-9 _ . : -"
 
 
 def _valid_events(
-    items: Sequence[dict[str, Any]], rejected: list[Rejected]
-) -> list[dict[str, Any]]:
-    good = []
-    for index, item in enumerate(items):
-        reason = _event_problem(item)
+    batch: Batch, agent: str, rejected: list[Rejected]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    good, uids = [], []
+    ids = _item_ids(batch, "events", agent)
+    for index, item in enumerate(batch.events):
+        uid = ids[index]
+        reason = _event_problem(item) or (None if uid else _BAD_ID)
         if reason:
             rejected.append(Rejected(kind="event", index=index, reason=reason))
         else:
             good.append(item)
-    return good
+            uids.append(str(uid))
+    return good, uids
 
 
 def _event_problem(item: Any) -> str | None:
@@ -230,10 +235,11 @@ def _event_problem(item: Any) -> str | None:
 
 
 def _valid_detections(
-    items: Sequence[dict[str, Any]], rejected: list[Rejected]
-) -> list[dict[str, Any]]:
-    good = []
-    for index, item in enumerate(items):
+    batch: Batch, agent: str, rejected: list[Rejected]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    good, uids = [], []
+    ids = _item_ids(batch, "detections", agent)
+    for index, item in enumerate(batch.detections):
         missing = [f for f in _DETECTION_FIELDS if not isinstance(item, dict) or not item.get(f)]
         if not isinstance(item, dict):
             reason = "not a JSON object"
@@ -245,11 +251,14 @@ def _valid_detections(
             reason = f"unknown level {item['level']!r}"
         elif parse_timestamp(item["timestamp"]) is None:
             reason = "unreadable timestamp"
+        elif ids[index] is None:
+            reason = _BAD_ID
         else:
             good.append(item)
+            uids.append(str(ids[index]))
             continue
         rejected.append(Rejected(kind="detection", index=index, reason=reason))
-    return good
+    return good, uids
 
 
 def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
@@ -262,19 +271,21 @@ def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
     return events
 
 
-def _detect(live: LiveRules, events: list[Event]) -> list[dict[str, Any]]:
-    """Server-side detections: Sigma rules, then the indicators of published alerts."""
+def _detect(live: LiveRules, events: list[Event]) -> list[tuple[int, dict[str, Any]]]:
+    """Server-side detections, each with the index of the event it came from: Sigma rules,
+    then the indicators of published alerts."""
     engine, indicators = live.engines()
-    found: list[dict[str, Any]] = []
+    found: list[tuple[int, dict[str, Any]]] = []
     if engine is not None:
         # The engine keeps correlation state and is not thread-safe; batches run in the
         # thread pool, so they take turns here (the matching is CPU-bound under the GIL
         # anyway: nothing is lost).
         with _ENGINE_LOCK:
-            for event in events:
-                found.extend(d.to_dict() for d in engine.match(event))
+            for index, event in enumerate(events):
+                found.extend((index, d.to_dict()) for d in engine.match(event))
     if indicators is not None:
-        found.extend(indicators.match(events))
-    for out in found:
+        for index, event in enumerate(events):  # the matcher goes event by event anyway
+            found.extend((index, d) for d in indicators.match([event]))
+    for _, out in found:
         out["origin"] = "server"
     return found

@@ -63,6 +63,13 @@ JOBS: dict[str, JobSpec] = {
             tasks.agent_silent,
         ),
         JobSpec(
+            "agent_dropped",
+            "notify an establishment and the CERT when an agent's disk budget dropped events",
+            "every minute",
+            lambda: IntervalTrigger(minutes=1, timezone=UTC),
+            tasks.agent_dropped,
+        ),
+        JobSpec(
             "retention_purge",
             "delete events and detections older than the retention period",
             "every day at 03:15 UTC",

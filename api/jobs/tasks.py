@@ -22,6 +22,7 @@ from api.notifications.models import Notification
 from api.settings import Settings
 
 AGENT_SILENT = "agent_silent"
+AGENT_DROPPED = "agent_dropped"
 
 
 class JobFunction(Protocol):
@@ -83,6 +84,47 @@ def agent_silent(
         for notification in opened.values():
             notification.resolved_at = utcnow()
     return {"silent": len(silent), "raised": raised, "resolved": len(opened)}
+
+
+def agent_dropped(
+    *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
+) -> dict[str, int]:
+    """Raise a notification when an agent's `dropped` counter (events its disk budget could
+    not keep, as its heartbeat reports them) grew since the last one: once per growth, not
+    per heartbeat. The new one replaces the agent's open one (resolved), which said less."""
+    del store, settings, now
+    raised = 0
+    with transaction(sessions) as session:
+        agents = list(session.scalars(select(Agent).order_by(Agent.id)))
+        opened = notifications.open_for(session=session, kind=AGENT_DROPPED)
+        for agent in agents:
+            dropped = _counter(agent.counters, "dropped")
+            if dropped < agent.dropped_notified:  # a new spool: its count started again
+                agent.dropped_notified = 0
+            if dropped <= agent.dropped_notified:
+                continue
+            grown = dropped - agent.dropped_notified
+            earlier = opened.get(agent.id)
+            if earlier is not None:
+                earlier.resolved_at = utcnow()
+            notifications.raise_(
+                session=session,
+                kind=AGENT_DROPPED,
+                subject=agent.id,
+                finess=agent.establishment_finess,
+                message=f"agent {agent.hostname} ({agent.id}) dropped {grown} event(s) that its "
+                f"disk budget could not keep ({dropped} in all): they will never reach the "
+                "service; give the agent more disk, or find why it cannot deliver",
+                at=utcnow(),
+            )
+            agent.dropped_notified = dropped
+            raised += 1
+    return {"agents": len(agents), "raised": raised}
+
+
+def _counter(counters: Any, name: str) -> int:
+    value = counters.get(name) if isinstance(counters, dict) else None
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def retention_purge(

@@ -354,3 +354,122 @@ def test_sqlite_keeps_the_views_ingestion_computed_as_it_would_compute_them(
 
     assert kept(tmp_path / "a.db") == kept(tmp_path / "b.db")
     assert "organization.id" in kept(tmp_path / "a.db")[1]
+
+
+# --- stable ids: a document stored twice is kept once -----------------------------------------
+
+
+def test_an_id_already_stored_is_not_stored_again(store: EventStore) -> None:
+    """The same batch again (a retry, a takeover after a crash), the same events in another
+    batch (re-formed after an agent restart), or only some of them: each id is kept once, and
+    the answer counts what was stored, so the caller counts the duplicates."""
+    events = [_event(m, f"cmd {m}") for m in range(5)]
+    ids = [f"agent:1/spool-{m}" for m in range(5)]
+    assert store.add_events(A, "agent-1", events, ids=ids) == 5
+    assert store.add_events(A, "agent-1", events, ids=ids) == 0  # the same batch again
+    assert store.add_events(A, "agent-1", events[3:], ids=ids[3:]) == 0  # part of it
+    mixed = [*events[:2], _event(9, "new one")]
+    assert store.add_events(A, "agent-1", mixed, ids=[*ids[:2], "agent:1/spool-9"]) == 1
+    assert store.count("events", establishment=A) == 6
+    # Ids are the caller's to scope: another agent's id never collides with this one's.
+    assert store.add_events(A, "agent-2", events[:1], ids=["agent:2/spool-0"]) == 1
+    # Without ids, nothing is deduplicated (a caller that cannot say what is the same).
+    assert store.add_events(A, "agent-1", events[:2]) == 2
+
+    detections = [_detection(m, f"r-{m}") for m in range(3)]
+    dids = [f"agent:1/d-{m}" for m in range(3)]
+    assert store.add_detections(A, detections, ids=dids) == 3
+    assert store.add_detections(A, detections, ids=dids) == 0
+    assert store.add_detections(A, detections[:1], ids=["agent:1/d-new"]) == 1
+    assert store.count("detections", establishment=A) == 4
+
+
+def test_ids_must_match_the_documents(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="2 ids for 1 documents"):
+        store.add_events(A, "agent-1", [_event(1)], ids=["a", "b"])
+    with pytest.raises(ValueError, match="0 ids for 1 documents"):
+        store.add_detections(A, [_detection(1)], ids=[])
+    assert store.count("events") == 0
+
+
+def test_an_events_file_from_before_ids_gets_them_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A file made by the previous version (no `_uid`): opened, it gains the column and its
+    unique index; old rows stay, new ones are deduplicated."""
+    import sqlite3
+
+    from api.events.sqlite_store import FILE_NAME, SQLiteEventStore
+
+    old = sqlite3.connect(tmp_path / FILE_NAME)
+    old.executescript(
+        "CREATE TABLE events (_id INTEGER PRIMARY KEY, _ts INTEGER NOT NULL, _establishment "
+        "TEXT NOT NULL, _agent TEXT NOT NULL, _doc TEXT NOT NULL, _view TEXT NOT NULL);"
+        "INSERT INTO events VALUES (1, 0, 'x', 'a', '{}', '{}');"
+        "CREATE TABLE detections (_id INTEGER PRIMARY KEY, _ts INTEGER NOT NULL, "
+        "_establishment TEXT NOT NULL, rule_id TEXT NOT NULL, level TEXT NOT NULL, "
+        "_doc TEXT NOT NULL);"
+    )
+    old.close()
+    store = SQLiteEventStore.in_data_dir(tmp_path)
+    try:
+        assert store.count("events") == 1
+        assert store.add_events(A, "agent-1", [_event(1)], ids=["u-1"]) == 1
+        assert store.add_events(A, "agent-1", [_event(1)], ids=["u-1"]) == 0
+        assert store.add_detections(A, [_detection(1)], ids=["d-1"]) == 1
+        assert store.add_detections(A, [_detection(1)], ids=["d-1"]) == 0
+    finally:
+        store.close()
+    reopened = SQLiteEventStore.in_data_dir(tmp_path)  # opened again: nothing to add
+    assert reopened.count("events") == 2
+    reopened.close()
+
+
+def test_elasticsearch_bulk_body_creates_documents_under_their_ids() -> None:
+    """Without a server: the bulk request body the client sends (the official helpers turn
+    each action into the two NDJSON lines) says `create`, with the stable id as `_id`, so
+    that Elasticsearch refuses a document it has (409) instead of indexing it twice."""
+    from elasticsearch import helpers
+
+    from api.events.elastic_store import ElasticEventStore, bulk_action
+
+    store = ElasticEventStore("http://127.0.0.1:9", prefix="vigie")  # never contacted
+    doc = _event(1)
+    first = bulk_action(store.index_for("events", T0), doc, "agent:1/spool-1")
+    again = bulk_action(store.index_for("events", T0), dict(doc), "agent:1/spool-1")
+    other = bulk_action(store.index_for("events", T0), doc, "agent:2/spool-1")
+    header, source = helpers.expand_action(first)
+    assert list(header) == ["create"]
+    assert header["create"]["_index"] == "vigie-events-2026.11.20"
+    assert header["create"]["_id"] == helpers.expand_action(again)[0]["create"]["_id"]
+    assert header["create"]["_id"] != helpers.expand_action(other)[0]["create"]["_id"]
+    assert len(header["create"]["_id"]) <= 512
+    assert source == doc
+    # No id (a caller without one): Elasticsearch makes one; still `create`.
+    assert list(helpers.expand_action(bulk_action("i", doc, None))[0]) == ["create"]
+    store.close()
+
+
+def test_elasticsearch_conflicts_are_duplicates_and_other_refusals_errors() -> None:
+    """`streaming_bulk`'s per-item answers, in the shape Elasticsearch gives them: a 409
+    (version conflict: the `_id` exists) is a duplicate, counted out, not an error."""
+    from api.events.elastic_store import bulk_outcome
+    from api.events.store import StoreWriteError
+
+    created = (True, {"create": {"_index": "i", "_id": "1", "status": 201}})
+    conflict = (
+        False,
+        {
+            "create": {
+                "_index": "i",
+                "_id": "2",
+                "status": 409,
+                "error": {"type": "version_conflict_engine_exception"},
+            }
+        },
+    )
+    refused = (False, {"create": {"_index": "i", "status": 400, "error": {"type": "bad"}}})
+    assert bulk_outcome([created, conflict, created]) == 2
+    assert bulk_outcome([conflict, conflict]) == 0
+    with pytest.raises(StoreWriteError) as caught:
+        bulk_outcome([created, conflict, refused])
+    assert caught.value.stored == 1
+    assert len(caught.value.errors) == 1

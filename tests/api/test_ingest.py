@@ -16,6 +16,7 @@ from api.db import make_engine, session_factory, transaction
 from api.deps import Principal
 from api.events.sqlite_store import SQLiteEventStore
 from api.ingest import service as ingest_service
+from api.ingest.claims import ClaimOwner
 from api.ingest.models import IngestedBatch
 from detection.sources.jsonlog import event_from_object
 from tests.api.conftest import Service
@@ -155,12 +156,13 @@ def test_a_batch_is_claimed_before_it_is_processed(service: Service) -> None:
     engine = make_engine(service.settings.database_url)
     sessions = session_factory(engine)
     try:
-        assert ingest_service.claim(sessions, "claimed-0001", who) is None
+        here = ClaimOwner()  # this test process, as if it were another service process
+        assert ingest_service.claim(sessions, "claimed-0001", who, here) is None
         answer = post(service, key, {"batch_id": "claimed-0001", "events": []})
         assert answer.status_code == 409
         assert answer.json()["code"] == "batch_in_progress"
         with pytest.raises(ingest_service.BatchInProgress):
-            ingest_service.claim(sessions, "claimed-0001", who)
+            ingest_service.claim(sessions, "claimed-0001", who, here)
         # Abandoned ten minutes ago (the process died): the next attempt takes it over.
         with transaction(sessions) as session:
             row = session.get(IngestedBatch, "claimed-0001")

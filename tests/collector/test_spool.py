@@ -78,3 +78,34 @@ def test_batches_respect_the_byte_limit_but_always_carry_one_item(tmp_path: Path
     assert huge is not None
     assert len(huge) == 1
     spool.close()
+
+
+def test_every_item_goes_with_an_id_of_its_own_that_survives_a_reopen(tmp_path: Path) -> None:
+    """The service keeps an item once by its id: the id is the spool's and the item's, the
+    same after a restart, different in a new spool file (whose item numbers start again)."""
+    import orjson
+
+    spool = Spool(tmp_path / "a")
+    spool.put(_events(3), [{"rule_id": "r", "level": "high"}])
+    first = spool.next_batch(max_items=100)
+    assert first is not None
+    assert len(set(first.event_ids + first.detection_ids)) == 4
+    assert all(i.startswith(f"{spool.spool_id}-") for i in first.event_ids)
+    body = orjson.loads(first.body())
+    assert body["event_ids"] == first.event_ids
+    assert body["detection_ids"] == first.detection_ids
+    assert "event_ids" not in orjson.loads(first.body(item_ids=False))  # for an older service
+    spool.close()
+
+    spool = Spool(tmp_path / "a")
+    again = spool.next_batch(max_items=100)
+    assert again is not None
+    assert (again.event_ids, again.detection_ids) == (first.event_ids, first.detection_ids)
+    spool.close()
+
+    other = Spool(tmp_path / "b")
+    other.put(_events(3))
+    fresh = other.next_batch(max_items=100)
+    assert fresh is not None
+    assert not set(fresh.event_ids) & set(first.event_ids)
+    other.close()
