@@ -12,6 +12,7 @@ everything cleanly on Ctrl-C (or after `--duration` seconds).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -158,6 +159,9 @@ def _start_service(root: Path, port: int) -> tuple[subprocess.Popen[str], str]:
         stdout=log,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        # A demo on one machine: the service generates its own secret (production, the
+        # default, requires VIGIE_SECRET_KEY).
+        env={**os.environ, "VIGIE_ENVIRONMENT": "development"},
     )
     assert process.stderr is not None
     password = ""
@@ -208,6 +212,9 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
         stderr=(folder / "agent.log").open("w"),
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        # A demo on one machine: the service generates its own secret (production, the
+        # default, requires VIGIE_SECRET_KEY).
+        env={**os.environ, "VIGIE_ENVIRONMENT": "development"},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,17 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.datadir import PRIVATE_UMASK
     from api.server import serve
     from api.settings import Settings, SettingsError
 
+    # Everything the service writes (databases, keys, caches) is its account's alone.
+    os.umask(PRIVATE_UMASK)
+    if args.workers < 1:
+        return fail("--workers must be at least 1")
     try:
         settings = Settings.from_env(args.data_dir)
     except SettingsError as exc:
         return fail(str(exc))
-    if args.workers < 1:
-        return fail("--workers must be at least 1")
     serve(settings, args.host, args.port, args.workers)
     return 0

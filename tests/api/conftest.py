@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,12 @@ class Service:
         return str(answer.json()["access_token"])
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    settings = Settings(tmp_path / "data", database_url, secrets.token_urlsafe(40))
-    settings.data_dir.mkdir()
+@contextmanager
+def running(settings: Settings) -> Iterator[Service]:
+    """`create_app(settings)` served by uvicorn on a free loopback port."""
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", server_header=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -85,10 +86,23 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
             pytest.fail("the service did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield Service(f"http://127.0.0.1:{port}", settings, app.state.first_admin_password)
-    server.should_exit = True
-    thread.join(timeout=10)
-    app.state.engine.dispose()
+    try:
+        yield Service(f"http://127.0.0.1:{port}", settings, app.state.first_admin_password)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.engine.dispose()
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    # The time override lets the job tests run a job "as of" a later date.
+    settings = Settings(
+        tmp_path / "data", database_url, secrets.token_urlsafe(40), allow_time_override=True
+    )
+    settings.data_dir.mkdir()
+    with running(settings) as service:
+        yield service
 
 
 def _covers(template: str, path: str) -> bool:
