@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.app import prepare
     from api.server import serve
     from api.settings import Settings, SettingsError
 
@@ -35,5 +37,14 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.workers < 1:
         return fail("--workers must be at least 1")
+    password = prepare(settings)
+    if password:
+        # To the terminal of whoever started the service, never to the log (which is kept).
+        print(
+            f"first start: log in as 'admin' with password {password} "
+            "(it must be changed at the first login: POST /auth/password)",
+            file=sys.stderr,
+            flush=True,
+        )
     serve(settings, args.host, args.port, args.workers)
     return 0
