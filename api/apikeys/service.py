@@ -105,8 +105,10 @@ def listing(*, session: Session, who: Principal) -> list[ApiKey]:
 def revoke(*, session: Session, who: Principal, key_id: str) -> ApiKey:
     """Revoke a key (again: no change); it is refused from now on."""
     key = session.get(ApiKey, key_id)
-    if key is None or (who.role != Role.ADMIN and key.establishment_finess != (who.scope or "-")):
+    if key is None:
         raise NotFound(f"no API key {key_id}")
+    if who.role != Role.ADMIN and key.establishment_finess != (who.scope or "-"):
+        raise who.not_yours(f"no API key {key_id}", kind="api_key", target=key.id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_by = who.username

@@ -69,6 +69,9 @@ def failed(*, session: Session, username: str, address: str | None, now: datetim
             LoginFailure.last_failure_at < now - _WINDOW,
             or_(LoginFailure.blocked_until.is_(None), LoginFailure.blocked_until < now),
         )
+        # Rows read by `check` leave the session too (SQLite's naive datetimes cannot be
+        # compared in Python with aware ones, hence no in-session evaluation).
+        .execution_options(synchronize_session="fetch")
     )
     for key, threshold in keys(username, address):
         for _ in range(2):  # a concurrent first failure on the same key: count on its row
@@ -96,4 +99,9 @@ def _count(session: Session, key: str, threshold: int, now: datetime) -> None:
 
 
 def succeeded(*, session: Session, username: str) -> None:
-    session.execute(delete(LoginFailure).where(LoginFailure.key == f"user:{username.casefold()}"))
+    key = f"user:{username.casefold()}"
+    session.execute(
+        delete(LoginFailure)
+        .where(LoginFailure.key == key)
+        .execution_options(synchronize_session="fetch")
+    )
