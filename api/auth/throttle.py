@@ -65,7 +65,8 @@ def check(*, session: Session, username: str, address: str | None, now: datetime
 def failed(*, session: Session, username: str, address: str | None, now: datetime) -> None:
     """Count one failure on the account name and the address."""
     session.execute(
-        delete(LoginFailure).where(
+        delete(LoginFailure)
+        .where(
             LoginFailure.last_failure_at < now - _WINDOW,
             or_(LoginFailure.blocked_until.is_(None), LoginFailure.blocked_until < now),
         )
