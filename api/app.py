@@ -39,9 +39,10 @@ log = logging.getLogger("vigie.api")
 
 
 def prepare(settings: Settings) -> str | None:
-    """Bring the database to the newest schema and make the first admin (whose password is
-    returned, and said once in the log: there is no other way in). Run once before several
-    worker processes start, so that they do not race to do it."""
+    """Bring the database to the newest schema and make the first admin, whose password is
+    returned for the caller to show on the terminal (`vigie serve` prints it to stderr), never
+    to the log, and must be changed at the first login. Run once before several worker
+    processes start, so that they do not race to do it."""
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
@@ -50,7 +51,7 @@ def prepare(settings: Settings) -> str | None:
     finally:
         engine.dispose()
     if password:
-        log.warning("first start: log in as 'admin' with password %s (change it)", password)
+        log.warning("first start: the 'admin' account was created (its password was shown once)")
     return password
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.app import prepare
     from api.datadir import PRIVATE_UMASK
     from api.server import serve
     from api.settings import Settings, SettingsError
@@ -39,5 +41,14 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings.from_env(args.data_dir)
     except SettingsError as exc:
         return fail(str(exc))
+    password = prepare(settings)
+    if password:
+        # To the terminal of whoever started the service, never to the log (which is kept).
+        print(
+            f"first start: log in as 'admin' with password {password} "
+            "(it must be changed at the first login: POST /auth/password)",
+            file=sys.stderr,
+            flush=True,
+        )
     serve(settings, args.host, args.port, args.workers)
     return 0

@@ -22,7 +22,7 @@ from api.alerts.schemas import (
     PublicKey,
     RetroHuntRequest,
 )
-from api.audit.service import record_request
+from api.audit.service import record_list, record_request
 from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow
 from api.roles import Role
 
@@ -117,7 +117,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertPage:
     items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)
-    _audit(request, session, who, "read", "*")
+    record_list(request, session, who, "alert", status or "*", (a.id for a in items))
     return AlertPage(items=service.read(session=session, who=who, alerts=items), total=total)
 
 

@@ -137,7 +137,8 @@ def get(*, session: Session, who: Principal, alert_id: str) -> Alert:
         raise NotFound(f"no alert {alert_id}")
     own = _own_establishment(session, who)
     if own is not None and not targets(alert, own):
-        raise NotFound(f"no alert {alert_id}")  # not for you answers like absent
+        # Not for you answers like absent.
+        raise who.not_yours(f"no alert {alert_id}", kind="alert", target=alert.id)
     return alert
 
 

@@ -291,8 +291,10 @@ def declare(*, session: Session, who: Principal, data: IncidentDeclare) -> Incid
 
 def get(*, session: Session, who: Principal, incident_id: str) -> Incident:
     incident = session.get(Incident, incident_id)
-    if incident is None or not who.sees(incident.establishment_finess):
-        raise NotFound(f"no incident {incident_id}")  # not yours and absent look alike
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    if not who.sees(incident.establishment_finess):  # not yours and absent look alike
+        raise who.not_yours(f"no incident {incident_id}", kind="incident", target=incident.id)
     return incident
 
 

@@ -55,11 +55,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     engine.dispose()
 
 
+ADMIN_PASSWORD = "Phare-de-Cordouan-1611"  # noqa: S105 - the tests' admin, set at first login
+
+
+def change_first_password(url: str, first_password: str) -> str:
+    """What the operator does first: log in as `admin` with the password printed at start and
+    change it (until then every other route answers 403). Returns the new password."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        login = {"username": "admin", "password": first_password}
+        token = client.post("/auth/token", json=login).raise_for_status().json()["access_token"]
+        client.post(
+            "/auth/password",
+            json={"current_password": first_password, "new_password": ADMIN_PASSWORD},
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()
+    return ADMIN_PASSWORD
+
+
 @dataclass
 class Service:
     url: str
     settings: Settings
     admin_password: str
+    first_password: str = ""  # printed at the first start; changed into admin_password
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -86,8 +104,10 @@ def running(settings: Settings) -> Iterator[Service]:
             pytest.fail("the service did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    first = app.state.first_admin_password
     try:
-        yield Service(f"http://127.0.0.1:{port}", settings, app.state.first_admin_password)
+        yield Service(url, settings, change_first_password(url, first), first)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

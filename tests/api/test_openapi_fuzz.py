@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from api.settings import Settings
-from tests.api.conftest import Service
+from tests.api.conftest import Service, change_first_password
 from tests.api.test_service import setup_world
 
 EXAMPLES = 15  # per operation and role: about a minute for the whole API on 2 cores
@@ -43,7 +43,9 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
         assert time.monotonic() < deadline, "the service did not start"
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    service = Service(f"http://127.0.0.1:{port}", settings_, app.state.first_admin_password)
+    url = f"http://127.0.0.1:{port}"
+    first = app.state.first_admin_password
+    service = Service(url, settings_, change_first_password(url, first), first)
     yield service, setup_world(service)
     server.should_exit = True
     thread.join(timeout=10)

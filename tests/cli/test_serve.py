@@ -74,6 +74,11 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
         for _ in range(6):
             me = httpx.get(f"{url}/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
+            assert me.json()["must_change_password"] is True
+        # The printed password opens nothing but its own change.
+        refused = httpx.get(f"{url}/establishments", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "password_change_required"
         assert (data_dir / "vigie.db").exists()
         if workers > 1:
             # A worker that dies is replaced; the service answers meanwhile.
