@@ -49,7 +49,7 @@ def upgrade() -> None:
     alerts = bind.execute(sa.text("SELECT id, sigma_rules FROM alerts ORDER BY created_at, id"))
     for alert_id, texts in alerts:
         for rule_id in _rule_ids(texts):
-            held.setdefault(rule_id, alert_id)
+            held.setdefault(rule_id, str(alert_id))
     if held:
         op.bulk_insert(rule_ids, [{"rule_id": r, "alert_id": a} for r, a in held.items()])
     national = bind.execute(sa.text("SELECT version FROM alert_bundle_state WHERE id = 1")).scalar()
