@@ -79,7 +79,9 @@ def build_world(service: Service) -> World:
             )
             assert key.status_code == 201, key.text
             ids["key_id"] = key.json()["id"]
-        batch = {"batch_id": f"access-{finess}", "detections": [detection("rule-x", "h")]}
+        # A rule of Vigie's own (Mimikatz): only rules the service knows make campaigns.
+        mimikatz = detection("abf9fb10-96fd-4f5f-bfb7-2cfacf49fa93", "h")
+        batch = {"batch_id": f"access-{finess}", "detections": [mimikatz]}
         assert post(service, ids["agent_key"], batch).status_code == 200
     tokens["agent"] = own.pop("agent_key")
     other.pop("agent_key")
@@ -93,7 +95,7 @@ def build_world(service: Service) -> World:
         assert elsewhere.status_code in (200, 201), elsewhere.text
         other["alert_id"] = elsewhere.json()["id"]
         campaigns = client.get("/campaigns").json()
-        assert len(campaigns) == 1  # rule-x in both establishments
+        assert len(campaigns) == 1  # the rule in both establishments
         own["campaign_id"] = campaigns[0]["id"]
     return World(tokens, own, other)
 
