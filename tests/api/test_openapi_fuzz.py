@@ -23,6 +23,9 @@ from api.settings import Settings
 from tests.api.conftest import Service, change_first_password
 from tests.api.test_service import setup_world
 
+# Logout takes no input to generate, and would revoke the run's tokens: tested in
+# test_accounts.py.
+TAKES_NOTHING = {"POST /auth/logout"}
 EXAMPLES = 15  # per operation and role: about a minute for the whole API on 2 cores
 
 
@@ -67,8 +70,14 @@ def test_no_operation_answers_5xx(fuzzed: tuple[Service, dict[str, str]]) -> Non
     schema = schemathesis.openapi.from_dict(document)
     failures: list[str] = []
     statuses: Counter[int] = Counter()
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == sum(len(ops) for ops in document["paths"].values())
+    operations = [
+        result.ok()
+        for result in schema.get_all_operations()
+        if result.ok().label not in TAKES_NOTHING
+    ]
+    assert len(operations) + len(TAKES_NOTHING) == sum(
+        len(ops) for ops in document["paths"].values()
+    )
     for operation in operations:
 
         @given(case=operation.as_strategy())
