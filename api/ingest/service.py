@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,17 +28,15 @@ from api.errors import Conflict, Invalid
 from api.establishments.models import Establishment
 from api.events.store import stamped_event
 from api.incidents import service as incidents
+from api.ingest.items import detection_problem, event_problem
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
 
-MAX_EVENT_BYTES = 256 * 1024
 STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
 MAX_ITEMS = 50_000
 _ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
-_LEVELS = {"informational", "low", "medium", "high", "critical"}
 
 
 class Store(Protocol):
@@ -209,46 +207,29 @@ def _row(batch_id: str, who: Principal, *, state: str, received_at: datetime) ->
 def _valid_events(
     items: Sequence[dict[str, Any]], rejected: list[Rejected]
 ) -> list[dict[str, Any]]:
-    good = []
-    for index, item in enumerate(items):
-        reason = _event_problem(item)
-        if reason:
-            rejected.append(Rejected(kind="event", index=index, reason=reason))
-        else:
-            good.append(item)
-    return good
-
-
-def _event_problem(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return "not a JSON object"
-    if parse_timestamp(item.get("@timestamp")) is None:
-        return "missing or unreadable @timestamp"
-    if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
-        return f"event larger than {MAX_EVENT_BYTES} bytes"
-    return None
+    return _valid(items, "event", event_problem, rejected)
 
 
 def _valid_detections(
     items: Sequence[dict[str, Any]], rejected: list[Rejected]
 ) -> list[dict[str, Any]]:
+    return _valid(items, "detection", detection_problem, rejected)
+
+
+def _valid(
+    items: Sequence[Any],
+    kind: str,
+    problem: Callable[[Any], str | None],
+    rejected: list[Rejected],
+) -> list[dict[str, Any]]:
+    """The items without a problem (api/ingest/items.py); the others rejected with theirs."""
     good = []
     for index, item in enumerate(items):
-        missing = [f for f in _DETECTION_FIELDS if not isinstance(item, dict) or not item.get(f)]
-        if not isinstance(item, dict):
-            reason = "not a JSON object"
-        elif missing:
-            reason = f"missing {', '.join(missing)}"
-        elif item["engine"] not in ("sigma", "yara", "indicator"):
-            reason = f"unknown engine {item['engine']!r}"
-        elif item["level"] not in _LEVELS:
-            reason = f"unknown level {item['level']!r}"
-        elif parse_timestamp(item["timestamp"]) is None:
-            reason = "unreadable timestamp"
+        reason = problem(item)
+        if reason:
+            rejected.append(Rejected(kind=kind, index=index, reason=reason))
         else:
             good.append(item)
-            continue
-        rejected.append(Rejected(kind="detection", index=index, reason=reason))
     return good
 
 
@@ -257,7 +238,7 @@ def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
     for doc in docs:
         fields = {k: v for k, v in doc.items() if k != "@timestamp"}
         ts = parse_timestamp(doc["@timestamp"])
-        assert ts is not None  # checked by _event_problem
+        assert ts is not None  # checked by event_problem
         events.append(Event(ts, fields, source=who.username, establishment=who.establishment))
     return events
 
