@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from api.audit.models import AuditEntry
-from api.deps import SessionDep, allow
+from api.deps import Offset, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -29,7 +29,7 @@ class AuditRead(BaseModel):
 @router.get("", **allow(Role.AUDITOR, Role.ADMIN))
 def audit_log(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditRead]:
     rows = session.scalars(
