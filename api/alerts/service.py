@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.agents.models import as_utc, utcnow
@@ -318,8 +319,20 @@ def acknowledge(
         acknowledged_at=utcnow(),
         comment=comment,
     )
-    session.add(ack)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: a lost race leaves the request usable
+            session.add(ack)
+    except IntegrityError:
+        # Another request acknowledged between our read and our write: the first one stands.
+        first = session.scalar(
+            select(Acknowledgement).where(
+                Acknowledgement.alert_id == alert.id,
+                Acknowledgement.establishment_finess == who.establishment,
+            )
+        )
+        if first is None:
+            raise
+        return first
     return ack
 
 
