@@ -19,7 +19,7 @@ from api.agents.schemas import (
 )
 from api.audit.service import record_request as _audit
 from api.audit.service import returned
-from api.deps import PUBLIC, CurrentUser, SessionDep, allow, client_of
+from api.deps import PUBLIC, CurrentUser, Offset, SessionDep, allow, client_of
 from api.roles import Role
 
 router = APIRouter(tags=["agents"])
@@ -85,7 +85,7 @@ def list_agents(
     session: SessionDep,
     who: CurrentUser,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AgentPage:
     items, total = service.page(

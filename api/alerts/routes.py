@@ -24,7 +24,7 @@ from api.alerts.schemas import (
     RetroHuntRequest,
 )
 from api.audit.service import record_list, record_request
-from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow
+from api.deps import PUBLIC, CurrentUser, Offset, Principal, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(tags=["alerts"])
@@ -72,7 +72,9 @@ def get_bundle(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
-    version: Annotated[int | None, Query(ge=0, description="the version the agent has")] = None,
+    version: Annotated[
+        int | None, Query(ge=0, le=2**62, description="the version the agent has")
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The signed rules and indicators of the alerts meant for the agent's establishment, at
@@ -121,7 +123,7 @@ def list_alerts(
     session: SessionDep,
     who: CurrentUser,
     status: AlertStatus | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertPage:
     items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)

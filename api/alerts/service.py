@@ -389,8 +389,20 @@ def acknowledge(
         acknowledged_at=utcnow(),
         comment=comment,
     )
-    session.add(ack)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: a lost race leaves the request usable
+            session.add(ack)
+    except IntegrityError:
+        # Another request acknowledged between our read and our write: the first one stands.
+        first = session.scalar(
+            select(Acknowledgement).where(
+                Acknowledgement.alert_id == alert.id,
+                Acknowledgement.establishment_finess == who.establishment,
+            )
+        )
+        if first is None:
+            raise
+        return first
     return ack
 
 
