@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api import datadir
 from api.agents.routes import router as agents_router
 from api.alerts.live import LiveRules
 from api.alerts.routes import router as alerts_router
@@ -17,11 +19,13 @@ from api.apikeys.routes import router as apikeys_router
 from api.audit.routes import router as audit_router
 from api.auth import service as auth_service
 from api.auth.routes import router as auth_router
+from api.bodies import MAX_JSON_BODY, StrictJSON
 from api.db import make_engine, session_factory, transaction, upgrade
 from api.errors import VigieServiceError
 from api.establishments.routes import router as establishments_router
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import EventStore
+from api.headers import SecurityHeaders
 from api.incidents.routes import router as incidents_router
 from api.ingest.claims import ClaimOwner
 from api.ingest.routes import RateLimiter
@@ -29,14 +33,16 @@ from api.ingest.routes import router as ingest_router
 from api.jobs import scheduler
 from api.jobs.routes import router as jobs_router
 from api.settings import Settings
+from api.validation import validation_error
 
 log = logging.getLogger("vigie.api")
 
 
 def prepare(settings: Settings) -> str | None:
-    """Bring the database to the newest schema and make the first admin (whose password is
-    returned, and said once in the log: there is no other way in). Run once before several
-    worker processes start, so that they do not race to do it."""
+    """Bring the database to the newest schema and make the first admin, whose password is
+    returned for the caller to show on the terminal (`vigie serve` prints it to stderr), never
+    to the log, and must be changed at the first login. Run once before several worker
+    processes start, so that they do not race to do it."""
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
@@ -45,14 +51,18 @@ def prepare(settings: Settings) -> str | None:
     finally:
         engine.dispose()
     if password:
-        log.warning("first start: log in as 'admin' with password %s (change it)", password)
+        log.warning("first start: the 'admin' account was created (its password was shown once)")
     return password
 
 
 def create_app(settings: Settings) -> FastAPI:
-    password = prepare(settings)
-    engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
+    datadir.check(settings.data_dir)
+    with datadir.private_files():  # the files made at start are the service account's only
+        password = prepare(settings)
+        engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        event_store = _event_store(settings)
+        live_rules = LiveRules(settings, sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,18 +77,28 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.ingest_owner.stop(sessions)
             scheduler.stop(app)
 
+    development = settings.environment == "development"
     app = FastAPI(
         lifespan=lifespan,
         title="Vigie national service",
         description="Every operation lists the roles that may call it under `x-roles`.",
         version="0.1.0",
+        # Refused by Content-Length or as it streams, before buffering (api/bodies.py).
+        max_body_size=MAX_JSON_BODY,
+        # The documentation pages load their scripts from a CDN: development only.
+        # /openapi.json stays, in every environment.
+        docs_url="/docs" if development else None,
+        redoc_url="/redoc" if development else None,
     )
+    app.add_middleware(StrictJSON)
+    app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.first_admin_password = password
-    app.state.event_store = _event_store(settings)
-    app.state.live_rules = LiveRules(settings, sessions)
+    app.state.event_store = event_store
+    app.state.live_rules = live_rules
     app.state.rate_limiter = RateLimiter()
     app.state.ingest_owner = ClaimOwner()  # this process, as the owner of the batches it claims
 

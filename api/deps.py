@@ -15,11 +15,17 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.errors import NotYours, VigieServiceError
 from api.roles import Role
 from api.settings import Settings
 
 PUBLIC = "public"
 _bearer = HTTPBearer(auto_error=False)
+
+
+class PasswordChangeRequired(VigieServiceError):
+    status = 403
+    code = "password_change_required"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Principal:
     username: str
     role: str
     establishment: str | None  # FINESS of the establishment an `establishment`/`agent` acts for
+    # A user whose password must change first may only change it, read /auth/me, log out.
+    must_change_password: bool = False
 
     @property
     def scope(self) -> str | None:
@@ -48,12 +56,25 @@ class Principal:
         """Whether this caller may see an establishment's data."""
         return self.scope is None or self.scope == finess
 
+    def not_yours(self, detail: str, *, kind: str, target: str) -> NotYours:
+        """The error for another establishment's object: the answer of an absent one
+        (`detail`), audited as a refused read."""
+        return NotYours(detail, actor=self.username, role=self.role, kind=kind, target=target)
+
 
 def get_session(request: Request) -> Iterator[Session]:
     # Used with scope="function" (SessionDep): the transaction commits before the response
     # goes out, so a client that acts on a 201 finds what it created.
-    with request.app.state.sessions() as session, session.begin():
-        yield session
+    with request.app.state.sessions() as session:
+        try:
+            with session.begin():
+                yield session
+        except NotYours as exc:
+            # The request's transaction is rolled back; the refusal is audited in its own.
+            from api.audit.service import record_denied
+
+            record_denied(request.app.state.sessions, exc, client_of(request))
+            raise
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -68,7 +89,7 @@ def current_principal(
     an API key (`vgk_...`, with the role and establishment it was given)."""
     from api.agents.service import AGENT_KEY_PREFIX, principal_from_agent_key
     from api.apikeys.service import KEY_PREFIX, principal_from_api_key
-    from api.auth.service import principal_from_token
+    from api.auth.tokens import principal_from_token
 
     if credentials is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -76,7 +97,9 @@ def current_principal(
         return principal_from_agent_key(session=session, key=credentials.credentials)
     if credentials.credentials.startswith(KEY_PREFIX):
         return principal_from_api_key(session=session, key=credentials.credentials)
-    return principal_from_token(credentials.credentials, request.app.state.settings)
+    return principal_from_token(
+        session=session, token=credentials.credentials, settings=request.app.state.settings
+    )
 
 
 def get_settings(request: Request) -> Settings:
@@ -88,8 +111,11 @@ CurrentSettings = Annotated[Settings, Depends(get_settings)]
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
-def allow(*roles: Role | str) -> dict[str, Any]:
-    """Route keyword arguments admitting only `roles` (PUBLIC: anyone, unauthenticated)."""
+def allow(*roles: Role | str, password_pending: bool = False) -> dict[str, Any]:
+    """Route keyword arguments admitting only `roles` (PUBLIC: anyone, unauthenticated).
+
+    `password_pending`: also admit a user who must change their password first (the password
+    change itself, /auth/me, logout); every other route refuses them."""
     names = [str(r) for r in roles]
     extra = {"x-roles": names}
     if PUBLIC in names:
@@ -98,6 +124,10 @@ def allow(*roles: Role | str) -> dict[str, Any]:
     def check(who: CurrentUser) -> None:
         if who.role not in names:
             raise HTTPException(403, f"role {who.role} may not call this")
+        if who.must_change_password and not password_pending:
+            raise PasswordChangeRequired(
+                "change your password first: POST /auth/password with the current one"
+            )
 
     return {"dependencies": [Depends(check)], "openapi_extra": extra}
 

@@ -2,6 +2,7 @@
 
 VigieServiceError        root
 ├── NotFound             404: absent, or not yours (the two are not told apart)
+│   └── NotYours         404 too: another establishment's (audited as `denied`)
 ├── Conflict             409: already exists
 ├── Invalid              422: a value the domain refuses (bad FINESS, ...)
 └── AuthError            401: bad credentials or token
@@ -22,6 +23,15 @@ class VigieServiceError(Exception):
 class NotFound(VigieServiceError):
     status = 404
     code = "not_found"
+
+
+class NotYours(NotFound):
+    """Another establishment's object: answered like an absent one, but the refusal is
+    recorded in the audit log (`denied`) with who asked for what."""
+
+    def __init__(self, detail: str, *, actor: str, role: str, kind: str, target: str) -> None:
+        super().__init__(detail)
+        self.actor, self.role, self.kind, self.target = actor, role, kind, target
 
 
 class Conflict(VigieServiceError):

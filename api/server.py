@@ -28,7 +28,9 @@ _RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="info", server_header=False
+        )
         return
     # The schema and the first admin are done here, once, before any worker starts.
     prepare(settings)
@@ -77,4 +79,5 @@ def _worker(settings: Settings, listener: socket.socket) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app = create_app(settings)
-    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[listener])
+    config = uvicorn.Config(app, log_level="info", server_header=False)  # no version banner
+    uvicorn.Server(config).run(sockets=[listener])

@@ -2,9 +2,10 @@
 
 VIGIE_DATA_DIR        where the SQLite files and the generated secret live (./vigie-data)
 VIGIE_DATABASE_URL    relational database (default: SQLite file in the data directory)
-VIGIE_SECRET_KEY      signs login tokens; generated and kept in the data directory in
-                      development, required in production
-VIGIE_ENVIRONMENT     development (default) | production
+VIGIE_SECRET_KEY      signs login tokens; required in production, generated and kept in
+                      the data directory in development
+VIGIE_ENVIRONMENT     production (default) | development (generated secret, API docs pages)
+VIGIE_TEST_TIME_OVERRIDE  1: admins may run a job "as of" another time (tests only)
 VIGIE_TOKEN_MINUTES   lifetime of a login token (30)
 VIGIE_RULES_DIR       Vigie's own rules for server-side detection (rules/ of this checkout)
 VIGIE_ELASTICSEARCH_URL  keep events and detections in Elasticsearch (default: SQLite file)
@@ -31,7 +32,7 @@ class Settings:
     data_dir: Path
     database_url: str
     secret_key: str
-    environment: str = "development"
+    environment: str = "production"
     token_minutes: int = 30
     # Vigie's own rules (rules/ of this checkout unless VIGIE_RULES_DIR says otherwise).
     rules_dir: Path = Path(__file__).resolve().parent.parent / "rules"
@@ -39,22 +40,28 @@ class Settings:
     retro_hunt_days: int = 30
     agent_silent_minutes: int = 60
     retention_days: int = 180
+    # `POST /jobs/{name}/run?now=...`: a job run as of another time (the retention purge as of
+    # 2099 erases every event). For tests only, whatever the environment.
+    allow_time_override: bool = False
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
         env = os.environ
         folder = Path(data_dir or env.get("VIGIE_DATA_DIR") or "vigie-data").resolve()
-        environment = env.get("VIGIE_ENVIRONMENT", "development")
+        environment = env.get("VIGIE_ENVIRONMENT", "production")
         if environment not in ("development", "production"):
             raise SettingsError(
                 f"VIGIE_ENVIRONMENT must be development or production, not {environment!r}"
             )
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         url = env.get("VIGIE_DATABASE_URL") or f"sqlite:///{folder / 'vigie.db'}"
         secret = env.get("VIGIE_SECRET_KEY")
         if not secret:
             if environment == "production":
-                raise SettingsError("VIGIE_SECRET_KEY is required in production")
+                raise SettingsError(
+                    "VIGIE_SECRET_KEY is required in production (32 characters or more, e.g. "
+                    "from `openssl rand -base64 48`); VIGIE_ENVIRONMENT=development generates one"
+                )
             secret = _development_secret(folder)
         elif len(secret) < 32:
             raise SettingsError("VIGIE_SECRET_KEY must be at least 32 characters")
@@ -80,6 +87,7 @@ class Settings:
             agent_silent_minutes=silent,
             retention_days=retention,
             retro_hunt_days=hunt_days,
+            allow_time_override=env.get("VIGIE_TEST_TIME_OVERRIDE") == "1",
         )
 
 

@@ -75,9 +75,11 @@ def start_service(folder: Path) -> tuple[subprocess.Popen[str], str, str]:
 
 
 def enroll(url: str, password: str, folder: Path) -> Path:
+    from cli.common import first_login
+
     with httpx.Client(base_url=url, timeout=60) as client:
-        token = client.post("/auth/token", json={"username": "admin", "password": password})
-        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        token, _ = first_login(client, password)
+        client.headers["Authorization"] = f"Bearer {token}"
         client.post(
             "/establishments", json={"finess": FINESS, "name": "Pitié", "kind": "CHU"}
         ).raise_for_status()

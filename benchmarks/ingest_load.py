@@ -161,9 +161,10 @@ def start_server(data_dir: Path, workers: int) -> Server:
 
 
 def enroll_agents(server: Server, count: int) -> list[str]:
+    from cli.common import first_login
+
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        login = {"username": "admin", "password": server.password}
-        token = client.post("/auth/token", json=login).raise_for_status().json()["access_token"]
+        token, _ = first_login(client, server.password)
         auth = {"Authorization": f"Bearer {token}"}
         client.post(
             "/establishments",

@@ -12,6 +12,7 @@ everything cleanly on Ctrl-C (or after `--duration` seconds).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.common import fail
+from cli.common import fail, first_login
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 VIGIE = [sys.executable, "-m", "cli.main"]
@@ -92,11 +93,10 @@ def run(args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{args.port}"
         service, password = _start_service(root, args.port)
         processes.append(service)
-        print(f"national service: {url}  (admin password: {password})", flush=True)
         with httpx.Client(base_url=url, timeout=30) as client:
-            login = {"username": "admin", "password": password}
-            token = client.post("/auth/token", json=login).raise_for_status().json()
-            client.headers["Authorization"] = f"Bearer {token['access_token']}"
+            token, password = first_login(client, password)
+            print(f"national service: {url}  (admin password: {password})", flush=True)
+            client.headers["Authorization"] = f"Bearer {token}"
             for site in SITES:
                 finess = site.first_eight + check_key(site.first_eight)
                 client.post(
@@ -158,6 +158,9 @@ def _start_service(root: Path, port: int) -> tuple[subprocess.Popen[str], str]:
         stdout=log,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        # A demo on one machine: the service generates its own secret (production, the
+        # default, requires VIGIE_SECRET_KEY).
+        env={**os.environ, "VIGIE_ENVIRONMENT": "development"},
     )
     assert process.stderr is not None
     password = ""
@@ -208,6 +211,9 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
         stderr=(folder / "agent.log").open("w"),
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        # A demo on one machine: the service generates its own secret (production, the
+        # default, requires VIGIE_SECRET_KEY).
+        env={**os.environ, "VIGIE_ENVIRONMENT": "development"},
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,27 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.app import prepare
+    from api.datadir import PRIVATE_UMASK
     from api.server import serve
     from api.settings import Settings, SettingsError
 
+    # Everything the service writes (databases, keys, caches) is its account's alone.
+    os.umask(PRIVATE_UMASK)
+    if args.workers < 1:
+        return fail("--workers must be at least 1")
     try:
         settings = Settings.from_env(args.data_dir)
     except SettingsError as exc:
         return fail(str(exc))
-    if args.workers < 1:
-        return fail("--workers must be at least 1")
+    password = prepare(settings)
+    if password:
+        # To the terminal of whoever started the service, never to the log (which is kept).
+        print(
+            f"first start: log in as 'admin' with password {password} "
+            "(it must be changed at the first login: POST /auth/password)",
+            file=sys.stderr,
+            flush=True,
+        )
     serve(settings, args.host, args.port, args.workers)
     return 0

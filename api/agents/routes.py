@@ -18,6 +18,7 @@ from api.agents.schemas import (
     EnrollmentTokenRead,
 )
 from api.audit.service import record_request as _audit
+from api.audit.service import returned
 from api.deps import PUBLIC, CurrentUser, SessionDep, allow, client_of
 from api.roles import Role
 
@@ -47,7 +48,8 @@ def list_enrollment_tokens(
     finess: str, request: Request, session: SessionDep, who: CurrentUser
 ) -> list[EnrollmentTokenRead]:
     tokens = service.list_tokens(session=session, who=who, finess=finess)
-    _audit(request, session, who, "read", "enrollment_token", f"{finess}/*")
+    shown = returned(t.id for t in tokens)
+    _audit(request, session, who, "read", "enrollment_token", f"{finess}/*", shown)
     return [EnrollmentTokenRead.model_validate(t) for t in tokens]
 
 
@@ -89,7 +91,8 @@ def list_agents(
     items, total = service.page(
         session=session, who=who, establishment=establishment, offset=offset, limit=limit
     )
-    _audit(request, session, who, "read", "agent", f"{establishment or '*'}/*")
+    shown = returned(a.id for a in items)  # what was read, not only the filter asked for
+    _audit(request, session, who, "read", "agent", f"{establishment or '*'}/*", shown)
     return AgentPage(items=[AgentRead.model_validate(a) for a in items], total=total)
 
 

@@ -120,8 +120,11 @@ def revoke_token(
     """Revoke a token (again: no change). Agents enrolled with it keep their keys."""
     establishment = establishments.get(session=session, who=who, finess=finess)
     token = session.get(EnrollmentToken, token_id)
-    if token is None or token.establishment_finess != establishment.finess:
-        raise NotFound(f"no enrollment token {token_id} for establishment {finess}")
+    absent = f"no enrollment token {token_id} for establishment {finess}"
+    if token is None or (token.establishment_finess != establishment.finess and not who.scope):
+        raise NotFound(absent)
+    if token.establishment_finess != establishment.finess:  # another establishment's token
+        raise who.not_yours(absent, kind="enrollment_token", target=token.id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         token.revoked_by = who.username
@@ -225,8 +228,10 @@ def mine(*, session: Session, who: Principal) -> Agent:
 def get(*, session: Session, who: Principal, agent_id: str) -> Agent:
     agent = session.get(Agent, agent_id)
     # Not yours and absent answer alike: an establishment cannot probe for others' agents.
-    if agent is None or not who.sees(agent.establishment_finess):
+    if agent is None:
         raise NotFound(f"no agent {agent_id}")
+    if not who.sees(agent.establishment_finess):
+        raise who.not_yours(f"no agent {agent_id}", kind="agent", target=agent.id)
     return agent
 
 

@@ -4,6 +4,12 @@ rules and indicators of the published alerts.
 Several service processes may share one database: each checks the bundle version there at
 most every `CHECK_EVERY` seconds and rebuilds its engines when it changed. A publication in
 this process asks for a check on the next call (`published`), so its rules apply at once.
+A rebuild compiles only the rule texts it has not compiled before (`SigmaCache`).
+
+Detections of an alert's rules carry the alert's id (`meta.alert_id`) and are kept where that
+alert is targeted (`meant_for`); `knows` tells which rule ids an establishment's agent may
+be trusted to run, for campaigns.
+
 Also holds the key pair that signs the agents' bundles (made on the first start).
 """
 
@@ -12,16 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alerts.rules import RuleTextError, compile_sigma
+from api.alerts.rules import RuleTextError, SigmaCache
 from api.alerts.service import Scope
 from api.alerts.signing import BundleSigner
 from api.settings import Settings
+from detection.detection import Detection
 from detection.event import Event
 from detection.indicators import AlertIndicators
 from detection.indicators import IndicatorMatcher as AlertIndicatorMatcher
@@ -37,15 +44,35 @@ class IndicatorMatcher(Protocol):
         ...
 
 
+class AlertSigmaEngine(SigmaEngine):
+    """The engine over Vigie's own rules and the published alerts' rules, whose detections
+    of an alert's rule say which alert (`meta.alert_id`): rules are told apart by alert, not
+    by their id alone, so that an id found in two alerts never lends one alert's logic the
+    other's scope (one found in two alerts was possible before ids were held unique)."""
+
+    def __init__(self, ruleset: SigmaRuleSet, alert_of: dict[int, str]) -> None:
+        super().__init__(ruleset)
+        self._alert_of = alert_of  # id() of a rule object in `ruleset` -> its alert
+
+    def detection(self, rule: CompiledRule, event: Event) -> Detection:
+        found = super().detection(rule, event)
+        alert_id = self._alert_of.get(id(rule))
+        if alert_id is None:
+            return found
+        return replace(found, meta={**found.meta, "alert_id": alert_id})
+
+
 @dataclass(frozen=True)
 class _Engines:
     version: int
     sigma: SigmaEngine | None
     indicators: AlertIndicatorMatcher | None
     alert_rules: int
-    # rule id (an alert's Sigma rule, or `indicator:<alert id>`) -> the targets of the alerts
-    # that carry it; Vigie's own rules are not in it and apply everywhere.
-    scopes: dict[str, tuple[Scope, ...]] = field(default_factory=dict)
+    # alert id -> its target: where that alert's detections may be kept
+    scopes: dict[str, Scope] = field(default_factory=dict)
+    # rule id (an alert's Sigma rule, or `indicator:<alert id>`) -> the targets of the
+    # published alerts that carry it: where an agent's detection of it counts as known
+    known: dict[str, tuple[Scope, ...]] = field(default_factory=dict)
 
 
 class LiveRules:
@@ -54,6 +81,11 @@ class LiveRules:
         self.sessions = sessions
         self.signer = BundleSigner.in_data_dir(settings.data_dir)
         self._own = _own_rules(settings)
+        own = self._own or SigmaRuleSet()
+        # Ids of Vigie's own rules (correlations too): no alert may take one.
+        # Ids of Vigie's own rules (correlations too): no alert may take one.
+        self.own_rule_ids = frozenset([r.id for r in own.rules] + [c.id for c in own.correlations])
+        self.cache = SigmaCache()  # alerts' rules compiled once per process
         self._current = _Engines(-1, SigmaEngine(self._own) if self._own else None, None, 0)
         self._lock = threading.Lock()
         self._checked = float("-inf")
@@ -72,12 +104,26 @@ class LiveRules:
         current = self._current
         return current.sigma, current.indicators
 
-    def meant_for(self, rule_id: str, region: str, kind: str) -> bool:
-        """Whether a detection of `rule_id` may be kept for an establishment of that region
-        and kind: an alert's rules and indicators apply where the alert is targeted only
-        (its title, even its existence, may be TLP:AMBER or RED for the others)."""
-        scopes = self._current.scopes.get(rule_id)
-        return scopes is None or any(s.includes(region, kind) for s in scopes)
+    def meant_for(self, alert_id: str | None, region: str, kind: str) -> bool:
+        """Whether a server detection of the alert `alert_id` (None: of Vigie's own rules)
+        may be kept for an establishment of that region and kind: an alert's rules and
+        indicators apply where the alert is targeted only (its title, even its existence,
+        may be TLP:AMBER or RED for the others). An alert no longer published applies
+        nowhere."""
+        if alert_id is None:
+            return True
+        scope = self._current.scopes.get(alert_id)
+        return scope is not None and scope.includes(region, kind)
+
+    def knows(self, rule_id: str, region: str, kind: str) -> bool:
+        """Whether `rule_id` is a rule the service knows an agent of that region and kind
+        runs: one of Vigie's own Sigma rules, or a rule or the indicators of a published
+        alert meant for it. Only those count towards national campaigns: anything else an
+        agent posts is its own word (or a stolen key's)."""
+        if rule_id in self.own_rule_ids:
+            return True
+        scopes = self._current.known.get(rule_id, ())
+        return any(s.includes(region, kind) for s in scopes)
 
     def published(self, version: int) -> None:
         """This process published `version`: rebuild as soon as the database shows it."""
@@ -115,21 +161,24 @@ class LiveRules:
                 return self._current
             alerts = service.published(session=session)
             rules: list[CompiledRule] = []
-            seen: set[str] = set()
-            scopes: dict[str, list[Scope]] = {}
+            alert_of: dict[int, str] = {}
+            scopes: dict[str, Scope] = {}
+            known: dict[str, list[Scope]] = {}
             for alert in alerts:
-                scope = service.scope_of(alert)
-                scopes.setdefault(f"indicator:{alert.id}", []).append(scope)
+                scope = scopes[alert.id] = service.scope_of(alert)
+                known.setdefault(f"indicator:{alert.id}", []).append(scope)
                 for n, text in enumerate(alert.sigma_rules):
                     try:
-                        rule = compile_sigma(text)
+                        rule = self.cache.compile(text)
                     except RuleTextError as exc:  # checked at publication; pySigma changed?
                         log.warning("alert %s sigma_rules[%d] skipped: %s", alert.id, n, exc)
                         continue
-                    scopes.setdefault(rule.id, []).append(scope)
-                    if rule.id not in seen:
-                        seen.add(rule.id)
-                        rules.append(rule)
+                    if id(rule) in alert_of:  # the same text in two alerts: one object each
+                        rule = replace(rule)
+                    alert_of[id(rule)] = alert.id
+                    known.setdefault(rule.id, []).append(scope)
+                    rules.append(rule)
+            self.cache.keep_only(t for a in alerts for t in a.sigma_rules)
             matcher = AlertIndicatorMatcher(
                 AlertIndicators(
                     a.id,
@@ -149,10 +198,11 @@ class LiveRules:
         )
         return _Engines(
             version,
-            SigmaEngine(ruleset) if ruleset.rules else None,
+            AlertSigmaEngine(ruleset, alert_of) if ruleset.rules else None,
             matcher if matcher else None,
             len(rules),
-            {rule_id: tuple(found) for rule_id, found in scopes.items()},
+            scopes,
+            {rule_id: tuple(found) for rule_id, found in known.items()},
         )
 
 

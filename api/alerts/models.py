@@ -103,3 +103,32 @@ class BundleState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRuleId(Base):
+    """A Sigma rule id and the alert that first published it, kept for good (an edit that
+    drops the rule, or a withdrawal, does not free it): detections and incidents name rules
+    by id, so an id in two alerts would lend one alert's title and scope to the other's."""
+
+    __tablename__ = "alert_rule_ids"
+
+    rule_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(36), ForeignKey("alerts.id"), index=True)
+
+
+class EstablishmentBundle(Base):
+    """The bundle version an establishment's agents see: one up each time the content of
+    its own bundle changes, never when alerts it cannot see do (the national counter would
+    tell it). Only grows: agents refuse a version older than one they had."""
+
+    __tablename__ = "alert_bundle_versions"
+
+    finess: Mapped[str] = mapped_column(
+        String(9), ForeignKey("establishments.finess"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the content at `version`
+    # What the content was last computed from (national version, region, kind): while it
+    # is the same, the content is too and a poll costs one read.
+    basis: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

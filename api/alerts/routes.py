@@ -8,6 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api.alerts import bundle as bundles
 from api.alerts import hunt, service, stix
 from api.alerts.live import LiveRules
 from api.alerts.models import Alert, AlertStatus
@@ -22,7 +23,7 @@ from api.alerts.schemas import (
     PublicKey,
     RetroHuntRequest,
 )
-from api.audit.service import record_request
+from api.audit.service import record_list, record_request
 from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow
 from api.roles import Role
 
@@ -74,12 +75,13 @@ def get_bundle(
     version: Annotated[int | None, Query(ge=0, description="the version the agent has")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The signed rules and indicators of the alerts meant for the agent's establishment."""
-    current = service.bundle_version(session=session)
+    """The signed rules and indicators of the alerts meant for the agent's establishment, at
+    that establishment's own version (up by one each time its content changes)."""
+    current = bundles.current_version(session=session, who=who)
     etag = f'"{current}"'
     if version == current or if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    envelope = _live(request).signer.sign(service.bundle(session=session, who=who))
+    envelope = _live(request).signer.sign(bundles.bundle(session=session, who=who))
     return JSONResponse(envelope, headers={"ETag": f'"{envelope["bundle"]["version"]}"'})
 
 
@@ -98,8 +100,14 @@ def publish_alert(
     who: CurrentUser,
 ) -> AlertRead:
     settings = request.app.state.settings
+    live = _live(request)
     alert = service.create(
-        session=session, who=who, data=body, default_days=settings.retro_hunt_days
+        session=session,
+        who=who,
+        data=body,
+        default_days=settings.retro_hunt_days,
+        cache=live.cache,
+        reserved=live.own_rule_ids,
     )
     _audit(request, session, who, "create", alert.id)
     _hunt_later(request, tasks, session, alert)
@@ -117,7 +125,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertPage:
     items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)
-    _audit(request, session, who, "read", "*")
+    record_list(request, session, who, "alert", status or "*", (a.id for a in items))
     return AlertPage(items=service.read(session=session, who=who, alerts=items), total=total)
 
 
@@ -132,9 +140,17 @@ def get_alert(alert_id: str, request: Request, session: SessionDep, who: Current
 def edit_alert(
     alert_id: str, body: AlertUpdate, request: Request, session: SessionDep, who: CurrentUser
 ) -> AlertRead:
-    alert = service.edit(session=session, who=who, alert_id=alert_id, data=body)
+    live = _live(request)
+    alert = service.edit(
+        session=session,
+        who=who,
+        alert_id=alert_id,
+        data=body,
+        cache=live.cache,
+        reserved=live.own_rule_ids,
+    )
     _audit(request, session, who, "update", alert.id)
-    _live(request).published(alert.bundle_version)
+    live.published(alert.bundle_version)
     return _read_one(session, who, alert)
 
 

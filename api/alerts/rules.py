@@ -4,8 +4,11 @@ that a retro-hunt looks them up with the same machinery in either store."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from api.alerts.yaml_guard import YamlRefused, check_plain_yaml, check_size
 from detection.indicators import FIELDS, HASH_LENGTHS, SYSMON_HASHES
 from detection.sigma import CompiledRule
 from detection.sigma.compile import CompileError, compile_rule
@@ -27,9 +31,15 @@ class RuleTextError(ValueError):
 
 
 def compile_sigma(text: str) -> CompiledRule:
-    """The one Sigma detection rule of `text`, compiled."""
+    """The one Sigma detection rule of `text`, compiled.
+
+    The YAML is checked on its event stream first (`yaml_guard`): no alias bomb is ever
+    composed, no oversized rule compiled."""
     try:
+        check_plain_yaml(text)
         documents = list(yaml.safe_load_all(text))
+    except YamlRefused as exc:
+        raise RuleTextError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise RuleTextError(f"not YAML: {str(exc).splitlines()[0]}") from exc
     if len(documents) != 1 or not isinstance(documents[0], dict):
@@ -61,8 +71,49 @@ def compile_sigma_dict(document: dict[str, Any]) -> CompiledRule:
         raise RuleTextError(f"the engine cannot evaluate it: {type(exc).__name__}: {exc}") from exc
 
 
+class SigmaCache:
+    """Compiled Sigma rules by the digest of their text, so that a process compiles each
+    alert's rule once, not again on every bundle change. Refusals are kept too (a text that
+    does not compile costs its compilation once). `keep_only` drops what is no longer
+    published: the cache never holds more than the published rules."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, CompiledRule | RuleTextError] = {}
+        self._lock = threading.Lock()  # request threads publish while the live rules refresh
+        self.compiled = 0  # compilations done (not answered from the cache)
+
+    def compile(self, text: str) -> CompiledRule:
+        key = digest(text)
+        with self._lock:
+            found = self._rules.get(key)
+        if found is None:
+            try:
+                found = compile_sigma(text)
+            except RuleTextError as exc:
+                found = exc
+            with self._lock:
+                self.compiled += 1
+                self._rules[key] = found
+        if isinstance(found, RuleTextError):
+            raise found
+        return found
+
+    def keep_only(self, texts: Iterable[str]) -> None:
+        wanted = {digest(t) for t in texts}
+        with self._lock:
+            self._rules = {k: v for k, v in self._rules.items() if k in wanted}
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def check_yara(text: str) -> int:
     """How many rules `text` holds, or `RuleTextError` with the compiler's reason and line."""
+    try:
+        check_size(text)
+    except YamlRefused as exc:
+        raise RuleTextError(str(exc)) from exc
     with tempfile.TemporaryDirectory(prefix="vigie-yara-") as folder:
         path = Path(folder) / "alert.yar"
         path.write_text(text, encoding="utf-8")

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from api.agents.models import as_utc
 from api.alerts.models import AlertStatus, Severity, Tlp
+from api.alerts.yaml_guard import MAX_RULE_BYTES
 from api.establishments.finess import Region
 from api.establishments.schemas import Kind
 from detection.indicators import IndicatorError, normalise
@@ -58,6 +59,19 @@ class Target(BaseModel):
 
 
 _TEXTS = ("title", "description", "products", "sigma_rules", "yara_rules")
+# Bounds of an alert's lists and texts: a huge one answers 422 at once, not after minutes of
+# compiling (a rule text's YAML has its own limits, `yaml_guard`).
+MAX_RULES = 100  # Sigma rules, and YARA rules, per alert
+MAX_RULES_BYTES = 1024 * 1024  # all the rule texts of one alert (UTF-8)
+Product = Annotated[str, Field(max_length=200)]
+CveText = Annotated[str, Field(max_length=40)]
+RuleText = Annotated[str, Field(min_length=1, max_length=MAX_RULE_BYTES)]
+
+
+def _rules_size(sigma: list[str] | None, yara: list[str] | None) -> None:
+    size = sum(len(t.encode("utf-8", "surrogatepass")) for t in (*(sigma or ()), *(yara or ())))
+    if size > MAX_RULES_BYTES:
+        raise ValueError(f"rule texts of {size} bytes: at most {MAX_RULES_BYTES} per alert")
 
 
 def _cves(values: list[str]) -> list[str]:
@@ -75,11 +89,11 @@ class AlertCreate(BaseModel):
     description: str = Field(default="", max_length=20_000)
     severity: Severity
     tlp: Tlp
-    products: list[str] = Field(default_factory=list, max_length=100)
-    cves: list[str] = Field(default_factory=list, max_length=200)
+    products: list[Product] = Field(default_factory=list, max_length=100)
+    cves: list[CveText] = Field(default_factory=list, max_length=200)
     indicators: list[Indicator] = Field(default_factory=list, max_length=10_000)
-    sigma_rules: list[str] = Field(default_factory=list, max_length=200)
-    yara_rules: list[str] = Field(default_factory=list, max_length=200)
+    sigma_rules: list[RuleText] = Field(default_factory=list, max_length=MAX_RULES)
+    yara_rules: list[RuleText] = Field(default_factory=list, max_length=MAX_RULES)
     target: Target
     retro_hunt_days: int | None = Field(
         default=None, ge=0, le=365, description="days of stored events hunted (0: no hunt)"
@@ -87,6 +101,11 @@ class AlertCreate(BaseModel):
 
     _cves = field_validator("cves")(_cves)
     _texts = field_validator(*_TEXTS)(_no_nul)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> AlertCreate:
+        _rules_size(self.sigma_rules, self.yara_rules)
+        return self
 
 
 class AlertUpdate(BaseModel):
@@ -96,11 +115,11 @@ class AlertUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     severity: Severity | None = None
     tlp: Tlp | None = None
-    products: list[str] | None = Field(default=None, max_length=100)
-    cves: list[str] | None = Field(default=None, max_length=200)
+    products: list[Product] | None = Field(default=None, max_length=100)
+    cves: list[CveText] | None = Field(default=None, max_length=200)
     indicators: list[Indicator] | None = Field(default=None, max_length=10_000)
-    sigma_rules: list[str] | None = Field(default=None, max_length=200)
-    yara_rules: list[str] | None = Field(default=None, max_length=200)
+    sigma_rules: list[RuleText] | None = Field(default=None, max_length=MAX_RULES)
+    yara_rules: list[RuleText] | None = Field(default=None, max_length=MAX_RULES)
     target: Target | None = None
 
     _texts = field_validator(*_TEXTS)(_no_nul)
@@ -109,6 +128,11 @@ class AlertUpdate(BaseModel):
     @classmethod
     def _check_cves(cls, values: list[str] | None) -> list[str] | None:
         return None if values is None else _cves(values)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> AlertUpdate:
+        _rules_size(self.sigma_rules, self.yara_rules)
+        return self
 
 
 class Acknowledge(BaseModel):
@@ -144,7 +168,9 @@ class AlertRead(BaseModel):
     created_by: str
     created_at: Utc
     updated_at: Utc
-    bundle_version: int
+    # National readers only: the national version in which the alert last changed (an
+    # establishment would learn from it when alerts it cannot see change).
+    bundle_version: int | None = None
     # An establishment's own acknowledgement (None: not yet, or a national reader).
     acknowledgement: AcknowledgementRead | None = None
     # National readers only: the last retro-hunt's outcome, how many have acknowledged.

@@ -1,30 +1,37 @@
-"""Alerts: publication, reading by target, acknowledgements, the bundle agents fetch.
+"""Alerts: publication, reading by target, acknowledgements (the bundle: `bundle.py`).
 
 Who sees what: the CERT, administrators and auditors see every alert; an establishment sees
 the alerts whose target includes it (its region and kind), and only its own
 acknowledgement; an agent sees only its establishment's bundle. An alert that is not for the
 caller answers like one that does not exist.
 
-Every change of what agents run (publication, edit, withdrawal) bumps the bundle version, a
-counter kept in one row (`alert_bundle_state`) and updated by the database, so that
+Every change of what agents run (publication, edit, withdrawal) bumps the national bundle
+version, a counter kept in one row (`alert_bundle_state`) and updated by the database, so that
 concurrent publications each get their own number and every service process reads the same.
+It is internal: the live rules follow it, national readers see it on alerts; establishments
+see their own bundle's version only (`bundle.py`).
+
+A Sigma rule id belongs to the alert that first published it, for good (`AlertRuleId`).
 
 Errors (under `api.errors`): NotFound (absent or not yours), Invalid (a rule that does not
-compile, with the reason; an acknowledgement by a caller without an establishment).
+compile, with the reason; an acknowledgement by a caller without an establishment),
+RuleIdTaken (a Conflict: a rule id another alert, or Vigie's own rules, already hold).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.agents.models import as_utc, utcnow
-from api.alerts.models import Acknowledgement, Alert, AlertStatus, BundleState, Tlp
-from api.alerts.rules import RuleTextError, check_yara, compile_sigma
+from api.agents.models import utcnow
+from api.alerts.models import Acknowledgement, Alert, AlertRuleId, AlertStatus, BundleState
+from api.alerts.rules import RuleTextError, SigmaCache, check_yara, compile_sigma
 from api.alerts.schemas import (
     AcknowledgementRead,
     AcknowledgementReport,
@@ -35,32 +42,71 @@ from api.alerts.schemas import (
     Target,
 )
 from api.deps import Principal
-from api.errors import Invalid, NotFound
+from api.errors import Conflict, Invalid, NotFound
 from api.establishments.models import Establishment
-from detection.event import iso_utc
-
-BUNDLE_FORMAT = "vigie-bundle/1"
-
 
 # Rules ------------------------------------------------------------------------------------------
 
 
-def check_rules(sigma_rules: list[str], yara_rules: list[str]) -> None:
-    """Every rule text compiles, or `Invalid` naming the first that does not, and why."""
+def check_rules(
+    sigma_rules: list[str],
+    yara_rules: list[str],
+    *,
+    cache: SigmaCache | None = None,
+    reserved: Collection[str] = frozenset(),
+) -> list[str]:
+    """The ids of the Sigma rules, when every rule text compiles; else `Invalid` naming the
+    first that does not, and why. `reserved`: ids no alert may take (Vigie's own rules)."""
     ids: dict[str, int] = {}
     for n, text in enumerate(sigma_rules):
         try:
-            rule = compile_sigma(text)
+            rule = cache.compile(text) if cache is not None else compile_sigma(text)
         except RuleTextError as exc:
             raise Invalid(f"sigma_rules[{n}]: {exc}") from exc
         if rule.id in ids:
             raise Invalid(f"sigma_rules[{n}]: same id {rule.id} as sigma_rules[{ids[rule.id]}]")
+        if rule.id in reserved:
+            raise RuleIdTaken(f"sigma_rules[{n}]: id {rule.id} is one of Vigie's own rules")
         ids[rule.id] = n
     for n, text in enumerate(yara_rules):
         try:
             check_yara(text)
         except RuleTextError as exc:
             raise Invalid(f"yara_rules[{n}]: {exc}") from exc
+    return list(ids)
+
+
+class RuleIdTaken(Conflict):
+    code = "rule_id_taken"
+
+
+def _hold_rule_ids(session: Session, alert: Alert, ids: list[str]) -> None:
+    """Make `alert` the holder of these Sigma rule ids, or `RuleIdTaken` when another alert
+    (published or withdrawn: stored detections and incidents still name it) holds one.
+
+    The table's primary key settles two publications racing for one id."""
+    holders = dict(
+        session.execute(
+            select(AlertRuleId.rule_id, AlertRuleId.alert_id).where(AlertRuleId.rule_id.in_(ids))
+        ).all()
+    )
+    for n, rule_id in enumerate(ids):
+        holder = holders.get(rule_id)
+        if holder is not None and holder != alert.id:
+            raise RuleIdTaken(
+                f"sigma_rules[{n}]: rule id {rule_id} belongs to alert {holder}; "
+                "give this rule an id of its own"
+            )
+    new = [AlertRuleId(rule_id=r, alert_id=alert.id) for r in ids if r not in holders]
+    if not new:
+        return
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+    except IntegrityError as exc:
+        raise RuleIdTaken(
+            "a rule id of this alert was taken by another alert at the same moment"
+        ) from exc
 
 
 # Bundle version ---------------------------------------------------------------------------------
@@ -119,7 +165,7 @@ def scope_of(alert: Alert) -> Scope:
     )
 
 
-def _own_establishment(session: Session, who: Principal) -> Establishment | None:
+def own_establishment(session: Session, who: Principal) -> Establishment | None:
     if who.scope is None:
         return None
     establishment = session.get(Establishment, who.scope)
@@ -135,9 +181,10 @@ def get(*, session: Session, who: Principal, alert_id: str) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
-    own = _own_establishment(session, who)
+    own = own_establishment(session, who)
     if own is not None and not targets(alert, own):
-        raise NotFound(f"no alert {alert_id}")  # not for you answers like absent
+        # Not for you answers like absent.
+        raise who.not_yours(f"no alert {alert_id}", kind="alert", target=alert.id)
     return alert
 
 
@@ -147,7 +194,7 @@ def page(
     query = select(Alert).order_by(Alert.created_at.desc(), Alert.id)
     if status is not None:
         query = query.where(Alert.status == status)
-    own = _own_establishment(session, who)
+    own = own_establishment(session, who)
     if own is None:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         return list(session.scalars(query.offset(offset).limit(limit))), total
@@ -172,11 +219,9 @@ def read(*, session: Session, who: Principal, alerts: list[Alert]) -> list[Alert
         }
         for alert in alerts:
             ack = acks.get(alert.id)
-            out.append(
-                _read(
-                    alert, acknowledgement=AcknowledgementRead.model_validate(ack) if ack else None
-                )
-            )
+            ack_read = AcknowledgementRead.model_validate(ack) if ack else None
+            # The national counter would tell when alerts it cannot see change.
+            out.append(_read(alert, acknowledgement=ack_read, bundle_version=None))
         return out
     counts = dict(
         session.execute(
@@ -186,7 +231,14 @@ def read(*, session: Session, who: Principal, alerts: list[Alert]) -> list[Alert
         ).all()
     )
     for alert in alerts:
-        out.append(_read(alert, retro_hunt=alert.retro_hunt, acknowledged=counts.get(alert.id, 0)))
+        out.append(
+            _read(
+                alert,
+                retro_hunt=alert.retro_hunt,
+                acknowledged=counts.get(alert.id, 0),
+                bundle_version=alert.bundle_version,
+            )
+        )
     return out
 
 
@@ -207,7 +259,6 @@ def _read(alert: Alert, **extra: Any) -> AlertRead:
         created_by=alert.created_by,
         created_at=alert.created_at,
         updated_at=alert.updated_at,
-        bundle_version=alert.bundle_version,
         **extra,
     )
 
@@ -215,9 +266,17 @@ def _read(alert: Alert, **extra: Any) -> AlertRead:
 # Writes -----------------------------------------------------------------------------------------
 
 
-def create(*, session: Session, who: Principal, data: AlertCreate, default_days: int) -> Alert:
+def create(
+    *,
+    session: Session,
+    who: Principal,
+    data: AlertCreate,
+    default_days: int,
+    cache: SigmaCache | None = None,
+    reserved: Collection[str] = frozenset(),
+) -> Alert:
     """Publish an alert: it goes into the bundles of its targets at a new version."""
-    check_rules(data.sigma_rules, data.yara_rules)
+    rule_ids = check_rules(data.sigma_rules, data.yara_rules, cache=cache, reserved=reserved)
     now = utcnow()
     alert = Alert(
         id=str(uuid.uuid4()),
@@ -242,6 +301,7 @@ def create(*, session: Session, who: Principal, data: AlertCreate, default_days:
     alert.bundle_version = _bump(session)
     session.add(alert)
     session.flush()
+    _hold_rule_ids(session, alert, rule_ids)
     return alert
 
 
@@ -253,14 +313,25 @@ def _indicators(items: Any) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def edit(*, session: Session, who: Principal, alert_id: str, data: AlertUpdate) -> Alert:
+def edit(
+    *,
+    session: Session,
+    who: Principal,
+    alert_id: str,
+    data: AlertUpdate,
+    cache: SigmaCache | None = None,
+    reserved: Collection[str] = frozenset(),
+) -> Alert:
     alert = get(session=session, who=who, alert_id=alert_id)
     changes = data.model_dump(exclude_unset=True)
     if "sigma_rules" in changes or "yara_rules" in changes:
-        check_rules(
+        rule_ids = check_rules(
             alert.sigma_rules if data.sigma_rules is None else data.sigma_rules,
             alert.yara_rules if data.yara_rules is None else data.yara_rules,
+            cache=cache,
+            reserved=reserved,
         )
+        _hold_rule_ids(session, alert, rule_ids)
     for name in ("title", "description", "severity", "tlp", "sigma_rules", "yara_rules"):
         value = getattr(data, name)
         if name in changes and value is not None:
@@ -356,42 +427,6 @@ def acknowledgements(*, session: Session, who: Principal, alert_id: str) -> Ackn
 def published(*, session: Session) -> list[Alert]:
     query = select(Alert).where(Alert.status == AlertStatus.PUBLISHED)
     return list(session.scalars(query.order_by(Alert.created_at, Alert.id)))
-
-
-def bundle(*, session: Session, who: Principal) -> dict[str, Any]:
-    """The rules and indicators of the published alerts meant for the caller's establishment.
-
-    TLP:RED alerts never go into bundles: they are for the people they name, not for machines
-    that log and forward what they run.
-    """
-    version = bundle_version(session=session)
-    own = _own_establishment(session, who)
-    if own is None:
-        raise Invalid("a bundle is for an establishment's agent")
-    alerts = [a for a in published(session=session) if a.tlp != Tlp.RED and targets(a, own)]
-    return {
-        "format": BUNDLE_FORMAT,
-        "version": version,
-        "establishment": own.finess,
-        "alerts": [
-            {
-                "id": a.id,
-                "title": a.title,
-                "severity": a.severity,
-                "tlp": a.tlp,
-                "cves": a.cves,
-                "updated_at": iso_utc(as_utc(a.updated_at)),
-            }
-            for a in alerts
-        ],
-        "sigma": [{"alert_id": a.id, "rule": text} for a in alerts for text in a.sigma_rules],
-        "yara": [{"alert_id": a.id, "rule": text} for a in alerts for text in a.yara_rules],
-        "indicators": [
-            {"alert_id": a.id, "type": i["type"], "value": i["value"]}
-            for a in alerts
-            for i in a.indicators
-        ],
-    }
 
 
 def record_hunt(*, session: Session, alert_id: str, outcome: dict[str, Any]) -> None:

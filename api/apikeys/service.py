@@ -3,7 +3,9 @@ role only), shown once, kept as their SHA-256 like agent keys (see `api.agents.s
 a fast hash is right for 256 random bits), revoked, never deleted (the audit log names them).
 
 A key cannot create keys: a leaked key must not be able to mint others that outlive its
-revocation.
+revocation. Disabling a user, or changing their role or establishment, revokes the keys they
+created (`revoke_created_by`): they saw them in clear, and must not keep through a key the
+rights they lost.
 
 Errors (under `api.errors`; the codes are stable, scripts act on them):
 
@@ -103,13 +105,26 @@ def listing(*, session: Session, who: Principal) -> list[ApiKey]:
 def revoke(*, session: Session, who: Principal, key_id: str) -> ApiKey:
     """Revoke a key (again: no change); it is refused from now on."""
     key = session.get(ApiKey, key_id)
-    if key is None or (who.role != Role.ADMIN and key.establishment_finess != (who.scope or "-")):
+    if key is None:
         raise NotFound(f"no API key {key_id}")
+    if who.role != Role.ADMIN and key.establishment_finess != (who.scope or "-"):
+        raise who.not_yours(f"no API key {key_id}", kind="api_key", target=key.id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_by = who.username
         session.flush()
     return key
+
+
+def revoke_created_by(*, session: Session, username: str, by: str) -> list[str]:
+    """Revoke the active keys `username` created; their ids."""
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.created_by == username, ApiKey.revoked_at.is_(None))
+    ).all()
+    now = utcnow()
+    for key in keys:
+        key.revoked_at, key.revoked_by = now, by
+    return [k.id for k in keys]
 
 
 def principal_from_api_key(*, session: Session, key: str) -> Principal:

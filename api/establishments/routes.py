@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api.audit.service import record
+from api.audit.service import record, returned
 from api.deps import CurrentUser, SessionDep, allow, client_of
 from api.establishments import service
 from api.establishments.schemas import (
@@ -36,6 +36,7 @@ def list_establishments(
         kind="establishment",
         target="*",
         client=client_of(request),
+        detail=returned(i.finess for i in items),
     )
     return EstablishmentPage(
         items=[EstablishmentRead.model_validate(i) for i in items], total=total

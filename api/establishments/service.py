@@ -46,8 +46,10 @@ def create(*, session: Session, data: EstablishmentCreate) -> Establishment:
 def get(*, session: Session, who: Principal, finess: str) -> Establishment:
     item = session.get(Establishment, finess.strip().upper())
     # Not yours and absent answer alike: an establishment cannot probe for others.
-    if item is None or not who.sees(item.finess):
+    if item is None:
         raise NotFound(f"no establishment {finess}")
+    if not who.sees(item.finess):
+        raise who.not_yours(f"no establishment {finess}", kind="establishment", target=item.finess)
     return item
 
 

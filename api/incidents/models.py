@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.agents.models import utcnow
@@ -91,6 +91,10 @@ class Incident(Base):
     campaign_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("campaigns.id"), index=True
     )
+    # Its rule is one the service knows this establishment runs (Vigie's own, an alert's
+    # meant for it): only such incidents make national campaigns, not a stolen agent key's
+    # made-up rule ids.
+    known_rule: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class TimelineEntry(Base):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.agents.models import utcnow
 from api.audit.service import record_request as _audit
+from api.audit.service import returned
 from api.deps import CurrentUser, Principal, SessionDep, allow
 from api.incidents import service
 from api.incidents.models import Campaign, Incident, Severity, Status
@@ -104,7 +105,8 @@ def list_incidents(
         offset=offset,
         limit=limit,
     )
-    _audit(request, session, who, "read", "incident", f"{establishment or '*'}/*")
+    shown = returned(i.id for i in items)  # what was read, not only the filter asked for
+    _audit(request, session, who, "read", "incident", f"{establishment or '*'}/*", shown)
     return IncidentPage(items=[_read(i, who) for i in items], total=total)
 
 
@@ -181,7 +183,7 @@ def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:
 @router.get("/campaigns", **allow(*NATIONAL))
 def list_campaigns(request: Request, session: SessionDep, who: CurrentUser) -> list[CampaignRead]:
     found = service.list_campaigns(session=session)
-    _audit(request, session, who, "read", "campaign", "*")
+    _audit(request, session, who, "read", "campaign", "*", returned(c.id for c, _ in found))
     return [_campaign(c, m) for c, m in found]
 
 

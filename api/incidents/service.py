@@ -4,14 +4,15 @@ Automatic incidents group detections: the same rule on the same host of one esta
 within `GROUP_WINDOW` of the incident's last detection adds to that incident instead of
 opening another. Informational detections open nothing (they stay in the event store).
 A rule (or an alert's indicators) firing in `CAMPAIGN_MIN_ESTABLISHMENTS` establishments within
-`CAMPAIGN_WINDOW` opens a national campaign linking their incidents (the CERT's view only).
+`CAMPAIGN_WINDOW` opens a national campaign linking their incidents (the CERT's view only);
+only incidents of rules the service knows each establishment runs count (`known_rule`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,9 +61,11 @@ def open_from_detections(
     establishment: str,
     detections: Iterable[Mapping[str, Any]],
     origin: str = Origin.DETECTION,
+    known: Callable[[str], bool] | None = None,
 ) -> list[Incident]:
     """Open or extend incidents for detections (`Detection.to_dict()` shape) of one
-    establishment; returns the incidents touched. Campaigns are updated on the way."""
+    establishment; returns the incidents touched. Campaigns are updated on the way, from
+    the rules `known` says the service knows this establishment runs (None: all)."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for detection in detections:
         if detection.get("level") not in _SEVERITY:
@@ -72,11 +75,14 @@ def open_from_detections(
     for (rule_id, host), found in groups.items():
         times = [t for t in (_time(d) for d in found) if t is not None]
         first, last = (min(times), max(times)) if times else (utcnow(), utcnow())
+        counts = known is None or known(rule_id)
         incident = _open_incident(session, establishment, rule_id, host, first)
         if incident is None:
             incident = _new_incident(session, establishment, rule_id, host, found[0], origin, first)
+            incident.known_rule = counts
         else:
             _timeline(session, incident, SYSTEM, "detection", f"{len(found)} more detection(s)")
+            incident.known_rule = incident.known_rule or counts
         incident.detection_count += len(found)
         incident.first_seen = min(as_utc(incident.first_seen or first), first)
         incident.last_seen = max(as_utc(incident.last_seen or last), last)
@@ -84,7 +90,7 @@ def open_from_detections(
         incident.updated_at = utcnow()
         touched.append(incident)
     session.flush()
-    for rule_id in {i.rule_id for i in touched if i.rule_id}:
+    for rule_id in {i.rule_id for i in touched if i.rule_id and i.known_rule}:
         _campaign(session, rule_id, max(as_utc(i.last_seen or utcnow()) for i in touched))
     return touched
 
@@ -186,7 +192,11 @@ def _campaign(session: Session, rule_id: str, now: datetime) -> Campaign | None:
     since = now - CAMPAIGN_WINDOW
     recent = list(
         session.scalars(
-            select(Incident).where(Incident.rule_id == rule_id, Incident.last_seen >= since)
+            select(Incident).where(
+                Incident.rule_id == rule_id,
+                Incident.last_seen >= since,
+                Incident.known_rule.is_(True),
+            )
         )
     )
     if len({i.establishment_finess for i in recent}) < CAMPAIGN_MIN_ESTABLISHMENTS:
@@ -291,8 +301,10 @@ def declare(*, session: Session, who: Principal, data: IncidentDeclare) -> Incid
 
 def get(*, session: Session, who: Principal, incident_id: str) -> Incident:
     incident = session.get(Incident, incident_id)
-    if incident is None or not who.sees(incident.establishment_finess):
-        raise NotFound(f"no incident {incident_id}")  # not yours and absent look alike
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    if not who.sees(incident.establishment_finess):  # not yours and absent look alike
+        raise who.not_yours(f"no incident {incident_id}", kind="incident", target=incident.id)
     return incident
 
 

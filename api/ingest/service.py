@@ -148,17 +148,25 @@ def _process(
     parsed = _events(events, who)
     sources = _detect(live, parsed)  # (the event's index, the detection)
     here = session.get(Establishment, who.establishment)
-    if here is not None:  # an alert's rules apply where the alert is targeted only
-        sources = [
-            (i, d) for i, d in sources if live.meant_for(d["rule_id"], here.region, here.kind)
-        ]
+    region, kind = (here.region, here.kind) if here is not None else ("", "")
+    # An alert's rules apply where the alert is targeted only, told apart by alert.
+    sources = [
+        (i, d)
+        for i, d in sources
+        if live.meant_for(d.get("meta", {}).get("alert_id"), region, kind)
+    ]
     found = [d for _, d in sources]
     views = [e.sigma_view() for e in parsed]
     stored = store.add_events(who.establishment, who.username, events, views, event_uids)
     uids = detection_uids + _server_uids(sources, event_uids)
     stored += store.add_detections(who.establishment, detections + found, uids)
     touched = incidents.open_from_detections(
-        session=session, establishment=who.establishment, detections=detections + found
+        session=session,
+        establishment=who.establishment,
+        detections=detections + found,
+        # Campaigns span establishments: an agent's word for a rule the service does not
+        # know it runs opens its own incidents but links no one else's.
+        known=lambda rule_id: live.knows(rule_id, region, kind),
     )
     row = session.get(IngestedBatch, batch.batch_id)
     assert row is not None  # claimed above

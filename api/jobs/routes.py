@@ -63,14 +63,14 @@ def run_job(
     settings: CurrentSettings,
     now: Annotated[
         datetime | None,
-        Query(description="development only: run as if it were this time (ISO 8601, with zone)"),
+        Query(description="tests only: run as if it were this time (ISO 8601, with zone)"),
     ] = None,
 ) -> JobRunRead:
     """Run a job now and wait for it; a job already running elsewhere answers `skipped-locked`."""
     service.spec(name)
     if now is not None:
-        if settings.environment != "development":
-            raise Invalid("`now` is for development only: a job runs at the present time")
+        if not settings.allow_time_override:
+            raise Invalid("`now` is for tests only: a job runs at the present time")
         if now.tzinfo is None:
             raise Invalid("`now` needs a time zone, e.g. 2030-01-01T00:00:00Z")
         now = now.astimezone(UTC)

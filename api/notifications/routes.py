@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from api.audit.service import record_list
 from api.deps import CurrentUser, SessionDep, allow
 from api.notifications import service
 from api.notifications.schemas import NotificationPage, NotificationRead
@@ -14,6 +15,7 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 @router.get("", **allow(Role.ESTABLISHMENT, Role.CERT, Role.AUDITOR, Role.ADMIN))
 def list_notifications(
+    request: Request,
     session: SessionDep,
     who: CurrentUser,
     open_only: Annotated[
@@ -27,4 +29,5 @@ def list_notifications(
     items, total = service.page(
         session=session, who=who, open_only=open_only, kind=kind, offset=offset, limit=limit
     )
+    record_list(request, session, who, "notification", kind or "*", (n.id for n in items))
     return NotificationPage(items=[NotificationRead.model_validate(n) for n in items], total=total)

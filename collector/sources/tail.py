@@ -11,9 +11,19 @@ Each poll:
   the new file at the path is a new file. A closed file is remembered (and checkpointed):
   listed again, it resumes where it was left;
 - rotation by copy-truncate: a file shorter than what was read, or whose first bytes changed
-  (checked before and after each chunk read), is read again from its start; the copy, when
-  the patterns match it, is recognised by its fingerprint and read from where the original
-  was left (not a second time from its start);
+  (checked before and after each chunk read), is read again from its start. The copy, when
+  the patterns match it, is recognised and never read twice:
+  - met after the truncation (that poll or the next), by the fingerprint the original had:
+    it is read from where the original was left;
+  - met before it (`logrotate` copies, then truncates; a poll may fall in between, and the
+    copy may still be growing): a new file whose first bytes are those of a followed file,
+    and whose bytes just before what was read of that file are the same too, is that file's
+    copy. It is not read while the original is followed untruncated (what it holds is read
+    from the original), its offset follows the original's, and once the original is
+    truncated (or closed) it is read from where the original was left: the lines the copy
+    caught that the original had not handed out yet.
+  Lines written after the copy ended and before the truncation are in neither file once
+  truncated: those not read from the original in between are lost by copy-truncate itself;
 - only whole lines are handed out: a last line without its newline waits to be completed (a
   rotated file's last line is handed out when the file is closed);
 - reading is bounded per poll (`max_bytes` in all, taken in turns across the files).
@@ -42,6 +52,7 @@ from collector.sources.lines import ParserName, check_parser, decode_line, parse
 from detection.event import Event
 
 FINGERPRINT_BYTES = 1024
+COPY_WINDOW = 4096  # bytes compared just before the read offset to tell a copy from a look-alike
 GZIP_MAGIC = b"\x1f\x8b"  # compressed rotations (`app.log.2.gz`) are not followed
 CHECKPOINT_VERSION = 1
 MAX_CLOSED = 256  # closed files remembered (and checkpointed)
@@ -63,6 +74,7 @@ class _File:
     gone_since: float | None = None  # when it left the patterns (rotated or deleted)
     idle_since: float | None = None  # when it was last found with nothing new, once gone
     unread_since: float | None = None  # wall time of the oldest data not read yet
+    copy_of: tuple[int, int] | None = None  # a copy of this followed file, not truncated yet
 
     @property
     def key(self) -> tuple[int, int]:
@@ -146,10 +158,12 @@ class FileTail:
         for tracked in files:
             if budget <= 0:
                 break
-            budget -= self._read(tracked, budget, now, events)
+            if tracked.copy_of is None:  # a copy's content is read from its original
+                budget -= self._read(tracked, budget, now, events)
+        self._follow_copies()
         for tracked in files:
             self._note_lag(tracked, now_wall)
-            if tracked.gone_since is not None:
+            if tracked.gone_since is not None and tracked.copy_of is None:
                 self._maybe_close(tracked, now_mono, now, events)
         return events
 
@@ -165,12 +179,18 @@ class FileTail:
                     "fp": f.fp,
                     "offset": f.offset,
                     "discarding": f.discarding,
+                    "copy_of": list(f.copy_of) if f.copy_of is not None else None,
                 }
                 for f in self._files.values()
             ],
             "closed": [
                 {"dev": key[0], "ino": key[1], "fp_len": fp_len, "fp": fp, "offset": offset}
                 for key, (fp_len, fp, offset) in self._closed.items()
+            ],
+            # A truncation just seen whose copy is not yet: after a restart the copy is
+            # still placed where the original was left.
+            "truncated": [
+                {"fp_len": t.fp_len, "fp": t.fp, "offset": t.offset} for t in self._truncated
             ],
         }
 
@@ -183,12 +203,22 @@ class FileTail:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 keep_error(self._counters.errors, f"bad checkpoint entry {entry!r}: {exc}")
+        for entry in state.get("truncated", []):
+            try:
+                self._truncated.append(
+                    _Truncated(int(entry["fp_len"]), str(entry["fp"]), int(entry["offset"]), 0)
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                keep_error(self._counters.errors, f"bad checkpoint entry {entry!r}: {exc}")
         for entry in state.get("files", []):
             try:
                 self._restore_one(entry)
             except (KeyError, TypeError, ValueError) as exc:
                 self._counters.missing_on_restore += 1
                 keep_error(self._counters.errors, f"bad checkpoint entry {entry!r}: {exc}")
+        for tracked in list(self._files.values()):
+            if tracked.copy_of is not None and tracked.copy_of not in self._files:
+                self._release_copy(tracked, tracked.offset)  # its original was truncated
 
     def close(self) -> None:
         for tracked in self._files.values():
@@ -238,13 +268,17 @@ class FileTail:
                 tracked.gone_since = now_mono
                 self._counters.rotations += 1
             self._check_identity(tracked)
-        for key, (path, _) in matches.items():
-            if key not in self._files:
+        # New files met together: the larger, then the older first, so that of an original and
+        # its copy (never larger, written later) the original is the one followed.
+        new = [(p, st) for key, (p, st) in matches.items() if key not in self._files]
+        for path, st in sorted(new, key=lambda m: (-m[1].st_size, m[1].st_mtime_ns, m[0])):
+            if st.st_size > 0:  # an empty file waits: it may be a copy just begun
                 self._open_new(path)
 
     def _open_new(self, path: str) -> None:
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - stays open while the file is followed
+            # Unbuffered: a buffer hands out stale bytes after a seek once the file is truncated.
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - stays open while followed
         except OSError as exc:
             keep_error(self._counters.errors, f"{path}: cannot open: {exc.strerror or exc}")
             return
@@ -254,6 +288,7 @@ class FileTail:
             return
         tracked = _File(path=path, dev=st.st_dev, ino=st.st_ino, fh=fh)
         tracked.fp_len, tracked.fp = _fingerprint(fh, min(st.st_size, FINGERPRINT_BYTES))
+        self._release_copies_of(tracked.key, None)  # their original's inode is another file now
         closed = self._closed.pop(tracked.key, None)
         if closed is not None:
             fp_len, fp, offset = closed
@@ -261,13 +296,89 @@ class FileTail:
                 tracked.offset = offset
                 self._files[tracked.key] = tracked
                 return
-        for old in self._truncated:
-            # A copy of a truncated file carries on where the original was left.
-            if old.offset <= st.st_size and _fingerprint(fh, old.fp_len) == (old.fp_len, old.fp):
-                tracked.offset = old.offset
-                self._truncated.remove(old)
-                break
+        original = self._copied_from(fh, st.st_size, tracked.key)
+        if original is not None:
+            tracked.copy_of, tracked.offset = original.key, original.offset
+        else:
+            for old in self._truncated:
+                # A copy of a truncated file carries on where the original was left (shorter
+                # when the original was read past the copy's end before its truncation).
+                if old.fp_len and _fingerprint(fh, old.fp_len) == (old.fp_len, old.fp):
+                    tracked.offset = min(old.offset, st.st_size)
+                    self._truncated.remove(old)
+                    break
         self._files[tracked.key] = tracked
+
+    def _copied_from(self, fh: BinaryIO, size: int, key: tuple[int, int]) -> _File | None:
+        """The followed file this new file is a copy of, if any (see the module docstring).
+        An original found truncated meanwhile is started over here: its `_Truncated` entry
+        then places the copy."""
+        try:
+            head = os.pread(fh.fileno(), FINGERPRINT_BYTES, 0)
+        except OSError:
+            return None
+        for original in list(self._files.values()):
+            if original.key == key or original.copy_of is not None or original.fp_len == 0:
+                continue
+            if len(head) >= original.fp_len:
+                same_head = _hash(head[: original.fp_len]) == (original.fp_len, original.fp)
+            else:  # a copy still being written, shorter than the original's fingerprint
+                same_head = _same_bytes(fh, original.fh, 0, len(head))
+            if not same_head:
+                continue
+            if _same_window(fh, original.fh, min(size, original.position)):
+                return original
+            if not self._still_same(original):  # truncated since `_scan` checked it
+                self._start_over(original)
+                return None
+        return None
+
+    def _follow_copies(self) -> None:
+        """Each poll, after the reads: a copy's offset follows its original's; a copy whose
+        original was closed is released; a look-alike that stops being a copy is read whole."""
+        for tracked in list(self._files.values()):
+            if tracked.copy_of is None:
+                continue
+            original = self._files.get(tracked.copy_of)
+            if original is None:
+                self._release_copy(tracked, tracked.offset)
+                continue
+            try:
+                size = os.fstat(tracked.fh.fileno()).st_size
+            except OSError:
+                continue
+            end = min(size, original.position)
+            head = min(end, FINGERPRINT_BYTES)
+            if _same_bytes(tracked.fh, original.fh, 0, head) and _same_window(
+                tracked.fh, original.fh, end
+            ):
+                if size > _size(original) and self._still_same(original):
+                    # A copy never outgrows its original: this one is the live file and the
+                    # other its copy. What was read of that one is not read again.
+                    tracked.copy_of, tracked.offset, tracked.pending = None, original.offset, b""
+                    original.copy_of, original.pending = tracked.key, b""
+                    continue
+                tracked.offset = max(tracked.offset, original.offset)
+            elif not self._still_same(original):
+                self._start_over(original)  # truncated since it was checked: releases it
+            else:  # grew apart from the file it started like: another file after all
+                tracked.copy_of, tracked.offset, tracked.pending = None, 0, b""
+
+    def _release_copies_of(self, key: tuple[int, int], offset: int | None) -> None:
+        """Release the copies of a file truncated at `offset` (None: where they are)."""
+        for copy in self._files.values():
+            if copy.copy_of == key:
+                self._release_copy(copy, copy.offset if offset is None else offset)
+
+    def _release_copy(self, copy: _File, offset: int) -> None:
+        """The original was truncated (or closed) at `offset`: the copy, complete by now,
+        is read from there (from its end if the original was read further)."""
+        copy.copy_of = None
+        try:
+            size = os.fstat(copy.fh.fileno()).st_size
+        except OSError:
+            size = offset
+        copy.offset, copy.pending = min(offset, size), b""
 
     def _check_identity(self, tracked: _File) -> None:
         """Start over when the file was truncated or its first bytes were rewritten."""
@@ -282,7 +393,8 @@ class FileTail:
             head = os.pread(tracked.fh.fileno(), FINGERPRINT_BYTES, 0)
         except OSError:
             return True  # unreadable for now: nothing is known to have changed
-        if size < tracked.position or _hash(head[: tracked.fp_len]) != (
+        shrunk = size < tracked.position and tracked.copy_of is None  # a copy may lag behind
+        if shrunk or _hash(head[: tracked.fp_len]) != (
             tracked.fp_len,
             tracked.fp,
         ):
@@ -294,6 +406,7 @@ class FileTail:
     def _start_over(self, tracked: _File) -> None:
         self._counters.truncations += 1
         self._truncated.append(_Truncated(tracked.fp_len, tracked.fp, tracked.offset, self._polls))
+        self._release_copies_of(tracked.key, tracked.offset)
         tracked.offset, tracked.pending, tracked.discarding = 0, b"", False
         try:
             tracked.fp_len, tracked.fp = _hash(os.pread(tracked.fh.fileno(), FINGERPRINT_BYTES, 0))
@@ -315,6 +428,9 @@ class FileTail:
         tracked = _File(path=where, dev=key[0], ino=key[1], fh=fh, fp_len=fp_len, fp=fp)
         tracked.offset = int(entry["offset"])
         tracked.discarding = bool(entry.get("discarding", False))
+        copy_of = entry.get("copy_of")
+        if copy_of is not None:  # its original, if not restored, releases it at the first poll
+            tracked.copy_of = (int(copy_of[0]), int(copy_of[1]))
         self._files[key] = tracked
 
     # -- reading ---------------------------------------------------------------------------
@@ -408,6 +524,7 @@ class FileTail:
             return
         if tracked.pending and not tracked.discarding:  # its last line will get no newline
             self._emit(tracked, tracked.pending, tracked.offset, now, events)
+        self._release_copies_of(tracked.key, tracked.offset)
         self._remember_closed(tracked.key, tracked.fp_len, tracked.fp, tracked.position)
         tracked.fh.close()
         del self._files[tracked.key]
@@ -435,6 +552,30 @@ def _fingerprint(fh: BinaryIO, length: int) -> tuple[int, str]:
     return _hash(os.pread(fh.fileno(), length, 0) if length > 0 else b"")
 
 
+def _size(tracked: _File) -> int:
+    try:
+        return os.fstat(tracked.fh.fileno()).st_size
+    except OSError:
+        return tracked.position
+
+
+def _same_bytes(one: BinaryIO, other: BinaryIO, start: int, end: int) -> bool:
+    try:
+        return os.pread(one.fileno(), end - start, start) == os.pread(
+            other.fileno(), end - start, start
+        )
+    except OSError:
+        return False
+
+
+def _same_window(copy: BinaryIO, original: BinaryIO, end: int) -> bool:
+    """Whether two files hold the same bytes just before `end` (past the fingerprint: two
+    files may well start with the same header)."""
+    if end <= FINGERPRINT_BYTES:
+        return True  # covered by the fingerprint
+    return _same_bytes(copy, original, max(FINGERPRINT_BYTES, end - COPY_WINDOW), end)
+
+
 def _hash(head: bytes) -> tuple[int, str]:
     return len(head), hashlib.blake2b(head, digest_size=16).hexdigest()
 
@@ -455,7 +596,7 @@ def _find_file(
         if (st.st_dev, st.st_ino) != key or not stat.S_ISREG(st.st_mode):
             continue
         try:
-            fh = open(candidate, "rb")  # noqa: SIM115 - kept by the caller
+            fh = open(candidate, "rb", buffering=0)  # noqa: SIM115 - kept by the caller
         except OSError:
             return None
         if _fingerprint(fh, fp_len) == (fp_len, fp):

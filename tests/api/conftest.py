@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     engine.dispose()
 
 
+ADMIN_PASSWORD = "Phare-de-Cordouan-1611"  # noqa: S105 - the tests' admin, set at first login
+
+
+def change_first_password(url: str, first_password: str) -> str:
+    """What the operator does first: log in as `admin` with the password printed at start and
+    change it (until then every other route answers 403). Returns the new password."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        login = {"username": "admin", "password": first_password}
+        token = client.post("/auth/token", json=login).raise_for_status().json()["access_token"]
+        client.post(
+            "/auth/password",
+            json={"current_password": first_password, "new_password": ADMIN_PASSWORD},
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()
+    return ADMIN_PASSWORD
+
+
 @dataclass
 class Service:
     url: str
     settings: Settings
     admin_password: str
+    first_password: str = ""  # printed at the first start; changed into admin_password
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -71,12 +90,12 @@ class Service:
         return str(answer.json()["access_token"])
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    settings = Settings(tmp_path / "data", database_url, secrets.token_urlsafe(40))
-    settings.data_dir.mkdir()
+@contextmanager
+def running(settings: Settings) -> Iterator[Service]:
+    """`create_app(settings)` served by uvicorn on a free loopback port."""
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", server_header=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -85,10 +104,25 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
             pytest.fail("the service did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield Service(f"http://127.0.0.1:{port}", settings, app.state.first_admin_password)
-    server.should_exit = True
-    thread.join(timeout=10)
-    app.state.engine.dispose()
+    url = f"http://127.0.0.1:{port}"
+    first = app.state.first_admin_password
+    try:
+        yield Service(url, settings, change_first_password(url, first), first)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.engine.dispose()
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    # The time override lets the job tests run a job "as of" a later date.
+    settings = Settings(
+        tmp_path / "data", database_url, secrets.token_urlsafe(40), allow_time_override=True
+    )
+    settings.data_dir.mkdir()
+    with running(settings) as service:
+        yield service
 
 
 def _covers(template: str, path: str) -> bool:

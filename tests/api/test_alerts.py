@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,14 @@ detection:
   selection: {process.command_line|contains: 'evil-payload.sh'}
   condition: selection
 """
+SIGMA_ID = "5d1f0a52-3c1e-4b7a-9a57-0c9a3f7e2b11"
+
+
+def fresh_rule(text: str = SIGMA_RULE) -> str:
+    """`text` with an id of its own: a rule id belongs to one alert."""
+    return text.replace(SIGMA_ID, str(uuid.uuid4()))
+
+
 YARA_RULE = 'rule campaign_dropper { strings: $a = "drop-it-now" condition: $a }'
 C2_IP = "203.0.113.66"
 C2_DOMAIN = "evil-domain.example"
@@ -101,7 +110,9 @@ def test_publish_normalises_and_everyone_reads_it(service: Service) -> None:
     assert alert["bundle_version"] == 1
     assert alert["created_by"] == "analyst"
     assert alert["acknowledged"] == 0
-    second = publish(service, tokens["admin"], title="Second alert", tlp="clear")
+    second = publish(
+        service, tokens["admin"], title="Second alert", tlp="clear", sigma_rules=[fresh_rule()]
+    )
     assert second["bundle_version"] == 2  # each publication bumps the version
     for reader in ("it_pitie", "inspector", "admin", "analyst"):
         with service.client(tokens[reader]) as client:
@@ -183,14 +194,25 @@ def test_establishments_see_only_the_alerts_meant_for_them(service: Service) -> 
     tokens = world(service)
     everyone = publish(service, tokens["analyst"], title="For everyone")
     idf = publish(
-        service, tokens["analyst"], title="Île-de-France", target={"regions": ["Île-de-France"]}
+        service,
+        tokens["analyst"],
+        title="Île-de-France",
+        target={"regions": ["Île-de-France"]},
+        sigma_rules=[fresh_rule()],
     )
-    ehpad = publish(service, tokens["analyst"], title="EHPAD", target={"kinds": ["EHPAD"]})
+    ehpad = publish(
+        service,
+        tokens["analyst"],
+        title="EHPAD",
+        target={"kinds": ["EHPAD"]},
+        sigma_rules=[fresh_rule()],
+    )
     chu_na = publish(
         service,
         tokens["analyst"],
         title="CHU of Nouvelle-Aquitaine",
         target={"regions": ["Nouvelle-Aquitaine"], "kinds": ["CHU"]},
+        sigma_rules=[fresh_rule()],
     )
     with service.client(tokens["it_pitie"]) as client:
         titles = {a["title"] for a in client.get("/alerts").json()["items"]}
@@ -310,21 +332,29 @@ def test_agents_fetch_a_signed_bundle_of_what_targets_them(service: Service) -> 
     assert "PRIVATE KEY" in key_file.read_text()
 
     everyone = publish(service, tokens["analyst"], title="For everyone")
-    publish(service, tokens["analyst"], title="EHPAD only", target={"kinds": ["EHPAD"]})
-    publish(service, tokens["analyst"], title="Red", tlp="red")  # never in a bundle
+    publish(
+        service,
+        tokens["analyst"],
+        title="EHPAD only",
+        target={"kinds": ["EHPAD"]},
+        sigma_rules=[fresh_rule()],
+    )
+    # Never in a bundle.
+    publish(service, tokens["analyst"], title="Red", tlp="red", sigma_rules=[fresh_rule()])
     pitie = agent_of(service, tokens, PITIE)
     with service.client(pitie) as client:
         answer = client.get("/alerts/bundle")
         assert answer.status_code == 200, answer.text
         envelope = answer.json()
         bundle = verify_bundle(envelope, pinned)
-        assert answer.headers["ETag"] == '"3"'
-        unchanged = client.get("/alerts/bundle", params={"version": 3})
+        # Pitié's own version: its first bundle (three national changes, one of them for it).
+        assert answer.headers["ETag"] == '"1"'
+        unchanged = client.get("/alerts/bundle", params={"version": 1})
         assert unchanged.status_code == 304
-        assert client.get("/alerts/bundle", headers={"If-None-Match": '"3"'}).status_code == 304
-        assert client.get("/alerts/bundle", params={"version": 2}).status_code == 200
+        assert client.get("/alerts/bundle", headers={"If-None-Match": '"1"'}).status_code == 304
+        assert client.get("/alerts/bundle", params={"version": 0}).status_code == 200
         assert client.get(f"/alerts/{everyone['id']}").status_code == 403  # bundle only
-    assert bundle["version"] == 3
+    assert bundle["version"] == 1
     assert bundle["establishment"] == PITIE
     assert [a["title"] for a in bundle["alerts"]] == ["For everyone"]
     assert [s["rule"] for s in bundle["sigma"]] == [SIGMA_RULE]
@@ -344,9 +374,10 @@ def test_agents_fetch_a_signed_bundle_of_what_targets_them(service: Service) -> 
         assert client.get("/alerts/bundle").status_code == 403  # humans read alerts instead
         assert client.post(f"/alerts/{everyone['id']}/withdraw").status_code == 200
     with service.client(pitie) as client:
-        after = client.get("/alerts/bundle", params={"version": 3})
+        after = client.get("/alerts/bundle", params={"version": 1})
     assert after.status_code == 200  # the withdrawal is a new version
     assert verify_bundle(after.json(), pinned)["alerts"] == []
+    assert verify_bundle(after.json(), pinned)["version"] == 2
 
 
 def test_the_signing_key_survives_a_restart(service: Service) -> None:
@@ -679,8 +710,14 @@ def test_alert_access_matrix(service: Service) -> None:
     tokens["agent"] = agent_of(service, tokens, PITIE)
     tokens["anonymous"] = ""
     mine = publish(service, tokens["analyst"], title="Pitié's")
-    other = publish(service, tokens["analyst"], title="Not Pitié's", target={"kinds": ["EHPAD"]})
-    spare = publish(service, tokens["analyst"], title="To withdraw")
+    other = publish(
+        service,
+        tokens["analyst"],
+        title="Not Pitié's",
+        target={"kinds": ["EHPAD"]},
+        sigma_rules=[fresh_rule()],
+    )
+    spare = publish(service, tokens["analyst"], title="To withdraw", sigma_rules=[fresh_rule()])
     human = {"it_pitie": 200, "analyst": 200, "inspector": 200, "admin": 200}
     national = {**human, "it_pitie": 403}
     writers = {**national, "inspector": 403}
@@ -697,7 +734,7 @@ def test_alert_access_matrix(service: Service) -> None:
         (
             "POST",
             "/alerts",
-            alert_body(retro_hunt_days=0),
+            alert_body(retro_hunt_days=0, sigma_rules=[]),
             {**{k: v + 1 if v == 200 else v for k, v in writers.items()}, **machine},
         ),
         ("GET", "/alerts", None, {**human, **machine}),

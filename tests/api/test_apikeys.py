@@ -58,6 +58,7 @@ def test_admin_keys_for_every_human_role(service: Service) -> None:
             "username": f"key:{made['name']}",
             "role": role,
             "establishment": establishment,
+            "must_change_password": False,
         }
 
     # A key has its role's rights, no more: an establishment sees itself only, a CERT key
@@ -67,7 +68,7 @@ def test_admin_keys_for_every_human_role(service: Service) -> None:
         assert client.get(f"/establishments/{BORDEAUX}").status_code == 404
     with service.client(cert["key"]) as client:
         assert client.get("/establishments").json()["total"] == 2
-        user = {"username": "x-user", "password": "p" * 12, "role": "cert"}
+        user = {"username": "x-user", "password": "Granit-Rose-Ploumanac-h", "role": "cert"}
         assert client.post("/users", json=user).status_code == 403
     with service.client(auditor["key"]) as client:
         assert client.get("/audit").status_code == 200

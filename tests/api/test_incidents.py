@@ -205,21 +205,26 @@ def test_a_resolved_incident_is_not_extended(service: Service) -> None:
     assert {i["status"] for i in items} == {"new", "resolved"}
 
 
+# Vigie's own rules (rules/sigma): the service knows every agent runs them.
+MIMIKATZ = "abf9fb10-96fd-4f5f-bfb7-2cfacf49fa93"
+DEFENDER_OFF = "cac4a02a-951a-49af-9f9a-65e832baba05"
+
+
 def test_same_rule_in_two_establishments_opens_a_campaign_for_the_cert_only(
     service: Service,
 ) -> None:
     tokens = setup_world(service)
     pitie, bordeaux = agent_key(service, tokens, PITIE), agent_key(service, tokens, BORDEAUX)
-    post(service, pitie, {"batch_id": "camp-0001", "detections": [detection("rule-c", "a")]})
+    post(service, pitie, {"batch_id": "camp-0001", "detections": [detection(MIMIKATZ, "a")]})
     with service.client(tokens["analyst"]) as client:
         assert client.get("/campaigns").json() == []
-    post(service, bordeaux, {"batch_id": "camp-0002", "detections": [detection("rule-c", "b")]})
-    post(service, bordeaux, {"batch_id": "camp-0003", "detections": [detection("rule-d", "b")]})
+    post(service, bordeaux, {"batch_id": "camp-0002", "detections": [detection(MIMIKATZ, "b")]})
+    post(service, bordeaux, {"batch_id": "camp-0003", "detections": [detection(DEFENDER_OFF, "b")]})
     with service.client(tokens["analyst"]) as client:
         campaigns = client.get("/campaigns").json()
         assert len(campaigns) == 1
         campaign = campaigns[0]
-        assert campaign["rule_id"] == "rule-c"
+        assert campaign["rule_id"] == MIMIKATZ
         assert campaign["establishments"] == sorted([PITIE, BORDEAUX])
         assert len(campaign["incidents"]) == 2
         linked = client.get("/incidents", params={"campaign": campaign["id"]}).json()
@@ -233,6 +238,60 @@ def test_same_rule_in_two_establishments_opens_a_campaign_for_the_cert_only(
         assert [i["campaign_id"] for i in mine] == [None]  # who else was hit is not theirs
     with service.client(tokens["inspector"]) as client:
         assert client.get("/campaigns").status_code == 403
+
+
+def test_rule_ids_the_service_does_not_know_make_no_campaign(service: Service) -> None:
+    """A stolen agent key posts detections of rules its agent never ran: they open that
+    establishment's incidents, but link no one else's into a national campaign. Only Vigie's
+    own rules, and the rules and indicators of alerts meant for the establishment, count."""
+    from tests.api.test_alerts import alert_body, fresh_rule
+
+    tokens = setup_world(service)
+    pitie, bordeaux = agent_key(service, tokens, PITIE), agent_key(service, tokens, BORDEAUX)
+    with service.client(tokens["analyst"]) as client:
+        made = client.post(
+            "/alerts",
+            json=alert_body(
+                sigma_rules=[fresh_rule()], target={"regions": ["Île-de-France"]}, tlp="clear"
+            ),
+        )
+        assert made.status_code == 201, made.text
+    pitie_only = made.json()  # Pitié is in Île-de-France, Bordeaux is not
+    pitie_rule = pitie_only["sigma_rules"][0].split("id: ")[1].split("\n")[0]
+    made_up = [
+        "00000000-0000-4000-8000-00000000beef",  # a UUID no rule has
+        "rule-c",
+        f"indicator:{'0' * 8}-0000-4000-8000-000000000000",  # no such alert
+        pitie_rule,  # an alert's rule, not meant for Bordeaux
+        f"indicator:{pitie_only['id']}",  # its indicators, not meant for Bordeaux either
+    ]
+    for n, rule_id in enumerate(made_up):
+        for key, host in ((pitie, "p"), (bordeaux, "b")):
+            batch = {"batch_id": f"made-up-{n}-{host}", "detections": [detection(rule_id, host)]}
+            assert post(service, key, batch).status_code == 200
+    with service.client(tokens["analyst"]) as client:
+        assert client.get("/campaigns").json() == []
+        opened = client.get("/incidents", params={"limit": 100}).json()["items"]
+    # Every detection still opened its establishment's incident.
+    assert {(i["establishment"], i["rule_id"]) for i in opened} == {
+        (e, r) for e in (PITIE, BORDEAUX) for r in made_up
+    }
+
+    # Known rules make a campaign as before: Vigie's own, an alert meant for both.
+    with service.client(tokens["analyst"]) as client:
+        made = client.post("/alerts", json=alert_body(sigma_rules=[fresh_rule()], tlp="clear"))
+        assert made.status_code == 201, made.text
+    everyone = made.json()
+    everyone_rule = everyone["sigma_rules"][0].split("id: ")[1].split("\n")[0]
+    known = [MIMIKATZ, everyone_rule, f"indicator:{everyone['id']}"]
+    for n, rule_id in enumerate(known):
+        for key, host in ((pitie, "p"), (bordeaux, "b")):
+            batch = {"batch_id": f"known-{n}-{host}", "detections": [detection(rule_id, host)]}
+            assert post(service, key, batch).status_code == 200
+    with service.client(tokens["analyst"]) as client:
+        campaigns = client.get("/campaigns").json()
+    assert sorted(c["rule_id"] for c in campaigns) == sorted(known)
+    assert all(c["establishments"] == sorted([PITIE, BORDEAUX]) for c in campaigns)
 
 
 def test_passed_deadlines_are_flagged_once(service: Service) -> None:

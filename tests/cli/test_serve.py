@@ -25,6 +25,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def serve_env(home: Path, **extra: str) -> dict[str, str]:
+    """A bare environment for `vigie serve` in production (the default): a secret key."""
+    secret = "s" * 48
+    return {"PATH": str(VIGIE.parent), "HOME": str(home), "VIGIE_SECRET_KEY": secret, **extra}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -40,7 +46,7 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={"PATH": str(VIGIE.parent), "HOME": str(tmp_path)},
+        env=serve_env(tmp_path),
     )
     log: list[str] = []
     try:
@@ -68,6 +74,11 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
         for _ in range(6):
             me = httpx.get(f"{url}/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
+            assert me.json()["must_change_password"] is True
+        # The printed password opens nothing but its own change.
+        refused = httpx.get(f"{url}/establishments", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "password_change_required"
         assert (data_dir / "vigie.db").exists()
         if workers > 1:
             # A worker that dies is replaced; the service answers meanwhile.
