@@ -386,14 +386,15 @@ def profile(docs: list[bytes], size: int, batches: int) -> tuple[dict[str, float
         t1 = time.perf_counter()
         batch = service.parse_batch(data)
         t2 = time.perf_counter()
-        events = service._valid_events(batch.events, [])
+        events, uids = service._valid_events(batch, who.username, [])
         t3 = time.perf_counter()
         events = [stamped_event(doc, FINESS, who.username) for doc in events]
         parsed = service._events(events, who)
-        found = service._detect(live, parsed)
+        sources = service._detect(live, parsed)
+        found = [d for _, d in sources]
         t4 = time.perf_counter()
-        store.add_events(FINESS, who.username, events, [e.sigma_view() for e in parsed])
-        store.add_detections(FINESS, found)
+        store.add_events(FINESS, who.username, events, [e.sigma_view() for e in parsed], uids)
+        store.add_detections(FINESS, found, service._server_uids(sources, uids))
         t5 = time.perf_counter()
         with transaction(sessions) as session:
             incidents.open_from_detections(session=session, establishment=FINESS, detections=found)

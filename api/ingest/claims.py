@@ -39,12 +39,14 @@ from api.deps import Principal
 from api.errors import Conflict, Invalid
 from api.ingest.models import IngestedBatch
 from api.jobs import lock
+from api.jobs.models import JobLock
 
 log = logging.getLogger("vigie.ingest")
 
 LEASE = timedelta(seconds=6)
 RENEW = timedelta(seconds=2)
 STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
+FORGET = timedelta(days=1)
 _LEASE_PREFIX = "ingest-owner:"
 
 
@@ -90,6 +92,7 @@ class ClaimOwner:
                     log.warning("ingest lease not renewed: %s", exc)
 
         self.renew(sessions)
+        forget_old_leases(sessions)
         self._thread = threading.Thread(target=keep, name="vigie-ingest-lease", daemon=True)
         self._thread.start()
 
@@ -102,6 +105,18 @@ class ClaimOwner:
             lock.release(sessions, _LEASE_PREFIX + self.token, self.name)
         except SQLAlchemyError as exc:
             log.warning("ingest lease not released: %s", exc)
+
+
+def forget_old_leases(sessions: sessionmaker[Session], *, older: timedelta = FORGET) -> int:
+    """Delete the leases of processes gone long ago (one row per process start otherwise
+    piles up). Safe: a claim whose owner has no lease is taken over, as for an expired one."""
+    with transaction(sessions) as session:
+        gone = session.execute(
+            delete(JobLock)
+            .where(JobLock.name.like(_LEASE_PREFIX + "%"), JobLock.expires_at < utcnow() - older)
+            .execution_options(synchronize_session=False)
+        )
+    return cast(CursorResult[Any], gone).rowcount
 
 
 def claim(

@@ -21,7 +21,7 @@ import sqlalchemy
 from api.db import make_engine, session_factory
 from api.deps import Principal
 from api.events.sqlite_store import SQLiteEventStore
-from api.ingest.claims import ClaimOwner, claim
+from api.ingest.claims import ClaimOwner, claim, forget_old_leases
 from tests.api.conftest import Service
 from tests.api.test_agents import enrolled, new_token
 from tests.api.test_ingest import SHADOW_RULE, agent_key, case_event, post
@@ -260,3 +260,27 @@ def test_ingest_counters_are_read_by_those_who_see_the_agent(service: Service) -
         spec = client.get("/openapi.json").json()
     roles = spec["paths"]["/agents/{agent_id}/ingest"]["get"]["x-roles"]
     assert set(roles) == {"establishment", "cert", "auditor", "admin"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_leases_of_processes_gone_long_ago_are_forgotten(service: Service) -> None:
+    """One lease per process start would pile up: a day after it expired, it goes (and a
+    claim of that owner, with no lease, is taken over as with an expired one)."""
+    engine = make_engine(service.settings.database_url)
+    sessions = session_factory(engine)
+    old, recent = ClaimOwner(host="old.example"), ClaimOwner(host="recent.example")
+    try:
+        old.renew(sessions)
+        recent.renew(sessions)
+        with engine.begin() as connection:
+            connection.execute(
+                sqlalchemy.text("UPDATE job_locks SET expires_at = :at WHERE name = :n"),
+                {"at": datetime.now(UTC) - timedelta(days=2), "n": f"ingest-owner:{old.token}"},
+            )
+        assert forget_old_leases(sessions) == 1
+        with engine.connect() as connection:
+            names = set(connection.execute(sqlalchemy.text("SELECT name FROM job_locks")).scalars())
+        assert f"ingest-owner:{old.token}" not in names
+        assert f"ingest-owner:{recent.token}" in names
+    finally:
+        engine.dispose()
