@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from collector.spool import Spool
 
 
@@ -77,4 +79,20 @@ def test_batches_respect_the_byte_limit_but_always_carry_one_item(tmp_path: Path
     huge = spool.next_batch(max_items=100, max_bytes=10)
     assert huge is not None
     assert len(huge) == 1
+    spool.close()
+
+
+def test_put_within_the_budget_is_one_step_for_another_thread(tmp_path: Path) -> None:
+    """Stored and cut to the budget in one transaction: a batch taken from another thread
+    (the agent's delivering one) right after holds only what the budget kept, the newest."""
+    spool = Spool(tmp_path)
+    other = Spool(tmp_path)  # another connection: sees only committed states
+    newest = sum(len(orjson.dumps(e)) for e in _events(10, start=90))
+    dropped = spool.put_within(newest, _events(100))
+    assert dropped == 90
+    batch = other.next_batch(max_items=100)
+    assert batch is not None
+    assert [e["message"] for e in batch.events] == [f"line {n}" for n in range(90, 100)]
+    assert spool.stats()["dropped"] == 90
+    other.close()
     spool.close()
