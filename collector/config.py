@@ -10,6 +10,7 @@
     heartbeat_seconds = 60
     bundle_seconds = 300
     max_backoff_seconds = 300
+    stop_seconds = 5            # at stop, how long an upload in flight is waited for
 
     [privacy]
     sensitive_fields = ["user.full_name"]   # pseudonymised (keyed hash) before spooling;
@@ -58,6 +59,7 @@ class Delivery:
     bundle_seconds: float = 300.0
     max_backoff_seconds: float = 300.0
     poll_seconds: float = 0.5
+    stop_seconds: float = 5.0  # at stop, how long a request in flight is waited for
 
 
 @dataclass(frozen=True)
