@@ -10,7 +10,6 @@ agent's and the server's, open or extend incidents.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -35,7 +34,6 @@ from detection.event import Event, parse_timestamp
 MAX_EVENT_BYTES = 256 * 1024
 STALE_CLAIM = timedelta(minutes=10)  # far beyond any batch's processing time
 MAX_ITEMS = 50_000
-_ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
 _LEVELS = {"informational", "low", "medium", "high", "critical"}
@@ -267,12 +265,11 @@ def _detect(live: LiveRules, events: list[Event]) -> list[dict[str, Any]]:
     engine, indicators = live.engines()
     found: list[dict[str, Any]] = []
     if engine is not None:
-        # The engine keeps correlation state and is not thread-safe; batches run in the
-        # thread pool, so they take turns here (the matching is CPU-bound under the GIL
-        # anyway: nothing is lost).
-        with _ENGINE_LOCK:
-            for event in events:
-                found.extend(d.to_dict() for d in engine.match(event))
+        # No lock: without a correlator, `match` keeps no state between events (its lazily
+        # built buckets are the same whichever thread builds them; only its statistics may
+        # miss a count), so one slow batch never holds up the other agents' batches.
+        for event in events:
+            found.extend(d.to_dict() for d in engine.match(event))
     if indicators is not None:
         found.extend(indicators.match(events))
     for out in found:
