@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -38,7 +37,6 @@ from detection.event import Event, parse_timestamp
 __all__ = ["STALE_CLAIM", "BatchInProgress", "claim", "ingest", "parse_batch", "release"]
 
 MAX_ITEMS = 50_000
-_ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 _ID_LISTS = {"events": "event_ids", "detections": "detection_ids"}
@@ -265,12 +263,11 @@ def _detect(live: LiveRules, events: list[Event]) -> list[tuple[int, dict[str, A
     engine, indicators = live.engines()
     found: list[tuple[int, dict[str, Any]]] = []
     if engine is not None:
-        # The engine keeps correlation state and is not thread-safe; batches run in the
-        # thread pool, so they take turns here (the matching is CPU-bound under the GIL
-        # anyway: nothing is lost).
-        with _ENGINE_LOCK:
-            for index, event in enumerate(events):
-                found.extend((index, d.to_dict()) for d in engine.match(event))
+        # No lock: without a correlator, `match` keeps no state between events (its lazily
+        # built buckets are the same whichever thread builds them; only its statistics may
+        # miss a count), so one slow batch never holds up the other agents' batches.
+        for index, event in enumerate(events):
+            found.extend((index, d.to_dict()) for d in engine.match(event))
     if indicators is not None:
         for index, event in enumerate(events):  # the matcher goes event by event anyway
             found.extend((index, d) for d in indicators.match([event]))
