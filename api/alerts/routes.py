@@ -29,6 +29,9 @@ from api.roles import Role
 
 router = APIRouter(tags=["alerts"])
 WRITERS = (Role.CERT, Role.ADMIN)
+# An alert may carry up to 1 MiB of rule text plus its indicators (api/alerts/schemas.py):
+# its body gets more room than the 1 MiB of the other JSON routes, bounded all the same.
+MAX_ALERT_BODY = 4 * 2**20
 NATIONAL = (Role.CERT, Role.ADMIN, Role.AUDITOR)
 READERS = (Role.ESTABLISHMENT, *NATIONAL)  # an establishment: the alerts meant for it
 
@@ -93,7 +96,7 @@ def bundle_public_key(request: Request) -> PublicKey:
     return PublicKey(**_live(request).signer.public())
 
 
-@router.post("/alerts", status_code=201, **allow(*WRITERS))
+@router.post("/alerts", status_code=201, max_body_size=MAX_ALERT_BODY, **allow(*WRITERS))
 def publish_alert(
     body: AlertCreate,
     request: Request,
@@ -138,7 +141,7 @@ def get_alert(alert_id: str, request: Request, session: SessionDep, who: Current
     return _read_one(session, who, alert)
 
 
-@router.patch("/alerts/{alert_id}", **allow(*WRITERS))
+@router.patch("/alerts/{alert_id}", max_body_size=MAX_ALERT_BODY, **allow(*WRITERS))
 def edit_alert(
     alert_id: str, body: AlertUpdate, request: Request, session: SessionDep, who: CurrentUser
 ) -> AlertRead:
