@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy
 
 from api.alerts.live import LiveRules
-from api.alerts.rules import RuleTextError, compile_sigma
+from api.alerts.rules import RuleTextError, check_yara, compile_sigma
 from api.events.sqlite_store import SQLiteEventStore
 from tests.api.conftest import Service
 from tests.api.test_alerts import (
@@ -102,6 +102,15 @@ def test_bombs_cost_nothing_to_refuse(name: str) -> None:
         tracemalloc.stop()
     assert spent < 1.0, f"{name}: {spent:.2f} s"
     assert peak < 2_000_000, f"{name}: {peak} bytes at the peak"
+
+
+def test_a_lone_surrogate_is_a_refusal_not_a_crash() -> None:
+    """JSON can carry one; UTF-8 has no bytes for it (the API's schema refuses it first;
+    the rule checks do not rely on that)."""
+    with pytest.raises(RuleTextError, match="not Unicode"):
+        compile_sigma(SIGMA_RULE.replace("evil", "\ud800"))
+    with pytest.raises(RuleTextError, match="not Unicode"):
+        check_yara('rule s { strings: $a = "\udfff" condition: $a }')
 
 
 @pytest.mark.parametrize("name", list(BOMBS))
