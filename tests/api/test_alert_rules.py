@@ -430,3 +430,66 @@ def _write_as_before_the_fix(service: Service, alert_id: str, rules: list[str]) 
     finally:
         engine.dispose()
     return int(version or 0)
+
+
+def test_the_upgrade_gives_each_existing_rule_id_to_the_oldest_alert(database_url: str) -> None:
+    """Alerts published before the fix may share an id (the older keeps it) or hold a bomb
+    (skipped by the upgrade, not expanded)."""
+    from datetime import timedelta
+
+    from alembic import command
+    from alembic.config import Config
+
+    from api.alerts.models import Alert
+    from api.db import MIGRATIONS, make_engine, upgrade
+
+    engine = make_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+        rows = [
+            ("newer", now, [_other_logic("Clear rule", "clear-marker")]),
+            ("older", now - timedelta(days=1), [RED_RULE.replace(RED_ID, RED_ID.upper())]),
+            ("bomb", now - timedelta(days=2), [LAUGHS, SIGMA_RULE]),
+        ]
+        with engine.begin() as connection:
+            for alert_id, created, rules in rows:
+                connection.execute(
+                    sqlalchemy.insert(Alert).values(
+                        id=alert_id,
+                        title=alert_id,
+                        description="",
+                        severity="high",
+                        tlp="red",
+                        status="published",
+                        products=[],
+                        cves=[],
+                        indicators=[],
+                        sigma_rules=rules,
+                        yara_rules=[],
+                        target_all=True,
+                        target_regions=[],
+                        target_kinds=[],
+                        created_by="analyst",
+                        created_at=created,
+                        updated_at=created,
+                        bundle_version=1,
+                        retro_hunt_days=0,
+                    )
+                )
+        started = time.perf_counter()
+        upgrade(engine)
+        spent = time.perf_counter() - started
+        with engine.connect() as connection:
+            found = connection.execute(
+                sqlalchemy.text("SELECT rule_id, alert_id FROM alert_rule_ids")
+            )
+            held = {str(rule_id): str(alert_id) for rule_id, alert_id in found}
+    finally:
+        engine.dispose()
+    assert held == {RED_ID: "older", SIGMA_ID: "bomb"}
+    assert spent < 20  # the bomb is not expanded (that alone took 44 s)
