@@ -171,7 +171,7 @@ def test_rules_sizes_and_counts_are_bounded(service: Service) -> None:
             assert reason in answer.text, (change.keys(), answer.text[:300])
             assert spent < 5.0, (change.keys(), spent)
         assert client.get("/alerts").json()["total"] == 0
-        # At the bounds, it is published.
+        # At the bounds, it is published; an edit of one list cannot take it over.
         answer = client.post(
             "/alerts",
             json=alert_body(
@@ -183,6 +183,10 @@ def test_rules_sizes_and_counts_are_bounded(service: Service) -> None:
             ),
         )
         assert answer.status_code == 201, answer.text[:300]
+        more = ["rule r { condition: true } //" + "#" * 60_000 for _ in range(10)]
+        edited = client.patch(f"/alerts/{answer.json()['id']}", json={"yara_rules": more})
+        assert edited.status_code == 422, edited.text[:300]
+        assert "per alert" in edited.json()["detail"]
 
 
 def test_each_rule_is_compiled_once_per_process(lives: list[LiveRules], service: Service) -> None:
