@@ -40,6 +40,7 @@ from api.alerts.schemas import (
     AlertUpdate,
     PendingEstablishment,
     Target,
+    rules_size,
 )
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
@@ -57,6 +58,10 @@ def check_rules(
 ) -> list[str]:
     """The ids of the Sigma rules, when every rule text compiles; else `Invalid` naming the
     first that does not, and why. `reserved`: ids no alert may take (Vigie's own rules)."""
+    try:  # again here: an edit may change one list and keep the other
+        rules_size(sigma_rules, yara_rules)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
     ids: dict[str, int] = {}
     for n, text in enumerate(sigma_rules):
         try:
