@@ -21,7 +21,9 @@ Each poll:
     copy. It is not read while the original is followed untruncated (what it holds is read
     from the original), its offset follows the original's, and once the original is
     truncated (or closed) it is read from where the original was left: the lines the copy
-    caught that the original had not handed out yet.
+    caught that the original had not handed out yet. Under MIN_COPY_BYTES of the same first
+    bytes nothing tells a copy from a file that merely starts alike: such a copy is read
+    whole (twice rather than never);
   Lines written after the copy ended and before the truncation are in neither file once
   truncated: those not read from the original in between are lost by copy-truncate itself;
 - only whole lines are handed out: a last line without its newline waits to be completed (a
@@ -52,6 +54,7 @@ from collector.sources.lines import ParserName, check_parser, decode_line, parse
 from detection.event import Event
 
 FINGERPRINT_BYTES = 1024
+MIN_COPY_BYTES = 256  # a copy is told by at least this many first bytes (less: read twice)
 COPY_WINDOW = 4096  # bytes compared just before the read offset to tell a copy from a look-alike
 GZIP_MAGIC = b"\x1f\x8b"  # compressed rotations (`app.log.2.gz`) are not followed
 CHECKPOINT_VERSION = 1
@@ -318,8 +321,10 @@ class FileTail:
         except OSError:
             return None
         for original in list(self._files.values()):
-            if original.key == key or original.copy_of is not None or original.fp_len == 0:
+            if original.key == key or original.copy_of is not None:
                 continue
+            if min(len(head), original.fp_len) < MIN_COPY_BYTES:
+                continue  # too little to tell a copy from a file that merely starts alike
             if len(head) >= original.fp_len:
                 same_head = _hash(head[: original.fp_len]) == (original.fp_len, original.fp)
             else:  # a copy still being written, shorter than the original's fingerprint

@@ -240,3 +240,20 @@ def test_a_look_alike_that_is_no_copy_is_read_whole(tmp_path: Path) -> None:
         got += [e for e in tail.poll() if "line" in str(e.fields["message"])]
     assert numbers(got) == list(range(2001, 2301))
     tail.close()
+
+
+def test_a_tiny_file_like_the_start_of_another_is_not_taken_for_its_copy(tmp_path: Path) -> None:
+    """Under MIN_COPY_BYTES alike, a new file is read whole: a short line shared by chance
+    (here a whole first line) never makes the tail skip another file's own lines."""
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text("ok\n")
+    tail = FileTail([str(tmp_path / "*.log")], rotate_wait=0)
+    assert [e.fields["message"] for e in tail.poll()] == ["ok"]
+    second.write_text("ok\n" + "".join(_LINE.format(n) for n in range(1, 4)))
+    got = tail.poll()
+    assert [e.fields["message"] for e in got][0] == "ok"
+    assert numbers(got[1:]) == [1, 2, 3]
+    with first.open("a") as fh:
+        fh.write(_LINE.format(10))
+    assert numbers(tail.poll()) == [10]
+    tail.close()
