@@ -166,8 +166,12 @@ class FileTail:
         self._follow_copies()
         for tracked in files:
             self._note_lag(tracked, now_wall)
-            if tracked.gone_since is not None and tracked.copy_of is None:
+            if tracked.gone_since is None:
+                continue
+            if tracked.copy_of is None:
                 self._maybe_close(tracked, now_mono, now, events)
+            elif now_mono - tracked.gone_since >= self.rotate_wait:
+                self._close_copy(tracked)
         return events
 
     def checkpoint(self) -> dict[str, Any]:
@@ -292,16 +296,15 @@ class FileTail:
         tracked = _File(path=path, dev=st.st_dev, ino=st.st_ino, fh=fh)
         tracked.fp_len, tracked.fp = _fingerprint(fh, min(st.st_size, FINGERPRINT_BYTES))
         self._release_copies_of(tracked.key, None)  # their original's inode is another file now
+        # A copy of a followed file first: its inode may be a closed file's, reused.
         closed = self._closed.pop(tracked.key, None)
-        if closed is not None:
-            fp_len, fp, offset = closed
-            if offset <= st.st_size and _fingerprint(fh, fp_len) == (fp_len, fp):
-                tracked.offset = offset
-                self._files[tracked.key] = tracked
-                return
         original = self._copied_from(fh, st.st_size, tracked.key)
         if original is not None:
             tracked.copy_of, tracked.offset = original.key, original.offset
+        elif closed is not None and (
+            closed[2] <= st.st_size and _fingerprint(fh, closed[0]) == closed[:2]
+        ):
+            tracked.offset = closed[2]
         else:
             for old in self._truncated:
                 # A copy of a truncated file carries on where the original was left (shorter
@@ -368,6 +371,14 @@ class FileTail:
                 self._start_over(original)  # truncated since it was checked: releases it
             else:  # grew apart from the file it started like: another file after all
                 tracked.copy_of, tracked.offset, tracked.pending = None, 0, b""
+
+    def _close_copy(self, copy: _File) -> None:
+        """A copy gone from the patterns (`logrotate copy` then compress) while its original is
+        still followed: closed unread, its content being the original's."""
+        offset = min(copy.offset, _size(copy))
+        self._remember_closed(copy.key, copy.fp_len, copy.fp, offset)
+        copy.fh.close()
+        del self._files[copy.key]
 
     def _release_copies_of(self, key: tuple[int, int], offset: int | None) -> None:
         """Release the copies of a file truncated at `offset` (None: where they are)."""
