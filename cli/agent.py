@@ -316,6 +316,8 @@ def run_status(args: argparse.Namespace) -> int:
     )
     refused = status.get("bundles_refused", 0)
     print(f"bundle: version {status.get('bundle_version')}, refused {refused}")
+    if status.get("bundle_refusal"):
+        print(f"last bundle refused: {status['bundle_refusal']}")
     if status.get("revoked"):
         print(f"REVOKED: {status['revoked']}")
     if status.get("last_error"):

@@ -153,6 +153,13 @@ def test_another_establishments_genuine_bundle_is_refused(
         status = json.loads((config.state_dir / STATUS_FILE).read_text())
         assert status["bundles_refused"] == 1
         assert BORDEAUX in status["bundle_refusal"]
+        shown = subprocess.run(
+            [VIGIE, "agent", "status", "--config", str(tmp_path / "agent" / "agent.toml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"last bundle refused: bundle for establishment '{BORDEAUX}'" in shown.stdout
     finally:
         _close(runner)
 
