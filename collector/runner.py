@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import httpx
 
 from collector.bundle import BundleStore, indicator_matcher, rule_texts
-from collector.config import AgentConfig
+from collector.config import AgentConfig, plain_http_refusal
 from collector.files import write_atomically
 from collector.filescan import FolderScanner
 from collector.privacy import PrivacyFilter, load_key
@@ -80,6 +80,14 @@ def load_credentials(path: Path) -> dict[str, Any]:
         if not credential.get(key):
             raise CredentialError(f"{path} has no {key}: enroll again")
     return credential
+
+
+def check_transport(config: AgentConfig, credential: dict[str, Any]) -> None:
+    """Refuse plain http:// off this machine unless the credential or configuration allows it."""
+    allowed = config.allow_http or credential.get("allow_http") is True
+    refusal = plain_http_refusal(str(credential["server"]), allowed)
+    if refusal is not None:
+        raise CredentialError(refusal)
 
 
 def version() -> str:
@@ -199,6 +207,7 @@ class AgentRunner:
 
     def __post_init__(self) -> None:
         delivery = self.config.delivery
+        check_transport(self.config, self.credential)
         self.spool = Spool(self.config.state_dir)
         self.client = httpx.Client(
             base_url=self.credential["server"],
@@ -210,7 +219,12 @@ class AgentRunner:
         )
         key = self.credential.get("bundle_key")
         if key:
-            self.bundles = BundleStore(self.config.state_dir, str(key))
+            # Credentials from before the FINESS was kept: asked of the service (/agents/me)
+            # by the delivering thread; no bundle is accepted until then.
+            establishment = self.credential.get("establishment")
+            self.bundles = BundleStore(
+                self.config.state_dir, str(key), str(establishment) if establishment else None
+            )
         else:
             log.warning("no pinned bundle key in the credential: bundles are not fetched")
         for source in self.sources:
@@ -324,8 +338,25 @@ class AgentRunner:
     def fetch_bundle(self) -> None:
         """Delivering thread: fetch, verify and keep a newer bundle; the collecting thread
         puts it in force at its next turn."""
-        if self.bundles is not None and self.bundles.fetch(self.client):
+        if self.bundles is None:
+            return
+        if self.bundles.establishment is None and not self._ask_establishment():
+            return
+        if self.bundles.fetch(self.client):
             self._bundle_fetched.set()
+
+    def _ask_establishment(self) -> bool:
+        """The agent's establishment from the service, for a credential without it."""
+        assert self.bundles is not None
+        try:
+            answer = self.client.get("/agents/me")
+            finess = answer.raise_for_status().json()["establishment"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("this agent's establishment is not known yet (/agents/me: %s)", exc)
+            return False
+        self.bundles.establishment = str(finess)
+        self._bundle_fetched.set()  # the kept bundle can be checked, and used, now
+        return True
 
     def apply_bundle(self) -> None:
         """Collecting thread: load the bundle fetched, if any."""
@@ -348,6 +379,7 @@ class AgentRunner:
             "revoked": self.revoked,
             "bundle_version": self.detector.bundle_version,
             "bundles_refused": self.bundles.refused if self.bundles else 0,
+            "bundle_refusal": self.bundles.last_refusal if self.bundles else None,
             "rules_skipped": dict(self.detector.skipped),
             "rule_errors": self.detector.errors[:20],
             "sources": {s.name: s.stats() for s in self.sources},

@@ -66,7 +66,13 @@ def revoke_enrollment_token(
 def enroll_agent(body: AgentEnroll, request: Request, session: SessionDep) -> AgentEnrolled:
     """The enrollment token is the credential: no bearer token needed."""
     agent, key = service.enroll(session=session, data=body, client=client_of(request))
-    return AgentEnrolled(**AgentRead.model_validate(agent).model_dump(), agent_key=key)
+    signer = request.app.state.live_rules.signer.public()  # what the agent pins
+    return AgentEnrolled(
+        **AgentRead.model_validate(agent).model_dump(),
+        agent_key=key,
+        bundle_key=signer["public_key"],
+        bundle_key_id=signer["key_id"],
+    )
 
 
 @router.post("/agents/heartbeat", **allow(Role.AGENT))

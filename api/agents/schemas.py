@@ -104,6 +104,14 @@ class AgentRead(BaseModel):
 
 class AgentEnrolled(AgentRead):
     agent_key: str = Field(description="shown once: send it as `Authorization: Bearer <agent key>`")
+    # In the answer the enrollment token pays for: the agent pins this key, not one fetched
+    # without authentication (optional: older agents ignore it).
+    bundle_key: str | None = Field(
+        default=None, description="the Ed25519 key that signs bundles (32 raw bytes, base64)"
+    )
+    bundle_key_id: str | None = Field(
+        default=None, description="its id, as `vigie agent enroll --bundle-key-id` takes"
+    )
 
 
 class AgentPage(BaseModel):
