@@ -192,6 +192,29 @@ def attack(
     return rows
 
 
+def hostile() -> list[tuple[str, str, float, float]]:
+    """RE2's own worst cases: linear, but with a constant that a pattern can make large."""
+    import random
+
+    rng = random.Random(13)
+    cases = [
+        # SigmaHQ's abnormal PowerShell command line size: a program of 8,000 instructions.
+        (".{1000,}", "lines of 999 characters", ("a" * 999 + "\n") * 100),
+        # A star before a counted repetition: 2^14 DFA states, more than RE2's memory budget.
+        ("(a|b)*a(a|b){14}c", "random a and b", "".join(rng.choice("ab") for _ in range(100_000))),
+    ]
+    rows = []
+    for pattern, what, text in cases:
+        regex = compile_regex(pattern)
+        start = time.perf_counter()
+        regex.search(text)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        regex.search(text)
+        rows.append((pattern, what, cold, time.perf_counter() - start))
+    return rows
+
+
 def _refusals(counter: Counter[str]) -> str:
     return "; ".join(f"{why}: {n}" for why, n in counter.most_common()) or "none"
 
@@ -201,6 +224,7 @@ def report(
     own: dict[str, Any],
     fast: dict[str, Any],
     rows: list[Any],
+    hard: list[Any],
     args: argparse.Namespace,
 ) -> str:
     commit = subprocess.run(
@@ -265,6 +289,19 @@ def report(
     for n, spent_re, spent_re2 in rows:
         shown = f"{spent_re:.3f} s" if spent_re is not None else "not run (doubles per character)"
         lines.append(f"| {n:,} | {shown} | {spent_re2 * 1e6:.0f} us |")
+    lines += [
+        "",
+        "RE2's own worst cases, 100,000 characters: linear, but the constant depends on the "
+        "pattern (first search builds the DFA; a pattern whose DFA outgrows RE2's memory "
+        "budget, 8 MiB per expression, runs on the NFA, per character in proportion to the "
+        "pattern's size):",
+        "",
+        "| pattern | text | first search | second search |",
+        "| --- | --- | --- | --- |",
+    ]
+    for pattern, what, cold, warm in hard:
+        shown = pattern.replace("|", "\\|")  # not a cell border
+        lines.append(f"| `{shown}` | {what} | {cold * 1e3:.0f} ms | {warm * 1e3:.0f} ms |")
     return "\n".join(lines) + "\n"
 
 
@@ -277,7 +314,7 @@ def main() -> int:
     own = coverage([OWN])
     fast = speed(hq["patterns"], sample_values(), args.runs)
     rows = attack((16, 20, 22, 30, 1_000, 100_000), re_lengths=(16, 20, 22))
-    text = report(hq, own, fast, rows, args)
+    text = report(hq, own, fast, rows, hostile(), args)
     print(text)
     if args.write:
         from benchmarks.results import RESULTS, write_section
