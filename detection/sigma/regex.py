@@ -43,7 +43,6 @@ __all__ = ["RuleRegex", "UnsupportedRegex", "compile_regex", "literal", "regexp"
 # Python's regular-expression parser (private, stable across 3.11-3.13): it names the feature
 # a refused pattern needs.
 _sre_parser: Any = re._parser  # type: ignore[attr-defined]
-_constants: Any = re._constants  # type: ignore[attr-defined]
 _FEATURES = {
     "ASSERT": "a lookahead or lookbehind",
     "ASSERT_NOT": "a negative lookahead or lookbehind",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,25 @@ def test_sqlite_regexp_is_the_engines_search() -> None:
     assert regexp("é", "médecin".encode()) is True
     with pytest.raises(UnsupportedRegex):
         regexp("(?=a)", "a")
+
+
+def test_an_engine_shared_by_threads_gives_each_what_it_gives_alone(tmp_path: Path) -> None:
+    """The service matches batches on one engine from several threads, without a lock (a slow
+    batch must not hold up the others): `match` without a correlator keeps no state."""
+    for n, case in enumerate(CASES):
+        rule_id = f"7e1c2b90-0000-4000-8000-{n:012d}"
+        (tmp_path / f"{n}.yml").write_text(rule_text(case, rule_id), encoding="utf-8")
+    ruleset = load_sigma_rules([tmp_path])
+    assert not ruleset.errors
+
+    def lines(seed: int) -> list[str]:
+        return [c.hit if (i + seed) % 3 else c.evil(40) for i, c in enumerate(CASES * 20)]
+
+    def detections(engine: SigmaEngine, seed: int) -> list[list[str]]:
+        return [[d.rule_id for d in engine.match(event({"message": m}))] for m in lines(seed)]
+
+    alone = [detections(SigmaEngine(ruleset), seed) for seed in range(8)]
+    shared = SigmaEngine(ruleset)  # buckets built lazily, by whichever thread comes first
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda seed: detections(shared, seed), range(8)))
+    assert together == alone
