@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from api import datadir
 from api.agents.routes import router as agents_router
@@ -75,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             scheduler.stop(app)
 
     development = settings.environment == "development"
-    app = FastAPI(
+    app = _App(
         lifespan=lifespan,
         title="Vigie national service",
         description="Every operation lists the roles that may call it under `x-roles`.",
@@ -89,7 +90,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(StrictJSON)
     app.add_middleware(RefuseNulInURL)
-    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     app.state.engine = engine
@@ -120,6 +120,13 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # The security headers outermost: the answers FastAPI makes outside the added
+        # middleware (the body limit's 413, the 500 of an unexpected error) carry them too.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _event_store(settings: Settings) -> EventStore:
