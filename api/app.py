@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp
 
 from api import datadir
@@ -102,6 +103,16 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(VigieServiceError)
     async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:
         return JSONResponse({"code": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL, a number or text beyond its column) that no
+        # schema caught: the caller's input, so a 422, and logged so that the schema is fixed.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "unstorable value"
+        log.warning("%s %s: the database refused a value: %s", request.method, request.url.path,
+                    reason)  # fmt: skip
+        detail = f"a value cannot be stored: {reason}"[:200]
+        return JSONResponse({"code": "invalid", "detail": detail}, status_code=422)
 
     @app.get("/health", tags=["service"], openapi_extra={"x-roles": ["public"]})
     def health() -> dict[str, str]:
