@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
+from starlette.types import ASGIApp
 
 from api import datadir
 from api.agents.routes import router as agents_router
@@ -79,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             scheduler.stop(app)
 
     development = settings.environment == "development"
-    app = FastAPI(
+    app = _App(
         lifespan=lifespan,
         title="Vigie national service",
         description="Every operation lists the roles that may call it under `x-roles`.",
@@ -93,7 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(StrictJSON)
     app.add_middleware(RefuseNulInURL)
-    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     app.state.engine = engine
@@ -107,6 +108,16 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(VigieServiceError)
     async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:
         return JSONResponse({"code": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL, a number or text beyond its column) that no
+        # schema caught: the caller's input, so a 422, and logged so that the schema is fixed.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "unstorable value"
+        log.warning("%s %s: the database refused a value: %s", request.method, request.url.path,
+                    reason)  # fmt: skip
+        detail = f"a value cannot be stored: {reason}"[:200]
+        return JSONResponse({"code": "invalid", "detail": detail}, status_code=422)
 
     @app.get("/health", tags=["service"], openapi_extra={"x-roles": ["public"]})
     def health() -> dict[str, str]:
@@ -125,6 +136,13 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # The security headers outermost: the answers FastAPI makes outside the added
+        # middleware (the body limit's 413, the 500 of an unexpected error) carry them too.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _event_store(settings: Settings) -> EventStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import Principal
@@ -38,8 +39,11 @@ def create(*, session: Session, data: EstablishmentCreate) -> Establishment:
         if data.legal_entity_finess
         else None,
     )
-    session.add(item)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: the request stays usable after a refusal
+            session.add(item)
+    except IntegrityError as exc:  # registered meanwhile by another request
+        raise Conflict(f"establishment {finess} already registered") from exc
     return item
 
 

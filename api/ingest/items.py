@@ -9,6 +9,7 @@ hold (PostgreSQL refuses NUL characters and strings longer than their column).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,10 @@ _OPTIONAL: dict[str, type] = {
     "events": list,
     "strings": list,
 }
+# Times a log may carry, far from datetime's own limits: windows, deadlines and retention
+# add and subtract days and months to them (year 1 overflowed: a 500).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _MAX_TAGS = 100
 _MAX_TAG = 200
 
@@ -38,8 +43,9 @@ _MAX_TAG = 200
 def event_problem(item: Any) -> str | None:
     if not isinstance(item, dict):
         return "not a JSON object"
-    if parse_timestamp(item.get("@timestamp")) is None:
-        return "missing or unreadable @timestamp"
+    problem = _time_problem(item.get("@timestamp"), "@timestamp")
+    if problem:
+        return problem
     return _size_problem(item, "event", MAX_EVENT_BYTES)
 
 
@@ -61,8 +67,9 @@ def detection_problem(item: Any) -> str | None:
         return f"unknown engine {item['engine'][:20]!r}"
     if item["level"] not in LEVELS:
         return f"unknown level {item['level'][:20]!r}"
-    if parse_timestamp(item["timestamp"]) is None:
-        return "unreadable timestamp"
+    problem = _time_problem(item["timestamp"], "timestamp")
+    if problem:
+        return problem
     for name, kind in _OPTIONAL.items():
         if item.get(name) is not None and not isinstance(item[name], kind):
             return f"{name} is not a {'string' if kind is str else kind.__name__}"
@@ -72,6 +79,15 @@ def detection_problem(item: Any) -> str | None:
     if not all(isinstance(e, dict) for e in item.get("events") or []):
         return "events is not a list of objects"
     return _size_problem(item, "detection", MAX_DETECTION_BYTES)
+
+
+def _time_problem(value: Any, name: str) -> str | None:
+    moment = parse_timestamp(value)
+    if moment is None:
+        return f"missing or unreadable {name}"
+    if not EARLIEST <= moment < LATEST:
+        return f"{name} out of range ({EARLIEST.year} to {LATEST.year - 1})"
+    return None
 
 
 def _size_problem(item: dict[str, Any], kind: str, limit: int) -> str | None:

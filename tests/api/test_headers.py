@@ -13,6 +13,7 @@ import pytest
 from api.events.sqlite_store import SQLiteEventStore
 from api.headers import API_CSP, DOCS_CSP
 from api.settings import Settings
+from tests import rawhttp
 from tests.api.conftest import Service, running
 from tests.api.test_ingest import agent_key, post
 from tests.api.test_service import PASSWORD, PITIE, setup_world
@@ -52,6 +53,16 @@ def test_every_kind_of_answer_carries_the_headers(service: Service) -> None:
         ]
     for answer in answers:
         _assert_guarded(answer)
+    # The body limit's 413, made outside the application's own middleware, too.
+    status, raw, _ = rawhttp.send(
+        service.url, "/auth/token", [b"{}"], headers={"Content-Length": str(10**10)}, chunked=False
+    )
+    head = raw.partition(b"\r\n\r\n")[0].decode().lower()
+    assert status == 413
+    assert "server:" not in head
+    assert f"content-security-policy: {API_CSP}" in head
+    assert "x-content-type-options: nosniff" in head
+    assert "cache-control: no-store" in head
 
 
 def test_production_serves_no_documentation_pages(service: Service) -> None:

@@ -55,6 +55,9 @@ BAD_EVENTS = [
     {"@timestamp": WHEN, "deep": _listed(400)},
     {"@timestamp": WHEN, "big": "x" * (300 * 1024)},
     {"@timestamp": ["not", "a", "time"]},
+    {"@timestamp": "0001-01-01T00:00:00Z"},
+    {"@timestamp": "9999-12-31T23:59:59Z"},
+    {"@timestamp": -1e12},
     "an event that is a string",
 ]
 
@@ -71,6 +74,10 @@ BAD_DETECTIONS = [
     {"engine": ["sigma"]},
     {"timestamp": [WHEN]},
     {"timestamp": {"at": WHEN}},
+    {"timestamp": "0001-01-01T00:00:00Z"},
+    {"timestamp": "0001-01-01T00:00:00+05:00"},
+    {"timestamp": "9999-12-31T23:59:59-05:00"},
+    {"timestamp": 253402300799},
     {"meta": "a string"},
     {"event": "a string"},
     {"event": [1, 2]},
@@ -102,13 +109,19 @@ def test_bad_items_are_rejected_one_by_one(service: Service) -> None:
     }, rejected
     for (kind, index), reason in rejected.items():
         assert 0 < len(reason) < 200, (kind, index, reason)
+
+    def reason_for(bad: dict[str, Any]) -> str:
+        return rejected[("detection", BAD_DETECTIONS.index(bad) + 1)]
+
     assert "nested" in rejected[("event", 1)]
-    assert "rule_id" in rejected[("detection", 1)]
-    assert "tags" in rejected[("detection", 4)]
-    assert "level" in rejected[("detection", 7)]
-    assert "engine" in rejected[("detection", 9)]
-    assert "timestamp" in rejected[("detection", 11)]
-    assert "meta" in rejected[("detection", 13)]
+    assert "out of range" in rejected[("event", 7)]
+    assert "rule_id" in reason_for({"rule_id": 12})
+    assert "tags" in reason_for({"tags": 5})
+    assert "level" in reason_for({"level": ["high"]})
+    assert "engine" in reason_for({"engine": {"sigma": 1}})
+    assert "timestamp" in reason_for({"timestamp": [WHEN]})
+    assert "out of range" in reason_for({"timestamp": "0001-01-01T00:00:00Z"})
+    assert "meta" in reason_for({"meta": "a string"})
     # The good ones opened their incident; the agent's retry is a duplicate, not a 500.
     with service.client(tokens["it_pitie"]) as client:
         incidents = client.get("/incidents").json()

@@ -1,5 +1,6 @@
 """Check-then-insert races, with real concurrent requests: the documented answer, never a 500.
-Two acknowledgements at once both answer the first; two API keys of one name: one 201, 409s."""
+Two acknowledgements at once both answer the first; two API keys of one name, or two
+registrations of one establishment: one 201, the others 409."""
 
 from __future__ import annotations
 
@@ -64,6 +65,22 @@ def test_concurrent_api_keys_of_one_name_answer_409(service: Service) -> None:
         listing = clients[0].get("/api-keys").json()
         names = [k["name"] for k in (listing if isinstance(listing, list) else listing["items"])]
         assert sorted(names) == [f"siem-export-{r}" for r in range(ROUNDS)]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_concurrent_registrations_of_one_establishment_answer_409(service: Service) -> None:
+    admin = service.login("admin", service.admin_password)
+    clients = [service.client(admin) for _ in range(THREADS)]
+    try:
+        for finess in ("2B0004246", "330781196", "750100125"):
+            body = {"finess": finess, "name": "Établissement", "kind": "CH"}
+            answers = at_once(
+                THREADS, lambda n, body=body: clients[n].post("/establishments", json=body)
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [201] + [409] * (THREADS - 1), [a.text for a in answers]
     finally:
         for client in clients:
             client.close()
