@@ -33,6 +33,7 @@ from api.ingest.routes import router as ingest_router
 from api.jobs import scheduler
 from api.jobs.routes import router as jobs_router
 from api.settings import Settings
+from api.text import RefuseNulInURL
 from api.validation import validation_error
 
 log = logging.getLogger("vigie.api")
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url="/redoc" if development else None,
     )
     app.add_middleware(StrictJSON)
+    app.add_middleware(RefuseNulInURL)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,9 @@ from api.roles import Role
 from api.settings import Settings
 
 PUBLIC = "public"
+MAX_OFFSET = 10**9
+# Where a page starts in a list: bounded, as a 64-bit overflow in the database answered 500.
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows skipped")]
 _bearer = HTTPBearer(auto_error=False)
 
 

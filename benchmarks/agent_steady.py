@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -62,6 +63,7 @@ def start_service(folder: Path) -> tuple[subprocess.Popen[str], str, str]:
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "VIGIE_SECRET_KEY": secrets.token_urlsafe(48)},  # production
     )
     password = ""
     assert process.stderr is not None

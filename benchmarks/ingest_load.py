@@ -36,6 +36,7 @@ import io
 import os
 import pstats
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -141,6 +142,7 @@ def start_server(data_dir: Path, workers: int) -> Server:
         stdout=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "VIGIE_SECRET_KEY": secrets.token_urlsafe(48)},  # production
     )
     password = ""
     started = 0

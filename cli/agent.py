@@ -1,8 +1,12 @@
 """`vigie agent enroll | run | status`: the collector agent.
 
-`enroll` trades an enrollment token for an agent credential (and pins the key that signs the
-service's rule bundles); `run` runs the agent with its TOML configuration; `status` says what
-the agent has spooled, shipped, dropped, and what went wrong last.
+`enroll` trades an enrollment token for an agent credential and pins the key that signs the
+service's rule bundles: the key of the enrollment answer (the token proves that exchange), or
+of /alerts/bundle/public-key when it matches `--bundle-key-id` (an older service); with
+`--bundle-key-id` the enrollment is refused when the service's key is another. Plain http://
+to a service off this machine is refused unless `--allow-http`. `run` runs the agent with its
+TOML configuration; `status` says what the agent has spooled, shipped, dropped, and what went
+wrong last.
 
 The agent talks to the national service over HTTP only (it imports nothing from `api/`). The
 credential lands in a JSON file readable by its owner only (0600, in a 0700 folder), written
@@ -15,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 from importlib import metadata
@@ -53,6 +58,18 @@ def add_parser(commands: Any) -> None:
     )
     enroll.add_argument("--force", action="store_true", help="replace an existing credential file")
     enroll.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    enroll.add_argument(
+        "--bundle-key-id",
+        default=None,
+        metavar="KEYID",
+        help="the id of the service's bundle signing key, given by its operators: the "
+        "enrollment is refused if the service shows another",
+    )
+    enroll.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="allow plain http:// to a service off this machine (the key crosses in clear)",
+    )
     enroll.set_defaults(run=run_enroll)
 
     run = sub.add_parser("run", help="run the agent (until SIGTERM or Ctrl-C)")
@@ -99,6 +116,54 @@ def _refusal(answer: Any) -> str:
     return f"{answer.status_code}{f' {code}' if code else ''}: {detail}"
 
 
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def _public_key(server: str, timeout: float) -> tuple[str, str] | str:
+    """(key, key id computed here) of /alerts/bundle/public-key, or why there is none."""
+    import httpx
+
+    from detection.bundle import BundleError, key_id, public_key_from, raw_public_key
+
+    try:
+        answer = httpx.get(f"{server}/alerts/bundle/public-key", timeout=timeout)
+        key = str(answer.raise_for_status().json()["public_key"])
+        return key, key_id(raw_public_key(public_key_from(key)))
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, BundleError) as exc:
+        return f"{exc or type(exc).__name__}"
+
+
+def _pinned_key(agent: dict[str, Any], server: str, wanted: str | None, timeout: float) -> str:
+    """The bundle key to pin ("" for none, "refused: why" when it is not the one wanted).
+
+    The enrollment answer's key is bound to the token's exchange; the public endpoint's is
+    taken only when it matches `--bundle-key-id` (a service older than that answer)."""
+    from detection.bundle import BundleError, key_id, public_key_from, raw_public_key
+
+    given = agent.get("bundle_key")
+    if isinstance(given, str) and given:
+        try:
+            kid = key_id(raw_public_key(public_key_from(given)))
+        except BundleError as exc:
+            return f"refused: the enrollment answer's bundle key is unusable ({exc})"
+        if wanted is not None and kid != wanted:
+            return f"refused: the service signs bundles with key {kid}, not {wanted}"
+        return given
+    if wanted is None:
+        log.warning(
+            "%s gave no bundle key with the enrollment: none pinned, bundles are not fetched "
+            "(enroll again with --bundle-key-id, the key_id of /alerts/bundle/public-key)",
+            server,
+        )
+        return ""
+    shown = _public_key(server, timeout)
+    if isinstance(shown, str):
+        return f"refused: cannot read the bundle key to check it ({shown})"
+    if shown[1] != wanted:
+        return f"refused: the service signs bundles with key {shown[1]}, not {wanted}"
+    return shown[0]
+
+
 def _write_private(path: Path, content: dict[str, Any]) -> None:
     """Write `content` as JSON to `path`, mode 0600, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -119,12 +184,18 @@ def _write_private(path: Path, content: dict[str, Any]) -> None:
 def run_enroll(args: argparse.Namespace) -> int:
     import httpx
 
+    from collector.config import plain_http_refusal
+
     server = args.server.rstrip("/")
     parts = urlsplit(server)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return fail(f"--server {args.server!r} is not an http:// or https:// URL")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("%s is plain HTTP: the agent key will cross the network in clear", server)
+    refusal = plain_http_refusal(server, args.allow_http)
+    if refusal is not None:
+        return fail(refusal)
+    wanted = args.bundle_key_id.strip().lower() if args.bundle_key_id else None
+    if wanted is not None and not _KEY_ID.fullmatch(wanted):
+        return fail(f"--bundle-key-id {args.bundle_key_id!r} is not a key id (16 hex digits)")
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
         return fail(f"no enrollment token: give --token or set {TOKEN_ENV}")
@@ -133,6 +204,13 @@ def run_enroll(args: argparse.Namespace) -> int:
         return fail(f"{config} is a folder, not a file")
     if config.exists() and not args.force:
         return fail(f"{config} already holds an agent credential (use --force to replace it)")
+    if wanted is not None:  # checked before the token is spent, and again on the answer
+        shown = _public_key(server, args.timeout)
+        if isinstance(shown, tuple) and shown[1] != wanted:
+            return fail(
+                f"{server} signs bundles with key {shown[1]}, not {wanted} (--bundle-key-id): "
+                "not enrolled"
+            )
     hostname = args.hostname or socket.gethostname()
     request = {"token": token, "hostname": hostname, "version": _version(), "sources": args.source}
     try:
@@ -153,11 +231,14 @@ def run_enroll(args: argparse.Namespace) -> int:
         }
     except (ValueError, KeyError, TypeError) as exc:
         return fail(f"{server} answered the enrollment with something else than an agent: {exc}")
-    try:
-        pinned = httpx.get(f"{server}/alerts/bundle/public-key", timeout=args.timeout)
-        credential["bundle_key"] = pinned.raise_for_status().json()["public_key"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        log.warning("bundle signing key not pinned (%s): the agent will not fetch bundles", exc)
+    if parts.scheme == "http" and args.allow_http:
+        credential["allow_http"] = True
+    pinned = _pinned_key(agent, server, wanted, args.timeout)
+    if pinned.startswith("refused: "):
+        # The token is spent and the agent exists on the service: say which one to revoke.
+        return fail(f"{pinned[9:]}: credential not written; revoke agent {agent['id']}")
+    if pinned:
+        credential["bundle_key"] = pinned
     try:
         _write_private(config, credential)
     except OSError as exc:
@@ -175,11 +256,18 @@ def run_agent(args: argparse.Namespace) -> int:
     import threading
 
     from collector.config import AgentConfig, ConfigError
-    from collector.runner import AgentRunner, CredentialError, build_sources, load_credentials
+    from collector.runner import (
+        AgentRunner,
+        CredentialError,
+        build_sources,
+        check_transport,
+        load_credentials,
+    )
 
     try:
         config = AgentConfig.load(args.config)
         credential = load_credentials(config.credentials)
+        check_transport(config, credential)  # before any source starts
         sources = build_sources(config)
     except (ConfigError, CredentialError, OSError, ValueError) as exc:
         return fail(str(exc))
@@ -228,6 +316,8 @@ def run_status(args: argparse.Namespace) -> int:
     )
     refused = status.get("bundles_refused", 0)
     print(f"bundle: version {status.get('bundle_version')}, refused {refused}")
+    if status.get("bundle_refusal"):
+        print(f"last bundle refused: {status['bundle_refusal']}")
     if status.get("revoked"):
         print(f"REVOKED: {status['revoked']}")
     if status.get("last_error"):

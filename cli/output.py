@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import orjson
 
+from detection import csvsafe
 from detection.detection import Detection
 
 FORMATS = ("table", "jsonl", "csv")
@@ -59,7 +59,7 @@ def _strings(detection: Detection) -> str:
 
 
 def _csv(detections: Iterable[Detection], out: TextIO) -> int:
-    writer = csv.writer(out)
+    writer = csvsafe.writer(out)  # no cell runs as a formula in a spreadsheet
     writer.writerow(CSV_COLUMNS)
     count = 0
     for d in detections:

@@ -3,6 +3,7 @@
 
     state_dir = "/var/lib/vigie-agent"       # spool, checkpoints, last good bundle
     credentials = "~/.config/vigie/agent.json"
+    allow_http = false          # plain http:// to a service off this machine (else refused)
 
     [delivery]
     batch_events = 1000         # events per batch at most
@@ -10,6 +11,7 @@
     heartbeat_seconds = 60
     bundle_seconds = 300
     max_backoff_seconds = 300
+    stop_seconds = 5            # at stop, how long an upload in flight is waited for
 
     [privacy]
     sensitive_fields = ["user.full_name"]   # pseudonymised (keyed hash) before spooling;
@@ -38,10 +40,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_CREDENTIALS = Path("~/.config/vigie/agent.json")
 
@@ -58,6 +62,7 @@ class Delivery:
     bundle_seconds: float = 300.0
     max_backoff_seconds: float = 300.0
     poll_seconds: float = 0.5
+    stop_seconds: float = 5.0  # at stop, how long a request in flight is waited for
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class AgentConfig:
     scan_folders: tuple[Path, ...] = ()
     scan_cpu_share: float = 0.2
     scan_full_pass_hours: float = 24.0
+    allow_http: bool = False
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -85,7 +91,8 @@ class AgentConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path = Path()) -> AgentConfig:
         unknown = set(raw) - {
-            "state_dir", "credentials", "delivery", "sources", "rules_dir", "privacy", "files"
+            "state_dir", "credentials", "delivery", "sources", "rules_dir", "privacy", "files",
+            "allow_http",
         }  # fmt: skip
         if unknown:
             raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}")
@@ -119,6 +126,8 @@ class AgentConfig:
         files = raw.get("files", {})
         if not isinstance(files, dict) or not isinstance(files.get("folders", []), list):
             raise ConfigError("[files] is a table whose folders is a list of paths")
+        if not isinstance(raw.get("allow_http", False), bool):
+            raise ConfigError("allow_http is true or false")
         share = files.get("cpu_share", 0.2)
         if not isinstance(share, int | float) or not 0 < share <= 1:
             raise ConfigError(f"files.cpu_share is a share of one core in (0, 1], not {share!r}")
@@ -132,7 +141,31 @@ class AgentConfig:
             delivery=Delivery(**delivery_raw),
             sources=tuple(sources),
             rules_dir=_path(raw["rules_dir"], base) if raw.get("rules_dir") else None,
+            allow_http=raw.get("allow_http", False),
         )
+
+
+def plain_http_refusal(server: str, allowed: bool) -> str | None:
+    """Why the agent will not talk to `server`, if it will not: plain http:// off this machine
+    (the agent key, events and rules would cross the network in clear) unless allowed."""
+    parts = urlsplit(server)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or allowed or _loopback(host):
+        return None
+    return (
+        f"refusing plain http:// to {host}: the agent key, events and rules would cross the "
+        "network in clear; use https:// (or allow it: `vigie agent enroll --allow-http`, "
+        "allow_http = true in the agent's configuration)"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:
+        return False
 
 
 def _check_live(index: int, source: dict[str, Any]) -> None:

@@ -1,6 +1,14 @@
 """The agent's loop: sources -> detect -> durable spool -> ship, with heartbeats and bundle
-updates on the side. One thread does it all, in this order, so that the spool holds an event
-(and the source's checkpoint past it) before anything else is done with it.
+updates on the side.
+
+Two threads that never wait on each other, sharing only the spool (whose lock is never held
+across network I/O) and a few plain values:
+- collecting (the caller of `run`): sources -> privacy -> detect -> spool, in this order, so
+  that the spool holds an event (and the source's checkpoint past it) before anything else is
+  done with it; it also applies a bundle the other thread fetched (the Detector is its own)
+  and takes the sources' statistics for the heartbeat (sources are not thread-safe);
+- delivering: batches to the service, heartbeats, bundle fetches. A service that hangs holds
+  this thread only: reading, spooling (and a UDP listener's queue) go on.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any, Protocol
 import httpx
 
 from collector.bundle import BundleStore, indicator_matcher, rule_texts
-from collector.config import AgentConfig
+from collector.config import AgentConfig, plain_http_refusal
 from collector.files import write_atomically
 from collector.filescan import FolderScanner
 from collector.privacy import PrivacyFilter, load_key
@@ -72,6 +80,14 @@ def load_credentials(path: Path) -> dict[str, Any]:
         if not credential.get(key):
             raise CredentialError(f"{path} has no {key}: enroll again")
     return credential
+
+
+def check_transport(config: AgentConfig, credential: dict[str, Any]) -> None:
+    """Refuse plain http:// off this machine unless the credential or configuration allows it."""
+    allowed = config.allow_http or credential.get("allow_http") is True
+    refusal = plain_http_refusal(str(credential["server"]), allowed)
+    if refusal is not None:
+        raise CredentialError(refusal)
 
 
 def version() -> str:
@@ -184,9 +200,14 @@ class AgentRunner:
     privacy: PrivacyFilter = field(init=False)
     files: FolderScanner | None = field(init=False, default=None)
     revoked: str | None = None
+    # Handed from the delivering thread to the collecting one: a bundle fetched, to load.
+    _bundle_fetched: threading.Event = field(init=False, default_factory=threading.Event)
+    # Taken by the collecting thread for the delivering one's heartbeat (None: take them now).
+    _report: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         delivery = self.config.delivery
+        check_transport(self.config, self.credential)
         self.spool = Spool(self.config.state_dir)
         self.client = httpx.Client(
             base_url=self.credential["server"],
@@ -198,7 +219,12 @@ class AgentRunner:
         )
         key = self.credential.get("bundle_key")
         if key:
-            self.bundles = BundleStore(self.config.state_dir, str(key))
+            # Credentials from before the FINESS was kept: asked of the service (/agents/me)
+            # by the delivering thread; no bundle is accepted until then.
+            establishment = self.credential.get("establishment")
+            self.bundles = BundleStore(
+                self.config.state_dir, str(key), str(establishment) if establishment else None
+            )
         else:
             log.warning("no pinned bundle key in the credential: bundles are not fetched")
         for source in self.sources:
@@ -247,9 +273,10 @@ class AgentRunner:
                             hit[key] = hidden
                 hit["origin"] = "agent"
                 detections.append(hit)
-        self.spool.put((e.to_ecs() for e in events), detections, checkpoints)
         budget = int(self.config.delivery.disk_budget_mb * 2**20)
-        dropped = self.spool.enforce_budget(budget)
+        dropped = self.spool.put_within(
+            budget, (e.to_ecs() for e in events), detections, checkpoints
+        )
         if dropped:
             log.warning("disk budget reached: %d oldest item(s) dropped", dropped)
         return len(events)
@@ -263,10 +290,9 @@ class AgentRunner:
             full_pass_hours=self.config.scan_full_pass_hours,
         )
 
-    def heartbeat(self) -> None:
-        stats = self.spool.stats()
-        body = {
-            "version": version(),
+    def take_report(self) -> dict[str, Any]:
+        """What the heartbeat says of the collecting side, taken in the collecting thread."""
+        self._report = {
             "sources": [
                 {
                     "name": s.name[:120],
@@ -276,12 +302,24 @@ class AgentRunner:
                 for s in self.sources
             ],
             "counters": {
-                **{k: v for k, v in stats.items() if isinstance(v, int)},
                 "pseudonymised": self.privacy.pseudonymised,
-                "bundles_refused": self.bundles.refused if self.bundles else 0,
                 "sigma_rules_skipped": self.detector.skipped["sigma"],
                 "yara_rules_skipped": self.detector.skipped["yara"],
                 **({f"files_{k}": v for k, v in self.files.counters.items()} if self.files else {}),
+            },
+        }
+        return self._report
+
+    def heartbeat(self) -> None:
+        stats = self.spool.stats()
+        report = self._report or self.take_report()
+        body = {
+            "version": version(),
+            "sources": report["sources"],
+            "counters": {
+                **{k: v for k, v in stats.items() if isinstance(v, int)},
+                **report["counters"],
+                "bundles_refused": self.bundles.refused if self.bundles else 0,
             },
         }
         try:
@@ -293,11 +331,42 @@ class AgentRunner:
             self.revoked = answer.text[:200]
 
     def update_bundle(self) -> None:
-        if self.bundles is not None and self.bundles.fetch(self.client):
-            self.detector.load(self.bundles.current())
-            if self.files is not None and self.detector.yara is not None:
-                self.files.use_rules(self.detector.yara)
-            log.info("bundle version %s in force", self.detector.bundle_version)
+        """Fetch a bundle and put it in force (both halves, for a caller in one thread)."""
+        self.fetch_bundle()
+        self.apply_bundle()
+
+    def fetch_bundle(self) -> None:
+        """Delivering thread: fetch, verify and keep a newer bundle; the collecting thread
+        puts it in force at its next turn."""
+        if self.bundles is None:
+            return
+        if self.bundles.establishment is None and not self._ask_establishment():
+            return
+        if self.bundles.fetch(self.client):
+            self._bundle_fetched.set()
+
+    def _ask_establishment(self) -> bool:
+        """The agent's establishment from the service, for a credential without it."""
+        assert self.bundles is not None
+        try:
+            answer = self.client.get("/agents/me")
+            finess = answer.raise_for_status().json()["establishment"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("this agent's establishment is not known yet (/agents/me: %s)", exc)
+            return False
+        self.bundles.establishment = str(finess)
+        self._bundle_fetched.set()  # the kept bundle can be checked, and used, now
+        return True
+
+    def apply_bundle(self) -> None:
+        """Collecting thread: load the bundle fetched, if any."""
+        if self.bundles is None or not self._bundle_fetched.is_set():
+            return
+        self._bundle_fetched.clear()
+        self.detector.load(self.bundles.current())
+        if self.files is not None and self.detector.yara is not None:
+            self.files.use_rules(self.detector.yara)
+        log.info("bundle version %s in force", self.detector.bundle_version)
 
     def write_status(self) -> None:
         status = {
@@ -310,6 +379,7 @@ class AgentRunner:
             "revoked": self.revoked,
             "bundle_version": self.detector.bundle_version,
             "bundles_refused": self.bundles.refused if self.bundles else 0,
+            "bundle_refusal": self.bundles.last_refusal if self.bundles else None,
             "rules_skipped": dict(self.detector.skipped),
             "rule_errors": self.detector.errors[:20],
             "sources": {s.name: s.stats() for s in self.sources},
@@ -322,40 +392,72 @@ class AgentRunner:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        delivery = self.config.delivery
-        next_ship = next_beat = next_bundle = next_status = 0.0
+        """Collect in this thread and deliver in another until `stop` is set."""
+        done = threading.Event()  # the collecting side has ended: delivery ends too
+        delivery = threading.Thread(
+            target=self._deliver, args=(stop, done), name="vigie-delivery", daemon=True
+        )
+        delivery.start()
         try:
-            while not stop.is_set():
-                now = time.monotonic()
-                read = self.collect()
+            self._collect_loop(stop)
+        finally:
+            done.set()
+            # A request in flight to a hung service is not waited for beyond this: its batch
+            # stays pending in the spool and goes again (same id) at the next start.
+            delivery.join(timeout=self.config.delivery.stop_seconds)
+            if delivery.is_alive():
+                log.warning("delivery still waiting on the service at stop: left behind")
+            self.write_status()
+            for source in self.sources:
+                source.close()
+            self._collect_closed()
+            if not delivery.is_alive():
+                self.client.close()
+                self.spool.close()
+
+    def _collect_loop(self, stop: threading.Event) -> None:
+        delivery = self.config.delivery
+        next_status = 0.0
+        while not stop.is_set():
+            read = self.collect()
+            self.apply_bundle()
+            self.take_report()
+            now = time.monotonic()
+            if now >= next_status:
+                self.write_status()
+                next_status = now + 2.0
+            # A turn per poll interval: events go to disk in a few writes a second, not one
+            # per line; a backlog is read without waiting.
+            if read < delivery.batch_events:
+                stop.wait(delivery.poll_seconds)
+
+    def _deliver(self, stop: threading.Event, done: threading.Event) -> None:
+        delivery = self.config.delivery
+        next_ship = next_beat = next_bundle = 0.0
+        while not (stop.is_set() or done.is_set()):
+            now = time.monotonic()
+            try:
                 if now >= next_ship and self.revoked is None:
-                    try:
-                        delay = self.shipper.ship()
-                    except AgentRevoked as exc:
-                        self.revoked = str(exc)
-                        log.error("%s: events keep being spooled; enroll again", exc)
-                        delay = None
+                    delay = self._ship()
                     next_ship = now + delay if delay is not None else now
                 if now >= next_beat:
                     self.heartbeat()
                     next_beat = now + delivery.heartbeat_seconds
                 if now >= next_bundle:
-                    self.update_bundle()
+                    self.fetch_bundle()
                     next_bundle = now + delivery.bundle_seconds
-                if now >= next_status:
-                    self.write_status()
-                    next_status = now + 2.0
-                # A turn per poll interval: events go to disk and out in a few writes and
-                # requests a second, not one per line; a backlog is read without waiting.
-                if read < delivery.batch_events:
-                    stop.wait(delivery.poll_seconds)
-        finally:
-            self.write_status()
-            for source in self.sources:
-                source.close()
-            self._collect_closed()
-            self.client.close()
-            self.spool.close()
+            except Exception:  # one failed step must not end delivery: reported, tried again
+                log.exception("delivery step failed; tried again")
+                next_ship = now + delivery.poll_seconds
+            stop.wait(delivery.poll_seconds)
+
+    def _ship(self) -> float | None:
+        try:
+            return self.shipper.ship()
+        except AgentRevoked as exc:
+            self.revoked = str(exc)
+            log.error("%s: events keep being spooled; enroll again", exc)
+            return None
 
     def _collect_closed(self) -> None:
         """A last turn for what closing ended: a live capture's open connections become

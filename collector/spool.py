@@ -10,7 +10,11 @@
   a new id: the service never mistakes a new spool's item 1 for the old one's) and the
   item's number, never reused. The service keeps each id once, whatever batch brings it.
 - `enforce_budget` drops the oldest items beyond the disk budget, never silently: the count
-  is kept and reported with the heartbeat.
+  is kept and reported with the heartbeat. `put_within` stores and enforces in one
+  transaction, so that a batch taken by the delivering thread meanwhile is never one of the
+  oldest items about to be dropped.
+- One connection serialised by a lock held for one statement group only, never across a
+  request to the service: the collecting and the delivering threads share it.
 """
 
 from __future__ import annotations
@@ -104,20 +108,38 @@ class Spool:
         detections: Iterable[Mapping[str, Any]] = (),
         checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> int:
-        rows = [("event", orjson.dumps(e)) for e in events]
-        rows += [("detection", orjson.dumps(d)) for d in detections]
+        rows = _rows(events, detections)  # serialised before the lock is taken
         with self._lock, self._transaction():
-            self._conn.executemany(
-                "INSERT INTO items (kind, doc, size) VALUES (?, ?, ?)",
-                [(kind, doc, len(doc)) for kind, doc in rows],
+            return self._insert(rows, checkpoints)
+
+    def put_within(
+        self,
+        max_bytes: int,
+        events: Iterable[Mapping[str, Any]] = (),
+        detections: Iterable[Mapping[str, Any]] = (),
+        checkpoints: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """`put`, then `enforce_budget`, in one transaction: the delivering thread never takes
+        a batch of items about to be dropped. Returns how many were dropped."""
+        rows = _rows(events, detections)
+        with self._lock, self._transaction():
+            self._insert(rows, checkpoints)
+            return self._drop_beyond(max_bytes)
+
+    def _insert(
+        self, rows: list[tuple[str, bytes]], checkpoints: Mapping[str, Mapping[str, Any]] | None
+    ) -> int:
+        self._conn.executemany(
+            "INSERT INTO items (kind, doc, size) VALUES (?, ?, ?)",
+            [(kind, doc, len(doc)) for kind, doc in rows],
+        )
+        for source, state in (checkpoints or {}).items():
+            self._conn.execute(
+                "INSERT INTO checkpoints (source, state) VALUES (?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET state = excluded.state",
+                (source, orjson.dumps(state)),
             )
-            for source, state in (checkpoints or {}).items():
-                self._conn.execute(
-                    "INSERT INTO checkpoints (source, state) VALUES (?, ?) "
-                    "ON CONFLICT (source) DO UPDATE SET state = excluded.state",
-                    (source, orjson.dumps(state)),
-                )
-            self._add("received", len(rows))
+        self._add("received", len(rows))
         return len(rows)
 
     def checkpoint(self, source: str) -> dict[str, Any] | None:
@@ -181,31 +203,32 @@ class Spool:
     def enforce_budget(self, max_bytes: int) -> int:
         """Drop the oldest items not in the pending batch until the spool fits; returns how
         many went (added to the `dropped` counter)."""
-        with self._lock:
-            total = self._conn.execute("SELECT coalesce(sum(size), 0) FROM items").fetchone()[0]
+        with self._lock, self._transaction():
+            return self._drop_beyond(max_bytes)
+
+    def _drop_beyond(self, max_bytes: int) -> int:
+        total = self._conn.execute("SELECT coalesce(sum(size), 0) FROM items").fetchone()[0]
+        if total <= max_bytes:
+            return 0
+        rows = self._conn.execute(
+            "SELECT id, size FROM items WHERE id > coalesce("
+            "(SELECT max(last_id) FROM pending), 0) ORDER BY id"
+        ).fetchall()
+        cut = dropped = 0
+        for item_id, size in rows:
             if total <= max_bytes:
-                return 0
-            dropped = 0
-            with self._transaction():
-                rows = self._conn.execute(
-                    "SELECT id, size FROM items WHERE id > coalesce("
-                    "(SELECT max(last_id) FROM pending), 0) ORDER BY id"
-                ).fetchall()
-                cut = 0
-                for item_id, size in rows:
-                    if total <= max_bytes:
-                        break
-                    total -= size
-                    cut = item_id
-                    dropped += 1
-                if dropped:
-                    self._conn.execute(
-                        "DELETE FROM items WHERE id <= ? AND id > coalesce("
-                        "(SELECT max(last_id) FROM pending), 0)",
-                        (cut,),
-                    )
-                    self._add("dropped", dropped)
-            return dropped
+                break
+            total -= size
+            cut = item_id
+            dropped += 1
+        if dropped:
+            self._conn.execute(
+                "DELETE FROM items WHERE id <= ? AND id > coalesce("
+                "(SELECT max(last_id) FROM pending), 0)",
+                (cut,),
+            )
+            self._add("dropped", dropped)
+        return dropped
 
     # --- status -----------------------------------------------------------------------------
 
@@ -229,6 +252,13 @@ class Spool:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
+
+
+def _rows(
+    events: Iterable[Mapping[str, Any]], detections: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, bytes]]:
+    rows = [("event", orjson.dumps(e)) for e in events]
+    return rows + [("detection", orjson.dumps(d)) for d in detections]
 
 
 class _Transaction:

@@ -19,7 +19,7 @@ from api.agents.schemas import (
 )
 from api.audit.service import record_request as _audit
 from api.audit.service import returned
-from api.deps import PUBLIC, CurrentUser, SessionDep, allow, client_of
+from api.deps import PUBLIC, CurrentUser, Offset, SessionDep, allow, client_of
 from api.roles import Role
 
 router = APIRouter(tags=["agents"])
@@ -66,7 +66,13 @@ def revoke_enrollment_token(
 def enroll_agent(body: AgentEnroll, request: Request, session: SessionDep) -> AgentEnrolled:
     """The enrollment token is the credential: no bearer token needed."""
     agent, key = service.enroll(session=session, data=body, client=client_of(request))
-    return AgentEnrolled(**AgentRead.model_validate(agent).model_dump(), agent_key=key)
+    signer = request.app.state.live_rules.signer.public()  # what the agent pins
+    return AgentEnrolled(
+        **AgentRead.model_validate(agent).model_dump(),
+        agent_key=key,
+        bundle_key=signer["public_key"],
+        bundle_key_id=signer["key_id"],
+    )
 
 
 @router.post("/agents/heartbeat", **allow(Role.AGENT))
@@ -85,7 +91,7 @@ def list_agents(
     session: SessionDep,
     who: CurrentUser,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AgentPage:
     items, total = service.page(

@@ -6,12 +6,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.agents.models import TokenState
+from api.text import NulFree
 
 HOSTNAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
 
 
-class EnrollmentTokenCreate(BaseModel):
+class EnrollmentTokenCreate(NulFree):
     expires_in_days: int = Field(default=7, ge=1, le=90)
     max_uses: int | None = Field(
         default=None, ge=1, le=10_000, description="absent: any number of agents until it expires"
@@ -39,7 +40,7 @@ class EnrollmentTokenCreated(EnrollmentTokenRead):
     token: str = Field(description="shown once: only its hash is kept")
 
 
-class SourceStatus(BaseModel):
+class SourceStatus(NulFree):
     """One source an agent reads, with how far behind it is."""
 
     name: str = Field(min_length=1, max_length=120, description="e.g. 'syslog-udp-514'")
@@ -56,7 +57,7 @@ def _sources(value: Any) -> Any:
     return value
 
 
-class AgentEnroll(BaseModel):
+class AgentEnroll(NulFree):
     token: str = Field(min_length=8, max_length=200)
     hostname: str = Field(min_length=1, max_length=253, pattern=HOSTNAME)
     version: str = Field(min_length=1, max_length=40, pattern=VERSION)
@@ -65,7 +66,7 @@ class AgentEnroll(BaseModel):
     _sources = field_validator("sources", mode="before")(_sources)
 
 
-class AgentHeartbeat(BaseModel):
+class AgentHeartbeat(NulFree):
     version: str = Field(min_length=1, max_length=40, pattern=VERSION)
     sources: list[SourceStatus] = Field(default_factory=list, max_length=200)
     counters: dict[str, int] = Field(
@@ -103,6 +104,14 @@ class AgentRead(BaseModel):
 
 class AgentEnrolled(AgentRead):
     agent_key: str = Field(description="shown once: send it as `Authorization: Bearer <agent key>`")
+    # In the answer the enrollment token pays for: the agent pins this key, not one fetched
+    # without authentication (optional: older agents ignore it).
+    bundle_key: str | None = Field(
+        default=None, description="the Ed25519 key that signs bundles (32 raw bytes, base64)"
+    )
+    bundle_key_id: str | None = Field(
+        default=None, description="its id, as `vigie agent enroll --bundle-key-id` takes"
+    )
 
 
 class AgentPage(BaseModel):

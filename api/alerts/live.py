@@ -83,7 +83,6 @@ class LiveRules:
         self._own = _own_rules(settings)
         own = self._own or SigmaRuleSet()
         # Ids of Vigie's own rules (correlations too): no alert may take one.
-        # Ids of Vigie's own rules (correlations too): no alert may take one.
         self.own_rule_ids = frozenset([r.id for r in own.rules] + [c.id for c in own.correlations])
         self.cache = SigmaCache()  # alerts' rules compiled once per process
         self._current = _Engines(-1, SigmaEngine(self._own) if self._own else None, None, 0)

@@ -24,11 +24,14 @@ from api.alerts.schemas import (
     RetroHuntRequest,
 )
 from api.audit.service import record_list, record_request
-from api.deps import PUBLIC, CurrentUser, Principal, SessionDep, allow
+from api.deps import PUBLIC, CurrentUser, Offset, Principal, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(tags=["alerts"])
 WRITERS = (Role.CERT, Role.ADMIN)
+# An alert may carry up to 1 MiB of rule text plus its indicators (api/alerts/schemas.py):
+# its body gets more room than the 1 MiB of the other JSON routes, bounded all the same.
+MAX_ALERT_BODY = 4 * 2**20
 NATIONAL = (Role.CERT, Role.ADMIN, Role.AUDITOR)
 READERS = (Role.ESTABLISHMENT, *NATIONAL)  # an establishment: the alerts meant for it
 
@@ -72,7 +75,9 @@ def get_bundle(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
-    version: Annotated[int | None, Query(ge=0, description="the version the agent has")] = None,
+    version: Annotated[
+        int | None, Query(ge=0, le=2**62, description="the version the agent has")
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The signed rules and indicators of the alerts meant for the agent's establishment, at
@@ -91,7 +96,7 @@ def bundle_public_key(request: Request) -> PublicKey:
     return PublicKey(**_live(request).signer.public())
 
 
-@router.post("/alerts", status_code=201, **allow(*WRITERS))
+@router.post("/alerts", status_code=201, max_body_size=MAX_ALERT_BODY, **allow(*WRITERS))
 def publish_alert(
     body: AlertCreate,
     request: Request,
@@ -121,7 +126,7 @@ def list_alerts(
     session: SessionDep,
     who: CurrentUser,
     status: AlertStatus | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertPage:
     items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)
@@ -136,7 +141,7 @@ def get_alert(alert_id: str, request: Request, session: SessionDep, who: Current
     return _read_one(session, who, alert)
 
 
-@router.patch("/alerts/{alert_id}", **allow(*WRITERS))
+@router.patch("/alerts/{alert_id}", max_body_size=MAX_ALERT_BODY, **allow(*WRITERS))
 def edit_alert(
     alert_id: str, body: AlertUpdate, request: Request, session: SessionDep, who: CurrentUser
 ) -> AlertRead:

@@ -26,6 +26,9 @@ from detection.yara import load_yara_rules
 _NAMESPACE = uuid.UUID("5b0c61a2-8d52-4d0e-9f6e-0d6c3e1b7a41")  # Vigie alerts' indicator rules
 
 
+_NOT_UNICODE = "a character that is not Unicode text (a lone surrogate)"
+
+
 class RuleTextError(ValueError):
     """A rule text that cannot be used, with the reason."""
 
@@ -42,6 +45,8 @@ def compile_sigma(text: str) -> CompiledRule:
         raise RuleTextError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise RuleTextError(f"not YAML: {str(exc).splitlines()[0]}") from exc
+    except UnicodeError as exc:  # a lone surrogate (JSON lets one through): no UTF-8 for it
+        raise RuleTextError(f"not YAML: {_NOT_UNICODE}") from exc
     if len(documents) != 1 or not isinstance(documents[0], dict):
         raise RuleTextError("give one Sigma rule per text (one YAML document)")
     return compile_sigma_dict(documents[0])
@@ -112,8 +117,11 @@ def check_yara(text: str) -> int:
     """How many rules `text` holds, or `RuleTextError` with the compiler's reason and line."""
     try:
         check_size(text)
+        text.encode("utf-8")
     except YamlRefused as exc:
         raise RuleTextError(str(exc)) from exc
+    except UnicodeError as exc:
+        raise RuleTextError(_NOT_UNICODE) from exc
     with tempfile.TemporaryDirectory(prefix="vigie-yara-") as folder:
         path = Path(folder) / "alert.yar"
         path.write_text(text, encoding="utf-8")

@@ -68,7 +68,7 @@ CveText = Annotated[str, Field(max_length=40)]
 RuleText = Annotated[str, Field(min_length=1, max_length=MAX_RULE_BYTES)]
 
 
-def _rules_size(sigma: list[str] | None, yara: list[str] | None) -> None:
+def rules_size(sigma: list[str] | None, yara: list[str] | None) -> None:
     size = sum(len(t.encode("utf-8", "surrogatepass")) for t in (*(sigma or ()), *(yara or ())))
     if size > MAX_RULES_BYTES:
         raise ValueError(f"rule texts of {size} bytes: at most {MAX_RULES_BYTES} per alert")
@@ -104,7 +104,7 @@ class AlertCreate(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> AlertCreate:
-        _rules_size(self.sigma_rules, self.yara_rules)
+        rules_size(self.sigma_rules, self.yara_rules)
         return self
 
 
@@ -131,7 +131,7 @@ class AlertUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> AlertUpdate:
-        _rules_size(self.sigma_rules, self.yara_rules)
+        rules_size(self.sigma_rules, self.yara_rules)
         return self
 
 

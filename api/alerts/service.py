@@ -40,6 +40,7 @@ from api.alerts.schemas import (
     AlertUpdate,
     PendingEstablishment,
     Target,
+    rules_size,
 )
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
@@ -57,6 +58,10 @@ def check_rules(
 ) -> list[str]:
     """The ids of the Sigma rules, when every rule text compiles; else `Invalid` naming the
     first that does not, and why. `reserved`: ids no alert may take (Vigie's own rules)."""
+    try:  # again here: an edit may change one list and keep the other
+        rules_size(sigma_rules, yara_rules)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
     ids: dict[str, int] = {}
     for n, text in enumerate(sigma_rules):
         try:
@@ -389,8 +394,20 @@ def acknowledge(
         acknowledged_at=utcnow(),
         comment=comment,
     )
-    session.add(ack)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: a lost race leaves the request usable
+            session.add(ack)
+    except IntegrityError:
+        # Another request acknowledged between our read and our write: the first one stands.
+        first = session.scalar(
+            select(Acknowledgement).where(
+                Acknowledgement.alert_id == alert.id,
+                Acknowledgement.establishment_finess == who.establishment,
+            )
+        )
+        if first is None:
+            raise
+        return first
     return ack
 
 

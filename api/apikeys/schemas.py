@@ -6,9 +6,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.roles import Role
+from api.text import NulFree
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(NulFree):
     name: str = Field(
         min_length=3, max_length=80, pattern=r"^[A-Za-z0-9._@-]+$", description="e.g. 'siem-export'"
     )

@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.agents.models import as_utc, utcnow
@@ -89,8 +90,11 @@ def create(*, session: Session, who: Principal, data: ApiKeyCreate) -> tuple[Api
         created_at=now,
         expires_at=now + timedelta(days=data.expires_in_days) if data.expires_in_days else None,
     )
-    session.add(key)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: the request stays usable after a refusal
+            session.add(key)
+    except IntegrityError as exc:  # the same name created meanwhile by another request
+        raise Conflict(f"an API key named {data.name} already exists") from exc
     return key, secret
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.audit.models import AuditEntry
 from api.audit.service import record_request
-from api.deps import CurrentUser, SessionDep, allow
+from api.deps import CurrentUser, Offset, SessionDep, allow
 from api.roles import Role
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -33,7 +33,7 @@ def audit_log(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditRead]:
     rows = list(

@@ -50,8 +50,13 @@ def _refusal(exc: VigieServiceError) -> JSONResponse:
     **allow(PUBLIC),
 )
 def login(
-    body: Login, request: Request, session: SessionDep, settings: CurrentSettings
+    body: Login,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: CurrentSettings,
 ) -> Token | JSONResponse:
+    response.headers["Cache-Control"] = "no-store"  # a token is kept by no cache
     address = client_of(request)
     try:
         user = service.login(
@@ -91,12 +96,14 @@ def me(who: CurrentUser) -> Me:
 def change_password(
     body: PasswordChange,
     request: Request,
+    response: Response,
     session: SessionDep,
     who: CurrentUser,
     settings: CurrentSettings,
 ) -> Token | JSONResponse:
     """Change one's own password (the current one is asked for). Every token of the user is
     revoked, this one included: the answer carries a new one."""
+    response.headers["Cache-Control"] = "no-store"
     try:
         user = service.change_password(
             session=session,

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.audit.service import record, returned
-from api.deps import CurrentUser, SessionDep, allow, client_of
+from api.deps import CurrentUser, Offset, SessionDep, allow, client_of
 from api.establishments import service
 from api.establishments.schemas import (
     EstablishmentCreate,
@@ -25,7 +25,7 @@ def list_establishments(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EstablishmentPage:
     items, total = service.page(session=session, who=who, offset=offset, limit=limit)

@@ -4,6 +4,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.text import NulFree
+
 
 class Kind(StrEnum):
     CHU = "CHU"  # university hospital
@@ -15,7 +17,7 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
-class EstablishmentCreate(BaseModel):
+class EstablishmentCreate(NulFree):
     finess: str = Field(min_length=9, max_length=11, description="FINESS géographique (site)")
     name: str = Field(min_length=2, max_length=200)
     kind: Kind
@@ -26,7 +28,7 @@ class EstablishmentCreate(BaseModel):
     legal_entity_finess: str | None = Field(default=None, min_length=9, max_length=11)
 
 
-class EstablishmentUpdate(BaseModel):
+class EstablishmentUpdate(NulFree):
     name: str | None = Field(default=None, min_length=2, max_length=200)
     kind: Kind | None = None
     beds: int | None = Field(default=None, ge=0, le=20_000)

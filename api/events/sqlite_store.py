@@ -38,11 +38,15 @@ per line; the NUMERIC affinity and NOCASE collation of the column then compare n
 value and text without case, as Sigma does. The cost: the view is stored next to the
 document (about twice the bytes), and a hunt evaluates `json_extract` per row and column.
 
-Hunting statements run with `PRAGMA query_only` on: a rule's SQL never writes.
+Hunting statements run on a read-only connection of their own (`mode=ro`, `PRAGMA
+query_only`): a rule's SQL never writes, and ingestion, on the store's one writing connection,
+never waits behind a hunt (WAL: readers and the writer do not block each other). Their
+`REGEXP` is the engine's, on RE2 (`detection.sigma.regex`): linear in the text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
@@ -69,6 +73,7 @@ from detection.event import sigma_view
 from detection.sigma import CompiledRule
 from detection.sigma.context import as_text
 from detection.sigma.convert import column_name, to_sqlite
+from detection.sigma.regex import regexp
 
 FILE_NAME = "events.db"
 _TABLE_IN_QUERIES = "logs"  # the name `to_sqlite` selects from, bound to a scoped CTE
@@ -110,14 +115,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS ux_detections_uid ON detections (_uid);
 
 
 class SQLiteEventStore:
-    """`EventStore` on a SQLite file. One connection, serialised by a lock."""
+    """`EventStore` on a SQLite file. One writing connection, serialised by a lock; each hunt
+    reads on a connection of its own."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.create_function("regexp", 2, _regexp, deterministic=True)
+        self._conn.create_function("regexp", 2, regexp, deterministic=True)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=10000")
@@ -262,16 +268,19 @@ class SQLiteEventStore:
         where, params = _scope(establishment, since, until)
         scoped = f"WITH {_TABLE_IN_QUERIES} AS (SELECT * FROM events {where}) "
         ids: set[int] = set()
-        with self._lock:
+        # A connection of the hunt's own, read-only: WAL lets it read while ingestion writes,
+        # so that agents never wait behind a hunt (only adding a column takes the lock).
+        with contextlib.closing(self._reader()) as reader:
             for statement in converted.queries:
                 if not statement.lstrip().upper().startswith("SELECT"):
                     return RetroHunt(rule.id, rule.title, converted.query, error="not a SELECT")
-                found = self._select_ids(scoped + f"SELECT _id FROM ({statement})", params)
+                sql = scoped + f"SELECT _id FROM ({statement})"
+                found = self._select_ids(reader, sql, params)
                 if isinstance(found, str):
                     return RetroHunt(rule.id, rule.title, converted.query, error=found)
                 ids.update(found)
             chosen = sorted(ids)  # _id follows insertion; sorted by time below
-            rows = self._rows_by_id(chosen)
+            rows = _rows_by_id(reader, chosen)
         rows.sort(key=lambda r: (r[0], r[1]))
         hits = [
             hit(rule.id, rule.title, rule.level, orjson.loads(doc), est)
@@ -299,21 +308,29 @@ class SQLiteEventStore:
             rows = self._conn.execute(sql, [*params, max(0, limit)]).fetchall()
         return [orjson.loads(doc) for (doc,) in rows]
 
-    def _select_ids(self, sql: str, params: Sequence[Any]) -> list[int] | str:
+    def _reader(self) -> sqlite3.Connection:
+        """A read-only connection to the store (rule statements never write through it)."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.create_function("regexp", 2, regexp, deterministic=True)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _select_ids(
+        self, reader: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[int] | str:
         """The ids a hunting statement selects, or SQLite's error; adds missing columns."""
         added = 0
         while True:
             try:
-                self._conn.execute("PRAGMA query_only=ON")
-                try:
-                    return [row[0] for row in self._conn.execute(sql, params)]
-                finally:
-                    self._conn.execute("PRAGMA query_only=OFF")
+                return [row[0] for row in reader.execute(sql, params)]
             except sqlite3.Error as exc:
                 missing = _NO_COLUMN.search(str(exc))
                 if missing is None or added >= _MAX_ADDED_COLUMNS:
                     return f"{type(exc).__name__}: {exc}"
-                self._add_view_column(missing.group(1))
+                with self._lock:  # a schema change: briefly, on the writing connection
+                    self._add_view_column(missing.group(1))
                 added += 1
 
     def _add_view_column(self, name: str) -> None:
@@ -330,21 +347,22 @@ class SQLiteEventStore:
             if "duplicate column" not in str(exc):  # another process added it meanwhile
                 raise
 
-    def _rows_by_id(self, ids: list[int]) -> list[tuple[int, int, str, str]]:
-        rows: list[tuple[int, int, str, str]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows.extend(
-                self._conn.execute(
-                    f"SELECT _ts, _id, _establishment, _doc FROM events WHERE _id IN ({marks})",
-                    chunk,
-                )
-            )
-        return rows
-
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
+
+
+def _rows_by_id(conn: sqlite3.Connection, ids: list[int]) -> list[tuple[int, int, str, str]]:
+    rows: list[tuple[int, int, str, str]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows.extend(
+            conn.execute(
+                f"SELECT _ts, _id, _establishment, _doc FROM events WHERE _id IN ({marks})",
+                chunk,
+            )
+        )
+    return rows
 
 
 class _Transaction:
@@ -414,20 +432,6 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield from _leaves(item)
     else:
         yield value
-
-
-@functools.lru_cache(maxsize=4096)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _regexp(pattern: str | None, value: Any) -> bool | None:
-    """SQLite's `X REGEXP Y` (`regexp(Y, X)`), with Python's search semantics as the engine."""
-    if value is None or pattern is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return _pattern(pattern).search(str(value)) is not None
 
 
 def _micros(ts: datetime) -> int:

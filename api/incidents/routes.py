@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.agents.models import utcnow
 from api.audit.service import record_request as _audit
 from api.audit.service import returned
-from api.deps import CurrentUser, Principal, SessionDep, allow
+from api.deps import CurrentUser, Offset, Principal, SessionDep, allow
 from api.incidents import service
 from api.incidents.models import Campaign, Incident, Severity, Status
 from api.incidents.schemas import (
@@ -91,7 +91,7 @@ def list_incidents(
     severity: Severity | None = None,
     overdue: Annotated[bool | None, Query(description="NIS2 deadline passed")] = None,
     campaign: Annotated[str | None, Query(max_length=36, description="CERT only")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> IncidentPage:
     items, total = service.page(

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.incidents.models import CareImpact, Category, Severity, Status
+from api.text import NulFree
 
-System = Field(min_length=1, max_length=200)
+System = Annotated[str, Field(min_length=1, max_length=200)]  # a host or system name
 
 
-class IncidentDeclare(BaseModel):
+class IncidentDeclare(NulFree):
     """The fields a national health-incident report asks for."""
 
     establishment: str | None = Field(
@@ -23,35 +24,35 @@ class IncidentDeclare(BaseModel):
     personal_data: bool = Field(description="personal (health) data involved")
     started_at: AwareDatetime | None = Field(default=None, description="when it began, if known")
     aware_at: AwareDatetime = Field(description="when the establishment became aware (NIS2 clock)")
-    affected_systems: list[str] = Field(default_factory=list, max_length=200)
+    affected_systems: list[System] = Field(default_factory=list, max_length=200)
     description: str = Field(default="", max_length=20_000)
     severity: Severity = Severity.MEDIUM
     notifiable: bool = Field(default=True, description="significant incident: NIS2 deadlines apply")
 
 
-class IncidentUpdate(BaseModel):
+class IncidentUpdate(NulFree):
     title: str | None = Field(default=None, min_length=3, max_length=300)
     category: Category | None = None
     care_impact: CareImpact | None = None
     personal_data: bool | None = None
     started_at: AwareDatetime | None = None
     aware_at: AwareDatetime | None = None
-    affected_systems: list[str] | None = Field(default=None, max_length=200)
+    affected_systems: list[System] | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=20_000)
     severity: Severity | None = None
     notifiable: bool | None = None
 
 
-class StatusChange(BaseModel):
+class StatusChange(NulFree):
     status: Status
     comment: str = Field(default="", max_length=5_000)
 
 
-class Comment(BaseModel):
+class Comment(NulFree):
     text: str = Field(min_length=1, max_length=5_000)
 
 
-class ReportSent(BaseModel):
+class ReportSent(NulFree):
     kind: Literal["early_warning", "notification", "final_report"]
     sent_at: AwareDatetime | None = Field(default=None, description="absent: now")
     comment: str = Field(default="", max_length=5_000)
@@ -124,6 +125,6 @@ class CampaignRead(BaseModel):
     incidents: list[str]
 
 
-class CampaignUpdate(BaseModel):
+class CampaignUpdate(NulFree):
     title: str | None = Field(default=None, min_length=3, max_length=300)
     status: Literal["open", "closed"] | None = None

@@ -33,6 +33,7 @@ from api.incidents.models import (
     Status,
     TimelineEntry,
 )
+from api.incidents.sample import sample_of
 from api.incidents.schemas import IncidentDeclare, IncidentUpdate, ReportSent, StatusChange
 from detection.event import parse_timestamp
 
@@ -127,7 +128,7 @@ def _new_incident(
         id=str(uuid.uuid4()),
         establishment_finess=establishment,
         origin=str(origin),
-        title=str(detection.get("rule_title") or rule_id)[:300],
+        title=str(detection.get("rule_title") or rule_id).replace("\x00", "")[:300],
         category=_category(detection.get("tags") or []),
         severity=severity,
         status=Status.NEW,
@@ -157,8 +158,8 @@ def _host(detection: Mapping[str, Any]) -> str:
     if isinstance(host, Mapping):
         name = host.get("name") or host.get("hostname")
         if name:
-            return str(name)[:253]
-    return str(detection.get("host") or "-")[:253]
+            return str(name).replace("\x00", "")[:253]  # PostgreSQL text holds no NUL
+    return str(detection.get("host") or "-").replace("\x00", "")[:253]
 
 
 def _time(detection: Mapping[str, Any]) -> datetime | None:
@@ -180,9 +181,8 @@ def _worst(*severities: str) -> str:
 
 
 def _sample(detection: Mapping[str, Any]) -> dict[str, Any]:
-    """The first detection, trimmed: enough to triage, bounded in size."""
-    keep = ("engine", "rule_id", "rule_title", "level", "timestamp", "source", "tags", "event")
-    return {k: detection[k] for k in keep if k in detection}
+    """The first detection, trimmed: enough to triage, bounded in size (sample.py)."""
+    return sample_of(detection)
 
 
 # --- campaigns --------------------------------------------------------------------------------

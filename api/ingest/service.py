@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -30,20 +29,17 @@ from api.establishments.models import Establishment
 from api.events.store import stamped_event
 from api.incidents import service as incidents
 from api.ingest.claims import STALE_CLAIM, BatchInProgress, ClaimOwner, claim, release
+from api.ingest.items import detection_problem, event_problem
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
 from detection.event import Event, parse_timestamp
 
 __all__ = ["STALE_CLAIM", "BatchInProgress", "claim", "ingest", "parse_batch", "release"]
 
-MAX_EVENT_BYTES = 256 * 1024
 MAX_ITEMS = 50_000
-_ENGINE_LOCK = threading.Lock()  # events, and detections, per batch
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 _ID_LISTS = {"events": "event_ids", "detections": "detection_ids"}
-_DETECTION_FIELDS = ("engine", "rule_id", "rule_title", "level", "timestamp")
-_LEVELS = {"informational", "low", "medium", "high", "critical"}
 
 
 class Store(Protocol):
@@ -219,53 +215,35 @@ _BAD_ID = "its id (event_ids, detection_ids) is not 1-80 characters among A-Z a-
 def _valid_events(
     batch: Batch, agent: str, rejected: list[Rejected]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    good, uids = [], []
     ids = _item_ids(batch, "events", agent)
-    for index, item in enumerate(batch.events):
-        uid = ids[index]
-        reason = _event_problem(item) or (None if uid else _BAD_ID)
-        if reason:
-            rejected.append(Rejected(kind="event", index=index, reason=reason))
-        else:
-            good.append(item)
-            uids.append(str(uid))
-    return good, uids
-
-
-def _event_problem(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return "not a JSON object"
-    if parse_timestamp(item.get("@timestamp")) is None:
-        return "missing or unreadable @timestamp"
-    if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
-        return f"event larger than {MAX_EVENT_BYTES} bytes"
-    return None
+    return _valid(batch.events, ids, "event", event_problem, rejected)
 
 
 def _valid_detections(
     batch: Batch, agent: str, rejected: list[Rejected]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    good, uids = [], []
     ids = _item_ids(batch, "detections", agent)
-    for index, item in enumerate(batch.detections):
-        missing = [f for f in _DETECTION_FIELDS if not isinstance(item, dict) or not item.get(f)]
-        if not isinstance(item, dict):
-            reason = "not a JSON object"
-        elif missing:
-            reason = f"missing {', '.join(missing)}"
-        elif item["engine"] not in ("sigma", "yara", "indicator"):
-            reason = f"unknown engine {item['engine']!r}"
-        elif item["level"] not in _LEVELS:
-            reason = f"unknown level {item['level']!r}"
-        elif parse_timestamp(item["timestamp"]) is None:
-            reason = "unreadable timestamp"
-        elif ids[index] is None:
-            reason = _BAD_ID
+    return _valid(batch.detections, ids, "detection", detection_problem, rejected)
+
+
+def _valid(
+    items: Sequence[Any],
+    ids: list[str | None],
+    kind: str,
+    problem: Callable[[Any], str | None],
+    rejected: list[Rejected],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The items without a problem (api/ingest/items.py) and their stable ids; the others
+    rejected with theirs."""
+    good, uids = [], []
+    for index, item in enumerate(items):
+        uid = ids[index]
+        reason = problem(item) or (None if uid else _BAD_ID)
+        if reason:
+            rejected.append(Rejected(kind=kind, index=index, reason=reason))
         else:
             good.append(item)
-            uids.append(str(ids[index]))
-            continue
-        rejected.append(Rejected(kind="detection", index=index, reason=reason))
+            uids.append(str(uid))
     return good, uids
 
 
@@ -274,7 +252,7 @@ def _events(docs: list[dict[str, Any]], who: Principal) -> list[Event]:
     for doc in docs:
         fields = {k: v for k, v in doc.items() if k != "@timestamp"}
         ts = parse_timestamp(doc["@timestamp"])
-        assert ts is not None  # checked by _event_problem
+        assert ts is not None  # checked by event_problem
         events.append(Event(ts, fields, source=who.username, establishment=who.establishment))
     return events
 
@@ -285,12 +263,11 @@ def _detect(live: LiveRules, events: list[Event]) -> list[tuple[int, dict[str, A
     engine, indicators = live.engines()
     found: list[tuple[int, dict[str, Any]]] = []
     if engine is not None:
-        # The engine keeps correlation state and is not thread-safe; batches run in the
-        # thread pool, so they take turns here (the matching is CPU-bound under the GIL
-        # anyway: nothing is lost).
-        with _ENGINE_LOCK:
-            for index, event in enumerate(events):
-                found.extend((index, d.to_dict()) for d in engine.match(event))
+        # No lock: without a correlator, `match` keeps no state between events (its lazily
+        # built buckets are the same whichever thread builds them; only its statistics may
+        # miss a count), so one slow batch never holds up the other agents' batches.
+        for index, event in enumerate(events):
+            found.extend((index, d.to_dict()) for d in engine.match(event))
     if indicators is not None:
         for index, event in enumerate(events):  # the matcher goes event by event anyway
             found.extend((index, d) for d in indicators.match([event]))

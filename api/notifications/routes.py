@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.audit.service import record_list
-from api.deps import CurrentUser, SessionDep, allow
+from api.deps import CurrentUser, Offset, SessionDep, allow
 from api.notifications import service
 from api.notifications.schemas import NotificationPage, NotificationRead
 from api.roles import Role
@@ -22,7 +22,7 @@ def list_notifications(
         bool | None, Query(alias="open", description="true: unresolved only; false: resolved")
     ] = None,
     kind: Annotated[str | None, Query(max_length=40, description="e.g. agent_silent")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> NotificationPage:
     """An establishment sees its own; the national roles see every establishment's."""

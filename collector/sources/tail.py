@@ -21,7 +21,9 @@ Each poll:
     copy. It is not read while the original is followed untruncated (what it holds is read
     from the original), its offset follows the original's, and once the original is
     truncated (or closed) it is read from where the original was left: the lines the copy
-    caught that the original had not handed out yet.
+    caught that the original had not handed out yet. Under MIN_COPY_BYTES of the same first
+    bytes nothing tells a copy from a file that merely starts alike: such a copy is read
+    whole (twice rather than never);
   Lines written after the copy ended and before the truncation are in neither file once
   truncated: those not read from the original in between are lost by copy-truncate itself;
 - only whole lines are handed out: a last line without its newline waits to be completed (a
@@ -52,6 +54,7 @@ from collector.sources.lines import ParserName, check_parser, decode_line, parse
 from detection.event import Event
 
 FINGERPRINT_BYTES = 1024
+MIN_COPY_BYTES = 256  # a copy is told by at least this many first bytes (less: read twice)
 COPY_WINDOW = 4096  # bytes compared just before the read offset to tell a copy from a look-alike
 GZIP_MAGIC = b"\x1f\x8b"  # compressed rotations (`app.log.2.gz`) are not followed
 CHECKPOINT_VERSION = 1
@@ -163,8 +166,12 @@ class FileTail:
         self._follow_copies()
         for tracked in files:
             self._note_lag(tracked, now_wall)
-            if tracked.gone_since is not None and tracked.copy_of is None:
+            if tracked.gone_since is None:
+                continue
+            if tracked.copy_of is None:
                 self._maybe_close(tracked, now_mono, now, events)
+            elif now_mono - tracked.gone_since >= self.rotate_wait:
+                self._close_copy(tracked)
         return events
 
     def checkpoint(self) -> dict[str, Any]:
@@ -289,16 +296,15 @@ class FileTail:
         tracked = _File(path=path, dev=st.st_dev, ino=st.st_ino, fh=fh)
         tracked.fp_len, tracked.fp = _fingerprint(fh, min(st.st_size, FINGERPRINT_BYTES))
         self._release_copies_of(tracked.key, None)  # their original's inode is another file now
+        # A copy of a followed file first: its inode may be a closed file's, reused.
         closed = self._closed.pop(tracked.key, None)
-        if closed is not None:
-            fp_len, fp, offset = closed
-            if offset <= st.st_size and _fingerprint(fh, fp_len) == (fp_len, fp):
-                tracked.offset = offset
-                self._files[tracked.key] = tracked
-                return
         original = self._copied_from(fh, st.st_size, tracked.key)
         if original is not None:
             tracked.copy_of, tracked.offset = original.key, original.offset
+        elif closed is not None and (
+            closed[2] <= st.st_size and _fingerprint(fh, closed[0]) == closed[:2]
+        ):
+            tracked.offset = closed[2]
         else:
             for old in self._truncated:
                 # A copy of a truncated file carries on where the original was left (shorter
@@ -318,8 +324,10 @@ class FileTail:
         except OSError:
             return None
         for original in list(self._files.values()):
-            if original.key == key or original.copy_of is not None or original.fp_len == 0:
+            if original.key == key or original.copy_of is not None:
                 continue
+            if min(len(head), original.fp_len) < MIN_COPY_BYTES:
+                continue  # too little to tell a copy from a file that merely starts alike
             if len(head) >= original.fp_len:
                 same_head = _hash(head[: original.fp_len]) == (original.fp_len, original.fp)
             else:  # a copy still being written, shorter than the original's fingerprint
@@ -363,6 +371,14 @@ class FileTail:
                 self._start_over(original)  # truncated since it was checked: releases it
             else:  # grew apart from the file it started like: another file after all
                 tracked.copy_of, tracked.offset, tracked.pending = None, 0, b""
+
+    def _close_copy(self, copy: _File) -> None:
+        """A copy gone from the patterns (`logrotate copy` then compress) while its original is
+        still followed: closed unread, its content being the original's."""
+        offset = min(copy.offset, _size(copy))
+        self._remember_closed(copy.key, copy.fp_len, copy.fp, offset)
+        copy.fh.close()
+        del self._files[copy.key]
 
     def _release_copies_of(self, key: tuple[int, int], offset: int | None) -> None:
         """Release the copies of a file truncated at `offset` (None: where they are)."""

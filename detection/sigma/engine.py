@@ -47,7 +47,13 @@ class EngineStats:
 
 
 class SigmaEngine:
-    """Evaluates a `SigmaRuleSet` on events. Not thread-safe (per-process state)."""
+    """Evaluates a `SigmaRuleSet` on events.
+
+    `match` without a correlator may be called from several threads at once: per-stream
+    state lives in the caller's `Correlator` (one per thread or stream); the engine itself
+    only builds its buckets lazily (the same whichever thread does) and counts `stats`
+    (which concurrent calls may undercount).
+    """
 
     def __init__(self, ruleset: SigmaRuleSet) -> None:
         self.ruleset = ruleset

@@ -27,6 +27,7 @@ import ahocorasick
 from detection.event import parse_timestamp
 from detection.sigma.context import MatchContext, fold_name
 from detection.sigma.ir import ONE, STAR, Node, UnsupportedValue
+from detection.sigma.regex import compile_regex, literal
 
 # The regular-expression parser of the standard library (private, stable across 3.11-3.13).
 _sre_parser: Any = re._parser  # type: ignore[attr-defined]
@@ -171,11 +172,12 @@ def _string(field: str | None, cased: bool, parts: Parts) -> CompiledValue:
 def _string_test(parts: Parts) -> Callable[[str], bool]:
     """A test on one (already lowercased unless cased) string."""
     if ONE in parts:
+        # On RE2 too: Python's `re` takes time polynomial in the text, to the power of the
+        # number of `*`, for `*a*a*a*?` (an alert's value) on a long line without a match.
         pattern = "".join(
-            ".*" if p == STAR else "." if p == ONE else re.escape(str(p)) for p in parts
+            ".*" if p == STAR else "." if p == ONE else literal(str(p)) for p in parts
         )
-        regex = re.compile(pattern, re.DOTALL)
-        return lambda s: regex.fullmatch(s) is not None
+        return compile_regex(pattern, re.DOTALL).fullmatch
     segments = _segments(parts)
     if len(segments) == 1:
         exact = segments[0]
@@ -254,8 +256,8 @@ def _on_values(field: str | None, test: Callable[[Any], bool]) -> Predicate:
 
 
 def _regex_test(pattern: str, flags: int) -> Callable[[str], bool]:
-    regex = re.compile(pattern, flags)
-    return lambda s: regex.search(s) is not None
+    # RE2, not `re`: linear in the text whatever the pattern (`detection.sigma.regex`).
+    return compile_regex(pattern, flags).search
 
 
 def _literal_score(literals: frozenset[str]) -> tuple[int, int]:

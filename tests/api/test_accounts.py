@@ -161,6 +161,7 @@ def test_a_password_to_change_opens_nothing_else(service: Service) -> None:
     with service.client() as client:
         login = client.post("/auth/token", json={"username": "analyst", "password": temporary})
     assert login.json()["must_change_password"] is True
+    assert login.headers["Cache-Control"] == "no-store"
     pending = login.json()["access_token"]
     with service.client(pending) as client:
         for method, path in (

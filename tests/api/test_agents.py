@@ -74,6 +74,10 @@ def test_enroll_heartbeat_and_listing(service: Service) -> None:
     assert [s["name"] for s in agent["sources"]] == ["syslog-udp-514", "dc01-security"]
     assert agent["last_heartbeat"] is None
     assert agent["revoked"] is False
+    # The bundle key comes with the answer the token pays for: the same as the public one.
+    with service.client() as client:
+        public = client.get("/alerts/bundle/public-key").json()
+    assert (agent["bundle_key"], agent["bundle_key_id"]) == (public["public_key"], public["key_id"])
 
     with service.client(agent["agent_key"]) as client:
         me = client.get("/agents/me")

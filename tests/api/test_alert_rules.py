@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy
 
 from api.alerts.live import LiveRules
-from api.alerts.rules import RuleTextError, compile_sigma
+from api.alerts.rules import RuleTextError, check_yara, compile_sigma
 from api.events.sqlite_store import SQLiteEventStore
 from tests.api.conftest import Service
 from tests.api.test_alerts import (
@@ -104,6 +104,15 @@ def test_bombs_cost_nothing_to_refuse(name: str) -> None:
     assert peak < 2_000_000, f"{name}: {peak} bytes at the peak"
 
 
+def test_a_lone_surrogate_is_a_refusal_not_a_crash() -> None:
+    """JSON can carry one; UTF-8 has no bytes for it (the API's schema refuses it first;
+    the rule checks do not rely on that)."""
+    with pytest.raises(RuleTextError, match="not Unicode"):
+        compile_sigma(SIGMA_RULE.replace("evil", "\ud800"))
+    with pytest.raises(RuleTextError, match="not Unicode"):
+        check_yara('rule s { strings: $a = "\udfff" condition: $a }')
+
+
 @pytest.mark.parametrize("name", list(BOMBS))
 def test_bombs_are_refused_at_publication_and_edit(service: Service, name: str) -> None:
     text, reason = BOMBS[name]
@@ -162,7 +171,7 @@ def test_rules_sizes_and_counts_are_bounded(service: Service) -> None:
             assert reason in answer.text, (change.keys(), answer.text[:300])
             assert spent < 5.0, (change.keys(), spent)
         assert client.get("/alerts").json()["total"] == 0
-        # At the bounds, it is published.
+        # At the bounds, it is published; an edit of one list cannot take it over.
         answer = client.post(
             "/alerts",
             json=alert_body(
@@ -174,6 +183,10 @@ def test_rules_sizes_and_counts_are_bounded(service: Service) -> None:
             ),
         )
         assert answer.status_code == 201, answer.text[:300]
+        more = ["rule r { condition: true } //" + "#" * 60_000 for _ in range(10)]
+        edited = client.patch(f"/alerts/{answer.json()['id']}", json={"yara_rules": more})
+        assert edited.status_code == 422, edited.text[:300]
+        assert "per alert" in edited.json()["detail"]
 
 
 def test_each_rule_is_compiled_once_per_process(lives: list[LiveRules], service: Service) -> None:
@@ -421,3 +434,66 @@ def _write_as_before_the_fix(service: Service, alert_id: str, rules: list[str]) 
     finally:
         engine.dispose()
     return int(version or 0)
+
+
+def test_the_upgrade_gives_each_existing_rule_id_to_the_oldest_alert(database_url: str) -> None:
+    """Alerts published before the fix may share an id (the older keeps it) or hold a bomb
+    (skipped by the upgrade, not expanded)."""
+    from datetime import timedelta
+
+    from alembic import command
+    from alembic.config import Config
+
+    from api.alerts.models import Alert
+    from api.db import MIGRATIONS, make_engine, upgrade
+
+    engine = make_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+        rows = [
+            ("newer", now, [_other_logic("Clear rule", "clear-marker")]),
+            ("older", now - timedelta(days=1), [RED_RULE.replace(RED_ID, RED_ID.upper())]),
+            ("bomb", now - timedelta(days=2), [LAUGHS, SIGMA_RULE]),
+        ]
+        with engine.begin() as connection:
+            for alert_id, created, rules in rows:
+                connection.execute(
+                    sqlalchemy.insert(Alert).values(
+                        id=alert_id,
+                        title=alert_id,
+                        description="",
+                        severity="high",
+                        tlp="red",
+                        status="published",
+                        products=[],
+                        cves=[],
+                        indicators=[],
+                        sigma_rules=rules,
+                        yara_rules=[],
+                        target_all=True,
+                        target_regions=[],
+                        target_kinds=[],
+                        created_by="analyst",
+                        created_at=created,
+                        updated_at=created,
+                        bundle_version=1,
+                        retro_hunt_days=0,
+                    )
+                )
+        started = time.perf_counter()
+        upgrade(engine)
+        spent = time.perf_counter() - started
+        with engine.connect() as connection:
+            found = connection.execute(
+                sqlalchemy.text("SELECT rule_id, alert_id FROM alert_rule_ids")
+            )
+            held = {str(rule_id): str(alert_id) for rule_id, alert_id in found}
+    finally:
+        engine.dispose()
+    assert held == {RED_ID: "older", SIGMA_ID: "bomb"}
+    assert spent < 20  # the bomb is not expanded (that alone took 44 s)

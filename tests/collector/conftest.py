@@ -41,3 +41,44 @@ def forging_proxy(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def serving_proxy(
+    answers: dict[str, Callable[[], tuple[int, Any]]], real: str | None = None
+) -> ThreadingHTTPServer:
+    """A man in the middle that answers the paths of `answers` itself ((status, JSON) from the
+    callable: e.g. a genuinely signed bundle of another establishment, or an older one) and
+    relays any other request to `real`, headers and body as they came."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            path = self.path.split("?", 1)[0]
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if path in answers:
+                status, content = answers[path]()
+                data, kind = json.dumps(content).encode(), "application/json"
+            elif real is not None:
+                relayed = httpx.request(
+                    self.command,
+                    f"{real}{self.path}",
+                    content=body,
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                )
+                status, data = relayed.status_code, relayed.content
+                kind = relayed.headers.get("content-type", "application/json")
+            else:
+                status, data, kind = 404, b"{}", "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer  # noqa: N815 - http.server's names
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -65,7 +65,7 @@ def test_bundle_detected_on_the_agent_and_a_forged_one_refused(
         service.url, f"Bearer {credential['agent_key']}", lambda b: b.update(indicators=[])
     )
     try:
-        store = BundleStore(config.state_dir, credential["bundle_key"])
+        store = BundleStore(config.state_dir, credential["bundle_key"], credential["establishment"])
         with httpx.Client(base_url=f"http://127.0.0.1:{forger.server_address[1]}") as client:
             assert store.fetch(client) is False
         assert store.refused == 1

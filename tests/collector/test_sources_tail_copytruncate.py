@@ -240,3 +240,47 @@ def test_a_look_alike_that_is_no_copy_is_read_whole(tmp_path: Path) -> None:
         got += [e for e in tail.poll() if "line" in str(e.fields["message"])]
     assert numbers(got) == list(range(2001, 2301))
     tail.close()
+
+
+def test_a_tiny_file_like_the_start_of_another_is_not_taken_for_its_copy(tmp_path: Path) -> None:
+    """Under MIN_COPY_BYTES alike, a new file is read whole: a short line shared by chance
+    (here a whole first line) never makes the tail skip another file's own lines."""
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text("ok\n")
+    tail = FileTail([str(tmp_path / "*.log")], rotate_wait=0)
+    assert [e.fields["message"] for e in tail.poll()] == ["ok"]
+    second.write_text("ok\n" + "".join(_LINE.format(n) for n in range(1, 4)))
+    got = tail.poll()
+    assert [e.fields["message"] for e in got][0] == "ok"
+    assert numbers(got[1:]) == [1, 2, 3]
+    with first.open("a") as fh:
+        fh.write(_LINE.format(10))
+    assert numbers(tail.poll()) == [10]
+    tail.close()
+
+
+def test_copies_of_a_file_never_truncated_are_not_read_and_not_kept_open(
+    tmp_path: Path,
+) -> None:
+    """`logrotate copy` (no truncation), then the copy compressed away: the copy's content is
+    read from the original only, and the copy is closed once gone."""
+    log = tmp_path / "app.log"
+    log.write_text("".join(_LINE.format(n) for n in range(1, 101)))
+    tail = FileTail([str(tmp_path / "app.log*")], rotate_wait=0)
+    assert numbers(tail.poll()) == list(range(1, 101))
+    for rotation in range(3):
+        copy = tmp_path / "app.log.1"
+        copy.write_bytes(log.read_bytes())
+        with log.open("a") as fh:
+            fh.write(
+                "".join(
+                    _LINE.format(n) for n in range(1000 * (rotation + 1), 1000 * (rotation + 1) + 5)
+                )
+            )
+        assert numbers(tail.poll()) == list(range(1000 * (rotation + 1), 1000 * (rotation + 1) + 5))
+        assert tail.stats()["files"] == 2
+        copy.unlink()  # compressed to app.log.1.gz, say
+        assert tail.poll() == []
+        assert tail.poll() == []
+        assert tail.stats()["files"] == 1
+    tail.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from collector.spool import Spool
 
 
@@ -83,8 +85,6 @@ def test_batches_respect_the_byte_limit_but_always_carry_one_item(tmp_path: Path
 def test_every_item_goes_with_an_id_of_its_own_that_survives_a_reopen(tmp_path: Path) -> None:
     """The service keeps an item once by its id: the id is the spool's and the item's, the
     same after a restart, different in a new spool file (whose item numbers start again)."""
-    import orjson
-
     spool = Spool(tmp_path / "a")
     spool.put(_events(3), [{"rule_id": "r", "level": "high"}])
     first = spool.next_batch(max_items=100)
@@ -109,3 +109,19 @@ def test_every_item_goes_with_an_id_of_its_own_that_survives_a_reopen(tmp_path: 
     assert fresh is not None
     assert not set(fresh.event_ids) & set(first.event_ids)
     other.close()
+
+
+def test_put_within_the_budget_is_one_step_for_another_thread(tmp_path: Path) -> None:
+    """Stored and cut to the budget in one transaction: a batch taken from another thread
+    (the agent's delivering one) right after holds only what the budget kept, the newest."""
+    spool = Spool(tmp_path)
+    other = Spool(tmp_path)  # another connection: sees only committed states
+    newest = sum(len(orjson.dumps(e)) for e in _events(10, start=90))
+    dropped = spool.put_within(newest, _events(100))
+    assert dropped == 90
+    batch = other.next_batch(max_items=100)
+    assert batch is not None
+    assert [e["message"] for e in batch.events] == [f"line {n}" for n in range(90, 100)]
+    assert spool.stats()["dropped"] == 90
+    other.close()
+    spool.close()
