@@ -75,6 +75,12 @@ class Shipper:
                     len(result["rejected"]),
                     result["rejected"][0],
                 )
+            if result.get("duplicates"):
+                log.info(
+                    "batch %s: %d item(s) the service had already (a retry), not stored twice",
+                    batch.batch_id,
+                    result["duplicates"],
+                )
             self.spool.ack(batch)
             self.backoff.reset()
             self.last_error = None

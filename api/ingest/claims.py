@@ -10,6 +10,8 @@ next retry at once:
   token in `job_locks` (the jobs' lease table, `api.jobs.lock`), renewed every `RENEW` by a
   thread; a process that is gone, or frozen, lets it expire after `LEASE`. That covers other
   hosts (several service machines on one PostgreSQL) and a pid reused by another process.
+  Service machines sharing one database must have host names of their own (containers too),
+  or one would take the other's pid for its own.
 
 A claim older than `STALE_CLAIM` is taken over whatever its owner says (a stuck thread). Taking
 over is safe because storing a batch is idempotent (each event has a stable id, the event
@@ -207,7 +209,7 @@ def _gone(session: Session, holder: str | None, me: ClaimOwner) -> bool:
     if len(parts) != 3 or not parts[1].isdigit():
         return True  # not written by this code: nobody to wait for
     host, pid, token = parts[0], int(parts[1]), parts[2]
-    if host == me.host and not _running(pid):
+    if host == me.host[:120] and not _running(pid):
         return True
     lease = lock.current(session, _LEASE_PREFIX + token)
     return lease is None or not lease.held

@@ -14,6 +14,7 @@ batch over). Bounded: about a minute and a half per database.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,7 @@ import sqlalchemy
 from api.app import prepare
 from api.events.sqlite_store import SQLiteEventStore
 from api.settings import Settings
-from tests.api.conftest import Service
+from tests.api.conftest import Service, change_first_password
 from tests.api.test_service import PITIE
 from tests.collector.test_agent_delivery import VIGIE, closed_port, enroll, write_config
 
@@ -103,7 +104,11 @@ class ServiceProcess:
         self.root = root
         self.port = port
         self.workers = workers
-        self.env = {**os.environ, "VIGIE_DATABASE_URL": database_url}
+        self.env = {
+            **os.environ,
+            "VIGIE_DATABASE_URL": database_url,
+            "VIGIE_SECRET_KEY": secrets.token_urlsafe(40),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -241,7 +246,8 @@ def running(
     service = ServiceProcess(tmp_path, database_url, closed_port(), workers)
     service.start()
     try:
-        yield service, Service(service.url, Settings(data, database_url, "x" * 40), password)
+        admin = change_first_password(service.url, password)
+        yield service, Service(service.url, Settings(data, database_url, "x" * 40), admin)
     finally:
         service.stop()
 
