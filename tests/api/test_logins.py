@@ -8,6 +8,7 @@ bound to 127.0.0.2 reaches the service as another address.
 from __future__ import annotations
 
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -162,7 +163,11 @@ def test_a_login_flood_stays_within_a_memory_bound(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={"PATH": str(VIGIE.parent), "HOME": str(tmp_path)},
+        env={
+            "PATH": str(VIGIE.parent),
+            "HOME": str(tmp_path),
+            "VIGIE_SECRET_KEY": secrets.token_urlsafe(40),  # production, the default
+        },
     )
     try:
         assert process.stderr is not None

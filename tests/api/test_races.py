@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.api.conftest import Service
-from tests.api.test_alerts import publish, world
+from tests.api.test_alerts import fresh_rule, publish, world
 from tests.api.test_service import PITIE
 
 THREADS = 8
@@ -35,7 +35,9 @@ def test_concurrent_acknowledgements_answer_the_first(service: Service) -> None:
     clients = [service.client(tokens["it_pitie"]) for _ in range(THREADS)]
     try:
         for _ in range(ROUNDS):
-            alert = publish(service, tokens["analyst"], target={"all": True})
+            alert = publish(
+                service, tokens["analyst"], target={"all": True}, sigma_rules=[fresh_rule()]
+            )
             path = f"/alerts/{alert['id']}/acknowledge"
             answers = at_once(
                 THREADS, lambda n, path=path: clients[n].post(path, json={"comment": f"c{n}"})
