@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import yaml
 
 from collector.bundle import BundleStore, indicator_matcher, rule_texts
 from collector.config import AgentConfig, plain_http_refusal
@@ -40,6 +41,7 @@ from detection.event import Event
 from detection.indicators import IndicatorMatcher
 from detection.sigma import SigmaEngine, SigmaRuleSet, load_sigma_rules
 from detection.sigma.engine import Correlator
+from detection.sigma.yaml_guard import YamlRefused, check_plain_yaml, check_size
 from detection.yara import YaraRuleSet, load_yara_rules
 
 log = logging.getLogger("vigie.agent")
@@ -124,19 +126,31 @@ class Detector:
     def load(self, bundle: dict[str, Any] | None) -> None:
         folder = self.state_dir / "bundle-rules"
         shutil.rmtree(folder, ignore_errors=True)
+        self.errors = []
+        refused = {"sigma": 0, "yara": 0}
         for kind, suffix in (("sigma", "yml"), ("yara", "yar")):
             (folder / kind).mkdir(parents=True)
             for index, (alert_id, text) in enumerate(rule_texts(bundle, kind)):
+                problem = _refused_text(kind, text)
+                if problem is not None:
+                    # Checked here too, not only at publication: a bundle signed before the
+                    # service checked (an alert published by an older version) must not cost
+                    # every agent an alias bomb's gigabytes.
+                    log.warning(
+                        "bundle %s rule %d of alert %s refused: %s", kind, index, alert_id, problem
+                    )
+                    self.errors.append(f"{kind}: alert {alert_id} rule {index}: {problem}")
+                    refused[kind] += 1
+                    continue
                 name = f"{index:04d}-{_file_safe(alert_id)}.{suffix}"
                 (folder / kind / name).write_text(text, encoding="utf-8")
-        self.errors = []
         paths = [p for p in (self.own_rules, folder / "sigma") if p is not None and p.is_dir()]
         cache = self.state_dir / "cache"
         ruleset = load_sigma_rules(paths, cache_dir=cache / "sigma") if paths else SigmaRuleSet()
         for error in ruleset.errors:
             log.warning("Sigma rule skipped: %s", error)
             self.errors.append(f"sigma: {error}")
-        self.skipped["sigma"] = len({e.path for e in ruleset.errors})
+        self.skipped["sigma"] = len({e.path for e in ruleset.errors}) + refused["sigma"]
         engine = SigmaEngine(ruleset) if ruleset.rules else None
         self.correlator = _carried_over(self.correlator, engine)
         self.engine = engine
@@ -146,7 +160,7 @@ class Detector:
             for yara_error in self.yara.errors:
                 log.warning("YARA rule skipped: %s", yara_error)
                 self.errors.append(f"yara: {yara_error}")
-            self.skipped["yara"] = len(self.yara.errors)
+            self.skipped["yara"] = len(self.yara.errors) + refused["yara"]
         self.indicators = indicator_matcher(bundle)
         self.bundle_version = bundle.get("version") if bundle else None
 
@@ -181,6 +195,21 @@ def _carried_over(previous: Correlator | None, engine: SigmaEngine | None) -> Co
 def _time_order(event: Event) -> datetime:
     moment = event.timestamp
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _refused_text(kind: str, text: str) -> str | None:
+    """Why a bundle's rule text is not even parsed (None: it may be): over the size bound, or,
+    for Sigma, YAML with anchors or aliases, or beyond the depth and count bounds."""
+    try:
+        if kind == "sigma":
+            check_plain_yaml(text)
+        else:
+            check_size(text)
+    except YamlRefused as exc:
+        return str(exc)
+    except yaml.YAMLError as exc:
+        return f"not YAML: {str(exc).splitlines()[0]}"
+    return None
 
 
 def _file_safe(name: str) -> str:

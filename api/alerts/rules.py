@@ -17,10 +17,10 @@ from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from api.alerts.yaml_guard import YamlRefused, check_plain_yaml, check_size
 from detection.indicators import FIELDS, HASH_LENGTHS, SYSMON_HASHES
 from detection.sigma import CompiledRule
 from detection.sigma.compile import CompileError, compile_rule
+from detection.sigma.yaml_guard import YamlRefused, check_plain_yaml, check_size
 from detection.yara import load_yara_rules
 
 _NAMESPACE = uuid.UUID("5b0c61a2-8d52-4d0e-9f6e-0d6c3e1b7a41")  # Vigie alerts' indicator rules

@@ -8,10 +8,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from api.agents.models import as_utc
 from api.alerts.models import AlertStatus, Severity, Tlp
-from api.alerts.yaml_guard import MAX_RULE_BYTES
 from api.establishments.finess import Region
 from api.establishments.schemas import Kind
 from detection.indicators import IndicatorError, normalise
+from detection.sigma.yaml_guard import MAX_RULE_BYTES
 
 CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
 # SQLite hands back naive datetimes (written in UTC): answers say UTC either way.

@@ -75,7 +75,7 @@ def upgrade() -> None:
 def _rule_ids(texts: Any) -> list[str]:
     """The `id` of each rule text, read without composing aliases (an alias bomb published
     before the checks is skipped, not expanded)."""
-    from api.alerts.yaml_guard import YamlRefused, check_plain_yaml
+    from detection.sigma.yaml_guard import YamlRefused, check_plain_yaml
 
     if isinstance(texts, str):  # a JSON column some drivers hand back as text
         import json
