@@ -441,20 +441,13 @@ def test_the_upgrade_gives_each_existing_rule_id_to_the_oldest_alert(database_ur
     (skipped by the upgrade, not expanded)."""
     from datetime import timedelta
 
-    from alembic import command
-    from alembic.config import Config
-
     from api.alerts.models import Alert
-    from api.db import MIGRATIONS, make_engine, upgrade
+    from api.db import make_engine, upgrade
 
     engine = make_engine(database_url)
     now = datetime.now(UTC)
     try:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0009")
+        upgrade(engine, "0009")
         rows = [
             ("newer", now, [_other_logic("Clear rule", "clear-marker")]),
             ("older", now - timedelta(days=1), [RED_RULE.replace(RED_ID, RED_ID.upper())]),

@@ -111,18 +111,9 @@ def test_a_change_seen_by_many_requests_at_once_is_one_version(service: Service)
 def test_existing_establishments_start_at_the_national_version(database_url: str) -> None:
     """After the upgrade, no agent holds a version above its establishment's: each starts at
     the national counter it may have seen, and its next bundle is one more."""
-    from alembic import command
-    from alembic.config import Config
-
-    from api.db import MIGRATIONS
-
     engine = make_engine(database_url)
     try:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0009")
+        upgrade(engine, "0009")
         with engine.begin() as connection:
             connection.execute(
                 sqlalchemy.text(

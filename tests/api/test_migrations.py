@@ -25,18 +25,9 @@ def test_migrations_build_what_the_models_describe(database_url: str) -> None:
 
 def test_an_upgrade_keeps_the_data(database_url: str) -> None:
     """Stop at 0007, write a row, upgrade to the newest: the row is still there."""
-    from alembic import command
-    from alembic.config import Config
-
-    from api.db import MIGRATIONS
-
     engine = make_engine(database_url)
     try:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0007")
+        upgrade(engine, "0007")
         with engine.begin() as connection:
             connection.execute(
                 sqlalchemy.text(
