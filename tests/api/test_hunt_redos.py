@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from api.events.sqlite_store import SQLiteEventStore
+from api.events.store import RetroHunt
 from detection.sigma import load_sigma_rules
 from tests.api.conftest import Service
 from tests.api.test_alerts import _ingest, agent_of, alert_body, world
@@ -177,8 +178,9 @@ def test_ingestion_completes_while_a_long_hunt_runs(tmp_path: Path) -> None:
     for _ in range(4):
         store.add_events(PITIE, "agent-1", docs)
     store.retro_hunt(rule, since=TS, until=TS)  # the view column exists from here on
+    hunts: list[RetroHunt] = []
     hunter = threading.Thread(
-        target=lambda: store.retro_hunt(rule, since=None, until=None), daemon=True
+        target=lambda: hunts.append(store.retro_hunt(rule, since=None, until=None)), daemon=True
     )
     hunter.start()
     time.sleep(0.2)  # well into the hunt's statement
@@ -189,3 +191,7 @@ def test_ingestion_completes_while_a_long_hunt_runs(tmp_path: Path) -> None:
     assert hunter.is_alive(), f"the ingest ({took:.2f} s) waited for the hunt to end"
     hunter.join(60)
     store.close()
+    # The hunt itself went on to the end, and found what it was hunting.
+    assert not hunter.is_alive()
+    assert len(hunts) == 1 and hunts[0].error is None, hunts
+    assert hunts[0].hits

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,23 +39,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None:
-    data_dir = tmp_path / "empty"
+@contextmanager
+def serving(
+    data_dir: Path, env: dict[str, str], workers: int = 1
+) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
+    """`vigie serve` on a free port, once it answers; its stderr lines gathered as they come."""
     port = free_port()
     process = subprocess.Popen(
         [VIGIE, "serve", "--data-dir", data_dir, "--port", str(port), "--workers", str(workers)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env=serve_env(tmp_path),
+        env=env,
     )
     log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        assert process.stderr is not None
-        reader = threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True)
-        reader.start()
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, "".join(log)
@@ -63,6 +66,18 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
+        yield process, url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None:
+    data_dir = tmp_path / "empty"
+    with serving(data_dir, serve_env(tmp_path), workers) as (process, url, log):
         passwords = [m for line in log for m in re.findall(r"with password (\S+)", line)]
         assert len(passwords) == 1, "".join(log)  # said once, even with several workers
         login = {"username": "admin", "password": passwords[0]}
@@ -90,11 +105,6 @@ def test_serve_starts_on_an_empty_data_dir(tmp_path: Path, workers: int) -> None
                 assert time.monotonic() < deadline, "".join(log)
                 assert httpx.get(f"{url}/health").status_code == 200
                 time.sleep(0.2)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_serve_refuses_zero_workers(tmp_path: Path) -> None:

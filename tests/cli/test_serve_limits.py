@@ -8,55 +8,17 @@ import os
 import re
 import stat
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from tests import rawhttp
 from tests.api.test_datadir import assert_private
-from tests.cli.test_serve import VIGIE, free_port, serve_env
+from tests.cli.test_serve import VIGIE, serve_env, serving
 
 MB = 2**20
-
-
-@contextmanager
-def serving(
-    data_dir: Path, env: dict[str, str]
-) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
-    """`vigie serve` on a free port, once it answers; its stderr lines gathered as they come."""
-    port = free_port()
-    process = subprocess.Popen(
-        [VIGIE, "serve", "--data-dir", data_dir, "--port", str(port)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True)
-    reader.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "".join(log)
-            assert time.monotonic() < deadline, "".join(log)
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield process, url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_production_is_the_default_and_needs_a_secret(tmp_path: Path) -> None:
