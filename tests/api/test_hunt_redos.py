@@ -191,7 +191,8 @@ def test_ingestion_completes_while_a_long_hunt_runs(tmp_path: Path) -> None:
     assert hunter.is_alive(), f"the ingest ({took:.2f} s) waited for the hunt to end"
     hunter.join(60)
     store.close()
-    # The hunt itself went on to the end, and found what it was hunting.
+    # The hunt itself went on to the end without an error (its lines match none of the
+    # expressions: the point is the time it takes).
     assert not hunter.is_alive()
-    assert len(hunts) == 1 and hunts[0].error is None, hunts
-    assert hunts[0].hits
+    assert len(hunts) == 1, hunts
+    assert hunts[0].error is None, hunts[0].error
