@@ -211,9 +211,6 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
         stderr=(folder / "agent.log").open("w"),
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
-        # A demo on one machine: the service generates its own secret (production, the
-        # default, requires VIGIE_SECRET_KEY).
-        env={**os.environ, "VIGIE_ENVIRONMENT": "development"},
     )
 
 

@@ -426,6 +426,9 @@ class AgentRunner:
         delivery = threading.Thread(
             target=self._deliver, args=(stop, done), name="vigie-delivery", daemon=True
         )
+        # The sources' figures for the first heartbeat, taken here: once delivery runs, only
+        # the collecting thread may touch the sources.
+        self.take_report()
         delivery.start()
         try:
             self._collect_loop(stop)

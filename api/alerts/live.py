@@ -43,6 +43,10 @@ class IndicatorMatcher(Protocol):
         """Detections (`Detection.to_dict()` shape, engine `indicator`) for the events."""
         ...
 
+    def match_one(self, event: Event) -> list[dict[str, Any]]:
+        """The same for one event."""
+        ...
+
 
 class AlertSigmaEngine(SigmaEngine):
     """The engine over Vigie's own rules and the published alerts' rules, whose detections

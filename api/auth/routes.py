@@ -23,7 +23,7 @@ from api.auth.schemas import (
     UserUpdate,
 )
 from api.auth.throttle import TooManyAttempts
-from api.deps import PUBLIC, CurrentSettings, CurrentUser, SessionDep, allow, client_of
+from api.deps import PUBLIC, CurrentSettings, CurrentUser, Offset, SessionDep, allow, client_of
 from api.errors import VigieServiceError
 from api.roles import HUMANS, Role
 
@@ -148,7 +148,7 @@ def list_users(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> UserPage:
     items, total = service.listing(session=session, offset=offset, limit=limit)

@@ -269,8 +269,8 @@ def _detect(live: LiveRules, events: list[Event]) -> list[tuple[int, dict[str, A
         for index, event in enumerate(events):
             found.extend((index, d.to_dict()) for d in engine.match(event))
     if indicators is not None:
-        for index, event in enumerate(events):  # the matcher goes event by event anyway
-            found.extend((index, d) for d in indicators.match([event]))
+        for index, event in enumerate(events):
+            found.extend((index, d) for d in indicators.match_one(event))
     for _, out in found:
         out["origin"] = "server"
     return found

@@ -129,11 +129,7 @@ def _translated(pattern: str) -> str:
             following = pattern[i + 1]
             width = {"u": 4, "U": 8}.get(following)
             digits = pattern[i + 2 : i + 2 + width] if width else ""
-            if (
-                width
-                and len(digits) == width
-                and all(c in "0123456789abcdefABCDEF" for c in digits)
-            ):
+            if width and len(digits) == width and all(c in _HEX for c in digits):
                 out.append(f"\\x{{{digits}}}")
                 i += 2 + width
                 continue
