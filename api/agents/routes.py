@@ -17,8 +17,8 @@ from api.agents.schemas import (
     EnrollmentTokenCreated,
     EnrollmentTokenRead,
 )
+from api.audit.service import record_list
 from api.audit.service import record_request as _audit
-from api.audit.service import returned
 from api.deps import PUBLIC, CurrentUser, Offset, SessionDep, allow, client_of
 from api.roles import Role
 
@@ -48,8 +48,7 @@ def list_enrollment_tokens(
     finess: str, request: Request, session: SessionDep, who: CurrentUser
 ) -> list[EnrollmentTokenRead]:
     tokens = service.list_tokens(session=session, who=who, finess=finess)
-    shown = returned(t.id for t in tokens)
-    _audit(request, session, who, "read", "enrollment_token", f"{finess}/*", shown)
+    record_list(request, session, who, "enrollment_token", f"{finess}/*", (t.id for t in tokens))
     return [EnrollmentTokenRead.model_validate(t) for t in tokens]
 
 
@@ -97,8 +96,7 @@ def list_agents(
     items, total = service.page(
         session=session, who=who, establishment=establishment, offset=offset, limit=limit
     )
-    shown = returned(a.id for a in items)  # what was read, not only the filter asked for
-    _audit(request, session, who, "read", "agent", f"{establishment or '*'}/*", shown)
+    record_list(request, session, who, "agent", f"{establishment or '*'}/*", (a.id for a in items))
     return AgentPage(items=[AgentRead.model_validate(a) for a in items], total=total)
 
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api.audit.service import record, returned
+from api.audit.service import record, record_list
 from api.deps import CurrentUser, Offset, SessionDep, allow, client_of
 from api.establishments import service
 from api.establishments.schemas import (
@@ -29,15 +29,7 @@ def list_establishments(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EstablishmentPage:
     items, total = service.page(session=session, who=who, offset=offset, limit=limit)
-    record(
-        session=session,
-        who=who,
-        action="read",
-        kind="establishment",
-        target="*",
-        client=client_of(request),
-        detail=returned(i.finess for i in items),
-    )
+    record_list(request, session, who, "establishment", "*", (i.finess for i in items))
     return EstablishmentPage(
         items=[EstablishmentRead.model_validate(i) for i in items], total=total
     )

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from api.agents.models import utcnow
+from api.audit.service import record_list
 from api.audit.service import record_request as _audit
-from api.audit.service import returned
 from api.deps import CurrentUser, Offset, Principal, SessionDep, allow
 from api.incidents import service
 from api.incidents.models import Campaign, Incident, Severity, Status
@@ -105,8 +105,9 @@ def list_incidents(
         offset=offset,
         limit=limit,
     )
-    shown = returned(i.id for i in items)  # what was read, not only the filter asked for
-    _audit(request, session, who, "read", "incident", f"{establishment or '*'}/*", shown)
+    record_list(
+        request, session, who, "incident", f"{establishment or '*'}/*", (i.id for i in items)
+    )
     return IncidentPage(items=[_read(i, who) for i in items], total=total)
 
 
@@ -183,7 +184,7 @@ def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:
 @router.get("/campaigns", **allow(*NATIONAL))
 def list_campaigns(request: Request, session: SessionDep, who: CurrentUser) -> list[CampaignRead]:
     found = service.list_campaigns(session=session)
-    _audit(request, session, who, "read", "campaign", "*", returned(c.id for c, _ in found))
+    record_list(request, session, who, "campaign", "*", (c.id for c, _ in found))
     return [_campaign(c, m) for c, m in found]
 
 
