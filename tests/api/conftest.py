@@ -21,6 +21,7 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import Settings
+from tests import clients
 
 POSTGRES = os.environ.get(
     "VIGIE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -61,7 +62,7 @@ ADMIN_PASSWORD = "Phare-de-Cordouan-1611"  # noqa: S105 - the tests' admin, set 
 def change_first_password(url: str, first_password: str) -> str:
     """What the operator does first: log in as `admin` with the password printed at start and
     change it (until then every other route answers 403). Returns the new password."""
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with clients.client(url) as client:
         login = {"username": "admin", "password": first_password}
         token = client.post("/auth/token", json=login).raise_for_status().json()["access_token"]
         client.post(
@@ -81,7 +82,7 @@ class Service:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+        return clients.client(self.url, headers=headers)
 
     def login(self, username: str, password: str) -> str:
         with self.client() as client:

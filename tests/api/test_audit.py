@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import clients
 from tests.api.conftest import Service
 from tests.api.test_access import World, build_world
 from tests.api.test_service import BORDEAUX, PASSWORD, PITIE, setup_world
@@ -23,8 +24,8 @@ def entries(service: Service, token: str) -> list[dict[str, Any]]:
 
 def test_logins_and_account_changes_are_audited(service: Service) -> None:
     tokens = setup_world(service)
-    transport = httpx.HTTPTransport(local_address="127.0.0.9")
-    with httpx.Client(base_url=service.url, transport=transport) as elsewhere:
+    transport = clients.transport(local_address="127.0.0.9")
+    with clients.client(service.url, transport=transport) as elsewhere:
         bad = elsewhere.post("/auth/token", json={"username": "analyst", "password": "nope"})
         assert bad.status_code == 401
         ghost = elsewhere.post("/auth/token", json={"username": "ghost", "password": "nope"})

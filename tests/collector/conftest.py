@@ -10,8 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
-
+from tests import clients
 from tests.api.conftest import database_url, service  # noqa: F401 - fixtures, re-exported
 
 
@@ -25,7 +24,7 @@ def forging_proxy(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?", 1)[0]  # whatever the agent has: the full bundle
-            envelope = httpx.get(f"{real}{path}", headers={"Authorization": key}).json()
+            envelope = clients.get(f"{real}{path}", headers={"Authorization": key}).json()
             forged = copy.deepcopy(envelope)
             forge(forged["bundle"])
             forged["bundle"]["version"] += 1
@@ -58,12 +57,13 @@ def serving_proxy(
                 status, content = answers[path]()
                 data, kind = json.dumps(content).encode(), "application/json"
             elif real is not None:
-                relayed = httpx.request(
-                    self.command,
-                    f"{real}{self.path}",
-                    content=body,
-                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
-                )
+                with clients.client() as relay:
+                    relayed = relay.request(
+                        self.command,
+                        f"{real}{self.path}",
+                        content=body,
+                        headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                    )
                 status, data = relayed.status_code, relayed.content
                 kind = relayed.headers.get("content-type", "application/json")
             else:

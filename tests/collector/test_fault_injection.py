@@ -32,6 +32,7 @@ import sqlalchemy
 from api.app import prepare
 from api.events.sqlite_store import SQLiteEventStore
 from api.settings import Settings
+from tests import clients
 from tests.api.conftest import Service, change_first_password
 from tests.api.test_service import PITIE
 from tests.collector.test_agent_delivery import VIGIE, closed_port, enroll, write_config
@@ -133,7 +134,7 @@ class ServiceProcess:
             assert self.process.poll() is None, f"vigie serve exited: see {log.name}"
             assert time.monotonic() < deadline, "vigie serve did not start"
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if clients.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
