@@ -9,6 +9,7 @@ from dataclasses import dataclass
 DNS_PORTS = frozenset((53, 5353, 5355))
 _HDR = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
+_H16 = struct.Struct("!H")
 
 QTYPES = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 11: "WKS", 12: "PTR", 13: "HINFO", 15: "MX",
@@ -151,15 +152,27 @@ def _rdata(data: bytes, pos: int, rdlen: int, rtype: int) -> str:
         return str(ipaddress.IPv4Address(raw))
     if rtype == 28 and rdlen == 16:
         return str(ipaddress.IPv6Address(raw))
+    # Names in lower case, as Zeek logs them (and as the query is).
     if rtype in (2, 5, 12, 39):
-        return _name(data, pos)[0]
+        return _name(data, pos)[0].lower()
     if rtype == 15:
-        return _name(data, pos + 2)[0]
+        return _name(data, pos + 2)[0].lower()
     if rtype == 16:
         parts, i = [], 0
         while i < rdlen:
             n = raw[i]
             parts.append(raw[i + 1 : i + 1 + n].decode("utf-8", "backslashreplace"))
             i += 1 + n
-        return "TXT " + " ".join(f"{len(p)} {p}" for p in parts)
+        # Zeek's rendering: each character-string as "TXT <length> <text>".
+        return " ".join(f"TXT {len(p)} {p}" for p in parts)
+    # DNSSEC and SSH key records, as Zeek renders them: the covered type and signer of an
+    # RRSIG, a DNSKEY's algorithm, an SSHFP's fingerprint.
+    if rtype == 46 and rdlen > 18:
+        return f"RRSIG {_H16.unpack_from(raw)[0]} {_name(data, pos + 18)[0].lower()}"
+    if rtype == 48 and rdlen >= 4:
+        return f"DNSKEY {raw[3]}"
+    if rtype == 44 and rdlen > 2:
+        return f"SSHFP: {raw[2:].hex()}"
+    if rtype == 51:
+        return "NSEC3PARAM"
     return f"<{qtype_name(rtype)}>"
