@@ -11,7 +11,8 @@ Mappings (composable index templates, put before the first write, `ensure_templa
 `@timestamp` date_nanos; `organization.id`, `agent.id`, `winlog.channel`, `winlog.event_id`,
 `winlog.provider_name`, `winlog.computer_name` keyword; every other string, number or boolean
 leaf (`winlog.event_data.*` first) a keyword with a lowercase normalizer, plus a `text`
-sub-field for strings. The normalizer makes the Lucene queries of
+sub-field for strings and a `num` (double) one for numbers, which the numeric comparisons of
+rules query. The normalizer makes the Lucene queries of
 `detection.sigma.convert.to_elasticsearch` ("vigie" layout) case-insensitive as Sigma is:
 `query_string` normalizes term and wildcard input on keyword fields (not regular expressions).
 Mapping every leaf as keyword, numbers included, means a field that is a number in one event
@@ -53,7 +54,7 @@ from api.events.store import (
     stamped_event,
 )
 from detection.sigma import CompiledRule
-from detection.sigma.convert import to_elasticsearch
+from detection.sigma.convert import NUMERIC_SUBFIELD, to_elasticsearch
 
 RETRY_STATUSES = (429, 502, 503, 504)
 # `retry_on_status` of the bulk helpers arrived in a later 8.x than the oldest client allowed.
@@ -68,14 +69,21 @@ _EXACT = {"type": "keyword", "ignore_above": 1024}
 
 
 def _leaf_templates() -> list[dict[str, Any]]:
-    """Every leaf a lowercase keyword; strings get a `text` sub-field as well."""
+    """Every leaf a lowercase keyword; strings get a `text` sub-field as well, numbers a
+    numeric `num` one: on a keyword, `>1000` compares text ("999" > "1000"), so the numeric
+    comparisons of rules go to `<field>.num` (`detection.sigma.convert`)."""
     text = {**_KEYWORD, "fields": {"text": {"type": "text"}}}
+    number = {
+        **_KEYWORD,
+        "fields": {NUMERIC_SUBFIELD: {"type": "double", "ignore_malformed": True}},
+    }
     return [
         {"strings_as_keyword_and_text": {"match_mapping_type": "string", "mapping": text}},
         *(
-            {f"{kind}_as_keyword": {"match_mapping_type": kind, "mapping": _KEYWORD}}
-            for kind in ("long", "double", "boolean")
+            {f"{kind}_as_keyword_and_number": {"match_mapping_type": kind, "mapping": number}}
+            for kind in ("long", "double")
         ),
+        {"boolean_as_keyword": {"match_mapping_type": "boolean", "mapping": _KEYWORD}},
     ]
 
 
@@ -161,29 +169,33 @@ class ElasticEventStore:
     def index_for(self, kind: Kind, ts: datetime) -> str:
         return f"{self.prefix}-{kind}-{ts.astimezone(UTC):%Y.%m.%d}"
 
+    def index_templates(self) -> list[dict[str, Any]]:
+        """The composable index templates, as `indices.put_index_template` takes them."""
+        templates: tuple[tuple[Kind, dict[str, Any]], ...] = (
+            ("events", EVENT_PROPERTIES),
+            ("detections", DETECTION_PROPERTIES),
+        )
+        return [
+            {
+                "name": f"{self.prefix}-{kind}",
+                "index_patterns": [self.pattern(kind)],
+                "priority": 200,
+                "template": {
+                    "settings": _settings(self.shards, self.replicas),
+                    "mappings": {"dynamic_templates": _leaf_templates(), "properties": properties},
+                },
+                "meta": {"managed_by": "vigie", "description": f"Vigie {kind}, one index a day"},
+            }
+            for kind, properties in templates
+        ]
+
     def ensure_templates(self) -> None:
         """Put the index templates (idempotent: a put replaces the template)."""
         with self._lock:
             if self._templates_ready:
                 return
-            templates: tuple[tuple[Kind, dict[str, Any]], ...] = (
-                ("events", EVENT_PROPERTIES),
-                ("detections", DETECTION_PROPERTIES),
-            )
-            for kind, properties in templates:
-                self.client.indices.put_index_template(
-                    name=f"{self.prefix}-{kind}",
-                    index_patterns=[self.pattern(kind)],
-                    priority=200,
-                    template={
-                        "settings": _settings(self.shards, self.replicas),
-                        "mappings": {
-                            "dynamic_templates": _leaf_templates(),
-                            "properties": properties,
-                        },
-                    },
-                    meta={"managed_by": "vigie", "description": f"Vigie {kind}, one index a day"},
-                )
+            for template in self.index_templates():
+                self.client.indices.put_index_template(**template)
             self._templates_ready = True
 
     # --- writes -----------------------------------------------------------------------------
