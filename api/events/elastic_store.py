@@ -209,6 +209,16 @@ class ElasticEventStore:
         ids: Sequence[str] | None = None,
     ) -> int:
         del views  # Elasticsearch indexes the documents themselves
+        return self._bulk(self.event_actions(establishment, agent, events, ids))
+
+    def event_actions(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The bulk actions `add_events` sends."""
         check_ids(ids, events)
         actions = []
         for index, doc in enumerate(events):
@@ -219,7 +229,7 @@ class ElasticEventStore:
                     self.index_for("events", ts), stamped_event(doc, establishment, agent), uid
                 )
             )
-        return self._bulk(actions)
+        return actions
 
     def add_detections(
         self,
@@ -227,6 +237,15 @@ class ElasticEventStore:
         detections: list[dict[str, Any]],
         ids: Sequence[str] | None = None,
     ) -> int:
+        return self._bulk(self.detection_actions(establishment, detections, ids))
+
+    def detection_actions(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The bulk actions `add_detections` sends."""
         check_ids(ids, detections)
         actions = []
         for index, doc in enumerate(detections):
@@ -236,7 +255,7 @@ class ElasticEventStore:
             uid = ids[index] if ids is not None else None
             stored = {**doc, "establishment": establishment}
             actions.append(bulk_action(self.index_for("detections", ts), stored, uid))
-        return self._bulk(actions)
+        return actions
 
     def _bulk(self, actions: list[dict[str, Any]]) -> int:
         if not actions:
@@ -339,15 +358,7 @@ class ElasticEventStore:
         (converted,) = to_elasticsearch([rule], layout="vigie")
         if not converted.ok or converted.query is None:
             return RetroHunt(rule.id, rule.title, error=f"no Lucene query: {converted.error}")
-        scope = _scope("events", establishment, since, until)
-        query = {
-            "bool": {
-                "filter": [
-                    *scope["bool"]["filter"],
-                    {"query_string": {"query": converted.query, "allow_leading_wildcard": True}},
-                ]
-            }
-        }
+        query = hunt_query(converted.query, establishment, since, until)
         found: list[Mapping[str, Any]] = []
         try:
             for doc in self._scan(query):
@@ -424,6 +435,16 @@ def bulk_outcome(results: Iterable[tuple[bool, dict[str, Any]]]) -> int:
     if errors:
         raise StoreWriteError(stored, errors)
     return stored
+
+
+def hunt_query(
+    lucene: str, establishment: str | None, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    """A retro-hunt's query: the rule's Lucene query, inside the establishment and the time
+    range, all as filters (no scoring)."""
+    scope = _scope("events", establishment, since, until)
+    rule = {"query_string": {"query": lucene, "allow_leading_wildcard": True}}
+    return {"bool": {"filter": [*scope["bool"]["filter"], rule]}}
 
 
 def _scope(
