@@ -134,7 +134,12 @@ class _VigieLucene(LuceneBackend):
     # Quoted: the empty value (as LuceneBackend has it), and values that are Lucene's operators,
     # which unquoted would make the query another one or no query at all.
     str_quote_pattern = re.compile(r"^(|AND|OR|NOT)$")
-    cidr_expression = None
+    # Every white space escaped, not the plain space only: Lucene ends a term on a tab or an
+    # ideographic space, other parsers on any Unicode space (SigmaHQ has a no-break space).
+    add_escaped = LuceneBackend.add_escaped + "".join(
+        c for c in map(chr, range(0x3001)) if c.isspace() and c != " "
+    )
+    cidr_expression = None  # type: ignore[assignment]  # None is pySigma's "expand CIDRs"
     compare_op_expression = f"{{field}}.{NUMERIC_SUBFIELD}:{{operator}}{{value}}"
 
     def convert_condition_field_eq_val_cidr(
