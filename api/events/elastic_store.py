@@ -11,7 +11,8 @@ Mappings (composable index templates, put before the first write, `ensure_templa
 `@timestamp` date_nanos; `organization.id`, `agent.id`, `winlog.channel`, `winlog.event_id`,
 `winlog.provider_name`, `winlog.computer_name` keyword; every other string, number or boolean
 leaf (`winlog.event_data.*` first) a keyword with a lowercase normalizer, plus a `text`
-sub-field for strings. The normalizer makes the Lucene queries of
+sub-field for strings and a `num` (double) one for numbers, which the numeric comparisons of
+rules query. The normalizer makes the Lucene queries of
 `detection.sigma.convert.to_elasticsearch` ("vigie" layout) case-insensitive as Sigma is:
 `query_string` normalizes term and wildcard input on keyword fields (not regular expressions).
 Mapping every leaf as keyword, numbers included, means a field that is a number in one event
@@ -53,7 +54,7 @@ from api.events.store import (
     stamped_event,
 )
 from detection.sigma import CompiledRule
-from detection.sigma.convert import to_elasticsearch
+from detection.sigma.convert import NUMERIC_SUBFIELD, to_elasticsearch
 
 RETRY_STATUSES = (429, 502, 503, 504)
 # `retry_on_status` of the bulk helpers arrived in a later 8.x than the oldest client allowed.
@@ -68,14 +69,21 @@ _EXACT = {"type": "keyword", "ignore_above": 1024}
 
 
 def _leaf_templates() -> list[dict[str, Any]]:
-    """Every leaf a lowercase keyword; strings get a `text` sub-field as well."""
+    """Every leaf a lowercase keyword; strings get a `text` sub-field as well, numbers a
+    numeric `num` one: on a keyword, `>1000` compares text ("999" > "1000"), so the numeric
+    comparisons of rules go to `<field>.num` (`detection.sigma.convert`)."""
     text = {**_KEYWORD, "fields": {"text": {"type": "text"}}}
+    number = {
+        **_KEYWORD,
+        "fields": {NUMERIC_SUBFIELD: {"type": "double", "ignore_malformed": True}},
+    }
     return [
         {"strings_as_keyword_and_text": {"match_mapping_type": "string", "mapping": text}},
         *(
-            {f"{kind}_as_keyword": {"match_mapping_type": kind, "mapping": _KEYWORD}}
-            for kind in ("long", "double", "boolean")
+            {f"{kind}_as_keyword_and_number": {"match_mapping_type": kind, "mapping": number}}
+            for kind in ("long", "double")
         ),
+        {"boolean_as_keyword": {"match_mapping_type": "boolean", "mapping": _KEYWORD}},
     ]
 
 
@@ -161,29 +169,33 @@ class ElasticEventStore:
     def index_for(self, kind: Kind, ts: datetime) -> str:
         return f"{self.prefix}-{kind}-{ts.astimezone(UTC):%Y.%m.%d}"
 
+    def index_templates(self) -> list[dict[str, Any]]:
+        """The composable index templates, as `indices.put_index_template` takes them."""
+        templates: tuple[tuple[Kind, dict[str, Any]], ...] = (
+            ("events", EVENT_PROPERTIES),
+            ("detections", DETECTION_PROPERTIES),
+        )
+        return [
+            {
+                "name": f"{self.prefix}-{kind}",
+                "index_patterns": [self.pattern(kind)],
+                "priority": 200,
+                "template": {
+                    "settings": _settings(self.shards, self.replicas),
+                    "mappings": {"dynamic_templates": _leaf_templates(), "properties": properties},
+                },
+                "meta": {"managed_by": "vigie", "description": f"Vigie {kind}, one index a day"},
+            }
+            for kind, properties in templates
+        ]
+
     def ensure_templates(self) -> None:
         """Put the index templates (idempotent: a put replaces the template)."""
         with self._lock:
             if self._templates_ready:
                 return
-            templates: tuple[tuple[Kind, dict[str, Any]], ...] = (
-                ("events", EVENT_PROPERTIES),
-                ("detections", DETECTION_PROPERTIES),
-            )
-            for kind, properties in templates:
-                self.client.indices.put_index_template(
-                    name=f"{self.prefix}-{kind}",
-                    index_patterns=[self.pattern(kind)],
-                    priority=200,
-                    template={
-                        "settings": _settings(self.shards, self.replicas),
-                        "mappings": {
-                            "dynamic_templates": _leaf_templates(),
-                            "properties": properties,
-                        },
-                    },
-                    meta={"managed_by": "vigie", "description": f"Vigie {kind}, one index a day"},
-                )
+            for template in self.index_templates():
+                self.client.indices.put_index_template(**template)
             self._templates_ready = True
 
     # --- writes -----------------------------------------------------------------------------
@@ -197,6 +209,16 @@ class ElasticEventStore:
         ids: Sequence[str] | None = None,
     ) -> int:
         del views  # Elasticsearch indexes the documents themselves
+        return self._bulk(self.event_actions(establishment, agent, events, ids))
+
+    def event_actions(
+        self,
+        establishment: str,
+        agent: str,
+        events: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The bulk actions `add_events` sends."""
         check_ids(ids, events)
         actions = []
         for index, doc in enumerate(events):
@@ -207,7 +229,7 @@ class ElasticEventStore:
                     self.index_for("events", ts), stamped_event(doc, establishment, agent), uid
                 )
             )
-        return self._bulk(actions)
+        return actions
 
     def add_detections(
         self,
@@ -215,6 +237,15 @@ class ElasticEventStore:
         detections: list[dict[str, Any]],
         ids: Sequence[str] | None = None,
     ) -> int:
+        return self._bulk(self.detection_actions(establishment, detections, ids))
+
+    def detection_actions(
+        self,
+        establishment: str,
+        detections: list[dict[str, Any]],
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The bulk actions `add_detections` sends."""
         check_ids(ids, detections)
         actions = []
         for index, doc in enumerate(detections):
@@ -224,7 +255,7 @@ class ElasticEventStore:
             uid = ids[index] if ids is not None else None
             stored = {**doc, "establishment": establishment}
             actions.append(bulk_action(self.index_for("detections", ts), stored, uid))
-        return self._bulk(actions)
+        return actions
 
     def _bulk(self, actions: list[dict[str, Any]]) -> int:
         if not actions:
@@ -327,15 +358,7 @@ class ElasticEventStore:
         (converted,) = to_elasticsearch([rule], layout="vigie")
         if not converted.ok or converted.query is None:
             return RetroHunt(rule.id, rule.title, error=f"no Lucene query: {converted.error}")
-        scope = _scope("events", establishment, since, until)
-        query = {
-            "bool": {
-                "filter": [
-                    *scope["bool"]["filter"],
-                    {"query_string": {"query": converted.query, "allow_leading_wildcard": True}},
-                ]
-            }
-        }
+        query = hunt_query(converted.query, establishment, since, until)
         found: list[Mapping[str, Any]] = []
         try:
             for doc in self._scan(query):
@@ -412,6 +435,16 @@ def bulk_outcome(results: Iterable[tuple[bool, dict[str, Any]]]) -> int:
     if errors:
         raise StoreWriteError(stored, errors)
     return stored
+
+
+def hunt_query(
+    lucene: str, establishment: str | None, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    """A retro-hunt's query: the rule's Lucene query, inside the establishment and the time
+    range, all as filters (no scoring)."""
+    scope = _scope("events", establishment, since, until)
+    rule = {"query_string": {"query": lucene, "allow_leading_wildcard": True}}
+    return {"bool": {"filter": [*scope["bool"]["filter"], rule]}}
 
 
 def _scope(

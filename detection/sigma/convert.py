@@ -28,6 +28,7 @@ backend cannot convert (keyword searches in SQLite, an unknown log source) gets 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,9 @@ from typing import Any, Literal, cast
 
 from sigma.backends.elasticsearch import LuceneBackend
 from sigma.backends.sqlite import sqliteBackend
-from sigma.conversion.base import Backend
+from sigma.conditions import ConditionFieldEqualsValueExpression
+from sigma.conversion.base import Backend, TextQueryBackend
+from sigma.conversion.state import ConversionState
 from sigma.pipelines.elasticsearch import ecs_windows
 from sigma.processing.conditions import (
     FieldNameProcessingItemAppliedCondition,
@@ -58,6 +61,9 @@ from detection.sigma.compile import CompiledRule, rule_id
 from detection.sigma.load import pysigma_rule
 
 EsLayout = Literal["vigie", "ecs_windows"]
+
+# The numeric sub-field of every number in Vigie's index templates (api/events/elastic_store.py).
+NUMERIC_SUBFIELD = "num"
 
 # The System fields of the sigma view (detection.event) -> where Vigie's ECS document holds them.
 _VIGIE_SYSTEM_FIELDS: dict[str | None, str | list[str]] = {
@@ -115,7 +121,33 @@ def to_elasticsearch(
             + logsource_pipeline(_sigma_rules(rules), "winlog.channel", "winlog.event_id")
             + _vigie_ecs_fields()
         )
-    return _convert(rules, LuceneBackend(pipeline), copy_rules, "({}) OR ({})")
+    backend = LuceneBackend(pipeline) if layout == "ecs_windows" else _VigieLucene(pipeline)
+    return _convert(rules, backend, copy_rules, "({}) OR ({})")
+
+
+class _VigieLucene(LuceneBackend):
+    """Lucene for Vigie's templates, where every leaf is a keyword: a CIDR is its address
+    prefixes as wildcards (`10.*`), as the SQLite backend has it, since `field:10.0.0.0/8`
+    is a network only on an `ip` field, and on a keyword the term "10.0.0.0/8"; a numeric
+    comparison goes to the leaf's numeric sub-field, a keyword comparing text ("999" > "1000")."""
+
+    # Quoted: the empty value (as LuceneBackend has it), and values that are Lucene's operators,
+    # which unquoted would make the query another one or no query at all.
+    str_quote_pattern = re.compile(r"^(|AND|OR|NOT)$")
+    # Every white space escaped, not the plain space only: Lucene ends a term on a tab or an
+    # ideographic space, other parsers on any Unicode space (SigmaHQ has a no-break space).
+    add_escaped = LuceneBackend.add_escaped + "".join(
+        c for c in map(chr, range(0x3001)) if c.isspace() and c != " "
+    )
+    cidr_expression = None  # type: ignore[assignment]  # None is pySigma's "expand CIDRs"
+    compare_op_expression = f"{{field}}.{NUMERIC_SUBFIELD}:{{operator}}{{value}}"
+
+    def convert_condition_field_eq_val_cidr(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> Any:
+        # Past LuceneBackend's own, which escapes the colons of an IPv6 network in the text it
+        # gets back: expanded prefixes come escaped already, and `\\:` would end the term.
+        return TextQueryBackend.convert_condition_field_eq_val_cidr(self, cond, state)
 
 
 def to_sqlite(
