@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,18 +158,68 @@ def test_bad_files_counted_with_reasons_rest_scanned(rules: YaraRuleSet, tmp_pat
     assert stats.rule_hits == {"ransom_note": 1}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_and_folder_counted(rules: YaraRuleSet, tmp_path: Path) -> None:
-    (tmp_path / "locked.bin").write_bytes(b"plain-marker")
-    (tmp_path / "locked.bin").chmod(0)
-    (tmp_path / "closed").mkdir()
-    (tmp_path / "closed").chmod(0)
-    scanner = YaraScanner(rules, workers=1)
+# Run in a child process: as root it loads the rules, then becomes `nobody` (root reads every
+# file whatever its mode) and scans its current folder, so nobody needs no way into the folders
+# above it. As any other user, the modes alone make the files unreadable.
+_SCAN_UNPRIVILEGED = """
+import json, os, sys
+from pathlib import Path
+from detection.yara import YaraScanner, load_yara_rules
+
+rules_file, engine, uid, gid = sys.argv[1:]
+rules = load_yara_rules([Path(rules_file)], engine=engine)
+assert not rules.errors, rules.errors
+scanner = YaraScanner(rules, workers=1)
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(int(gid))
+    os.setuid(int(uid))
+found = [(Path(d.file).name, d.rule_id) for d in scanner.scan_paths([Path(".")])]
+stats = scanner.stats
+skipped = {Path(s.path).name: s.reason for s in stats.skipped}
+print(json.dumps({"uid": os.geteuid(), "found": found, "scanned": stats.files_scanned,
+                  "skipped": skipped}))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unreadable_file_and_folder_counted(tmp_path: Path, engine: str) -> None:
+    rules_file = tmp_path / "rules.yar"
+    rules_file.write_text(RULES)
+    folder = tmp_path / "scan"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)  # whatever the umask: nobody lists it and reads what is left open
+    (folder / "open.txt").write_bytes(b"plain-marker")
+    (folder / "open.txt").chmod(0o644)
+    (folder / "locked.bin").write_bytes(b"plain-marker")
+    (folder / "locked.bin").chmod(0)
+    (folder / "closed").mkdir()
+    (folder / "closed" / "inside.txt").write_bytes(b"plain-marker")
+    (folder / "closed").chmod(0)
     try:
-        assert list(scanner.scan_paths([tmp_path])) == []
+        nobody = pwd.getpwnam("nobody")
+        uid, gid = nobody.pw_uid, nobody.pw_gid
+    except KeyError:
+        uid = gid = 65534  # root may take a uid that has no name
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _SCAN_UNPRIVILEGED, str(rules_file), engine, str(uid), str(gid)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
     finally:
-        (tmp_path / "closed").chmod(0o755)
-    assert {Path(s.path).name for s in scanner.stats.skipped} >= {"locked.bin", "closed"}
+        (folder / "closed").chmod(0o755)
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result["uid"] != 0
+    assert result["found"] == [["open.txt", "plain"]]
+    assert result["scanned"] == 1
+    assert set(result["skipped"]) == {"locked.bin", "closed"}
+    for reason in result["skipped"].values():
+        assert reason.startswith("unreadable: Permission denied")
 
 
 def test_buffer_too_big_is_skipped(rules: YaraRuleSet) -> None:
