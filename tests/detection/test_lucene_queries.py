@@ -45,7 +45,8 @@ from detection.sigma.convert import (
     to_elasticsearch,
 )
 from detection.sigma.load import pysigma_rule
-from tests.conftest import REPO, corpus_path
+from tests import sigmahq
+from tests.conftest import REPO
 
 MULTI, SINGLE = "\x00*", "\x00?"
 _RE_FLAGS = {
@@ -68,17 +69,17 @@ class Converted:
     scope="module",
     params=[
         "vigie",
-        pytest.param("sigmahq", marks=[pytest.mark.corpus, pytest.mark.slow]),
+        pytest.param("sigmahq", marks=sigmahq.MARKS),
     ],
 )
 def converted(request: pytest.FixtureRequest) -> list[Converted]:
     """Vigie's rules, or SigmaHQ's Windows rules, converted once for the module: the one
     place this file calls the converter."""
-    if request.param == "vigie":
-        source = REPO / "rules" / "sigma"
-    else:
-        source = corpus_path("sigma", "rules", "windows")
-    ruleset = load_sigma_rules([source])
+    if request.param == "sigmahq":  # converted once for the whole suite (tests/sigmahq.py)
+        ruleset = sigmahq.windows_rules()
+        assert not ruleset.errors
+        return _with_sigma(ruleset.rules, list(sigmahq.lucene_queries()))
+    ruleset = load_sigma_rules([REPO / "rules" / "sigma"])
     assert not ruleset.errors
     return _with_sigma(ruleset.rules, to_elasticsearch(ruleset.rules))
 

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from detection.event import Event
-from detection.sigma import CompiledRule, SigmaEngine, load_sigma_rules
+from detection.sigma import SigmaEngine, load_sigma_rules
 from detection.sigma.convert import to_elasticsearch, to_sqlite
-from detection.sources.evtx import read_evtx
-from detection.sources.stats import ReadStats
 from detection.sources.windows import event_from_rendering
+from tests import sigmahq
 from tests.conftest import corpus_path
 
 SEVEN_ZIP = "process_creation/proc_creation_win_7zip_password_compression.yml"
@@ -149,33 +147,26 @@ def test_a_rule_with_several_conditions_is_one_query_of_alternatives(tmp_path: P
     )
 
 
-@pytest.mark.corpus
-@pytest.mark.slow
+@sigmahq.mark
 def test_sigmahq_windows_rules_convert_to_both() -> None:
-    ruleset = load_sigma_rules([corpus_path("sigma", "rules", "windows")])
-    for results in (to_sqlite(ruleset.rules), to_elasticsearch(ruleset.rules)):
+    ruleset = sigmahq.windows_rules()
+    for results in (sigmahq.sqlite_queries(), sigmahq.lucene_queries()):
         failed = [f"{r.path}: {r.error}" for r in results if not r.ok]
         assert len(results) == len(ruleset.rules)
         assert len(failed) <= 0.02 * len(results), "\n".join(failed)
 
 
-@pytest.mark.corpus
-@pytest.mark.slow
+@sigmahq.mark
 def test_elasticsearch_fields_exist_in_the_documents_vigie_stores() -> None:
     """For every rule the engine matches on the EVTX corpus, the query's fields are fields of
     the matched event's stored ECS document (or EventData fields that event lacks)."""
-    ruleset = load_sigma_rules([corpus_path("sigma", "rules", "windows")])
-    engine = SigmaEngine(ruleset)
-    stats = ReadStats()
-    matched: dict[str, tuple[CompiledRule, Event]] = {}
-    for path in sorted(corpus_path("evtx").rglob("*.evtx")):
-        for event in read_evtx(path, stats):
-            for rule in engine.matching_rules(event)[1]:
-                matched.setdefault(rule.id, (rule, event))
+    events = sigmahq.evtx_events()
+    queries = {result.rule_id: result for result in sigmahq.lucene_queries()}
+    matched = {rule_id: events[indexes[0]] for rule_id, indexes in sigmahq.engine_matches().items()}
     assert len(matched) > 100
-    results = to_elasticsearch([rule for rule, _ in matched.values()])
     field_name = re.compile(r"(?<![\w\\.])([A-Za-z_][\w.]*):")
-    for result, (_, event) in zip(results, matched.values(), strict=True):
+    for rule_id, event in matched.items():
+        result = queries[rule_id]
         if not result.ok:
             continue
         stored = set(_flat_keys(event.to_ecs()))

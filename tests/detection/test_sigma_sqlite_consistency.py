@@ -10,11 +10,10 @@ tests pin how each value form is rendered in SQL and that SQLite reads it as the
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from benchmarks.sqlite_approach import EventTable, QueryOutcome, connect, explain, run_queries
 from detection.event import Event
@@ -22,10 +21,8 @@ from detection.logsource import SYSMON
 from detection.sigma import CompiledRule, SigmaEngine, SigmaRuleSet, load_sigma_rules
 from detection.sigma.convert import ConversionResult, to_sqlite
 from detection.sigma.load import pysigma_rule
-from detection.sources.evtx import read_evtx
-from detection.sources.stats import ReadStats
 from detection.sources.windows import event_from_rendering
-from tests.conftest import corpus_path
+from tests import sigmahq
 
 
 @dataclass(frozen=True)
@@ -51,14 +48,24 @@ class Comparison:
     differences: list[Difference]
 
 
-def compare(ruleset: SigmaRuleSet, events: list[Event]) -> Comparison:
-    """Both selections for every rule that converts; the differences with their causes."""
-    converted = to_sqlite(ruleset.rules)
-    engine = SigmaEngine(ruleset)
-    by_engine: dict[str, set[int]] = {}
-    for index, event in enumerate(events):
-        for rule in engine.matching_rules(event)[1]:
-            by_engine.setdefault(rule.id, set()).add(index)
+def compare(
+    ruleset: SigmaRuleSet,
+    events: Sequence[Event],
+    converted: Sequence[ConversionResult] | None = None,
+    matches: Mapping[str, Iterable[int]] | None = None,
+) -> Comparison:
+    """Both selections for every rule that converts; the differences with their causes.
+    `converted` and `matches` (rule id -> indexes of the events the engine matches) are what
+    this computes when not given."""
+    converted = list(converted if converted is not None else to_sqlite(ruleset.rules))
+    if matches is None:
+        engine = SigmaEngine(ruleset)
+        found: dict[str, set[int]] = {}
+        for index, event in enumerate(events):
+            for rule in engine.matching_rules(event)[1]:
+                found.setdefault(rule.id, set()).add(index)
+        matches = found
+    by_engine = {rule_id: set(indexes) for rule_id, indexes in matches.items()}
     table = EventTable(connect())
     table.load((index, event.sigma_view()) for index, event in enumerate(events))
     outcome, _ = run_queries(table, converted)
@@ -83,19 +90,15 @@ def compare(ruleset: SigmaRuleSet, events: list[Event]) -> Comparison:
 # --- the corpus -----------------------------------------------------------------------------
 
 
-@pytest.mark.corpus
-@pytest.mark.slow
+@sigmahq.mark
 def test_engine_and_sqlite_select_the_same_events_on_the_evtx_corpus() -> None:
-    rules_dir = corpus_path("sigma", "rules", "windows")
-    evtx_dir = corpus_path("evtx")
-    ruleset = load_sigma_rules([rules_dir])
+    ruleset = sigmahq.windows_rules()
     ids = Counter(rule.id for rule in ruleset.rules)
     assert not [i for i, n in ids.items() if n > 1], "rule ids must be unique to compare"
-    stats = ReadStats()
-    events = [e for path in sorted(evtx_dir.rglob("*.evtx")) for e in read_evtx(path, stats)]
+    events = sigmahq.evtx_events()
     assert len(events) > 3000
 
-    result = compare(ruleset, events)
+    result = compare(ruleset, events, sigmahq.sqlite_queries(), sigmahq.engine_matches())
 
     compared = [r for r in result.converted if r.ok]
     refused = Counter((r.error or "").split(":")[0] for r in result.converted if not r.ok)
