@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from api.events import sqlite_store
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import RetroHunt
 from detection.sigma import load_sigma_rules
@@ -163,7 +164,9 @@ def test_an_alert_whose_rule_re2_cannot_run_is_refused(
     assert "RE2" in answer.text
 
 
-def test_ingestion_completes_while_a_long_hunt_runs(tmp_path: Path) -> None:
+def test_ingestion_completes_while_a_long_hunt_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The other way round: a hunt that takes seconds (60 expressions over 2,000 stored lines of
     6,000 characters) is running; an ingest meanwhile returns at once, before the hunt ends.
     (Before: the ingest waited for the whole hunt, which held the store's lock.)"""
@@ -178,12 +181,20 @@ def test_ingestion_completes_while_a_long_hunt_runs(tmp_path: Path) -> None:
     for _ in range(4):
         store.add_events(PITIE, "agent-1", docs)
     store.retro_hunt(rule, since=TS, until=TS)  # the view column exists from here on
+    # The real REGEXP, which says when the hunt's statement reads its first row.
+    reading, real = threading.Event(), sqlite_store.regexp
+
+    def regexp(pattern: str, value: Any) -> Any:
+        reading.set()
+        return real(pattern, value)
+
+    monkeypatch.setattr(sqlite_store, "regexp", regexp)
     hunts: list[RetroHunt] = []
     hunter = threading.Thread(
         target=lambda: hunts.append(store.retro_hunt(rule, since=None, until=None)), daemon=True
     )
     hunter.start()
-    time.sleep(0.2)  # well into the hunt's statement
+    assert reading.wait(60), "the hunt never reached its statement"
     assert hunter.is_alive(), "the hunt was too quick to show anything"
     start = time.perf_counter()
     assert store.add_events(PITIE, "agent-2", docs[:1]) == 1

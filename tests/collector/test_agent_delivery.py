@@ -197,7 +197,14 @@ def test_sigkill_at_any_moment_delivers_every_event_exactly_once(
     )
     try:
         wait_for(lambda: len(stored_numbers(service)) >= written, timeout=120)
-        time.sleep(1)  # anything sent twice would land now
+        # Its spool emptied (every batch acknowledged): nothing is left to send twice.
+        wait_for(
+            lambda: (
+                json.loads(status.read_text())["pid"] == final.pid
+                and json.loads(status.read_text())["spool"]["queued"] == 0
+            ),
+            timeout=60,
+        )
     finally:
         final.send_signal(signal.SIGTERM)
         final.wait(timeout=30)

@@ -13,6 +13,7 @@ batch over). Bounded: about a minute and a half per database.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -317,7 +318,11 @@ def test_every_line_is_stored_exactly_once_through_kills_freezes_and_rotations(
                 f"{CATCH_UP:.0f} s after the writer's end"
             )
             time.sleep(0.5)
-        time.sleep(2)  # anything sent twice would land now
+        # The agent's spool emptied, every batch acknowledged: nothing is left to send twice.
+        deadline = time.monotonic() + 60
+        while json.loads(_read(agent.status))["spool"]["queued"]:
+            assert time.monotonic() < deadline, _read(agent.status)
+            time.sleep(0.5)
         numbers = stored_numbers(handle.settings.data_dir)
         assert writer.rotations == ["rename", "copy-truncate"]
         missing = sorted(set(range(1, total + 1)) - set(numbers))

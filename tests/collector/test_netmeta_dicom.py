@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from collector.netmeta import DicomRecord, extract
+from tests.collector.sniffing import sniffing
 
 PATIENT = ("DUPONTEL", "JEANNETTE", "8801017512345", "19800101")
 
@@ -22,7 +22,7 @@ def test_associations_give_ae_titles_and_syntaxes_and_no_patient_data(tmp_path: 
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import CTImageStorage, Verification
-    from scapy.all import AsyncSniffer, wrpcap
+    from scapy.all import wrpcap
 
     stored: list[str] = []
 
@@ -38,39 +38,33 @@ def test_associations_give_ae_titles_and_syntaxes_and_no_patient_data(tmp_path: 
         ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
     port = server.server_address[1]
-    sniffer = AsyncSniffer(
-        iface="lo", lfilter=lambda p: p.haslayer("TCP") and port in (p["TCP"].sport, p["TCP"].dport)
-    )
-    sniffer.start()
-    time.sleep(0.5)
-    try:
-        scu = AE(ae_title="MODALITE-CT1")
-        scu.add_requested_context(Verification)
-        scu.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        association = scu.associate("127.0.0.1", port, ae_title="PACS-DEMO")
-        assert association.is_established
-        assert association.send_c_echo().Status == 0
-        image = Dataset()
-        image.PatientName = "DUPONTEL^JEANNETTE"
-        image.PatientID = "8801017512345"
-        image.PatientBirthDate = "19800101"
-        image.SOPClassUID = CTImageStorage
-        image.SOPInstanceUID = generate_uid()
-        image.StudyInstanceUID = generate_uid()
-        image.SeriesInstanceUID = generate_uid()
-        image.Modality = "CT"
-        image.file_meta = FileMetaDataset()
-        image.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        assert association.send_c_store(image).Status == 0
-        association.release()
-        refused = AE(ae_title="INCONNU")
-        refused.add_requested_context(Verification)
-        rejected = refused.associate("127.0.0.1", port, ae_title="MAUVAIS-AE")
-        assert rejected.is_rejected
-        time.sleep(0.5)
-    finally:
-        packets = sniffer.stop()
-        server.shutdown()
+    with sniffing(port) as packets:
+        try:
+            scu = AE(ae_title="MODALITE-CT1")
+            scu.add_requested_context(Verification)
+            scu.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+            association = scu.associate("127.0.0.1", port, ae_title="PACS-DEMO")
+            assert association.is_established
+            assert association.send_c_echo().Status == 0
+            image = Dataset()
+            image.PatientName = "DUPONTEL^JEANNETTE"
+            image.PatientID = "8801017512345"
+            image.PatientBirthDate = "19800101"
+            image.SOPClassUID = CTImageStorage
+            image.SOPInstanceUID = generate_uid()
+            image.StudyInstanceUID = generate_uid()
+            image.SeriesInstanceUID = generate_uid()
+            image.Modality = "CT"
+            image.file_meta = FileMetaDataset()
+            image.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            assert association.send_c_store(image).Status == 0
+            association.release()
+            refused = AE(ae_title="INCONNU")
+            refused.add_requested_context(Verification)
+            rejected = refused.associate("127.0.0.1", port, ae_title="MAUVAIS-AE")
+            assert rejected.is_rejected
+        finally:
+            server.shutdown()  # its side closed within the capture too
     assert stored == ["DUPONTEL^JEANNETTE"]  # the patient really crossed the wire
     capture = tmp_path / "dicom.pcap"
     wrpcap(str(capture), packets)

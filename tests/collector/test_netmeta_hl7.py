@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import hl7
@@ -16,6 +15,7 @@ import pytest
 from hl7.mllp import open_hl7_connection, start_hl7_server
 
 from collector.netmeta import Hl7Record, extract
+from tests.collector.sniffing import sniffing
 
 PATIENT = ("DUPONTEL", "JEANNETTE", "8801017512345", "19800101")
 MESSAGES = [
@@ -65,7 +65,7 @@ async def _send(port: int) -> list[str]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="capturing on loopback needs root (raw sockets)")
 def test_mllp_capture_gives_headers_and_no_patient_data(tmp_path: Path) -> None:
-    from scapy.all import AsyncSniffer, wrpcap
+    from scapy.all import wrpcap
 
     port_box: list[int] = []
     ready, stop = threading.Event(), threading.Event()
@@ -73,16 +73,11 @@ def test_mllp_capture_gives_headers_and_no_patient_data(tmp_path: Path) -> None:
     server.start()
     assert ready.wait(10)
     port = port_box[0]
-    sniffer = AsyncSniffer(
-        iface="lo", lfilter=lambda p: p.haslayer("TCP") and port in (p["TCP"].sport, p["TCP"].dport)
-    )
-    sniffer.start()
-    time.sleep(0.5)  # the capture socket is open before the first packet
-    acks = asyncio.run(_send(port))
-    time.sleep(0.5)
-    packets = sniffer.stop()
-    stop.set()
-    server.join(timeout=10)
+    with sniffing(port) as packets:
+        acks = asyncio.run(_send(port))
+        stop.set()  # the server's side of the connection closed within the capture too
+        server.join(timeout=10)
+    assert not server.is_alive()
     assert len(acks) == 2
     capture = tmp_path / "mllp.pcap"
     wrpcap(str(capture), packets)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -92,17 +91,22 @@ def test_no_patient_data_in_spool_requests_or_service(service: Service, tmp_path
     config = AgentConfig.load(tmp_path / "agent.toml")
     runner = AgentRunner(config, build_sources(config), json.loads(credential_path.read_text()))
     bodies: list[bytes] = []
+    heartbeats: list[int] = []  # how many bodies were recorded when each heartbeat went
 
     def record(request: httpx.Request) -> None:
         body = request.read()
         gzipped = request.headers.get("content-encoding") == "gzip"
         bodies.append(gzip.decompress(body) if gzipped else body)
+        if request.url.path.endswith("/agents/heartbeat"):
+            heartbeats.append(len(bodies))
 
     runner.client.event_hooks["request"].append(record)
     stop, thread = start(runner)
     try:
         wait_for(lambda: _stored(service) >= 4)
-        time.sleep(0.5)
+        # And a heartbeat after that: its sources' statistics and errors are checked too.
+        stored_at = len(bodies)
+        wait_for(lambda: bool(heartbeats) and heartbeats[-1] > stored_at)
     finally:
         stop.set()
         thread.join(timeout=30)

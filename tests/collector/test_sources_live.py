@@ -113,7 +113,7 @@ def dns_server() -> Iterator[socket.socket]:
 
 
 def poll_until(
-    source: LiveCapture, done: Callable[[list[Event]], bool], timeout: float = 5.0
+    source: LiveCapture, done: Callable[[list[Event]], bool], timeout: float = 30.0
 ) -> list[Event]:
     """Poll as the agent does until `done(events so far)`; every event seen."""
     events: list[Event] = []
@@ -134,9 +134,11 @@ def of(events: list[Event], path: str, **match: Any) -> list[Mapping[str, Any]]:
     ]
 
 
-def wait_packets(source: LiveCapture, count: int, timeout: float = 5.0) -> None:
+def wait_packets(source: LiveCapture, count: int, timeout: float = 30.0) -> None:
+    """Wait until the capture thread has read `count` packets (a deadline, not a pause)."""
     deadline = time.monotonic() + timeout
-    while source.stats()["packets"] < count and time.monotonic() < deadline:
+    while source.stats()["packets"] < count:
+        assert time.monotonic() < deadline, f"{count} packets not captured: {source.stats()}"
         time.sleep(0.02)
 
 
@@ -245,20 +247,22 @@ def test_the_filter_keeps_other_traffic_out() -> None:
                 sender.sendto(b"kept %d" % n, kept.getsockname())
                 sender.sendto(b"other %d" % n, other.getsockname())
             exchange(TcpServer(len(REQUEST), RESPONSE), REQUEST)
-            wait_packets(source, 3)
-            time.sleep(0.2)  # time for anything else to (wrongly) arrive
+            # A last kept datagram, sent after all the rest: once it is read, anything else
+            # that (wrongly) passed the filter was read before it.
+            sender.sendto(b"last", kept.getsockname())
+            wait_packets(source, 4)
         finally:
             source.close()
         events = source.poll()
-    assert source.stats()["packets"] == 3  # once each, not also as loopback's leaving copy
+    assert source.stats()["packets"] == 4  # once each, not also as loopback's leaving copy
     (conn,) = [e.fields for e in events]
     assert (conn["_path"], conn["id.resp_p"], conn["orig_pkts"], conn["resp_pkts"]) == (
         "conn",
         port,
-        3,
+        4,
         0,
     )
-    assert conn["orig_bytes"] == sum(len(b"kept %d" % n) for n in range(3))
+    assert conn["orig_bytes"] == sum(len(b"kept %d" % n) for n in range(3)) + len(b"last")
 
 
 @needs_capture
@@ -306,8 +310,7 @@ def test_close_ends_the_open_connections() -> None:
             accepted, _ = server.accept()
             client.sendall(b"still open")
             sender.sendto(b"ping", sink.getsockname())
-            wait_packets(source, 5)  # handshake, data, its ACK, the datagram
-            time.sleep(0.3)
+            wait_packets(source, 6)  # handshake (3), data, its ACK, the datagram
             assert source.poll() == []  # an open TCP connection; a UDP flow idle for < 1 min
         finally:
             source.close()
@@ -338,7 +341,7 @@ def test_a_quiet_link_still_ends_idle_flows(monkeypatch: pytest.MonkeyPatch) -> 
             sender.sendto(b"once", sink.getsockname())
             wait_packets(source, 1)
             # No packet after it: the flow ends by the wall clock, not by a later packet.
-            (event,) = poll_until(source, lambda ev: len(ev) == 1, timeout=5)
+            (event,) = poll_until(source, lambda ev: len(ev) == 1)
         finally:
             source.close()
         assert source.poll() == []
