@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
@@ -56,6 +57,11 @@ class CompiledRule:
     event_ids: frozenset[int] | None = None  # the only EventIDs it can match (None: any)
     # The pySigma rule, when it was parsed in this process (conversion re-reads it otherwise).
     rule: SigmaRule | None = field(default=None, repr=False, compare=False)
+    # This rule's queries for other stores, by backend (`detection.sigma.convert`): a rule is
+    # hunted again and again, and pySigma takes tens of milliseconds to convert one.
+    conversions: dict[tuple[str, str], Any] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
 
     def matches(self, ctx: MatchContext) -> bool:
         return self.predicate(ctx)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -112,17 +112,20 @@ def to_elasticsearch(
     pySigma's pipelines change a rule as they convert it; `copy_rules=False` converts the
     rules themselves (faster, for rules loaded only to be converted).
     """
-    rules = list(rules)
-    if layout == "ecs_windows":
-        pipeline = _placeholders() + ecs_windows()
-    else:
-        pipeline = (
-            _placeholders()
-            + logsource_pipeline(_sigma_rules(rules), "winlog.channel", "winlog.event_id")
-            + _vigie_ecs_fields()
-        )
-    backend = LuceneBackend(pipeline) if layout == "ecs_windows" else _VigieLucene(pipeline)
-    return _convert(rules, backend, copy_rules, "({}) OR ({})")
+
+    def convert(rules: list[RuleLike]) -> list[ConversionResult]:
+        if layout == "ecs_windows":
+            pipeline = _placeholders() + ecs_windows()
+        else:
+            pipeline = (
+                _placeholders()
+                + logsource_pipeline(_sigma_rules(rules), "winlog.channel", "winlog.event_id")
+                + _vigie_ecs_fields()
+            )
+        backend = LuceneBackend(pipeline) if layout == "ecs_windows" else _VigieLucene(pipeline)
+        return _convert(rules, backend, copy_rules, "({}) OR ({})")
+
+    return _remembered(list(rules), ("lucene", layout), convert)
 
 
 class _VigieLucene(LuceneBackend):
@@ -154,13 +157,37 @@ def to_sqlite(
     rules: Iterable[RuleLike], table: str = "logs", *, copy_rules: bool = True
 ) -> list[ConversionResult]:
     """SQLite `SELECT * FROM <table> WHERE ...` statements, one result per rule, in order."""
-    rules = list(rules)
-    pipeline = (
-        _placeholders()
-        + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
-        + _column_names()
-    )
-    return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules, "{} UNION {}")
+
+    def convert(rules: list[RuleLike]) -> list[ConversionResult]:
+        pipeline = (
+            _placeholders()
+            + logsource_pipeline(_sigma_rules(rules), "Channel", "EventID")
+            + _column_names()
+        )
+        return _convert(rules, sqliteBackend(pipeline, table=table), copy_rules, "{} UNION {}")
+
+    return _remembered(list(rules), ("sqlite", table), convert)
+
+
+def _remembered(
+    rules: list[RuleLike],
+    backend: tuple[str, str],
+    convert: Callable[[list[RuleLike]], list[ConversionResult]],
+) -> list[ConversionResult]:
+    """`convert(rules)`, taking a compiled rule's result from an earlier conversion for the
+    same backend and keeping the new ones. A rule's query depends on that rule alone: the
+    pipeline's log-source items apply each to the rules of its own log source."""
+    todo = [r for r in rules if not (isinstance(r, CompiledRule) and backend in r.conversions)]
+    fresh = dict(zip(map(id, todo), convert(todo), strict=True)) if todo else {}
+    results = []
+    for rule in rules:
+        if id(rule) in fresh:
+            results.append(fresh[id(rule)])
+            if isinstance(rule, CompiledRule):
+                rule.conversions[backend] = fresh[id(rule)]
+        else:
+            results.append(cast(CompiledRule, rule).conversions[backend])
+    return results
 
 
 def logsource_pipeline(
