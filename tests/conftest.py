@@ -54,3 +54,10 @@ def production_hashing() -> Iterator[None]:
     finally:
         passwords._hasher = cheap
         passwords._dummy_hash.cache_clear()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: two workers per core. Many tests spend most of their time waiting (on a
+    service or agent process they started, on a scripted schedule of faults), which one worker
+    per core would leave the core idle for."""
+    return 2 * (os.cpu_count() or 1)
