@@ -85,7 +85,8 @@ def scapy_sample(capture: Path, frames_per_copy: int, wanted: int) -> list[bytes
 
 
 def scapy_seconds(frames: list[bytes]) -> float:
-    from scapy.layers.l2 import Ether
+    import scapy.all  # noqa: F401 - binds every default layer (IP, TCP, DNS, ...): without
+    from scapy.layers.l2 import Ether  # it, nothing above Ethernet would be dissected
 
     start = time.perf_counter()
     for frame in frames:

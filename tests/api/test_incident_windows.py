@@ -66,8 +66,8 @@ def test_one_incident_per_rule_and_host_within_24_hours_of_its_detections(
     _send(service, key, "window-w-2", _at("rule-w", "h", T + DAY - SECOND))
     _send(service, key, "window-w-3", _at("rule-w", "h", T + 2 * DAY - SECOND))  # 24 h exactly
     _send(service, key, "window-w-4", _at("rule-w", "h", T + 3 * DAY))  # 24 h and 1 s
-    # One batch from an agent back after an outage, its detections two days apart: two
-    # incidents, as if they had come one by one.
+    # One batch from an agent back after an outage, its detections 24 h, then 24 h and 1 s
+    # apart: two incidents, as if they had come one by one.
     _send(
         service,
         key,
@@ -80,16 +80,16 @@ def test_one_incident_per_rule_and_host_within_24_hours_of_its_detections(
     _send(service, key, "window-y-1", _at("rule-y", "h", T + 2 * DAY))
     _send(service, key, "window-y-2", _at("rule-y", "h", T + DAY - SECOND))
     _send(service, key, "window-y-3", _at("rule-y", "h", T + DAY))  # 24 h before: joins
-    tokens_it = tokens["it_pitie"]
-    assert [_seen(i) for i in _incidents(service, tokens_it, "rule-w")] == [
+    it_pitie = tokens["it_pitie"]
+    assert [_seen(i) for i in _incidents(service, it_pitie, "rule-w")] == [
         (T, T + 2 * DAY - SECOND, 3),
         (T + 3 * DAY, T + 3 * DAY, 1),
     ]
-    assert [_seen(i) for i in _incidents(service, tokens_it, "rule-x")] == [
+    assert [_seen(i) for i in _incidents(service, it_pitie, "rule-x")] == [
         (T, T + DAY, 2),
         (T + 2 * DAY + SECOND, T + 2 * DAY + SECOND, 1),
     ]
-    assert [_seen(i) for i in _incidents(service, tokens_it, "rule-y")] == [
+    assert [_seen(i) for i in _incidents(service, it_pitie, "rule-y")] == [
         (T + DAY - SECOND, T + DAY - SECOND, 1),
         (T + DAY, T + 2 * DAY, 2),
     ]
