@@ -1,8 +1,9 @@
 """Incidents: opened from detections or declared, moved through their workflow, reported.
 
 Automatic incidents group detections: the same rule on the same host of one establishment
-within `GROUP_WINDOW` of the incident's last detection adds to that incident instead of
-opening another. Informational detections open nothing (they stay in the event store).
+within `GROUP_WINDOW` of the incident's detections (by the detections' own times, which may
+arrive late or days apart in one batch) adds to that incident instead of opening another.
+Informational detections open nothing (they stay in the event store).
 A rule (or an alert's indicators) firing in `CAMPAIGN_MIN_ESTABLISHMENTS` establishments within
 `CAMPAIGN_WINDOW` opens a national campaign linking their incidents (the CERT's view only);
 only incidents of rules the service knows each establishment runs count (`known_rule`).
@@ -74,30 +75,49 @@ def open_from_detections(
         groups[(str(detection["rule_id"]), _host(detection))].append(detection)
     touched = []
     for (rule_id, host), found in groups.items():
-        times = [t for t in (_time(d) for d in found) if t is not None]
-        first, last = (min(times), max(times)) if times else (utcnow(), utcnow())
         counts = known is None or known(rule_id)
-        incident = _open_incident(session, establishment, rule_id, host, first)
-        if incident is None:
-            incident = _new_incident(session, establishment, rule_id, host, found[0], origin, first)
-            incident.known_rule = counts
-        else:
-            _timeline(session, incident, SYSTEM, "detection", f"{len(found)} more detection(s)")
-            incident.known_rule = incident.known_rule or counts
-        incident.detection_count += len(found)
-        incident.first_seen = min(as_utc(incident.first_seen or first), first)
-        incident.last_seen = max(as_utc(incident.last_seen or last), last)
-        incident.severity = _worst(incident.severity, *(_SEVERITY[d["level"]] for d in found))
-        incident.updated_at = utcnow()
-        touched.append(incident)
+        for run, first, last in _runs(found):
+            incident = _open_incident(session, establishment, rule_id, host, first, last)
+            if incident is None:
+                incident = _new_incident(
+                    session, establishment, rule_id, host, run[0], origin, first
+                )
+                incident.known_rule = counts
+            else:
+                _timeline(session, incident, SYSTEM, "detection", f"{len(run)} more detection(s)")
+                incident.known_rule = incident.known_rule or counts
+            incident.detection_count += len(run)
+            incident.first_seen = min(as_utc(incident.first_seen or first), first)
+            incident.last_seen = max(as_utc(incident.last_seen or last), last)
+            incident.severity = _worst(incident.severity, *(_SEVERITY[d["level"]] for d in run))
+            incident.updated_at = utcnow()
+            touched.append(incident)
     session.flush()
-    for rule_id in {i.rule_id for i in touched if i.rule_id and i.known_rule}:
-        _campaign(session, rule_id, max(as_utc(i.last_seen or utcnow()) for i in touched))
+    for incident in touched:
+        if incident.rule_id and incident.known_rule:
+            _campaign(session, incident)
     return touched
 
 
+def _runs(
+    found: list[Mapping[str, Any]],
+) -> list[tuple[list[Mapping[str, Any]], datetime, datetime]]:
+    """The detections of one rule and host in time order, cut where two follow each other by
+    more than `GROUP_WINDOW` (an agent back after days away sends them in one batch): each
+    run goes to one incident. Returns (detections, first time, last time) per run."""
+    now = utcnow()
+    timed = sorted(((_time(d) or now, d) for d in found), key=lambda pair: pair[0])
+    runs: list[tuple[list[Mapping[str, Any]], datetime, datetime]] = []
+    for moment, detection in timed:
+        if runs and moment - runs[-1][2] <= GROUP_WINDOW:
+            runs[-1] = ([*runs[-1][0], detection], runs[-1][1], moment)
+        else:
+            runs.append(([detection], moment, moment))
+    return runs
+
+
 def _open_incident(
-    session: Session, establishment: str, rule_id: str, host: str, first: datetime
+    session: Session, establishment: str, rule_id: str, host: str, first: datetime, last: datetime
 ) -> Incident | None:
     return session.scalars(
         select(Incident)
@@ -107,6 +127,7 @@ def _open_incident(
             Incident.host == host,
             Incident.status.not_in((Status.RESOLVED, Status.CLOSED)),
             Incident.last_seen >= first - GROUP_WINDOW,
+            Incident.first_seen <= last + GROUP_WINDOW,
         )
         .order_by(Incident.last_seen.desc())
         .limit(1)
@@ -188,13 +209,18 @@ def _sample(detection: Mapping[str, Any]) -> dict[str, Any]:
 # --- campaigns --------------------------------------------------------------------------------
 
 
-def _campaign(session: Session, rule_id: str, now: datetime) -> Campaign | None:
-    since = now - CAMPAIGN_WINDOW
+def _campaign(session: Session, incident: Incident) -> Campaign | None:
+    """Link the incidents of `incident`'s rule, in any establishment, whose detections come
+    within `CAMPAIGN_WINDOW` of its own (before or after: times are the detections')."""
+    rule_id = incident.rule_id
+    first, last = _seen(incident)
+    since, until = first - CAMPAIGN_WINDOW, last + CAMPAIGN_WINDOW
     recent = list(
         session.scalars(
             select(Incident).where(
                 Incident.rule_id == rule_id,
                 Incident.last_seen >= since,
+                Incident.first_seen <= until,
                 Incident.known_rule.is_(True),
             )
         )
@@ -204,11 +230,12 @@ def _campaign(session: Session, rule_id: str, now: datetime) -> Campaign | None:
     campaign = session.scalars(
         select(Campaign)
         .where(Campaign.rule_id == rule_id, Campaign.status == "open")
-        .where(Campaign.last_seen >= since)
+        .where(Campaign.last_seen >= since, Campaign.first_seen <= until)
         .order_by(Campaign.last_seen.desc())
         .limit(1)
     ).first()
-    first = min(as_utc(i.first_seen or now) for i in recent)
+    first = min(_seen(i)[0] for i in recent)
+    last = max(_seen(i)[1] for i in recent)
     if campaign is None:
         campaign = Campaign(
             id=str(uuid.uuid4()),
@@ -216,15 +243,22 @@ def _campaign(session: Session, rule_id: str, now: datetime) -> Campaign | None:
             title=f"Campaign: {recent[0].title}"[:300],
             status="open",
             first_seen=first,
-            last_seen=now,
+            last_seen=last,
         )
         session.add(campaign)
-    campaign.last_seen = max(as_utc(campaign.last_seen), now)
-    for incident in recent:
-        if incident.campaign_id is None:
-            incident.campaign_id = campaign.id
+    campaign.first_seen = min(as_utc(campaign.first_seen), first)
+    campaign.last_seen = max(as_utc(campaign.last_seen), last)
+    for member in recent:
+        if member.campaign_id is None:
+            member.campaign_id = campaign.id
     session.flush()
     return campaign
+
+
+def _seen(incident: Incident) -> tuple[datetime, datetime]:
+    """The times of an incident's first and last detections (set on every one from detections)."""
+    first = as_utc(incident.first_seen or incident.created_at)
+    return first, as_utc(incident.last_seen or first)
 
 
 def list_campaigns(*, session: Session) -> list[tuple[Campaign, list[Incident]]]:

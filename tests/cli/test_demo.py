@@ -28,15 +28,22 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
     )
     assert demo.stdout is not None
     out: list[str] = []
+    shown = None  # seconds from the command to its list of incidents
     for line in demo.stdout:
         out.append(line)
+        if shown is None and "incident(s) opened" in line:
+            shown = time.monotonic() - began
         if line.startswith("Where to look"):
             break
     demo.send_signal(signal.SIGINT)  # Ctrl-C
     rest, _ = demo.communicate(timeout=60)
     text = "".join(out) + rest
     assert demo.returncode == 0, text
-    assert time.monotonic() - began < 150, text
+    # The README's "incidents appear within a minute", from the command's start (service
+    # start and enrolments included). Measured on the 2-core machine: 30 s idle, 47-48 s with
+    # both cores kept busy by two other processes (load average 8).
+    assert shown is not None, text
+    assert shown < 60, text
     assert len(re.findall(r"agent pid \d+", text)) == 4
     opened = re.search(r"(\d+) incident\(s\) opened", text)
     assert opened is not None, text

@@ -7,6 +7,9 @@
   forged bundle is refused and the rules in force stay.
 - A bundle's YARA rule that does not compile is skipped and counted (status file and heartbeat);
   the others are used.
+- A CERT analyst publishes an alert carrying a Sigma rule: the agent fetches the signed bundle,
+  detects the log lines it tails from then on with the rule, and the detection reaches the
+  service as the agent's, under the alert.
 - Vigie's own Sigma correlation rule (RDP brute force: 15 failed logons from one address within
   5 minutes) fires on the agent from log lines it tails, the window's events arriving in several
   turns with a bundle reload in between, and reaches the service.
@@ -55,6 +58,16 @@ rule {IMPLANT_RULE}
 """
 # Nothing that Vigie's own rules know: only the alert's rule finds it.
 IMPLANT = b"[hx]\ncampaign = hx-campagne-2026\nbeacon_interval = 300\nnode = portail-maj\n"
+WEBSHELL_SIGMA_ID = "0b8e6f61-5a7c-4c2e-9d1f-3e2a7b6c5d40"
+WEBSHELL_SIGMA = f"""title: Web shell of the HX campaign uploaded
+id: {WEBSHELL_SIGMA_ID}
+status: experimental
+logsource: {{category: application}}
+level: high
+detection:
+  selection: {{message|contains: 'hx-shell-2026.aspx'}}
+  condition: selection
+"""
 RDP_BRUTEFORCE = "d2fd30b4-90b1-46e6-9237-99fc2cf66f69"  # rules/sigma/credential_access/
 
 
@@ -339,6 +352,55 @@ def test_a_bad_yara_rule_in_a_bundle_is_skipped_and_counted(
         assert agent["counters"]["files_scanned"] == 1
     finally:
         _close(runner)
+
+
+def test_a_published_sigma_rule_runs_on_the_agent_and_its_detection_reaches_the_service(
+    service: Service, tmp_path: Path
+) -> None:
+    tokens = setup_world(service)
+    credential_path = _enroll(service, tokens["admin"], PITIE, tmp_path)
+    credential = json.loads(credential_path.read_text())
+    log = tmp_path / "iis.log"
+    log.touch()
+    runner = _runner(_config(tmp_path, credential_path, log), credential)
+
+    def line(n: int) -> str:
+        return f"<134>Nov 20 10:00:{n:02d} srv-web-01 w3svc[7]: POST /upload/hx-shell-2026.aspx\n"
+
+    stop, thread = start(runner)
+    try:
+        wait_for(lambda: runner.detector.bundle_version is not None)
+        with log.open("a") as handle:
+            handle.write(line(1))  # before the alert: no rule finds it
+        wait_for(lambda: runner.spool.stats().get("shipped", 0) >= 1)
+        alert = _publish(
+            service,
+            tokens["analyst"],
+            title="Web shell HX sur les serveurs IIS",
+            sigma_rules=[WEBSHELL_SIGMA],
+            target={"all": True},
+        )
+        wait_for(lambda: runner.detector.bundle_version == _bundle_version(service, credential))
+        assert runner.detector.skipped == {"sigma": 0, "yara": 0}
+        with log.open("a") as handle:
+            handle.write(line(2))
+        wait_for(lambda: bool(_stored_detections(service, PITIE, WEBSHELL_SIGMA_ID)))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    _close(runner)
+    stored = _stored_detections(service, PITIE, WEBSHELL_SIGMA_ID)
+    agent = [d for d in stored if d["origin"] == "agent"]
+    assert len(agent) == 1, stored  # the line written after the rule came, only
+    assert agent[0]["engine"] == "sigma"
+    assert agent[0]["source"] == str(log)  # found by the agent in the file it tails
+    assert agent[0]["timestamp"] == "2026-11-20T10:00:02Z"
+    (incident,) = _incidents(service, tokens["it_pitie"], WEBSHELL_SIGMA_ID)
+    assert incident["severity"] == "high"
+    assert incident["title"] == "Web shell of the HX campaign uploaded"
+    with service.client(tokens["analyst"]) as client:
+        published = client.get(f"/alerts/{alert['id']}").json()
+    assert published["sigma_rules"] == [WEBSHELL_SIGMA]
 
 
 def _failed_logon(at: datetime, address: str, record: int) -> str:
