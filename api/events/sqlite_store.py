@@ -136,6 +136,15 @@ class SQLiteEventStore:
             if "_uid" not in columns:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN _uid TEXT")
         self._conn.executescript(_UIDS)
+        # Every Windows rule's statement restricts Channel and EventID (detection.logsource).
+        # Indexed, a hunt reads the rows of its channels only, instead of extracting both from
+        # the JSON view of every row: SigmaHQ's Windows rules over the EVTX corpus hunt in 33 s
+        # instead of 47 (storing costs 5% more: 1.49 s instead of 1.42 s for 20,115 events).
+        for name in ("Channel", "EventID"):
+            self._add_view_column(name)
+        self._conn.execute(
+            'CREATE INDEX IF NOT EXISTS ix_events_channel_eventid ON events ("Channel", "EventID")'
+        )
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> SQLiteEventStore:
