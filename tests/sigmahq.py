@@ -2,9 +2,10 @@
 
 Five tests need SigmaHQ's 2,407 Windows rules, and most of them the EVTX corpus and what the
 engine matches in it, or the rules converted to SQLite or Lucene: about 25 s a conversion, 10 s
-to load the rules, 10 s to match the corpus. `mark` puts them in one xdist group, so that
-pytest-xdist (`--dist loadgroup`) runs them in one worker, which computes each of these once.
-Callers must not change what they get.
+to load the rules, 10 s to match the corpus. `sqlite_side` and `lucene_side` put them in two
+xdist groups (a group runs in one worker: `--dist loadgroup`), the tests of the SQLite queries
+and those of the Lucene queries, so that each worker loads the rules and converts them once,
+and the two sides run in parallel. Callers must not change what they get.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from detection.sources.evtx import read_evtx
 from detection.sources.stats import ReadStats
 from tests.conftest import corpus_path
 
-MARKS = (pytest.mark.xdist_group("sigmahq"), pytest.mark.corpus, pytest.mark.slow)
+SQLITE = (pytest.mark.xdist_group("sigmahq-sqlite"), pytest.mark.corpus, pytest.mark.slow)
+LUCENE = (pytest.mark.xdist_group("sigmahq-lucene"), pytest.mark.corpus, pytest.mark.slow)
 Test = TypeVar("Test", bound=Callable[..., object])
 
 
-def mark(test: Test) -> Test:
-    """A test that uses what this module computes: in the group, and marked corpus and slow."""
-    for one in MARKS:
+def sqlite_side(test: Test) -> Test:
+    for one in SQLITE:
+        test = one(test)
+    return test
+
+
+def lucene_side(test: Test) -> Test:
+    for one in LUCENE:
         test = one(test)
     return test
 

@@ -309,7 +309,7 @@ def test_a_rule_the_store_cannot_query_is_reported_not_raised(
         assert "keywords" in (hunt.error or "")
 
 
-@sigmahq.mark
+@sigmahq.sqlite_side
 def test_retro_hunt_of_sigmahq_rules_over_the_evtx_corpus(store: EventStore) -> None:
     ruleset = sigmahq.windows_rules()
     events = list(sigmahq.evtx_events())

@@ -69,7 +69,7 @@ class Converted:
     scope="module",
     params=[
         "vigie",
-        pytest.param("sigmahq", marks=sigmahq.MARKS),
+        pytest.param("sigmahq", marks=sigmahq.LUCENE),
     ],
 )
 def converted(request: pytest.FixtureRequest) -> list[Converted]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from cli.main import main
 from detection.sigma import SigmaEngine, load_sigma_rules
-from detection.sigma.convert import to_elasticsearch, to_sqlite
+from detection.sigma.convert import ConversionResult, to_elasticsearch, to_sqlite
 from detection.sources.windows import event_from_rendering
 from tests import sigmahq
 from tests.conftest import corpus_path
@@ -147,16 +148,24 @@ def test_a_rule_with_several_conditions_is_one_query_of_alternatives(tmp_path: P
     )
 
 
-@sigmahq.mark
-def test_sigmahq_windows_rules_convert_to_both() -> None:
+@pytest.mark.parametrize(
+    "converted",
+    [
+        pytest.param(sigmahq.sqlite_queries, marks=sigmahq.SQLITE, id="sqlite"),
+        pytest.param(sigmahq.lucene_queries, marks=sigmahq.LUCENE, id="lucene"),
+    ],
+)
+def test_sigmahq_windows_rules_convert_to_both(
+    converted: Callable[[], Sequence[ConversionResult]],
+) -> None:
     ruleset = sigmahq.windows_rules()
-    for results in (sigmahq.sqlite_queries(), sigmahq.lucene_queries()):
-        failed = [f"{r.path}: {r.error}" for r in results if not r.ok]
-        assert len(results) == len(ruleset.rules)
-        assert len(failed) <= 0.02 * len(results), "\n".join(failed)
+    results = converted()
+    failed = [f"{r.path}: {r.error}" for r in results if not r.ok]
+    assert len(results) == len(ruleset.rules)
+    assert len(failed) <= 0.02 * len(results), "\n".join(failed)
 
 
-@sigmahq.mark
+@sigmahq.lucene_side
 def test_elasticsearch_fields_exist_in_the_documents_vigie_stores() -> None:
     """For every rule the engine matches on the EVTX corpus, the query's fields are fields of
     the matched event's stored ECS document (or EventData fields that event lacks)."""

@@ -90,7 +90,7 @@ def compare(
 # --- the corpus -----------------------------------------------------------------------------
 
 
-@sigmahq.mark
+@sigmahq.sqlite_side
 def test_engine_and_sqlite_select_the_same_events_on_the_evtx_corpus() -> None:
     ruleset = sigmahq.windows_rules()
     ids = Counter(rule.id for rule in ruleset.rules)
