@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -50,7 +51,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     running = [start() for _ in range(workers)]
-    log.info("Vigie serving on http://%s:%d with %d workers", host, port, workers)
+    # On stderr like uvicorn's own "running on" line, with the port bound (`--port 0` lets the
+    # system choose it).
+    bound = listener.getsockname()[1]
+    print(f"Vigie serving on http://{host}:{bound} with {workers} workers", file=sys.stderr)
     while not stopping:
         time.sleep(0.2)
         for index, process in enumerate(running):

@@ -29,7 +29,7 @@ from api.db import make_engine
 from tests import clients
 from tests.api.conftest import Service
 from tests.api.test_service import PASSWORD, setup_world
-from tests.cli.test_serve import free_port
+from tests.cli.test_serve import listening_url
 
 VIGIE = Path(sys.executable).parent / "vigie"
 MIB = 1024 * 1024
@@ -159,9 +159,8 @@ def test_a_login_flood_stays_within_a_memory_bound(tmp_path: Path) -> None:
     """40 logins at once from 40 addresses (so that no back-off cuts them short): the
     service's peak memory grows by at most CONCURRENT_HASHES x 64 MiB (argon2's memory per
     check) + 100 MiB; before, 20 at once took it from 349 MB to 1.3 GB."""
-    port = free_port()
     process = subprocess.Popen(
-        [VIGIE, "serve", "--data-dir", tmp_path / "data", "--port", str(port)],
+        [VIGIE, "serve", "--data-dir", tmp_path / "data", "--port", "0"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -173,14 +172,15 @@ def test_a_login_flood_stays_within_a_memory_bound(tmp_path: Path) -> None:
     )
     try:
         assert process.stderr is not None
-        password = ""
+        password, url = "", None
         for line in process.stderr:
             found = re.search(r"with password (\S+)", line)
             password = found.group(1) if found else password
-            if "Application startup complete" in line:
+            url = listening_url([line])
+            if url:  # said once the application has started
                 break
         threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
-        url = f"http://127.0.0.1:{port}"
+        assert url, "vigie serve did not say where it listens"
         warm = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password})
         assert warm.status_code == 200  # one check done: its memory is in the idle peak
         idle = _vm_hwm(process.pid)

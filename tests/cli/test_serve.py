@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,19 +34,32 @@ def serve_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A port free now (for `vigie demo`, which cannot be told to take any port)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+_LISTENING = re.compile(r"(?:Uvicorn running|Vigie serving) on (http://127\.0\.0\.1:\d+)")
+
+
+def listening_url(lines: Iterable[str]) -> str | None:
+    """Where `vigie serve --port 0` says it listens (the port the system gave it)."""
+    for line in lines:
+        found = _LISTENING.search(line)
+        if found:
+            return found.group(1)
+    return None
 
 
 @contextmanager
 def serving(
     data_dir: Path, env: dict[str, str], workers: int = 1
 ) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
-    """`vigie serve` on a free port, once it answers; its stderr lines gathered as they come."""
-    port = free_port()
+    """`vigie serve` on a port it takes itself (`--port 0`), once it answers; its stderr lines
+    gathered as they come."""
     process = subprocess.Popen(
-        [VIGIE, "serve", "--data-dir", data_dir, "--port", str(port), "--workers", str(workers)],
+        [VIGIE, "serve", "--data-dir", data_dir, "--port", "0", "--workers", str(workers)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -55,12 +68,15 @@ def serving(
     log: list[str] = []
     reader = threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True)
     reader.start()
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, "".join(log)
             assert time.monotonic() < deadline, "".join(log)
+            url = listening_url(list(log))
+            if url is None:
+                time.sleep(0.1)
+                continue
             try:
                 if httpx.get(f"{url}/health").status_code == 200:
                     break

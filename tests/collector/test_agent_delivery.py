@@ -29,10 +29,25 @@ VIGIE = Path(sys.executable).parent / "vigie"
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+# Sockets bound and never listening: a connection to their port is refused, and no other
+# test's server can take the port while they are held (to the end of the worker process).
+_HELD: list[socket.socket] = []
+
+
+def refusing_port() -> int:
+    """A port where connections are refused, for as long as the test process runs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
+
+
 def closed_port() -> int:
+    """A port free now, for a server that must come back on the same port after a kill;
+    another process could take it meanwhile (the only test that needs it says so)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens there once the socket is closed
+        return int(sock.getsockname()[1])
 
 
 def enroll(service: Service, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -114,7 +129,7 @@ def test_an_outage_loses_nothing_and_delivery_resumes_after_a_restart(
     config = write_config(tmp_path, credential_path, log, batch_events=50)
 
     # The service is unreachable: everything is spooled, nothing lost.
-    down = {**credential, "server": f"http://127.0.0.1:{closed_port()}"}
+    down = {**credential, "server": f"http://127.0.0.1:{refusing_port()}"}
     stop, (thread, runner) = run_in_thread(config, down)
     wait_for(lambda: runner.spool.stats().get("received", 0) >= 300)
     append(log, 301, 400)
@@ -141,7 +156,7 @@ def test_the_disk_budget_drops_the_oldest_and_the_heartbeat_says_so(
     log = tmp_path / "app.log"
     append(log, 1, 2000)
     config = write_config(tmp_path, credential_path, log, disk_budget_mb=0.05)
-    down = {**credential, "server": f"http://127.0.0.1:{closed_port()}"}
+    down = {**credential, "server": f"http://127.0.0.1:{refusing_port()}"}
     stop, (thread, runner) = run_in_thread(config, down)
     wait_for(lambda: runner.spool.stats().get("received", 0) >= 2000)
     stop.set()

@@ -245,6 +245,9 @@ def running(
     data.mkdir()
     password = prepare(Settings(data, database_url, "x" * 40))
     assert password is not None
+    # The service is killed and started again on the same port, which the agent knows: the
+    # one test that picks a port and lets it go (the kernel hands out ports in turn, so another
+    # test taking it between a kill and the restart is unlikely, and would fail loudly).
     service = ServiceProcess(tmp_path, database_url, closed_port(), workers)
     service.start()
     try:
