@@ -56,8 +56,15 @@ def production_hashing() -> Iterator[None]:
         passwords._dummy_hash.cache_clear()
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist, nothing calls it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: two workers per core. Many tests spend most of their time waiting (on a
     service or agent process they started, on a scripted schedule of faults), which one worker
     per core would leave the core idle for."""
     return 2 * (os.cpu_count() or 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first. xdist hands tests out in this order: a long test handed out last ends
+    the run alone, while handed out first it runs as the short ones fill the other workers."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -129,6 +129,7 @@ def _median_login_time(service: Service, address: str, username: str, tries: int
     return statistics.median(times)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("production_hashing")  # the cost compared is the production one
 def test_unknown_names_cost_the_same_time_as_known_ones(service: Service) -> None:
@@ -155,6 +156,7 @@ def _vm_hwm(pid: int) -> int:
     return int(found.group(1)) * 1024
 
 
+@pytest.mark.slow
 def test_a_login_flood_stays_within_a_memory_bound(tmp_path: Path) -> None:
     """40 logins at once from 40 addresses (so that no back-off cuts them short): the
     service's peak memory grows by at most CONCURRENT_HASHES x 64 MiB (argon2's memory per

@@ -64,6 +64,7 @@ def api_schema(fuzzed: tuple[Service, dict[str, str]]) -> Any:
     return schema
 
 
+@pytest.mark.slow
 def test_no_operation_answers_5xx(fuzzed: tuple[Service, dict[str, str]]) -> None:
     service, tokens = fuzzed
     document = httpx.get(f"{service.url}/openapi.json").json()

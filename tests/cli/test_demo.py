@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from api.events.sqlite_store import SQLiteEventStore
 from tests.cli.test_serve import free_port
 
 VIGIE = Path(sys.executable).parent / "vigie"
 
 
+@pytest.mark.slow
 def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     began = time.monotonic()

@@ -179,6 +179,7 @@ def test_the_disk_budget_drops_the_oldest_and_the_heartbeat_says_so(
     thread.join(timeout=30)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_delivers_every_event_exactly_once(
     service: Service, tmp_path: Path
 ) -> None:

@@ -131,6 +131,7 @@ def _tail(folder: Path) -> FileTail:
 TIMINGS = ["while_copying", "copy_complete", "after_truncate", "lines_between"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("timing", TIMINGS)
 def test_copy_seen_at_any_point_of_the_rotation(tmp_path: Path, timing: str) -> None:
     log = tmp_path / "app.log"
