@@ -32,14 +32,21 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
     assert demo.stdout is not None
     out: list[str] = []
     shown = None  # seconds from the command to its list of incidents
-    for line in demo.stdout:
-        out.append(line)
-        if shown is None and "incident(s) opened" in line:
-            shown = time.monotonic() - began
-        if line.startswith("Where to look"):
-            break
-    demo.send_signal(signal.SIGINT)  # Ctrl-C
-    rest, _ = demo.communicate(timeout=60)
+    try:
+        for line in demo.stdout:
+            out.append(line)
+            if shown is None and "incident(s) opened" in line:
+                shown = time.monotonic() - began
+            if line.startswith("Where to look"):
+                break
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        # The demo gives each of its five processes 30 s to stop before killing it; on a
+        # loaded machine a stop took more than 60 s once (run 7 of 11, under the full suite).
+        rest, _ = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:  # a failure above: leave no demo behind for the next test
+            demo.kill()
+            demo.communicate()
     text = "".join(out) + rest
     assert demo.returncode == 0, text
     # The README's "incidents appear within a minute", from the command's start (service
