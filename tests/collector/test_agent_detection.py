@@ -354,15 +354,23 @@ def test_a_bad_yara_rule_in_a_bundle_is_skipped_and_counted(
         _close(runner)
 
 
-def test_a_published_sigma_rule_runs_on_the_agent_and_its_detection_reaches_the_service(
-    service: Service, tmp_path: Path
-) -> None:
+def _pitie_agent(
+    service: Service, tmp_path: Path, log_name: str
+) -> tuple[dict[str, str], Path, AgentRunner]:
+    """The world's tokens, and an agent of PITIE enrolled on `service` following a new, empty
+    log file `log_name`."""
     tokens = setup_world(service)
     credential_path = _enroll(service, tokens["admin"], PITIE, tmp_path)
     credential = json.loads(credential_path.read_text())
-    log = tmp_path / "iis.log"
+    log = tmp_path / log_name
     log.touch()
-    runner = _runner(_config(tmp_path, credential_path, log), credential)
+    return tokens, log, _runner(_config(tmp_path, credential_path, log), credential)
+
+
+def test_a_published_sigma_rule_runs_on_the_agent_and_its_detection_reaches_the_service(
+    service: Service, tmp_path: Path
+) -> None:
+    tokens, log, runner = _pitie_agent(service, tmp_path, "iis.log")
 
     def line(n: int) -> str:
         return f"<134>Nov 20 10:00:{n:02d} srv-web-01 w3svc[7]: POST /upload/hx-shell-2026.aspx\n"
@@ -380,7 +388,9 @@ def test_a_published_sigma_rule_runs_on_the_agent_and_its_detection_reaches_the_
             sigma_rules=[WEBSHELL_SIGMA],
             target={"all": True},
         )
-        wait_for(lambda: runner.detector.bundle_version == _bundle_version(service, credential))
+        wait_for(
+            lambda: runner.detector.bundle_version == _bundle_version(service, runner.credential)
+        )
         assert runner.detector.skipped == {"sigma": 0, "yara": 0}
         with log.open("a") as handle:
             handle.write(line(2))
@@ -429,12 +439,7 @@ def _failed_logon(at: datetime, address: str, record: int) -> str:
 def test_a_correlation_rule_fires_on_the_agent_across_turns_and_reaches_the_service(
     service: Service, tmp_path: Path
 ) -> None:
-    tokens = setup_world(service)
-    credential_path = _enroll(service, tokens["admin"], PITIE, tmp_path)
-    credential = json.loads(credential_path.read_text())
-    log = tmp_path / "security.jsonl"
-    log.touch()
-    runner = _runner(_config(tmp_path, credential_path, log), credential)
+    tokens, log, runner = _pitie_agent(service, tmp_path, "security.jsonl")
     assert runner.detector.correlator is not None
     start_at = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
     attacker, clumsy = "203.0.113.45", "198.51.100.7"
