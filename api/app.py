@@ -34,6 +34,7 @@ from api.ingest.routes import RateLimiter
 from api.ingest.routes import router as ingest_router
 from api.jobs import scheduler
 from api.jobs.routes import router as jobs_router
+from api.maturity.routes import router as maturity_router
 from api.settings import Settings
 from api.text import RefuseNulInURL
 from api.validation import validation_error
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
         alerts_router,
         jobs_router,
         audit_router,
+        maturity_router,
     ):
         app.include_router(router)
     return app

@@ -43,6 +43,9 @@ class Settings:
     # `POST /jobs/{name}/run?now=...`: a job run as of another time (the retention purge as of
     # 2099 erases every event). For tests only, whatever the environment.
     allow_time_override: bool = False
+    # Maturity evidence gathered as events arrive (VIGIE_MATURITY_EVIDENCE=0: off, to measure
+    # its cost; the maturity scores then see no network or Windows evidence).
+    maturity_evidence: bool = True
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None) -> Settings:
@@ -88,6 +91,7 @@ class Settings:
             retention_days=retention,
             retro_hunt_days=hunt_days,
             allow_time_override=env.get("VIGIE_TEST_TIME_OVERRIDE") == "1",
+            maturity_evidence=env.get("VIGIE_MATURITY_EVIDENCE", "1") != "0",
         )
 
 

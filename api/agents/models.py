@@ -42,6 +42,7 @@ class EnrollmentToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     label: Mapped[str | None] = mapped_column(String(120))
+    site: Mapped[str | None] = mapped_column(String(120))  # given to the agents it enrolls
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -72,6 +73,7 @@ class Agent(Base):
         String(9), ForeignKey("establishments.finess"), index=True
     )
     hostname: Mapped[str] = mapped_column(String(253))
+    site: Mapped[str | None] = mapped_column(String(120))  # from its enrollment token
     version: Mapped[str] = mapped_column(String(40))
     # [{"name": ..., "kind": ..., "lag_seconds": ...}, ...] as last reported
     sources: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -18,6 +18,12 @@ class EnrollmentTokenCreate(NulFree):
         default=None, ge=1, le=10_000, description="absent: any number of agents until it expires"
     )
     label: str | None = Field(default=None, max_length=120, description="e.g. 'servers, site B'")
+    site: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=120,
+        description="the site (as declared in the maturity profile) of the agents it enrolls",
+    )
 
 
 class EnrollmentTokenRead(BaseModel):
@@ -27,6 +33,7 @@ class EnrollmentTokenRead(BaseModel):
     establishment: str = Field(validation_alias="establishment_finess")
     prefix: str = Field(description="the first characters of the token, to tell tokens apart")
     label: str | None
+    site: str | None = None
     created_by: str
     created_at: datetime
     expires_at: datetime
@@ -92,6 +99,7 @@ class AgentRead(BaseModel):
     id: str
     establishment: str = Field(validation_alias="establishment_finess")
     hostname: str
+    site: str | None = None
     version: str
     sources: list[SourceStatus]
     enrolled_at: datetime

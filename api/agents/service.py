@@ -95,6 +95,7 @@ def create_token(
         token_hash=digest(secret),
         prefix=secret[:_SHOWN],
         label=data.label,
+        site=data.site,
         created_by=who.username,
         created_at=utcnow(),
         expires_at=utcnow() + timedelta(days=data.expires_in_days),
@@ -185,6 +186,7 @@ def enroll(*, session: Session, data: AgentEnroll, client: str | None) -> tuple[
         id=str(uuid.uuid4()),
         establishment_finess=token.establishment_finess,
         hostname=data.hostname,
+        site=token.site,
         version=data.version,
         sources=sources,
         key_hash=digest(key),
@@ -215,7 +217,22 @@ def heartbeat(*, session: Session, who: Principal, data: AgentHeartbeat) -> Agen
     agent.last_heartbeat = utcnow()
     agent.counters = dict(data.counters)
     session.flush()
+    _heard(session, agent)
     return agent
+
+
+def _heard(session: Session, agent: Agent) -> None:
+    """A day's heartbeats are maturity evidence: the agent's silences are the days without."""
+    from api.maturity.evidence import gather
+    from api.maturity.signals import Observation
+
+    assert agent.last_heartbeat is not None
+    kinds = sorted({str(s.get("kind")) for s in agent.sources or [] if s.get("kind")}) or ["-"]
+    gather(
+        session,
+        agent.establishment_finess,
+        [Observation("agent", agent.id, agent.last_heartbeat, "heartbeat", k) for k in kinds],
+    )
 
 
 def mine(*, session: Session, who: Principal) -> Agent:

@@ -29,6 +29,9 @@ class Category(StrEnum):
     INTRUSION = "intrusion"
     UNAVAILABILITY = "unavailability"
     OTHER = "other"
+    # A crisis exercise run as if real (the maturity control GOV-04 counts them); never
+    # notifiable.
+    EXERCISE = "exercise"
 
 
 class CareImpact(StrEnum):

@@ -83,6 +83,7 @@ async def ingest(request: Request, session: SessionDep, who: CurrentUser) -> Bat
             who=who,
             batch=batch,
             owner=request.app.state.ingest_owner,
+            evidence=request.app.state.settings.maturity_evidence,
         )
 
     return await run_in_threadpool(work)

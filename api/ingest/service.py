@@ -32,6 +32,8 @@ from api.ingest.claims import STALE_CLAIM, BatchInProgress, ClaimOwner, claim, r
 from api.ingest.items import detection_problem, event_problem
 from api.ingest.models import IngestedBatch
 from api.ingest.schemas import Batch, BatchResult, Rejected
+from api.maturity.evidence import gather
+from api.maturity.signals import observe, observe_detections
 from detection.event import Event, parse_timestamp
 
 __all__ = ["STALE_CLAIM", "BatchInProgress", "claim", "ingest", "parse_batch", "release"]
@@ -109,6 +111,7 @@ def ingest(
     who: Principal,
     batch: Batch,
     owner: ClaimOwner,
+    evidence: bool = True,
 ) -> BatchResult:
     if who.establishment is None:
         raise Invalid("this agent belongs to no establishment")
@@ -123,7 +126,7 @@ def ingest(
             duplicates=previous.duplicates,
         )
     try:
-        return _process(session, store, live, who, batch)
+        return _process(session, store, live, who, batch, evidence)
     except BaseException:
         # The request's own transaction rolls back as the error goes up; the claim was
         # committed apart and is given back here.
@@ -132,7 +135,7 @@ def ingest(
 
 
 def _process(
-    session: Session, store: Store, live: LiveRules, who: Principal, batch: Batch
+    session: Session, store: Store, live: LiveRules, who: Principal, batch: Batch, evidence: bool
 ) -> BatchResult:
     assert who.establishment is not None
     rejected: list[Rejected] = []
@@ -156,6 +159,11 @@ def _process(
     stored = store.add_events(who.establishment, who.username, events, views, event_uids)
     uids = detection_uids + _server_uids(sources, event_uids)
     stored += store.add_detections(who.establishment, detections + found, uids)
+    if evidence:
+        # Maturity evidence, in this transaction: a batch rolled back leaves none behind.
+        seen = observe(views, [e.timestamp for e in parsed], event_uids, who.agent_id or "?")
+        seen += observe_detections(detections + found, uids)
+        gather(session, who.establishment, seen)
     touched = incidents.open_from_detections(
         session=session,
         establishment=who.establishment,

@@ -70,6 +70,14 @@ JOBS: dict[str, JobSpec] = {
             tasks.agent_dropped,
         ),
         JobSpec(
+            "maturity",
+            "score every establishment's cyber-maturity: one snapshot each, as of the run",
+            "every day at 23:50 UTC",
+            # Late in the day, so that the day's snapshot has the day's evidence.
+            lambda: CronTrigger(hour=23, minute=50, timezone=UTC),
+            tasks.maturity,
+        ),
+        JobSpec(
             "retention_purge",
             "delete events and detections older than the retention period",
             "every day at 03:15 UTC",

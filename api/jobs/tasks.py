@@ -127,6 +127,16 @@ def _counter(counters: Any, name: str) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def maturity(
+    *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
+) -> dict[str, int]:
+    """Score every establishment as of now: one new, immutable snapshot each."""
+    from api.maturity.snapshots import take_all
+
+    del store
+    return take_all(sessions=sessions, now=now, retention_days=settings.retention_days)
+
+
 def retention_purge(
     *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
 ) -> dict[str, int]:

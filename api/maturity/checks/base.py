@@ -1,0 +1,95 @@
+"""What a check is: a named, pure function of an establishment's inputs and its validated
+parameters, giving an `Outcome`. The framework file names checks; it holds no query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from api.maturity.inputs import Inputs, Row
+
+
+class Params(BaseModel):
+    """A check's parameters: unknown keys are refused, so a typo never goes unseen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A check's result. `score` None: nothing to judge by (`no_evidence`); `seen`: the last
+    time the data it judged by arrived (older than the control's validity: `stale`)."""
+
+    score: float | None
+    summary: str  # in French: what was seen, with numbers
+    seen: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    samples: tuple[str, ...] = ()
+    link: str | None = None  # an API view of the records behind it
+
+
+CheckFunction = Callable[[Inputs, Any], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    params: type[Params]
+    run: CheckFunction
+    description: str
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(name: str, params: type[Params] = Params) -> Callable[[CheckFunction], CheckFunction]:
+    def register(func: CheckFunction) -> CheckFunction:
+        if name in REGISTRY:
+            raise ValueError(f"check {name} registered twice")
+        REGISTRY[name] = CheckSpec(name, params, func, (func.__doc__ or "").strip())
+        return func
+
+    return register
+
+
+def source_seen(inputs: Inputs, kind: str, days: int) -> datetime | None:
+    """The last time data of `kind` (network, windows, logs) arrived in the window."""
+    rows = inputs.rows("source", days, [kind])
+    return max((r.last_seen for r in rows), default=None)
+
+
+def span(rows: Iterable[Row]) -> tuple[datetime | None, datetime | None, tuple[str, ...]]:
+    """First and last seen over rows, and up to 10 sample ids (the earliest rows first)."""
+    rows = sorted(rows, key=lambda r: (r.day, r.key))
+    first = min((r.first_seen for r in rows), default=None)
+    last = max((r.last_seen for r in rows), default=None)
+    samples: list[str] = []
+    for r in rows:
+        samples.extend(s for s in r.samples if s not in samples)
+    return first, last, tuple(samples[:10])
+
+
+def subjects(rows: Iterable[Row]) -> set[str]:
+    out: set[str] = set()
+    for r in rows:
+        out.update(r.subjects)
+    return out
+
+
+def day_fr(moment: datetime | None) -> str:
+    return "?" if moment is None else f"{moment:%d/%m/%Y}"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n <= 1 else (many or one + 's')}"
+
+
+def events_link(finess: str, samples: Iterable[str]) -> str | None:
+    ids = ",".join(samples)
+    return f"/establishments/{finess}/events?ids={ids}" if ids else None
