@@ -113,9 +113,10 @@ class Retention(Params):
 def loss_and_retention(inputs: Inputs, p: Retention) -> Outcome:
     """Events kept at least `min_days` by the service, and none dropped by agents' disk
     budgets: half each."""
-    agents = [a for a in inputs.agents if _active(a, inputs)]
+    # Only agents heard from: a silent agent's counters say nothing of what it lost since.
+    agents = [a for a in inputs.agents if _active(a, inputs) and a.last_heartbeat is not None]
     if not agents:
-        return Outcome(None, "Aucun agent enrôlé.")
+        return Outcome(None, "Aucun agent n'a donné de nouvelles.")
     dropped = sum(a.dropped for a in agents)
     kept = inputs.retention_days >= p.min_days
     score = (0.5 if kept else 0.0) + (0.5 if dropped == 0 else 0.0)
