@@ -301,3 +301,15 @@ def test_snapshots_history_as_of_recompute_and_stats(
         changed = client.get(f"{base}/snapshots/{second['snapshot']}/recompute").json()
     assert changed["identical"] is False
     assert "changed since" in changed["reason"]
+
+
+def test_evidence_is_purged_once_no_check_looks_back_that_far(
+    service: Service, world: dict[str, str]
+) -> None:
+    with service.client(world["admin"]) as client:
+        soon = client.post("/jobs/retention_purge/run").json()
+        assert soon["counts"]["maturity_evidence_deleted"] == 0
+        later = iso(datetime.now(UTC) + timedelta(days=400))
+        late = client.post("/jobs/retention_purge/run", params={"now": later}).json()
+    # The batch's rows: its agent's source, RDP exposed, SMB v1 and v2.
+    assert late["counts"]["maturity_evidence_deleted"] == 4
