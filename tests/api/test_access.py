@@ -17,7 +17,7 @@ own/other value here: the walk cannot silently skip it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -63,6 +63,7 @@ def build_world(service: Service) -> World:
     admin = tokens["admin"]
     own: dict[str, str] = {"finess": PITIE, "name": "agent_silent", "username": "it_pitie"}
     other: dict[str, str] = {"finess": BORDEAUX}
+    keys: dict[str, str] = {}  # an establishment API key each: their maturity declarations
     for finess, ids in ((PITIE, own), (BORDEAUX, other)):
         token = new_token(service, admin, finess)
         ids["token_id"] = token["id"]
@@ -79,6 +80,7 @@ def build_world(service: Service) -> World:
             )
             assert key.status_code == 201, key.text
             ids["key_id"] = key.json()["id"]
+            keys[finess] = key.json()["key"]
         # A rule of Vigie's own (Mimikatz): only rules the service knows make campaigns.
         mimikatz = detection("abf9fb10-96fd-4f5f-bfb7-2cfacf49fa93", "h")
         batch = {
@@ -88,6 +90,8 @@ def build_world(service: Service) -> World:
         }
         assert post(service, ids["agent_key"], batch).status_code == 200
         ids["item_uid"] = f"agent:{agent['id']}/mimikatz-1"  # as the event store keeps it
+    for finess, ids in ((PITIE, own), (BORDEAUX, other)):
+        ids.update(_maturity(service, admin, keys[finess], finess))
     tokens["agent"] = own.pop("agent_key")
     other.pop("agent_key")
     with service.client(tokens["analyst"]) as client:
@@ -105,6 +109,41 @@ def build_world(service: Service) -> World:
     return World(tokens, own, other)
 
 
+def _maturity(service: Service, admin: str, key: str, finess: str) -> dict[str, str]:
+    """A snapshot, a proof, an answer and an exception of the establishment's own."""
+    base = f"/establishments/{finess}/maturity"
+    with service.client(key) as client:
+        proof = client.post(
+            f"{base}/proofs",
+            params={"control": "BAK-02", "filename": "pv.pdf"},
+            content=b"%PDF-1.4\n%%EOF\n",
+            headers={"Content-Type": "application/pdf"},
+        )
+        assert proof.status_code == 201, proof.text
+        answer = client.put(f"{base}/answers/BAK-02", json={"date": "2026-06-01"})
+        assert answer.status_code == 200, answer.text
+        exception = client.post(f"{base}/exceptions", json=MATURITY_EXCEPTION)
+        assert exception.status_code == 201, exception.text
+    with service.client(admin) as client:
+        assert client.post("/jobs/maturity/run").json()["outcome"] == "ok"
+        snapshot = client.get(base).json()["snapshot"]
+    return {
+        "snapshot_id": snapshot,
+        "proof_id": proof.json()["id"],
+        "control_id": "BAK-02",
+        "exception_id": exception.json()["id"],
+    }
+
+
+MATURITY_EXCEPTION = {
+    "control": "EXP-01",
+    "kind": "risk_accepted",
+    "reason": "télémaintenance du PACS pendant la migration",
+    "approver": "Directeur",
+    "expires_at": (datetime.now(UTC) + timedelta(days=100)).isoformat(),
+}
+
+
 def operations(service: Service) -> list[tuple[str, str, list[str]]]:
     with service.client() as client:
         spec = client.get("/openapi.json").json()
@@ -119,6 +158,7 @@ def operations(service: Service) -> list[tuple[str, str, list[str]]]:
 QUERIES = {
     "/establishments/{finess}/events": "?ids={item_uid}",
     "/establishments/{finess}/detections": "?ids={item_uid}",
+    "/establishments/{finess}/maturity/proofs": "?control=BAK-02&filename=pv.pdf",
 }
 
 
@@ -153,6 +193,10 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         "/users/{username}": {"active": True},
         "/users/{username}/password": {"password": "Bruyères-Vertes-2042"},
         "/auth/password": {"current_password": "x", "new_password": "Bruyères-Vertes-2042"},
+        "/establishments/{finess}/maturity/profile": {"flags": {}, "reason": "essai d'accès"},
+        "/establishments/{finess}/maturity/answers/{control_id}": {"date": "2026-06-02"},
+        "/establishments/{finess}/maturity/answers/{control_id}/review": {"review": "proven"},
+        "/establishments/{finess}/maturity/exceptions": MATURITY_EXCEPTION,
     }
     return bodies.get(path, {})
 
@@ -207,7 +251,9 @@ def test_roles_are_enforced_as_declared(service: Service, world: World) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_establishment_never_reaches_another(service: Service, world: World) -> None:
     failures = []
-    secrets_of_other = {BORDEAUX, *(v for k, v in world.other.items() if k != "finess")}
+    # A control's id is the framework's, the same for everyone: not Bordeaux's to leak.
+    shared = ("finess", "control_id")
+    secrets_of_other = {BORDEAUX, *(v for k, v in world.other.items() if k not in shared)}
     for method, path, roles in operations(service):
         for caller in SCOPED:
             if ROLE_OF[caller] not in roles:
