@@ -280,6 +280,7 @@ def recovery_inhibition(inputs: Inputs, p: Untreated) -> Outcome:
             first,
             last,
             samples,
+            f"/establishments/{inputs.finess}/detections?ids={','.join(samples)}",
         )
     return Outcome(
         0.0,
