@@ -25,6 +25,7 @@ from api.bodies import MAX_JSON_BODY, StrictJSON
 from api.db import make_engine, session_factory, transaction, upgrade
 from api.errors import VigieServiceError
 from api.establishments.routes import router as establishments_router
+from api.events.routes import router as events_router
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import EventStore
 from api.headers import SecurityHeaders
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         establishments_router,
         agents_router,
         ingest_router,
+        events_router,
         incidents_router,
         alerts_router,
         jobs_router,

@@ -26,6 +26,11 @@ retried with back-off (`max_retries`), and the client itself retries requests on
 429/502/503/504 and timeouts.
 Documents still refused after that are reported (`StoreWriteError`), the rest is kept.
 
+Reads by id (`events_by_ids`) search the kind's indices with an `ids` query on the hashed
+stable ids, filtered by the establishment: the day, hence the index, of an id is not known, so
+`mget` (which needs it) does not fit. Like every search, they see what was written up to a
+refresh ago (a second by default).
+
 Retro-hunts run the rule's Lucene query as a `query_string` inside a bool query whose filters
 are the establishment (`organization.id`) and the time range, so a rule never reaches outside.
 """
@@ -52,6 +57,7 @@ from api.events.store import (
     document_time,
     hit,
     stamped_event,
+    wanted_ids,
 )
 from detection.sigma import CompiledRule
 from detection.sigma.convert import NUMERIC_SUBFIELD, to_elasticsearch
@@ -63,6 +69,9 @@ _BULK_RETRY: dict[str, Any] = (
     if "retry_on_status" in inspect.signature(helpers.streaming_bulk).parameters
     else {}
 )
+
+IDS_PER_SEARCH = 1000
+_MAX_RESULT_WINDOW = 10_000  # Elasticsearch's default `index.max_result_window`
 
 _KEYWORD = {"type": "keyword", "ignore_above": 8191, "normalizer": "vigie_lowercase"}
 _EXACT = {"type": "keyword", "ignore_above": 1024}
@@ -346,6 +355,12 @@ class ElasticEventStore:
         )
         return int(answer["count"])
 
+    def events_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self._by_ids("events", establishment, ids)
+
+    def detections_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self._by_ids("detections", establishment, ids)
+
     def retro_hunt(
         self,
         rule: CompiledRule,
@@ -397,6 +412,24 @@ class ElasticEventStore:
         )
         return [dict(h["_source"]) for h in answer["hits"]["hits"]]
 
+    def _by_ids(self, kind: Kind, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        wanted = wanted_ids(ids)
+        uid_of = {document_id(uid): uid for uid in wanted}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), IDS_PER_SEARCH):
+            chunk = wanted[start : start + IDS_PER_SEARCH]
+            answer = self.client.search(
+                index=self.pattern(kind),
+                **ids_search(kind, establishment, chunk),
+                allow_no_indices=True,
+                ignore_unavailable=True,
+            )
+            for item in answer["hits"]["hits"]:
+                uid = uid_of.get(item["_id"])
+                if uid is not None:  # the earliest, were an id in two days' indices
+                    found.setdefault(uid, dict(item["_source"]))
+        return [{"id": uid, "document": found[uid]} for uid in wanted if uid in found]
+
     def _scan(self, query: dict[str, Any]) -> Iterator[Mapping[str, Any]]:
         for item in helpers.scan(
             self.client,
@@ -409,15 +442,35 @@ class ElasticEventStore:
             yield item["_source"]
 
 
+def document_id(uid: str) -> str:
+    """The `_id` of the document stored under a stable id of ingestion: hashed, a fixed
+    length whatever the agent's ids look like (Elasticsearch allows 512 bytes)."""
+    return hashlib.sha256(uid.encode()).hexdigest()
+
+
 def bulk_action(index: str, doc: dict[str, Any], uid: str | None) -> dict[str, Any]:
     """One bulk action: `create`, so that a document whose `_id` the index has already is
-    refused (409) instead of replaced or stored twice. The stable id of ingestion is hashed
-    into the `_id`: a fixed length, whatever the agent's ids look like (Elasticsearch allows
-    512 bytes)."""
+    refused (409) instead of replaced or stored twice; its `_id` is `document_id(uid)`."""
     action: dict[str, Any] = {"_op_type": "create", "_index": index, "_source": doc}
     if uid is not None:
-        action["_id"] = hashlib.sha256(uid.encode()).hexdigest()
+        action["_id"] = document_id(uid)
     return action
+
+
+def ids_search(kind: Kind, establishment: str, uids: Sequence[str]) -> dict[str, Any]:
+    """The body of a read by ids (`search` keyword arguments): the documents whose `_id` is
+    one of the stable ids', within the establishment. An `_id` is unique per index only: an
+    agent that reused an id on another day has a document in each daily index, so the answer
+    has room for several per id, the earliest first."""
+    field = "@timestamp" if kind == "events" else "timestamp"
+    scope = _scope(kind, establishment, None, None)
+    wanted = {"ids": {"values": [document_id(uid) for uid in uids]}}
+    return {
+        "query": {"bool": {"filter": [*scope["bool"]["filter"], wanted]}},
+        "sort": [{field: {"order": "asc"}}],
+        "size": min(_MAX_RESULT_WINDOW, 10 * len(uids)),
+        "track_total_hits": False,
+    }
 
 
 def bulk_outcome(results: Iterable[tuple[bool, dict[str, Any]]]) -> int:

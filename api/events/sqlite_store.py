@@ -9,10 +9,11 @@ Tables:
   event's Sigma view as JSON, see below), `_uid` (the event's stable id from ingestion,
   UNIQUE: a row already there is ignored, `ON CONFLICT DO NOTHING`, and not counted), and one
   column per Sigma field that a hunted rule has asked for. Indexes: (`_establishment`, `_ts`)
-  and (`_ts`) for the CERT's and the retention's range scans. The store's own columns start
-  with `_`: Sigma field names do not.
+  and (`_ts`) for the CERT's and the retention's range scans; the unique index on `_uid`
+  serves reads by id as well (`events_by_ids`: a lookup per id, then the establishment
+  checked on the row). The store's own columns start with `_`: Sigma field names do not.
 - `detections`: `_id`, `_ts`, `_establishment`, `rule_id`, `level`, `_doc`, `_uid` (as for
-  events). Files made before `_uid` existed get the column when opened.
+  events). Files made before `_uid` existed get the column and its index when opened.
 
 Retro-hunts run the statements of `detection.sigma.convert.to_sqlite` as they are, over a
 common table expression named after the table they select from:
@@ -68,6 +69,7 @@ from api.events.store import (
     document_time,
     hit,
     stamped_event,
+    wanted_ids,
 )
 from detection.event import sigma_view
 from detection.sigma import CompiledRule
@@ -82,6 +84,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _INT64 = range(-(2**63), 2**63)
 _NO_COLUMN = re.compile(r"no such column: (\S+)$")
 _MAX_ADDED_COLUMNS = 50  # per statement: a runaway would mean a bug, not a rule
+_IDS_PER_STATEMENT = 500  # bound parameters per statement, well under SQLite's limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -249,6 +252,12 @@ class SQLiteEventStore:
     ) -> list[dict[str, Any]]:
         return self._search("detections", establishment, since, until, limit)
 
+    def events_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self._by_ids("events", establishment, ids)
+
+    def detections_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self._by_ids("detections", establishment, ids)
+
     def count(
         self,
         kind: Kind = "events",
@@ -316,6 +325,20 @@ class SQLiteEventStore:
         with self._lock:
             rows = self._conn.execute(sql, [*params, max(0, limit)]).fetchall()
         return [orjson.loads(doc) for (doc,) in rows]
+
+    def _by_ids(self, table: Kind, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        wanted = wanted_ids(ids)
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _IDS_PER_STATEMENT):
+                chunk = wanted[start : start + _IDS_PER_STATEMENT]
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    f"SELECT _uid, _doc FROM {_table(table)} "
+                    f"WHERE _uid IN ({marks}) AND _establishment = ?"
+                )
+                found.update(self._conn.execute(sql, [*chunk, establishment]).fetchall())
+        return [{"id": uid, "document": orjson.loads(found[uid])} for uid in wanted if uid in found]
 
     def _reader(self) -> sqlite3.Connection:
         """A read-only connection to the store (rule statements never write through it)."""

@@ -7,9 +7,10 @@
 Both take ECS documents as agents ship them (`Event.to_ecs()`) and detections as engines
 report them (`Detection.to_dict()`), stamp them with the establishment (FINESS) and agent that
 sent them, and answer every read for one establishment, or for all when the caller (the CERT)
-passes `establishment=None`. A retro-hunt converts a Sigma rule to the store's own query
-language with `detection.sigma.convert` and runs it there; a rule that does not convert is
-reported in its `RetroHunt`, never raised.
+passes `establishment=None`; a document is read back by its stable id within one
+establishment (`events_by_ids`: the records behind maturity evidence). A retro-hunt converts
+a Sigma rule to the store's own query language with `detection.sigma.convert` and runs it
+there; a rule that does not convert is reported in its `RetroHunt`, never raised.
 
 Errors (the store's own tree, free of the service's HTTP errors):
 
@@ -133,6 +134,17 @@ class EventStore(Protocol):
         """Detections in `[since, until)`, newest first."""
         ...
 
+    def events_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The establishment's events among those whose stable ids are `ids` (the ids
+        `add_events` was given), in the order of `ids`, each once: `{"id": <its id>,
+        "document": <the event as stored>}`. An id the store lacks, or that is another
+        establishment's, is left out: the caller says which were not found."""
+        ...
+
+    def detections_by_ids(self, establishment: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The same for detections."""
+        ...
+
     def retro_hunt(
         self,
         rule: CompiledRule,
@@ -169,6 +181,14 @@ class EventStore(Protocol):
 def check_ids(ids: Sequence[str] | None, documents: Sequence[Any]) -> None:
     if ids is not None and len(ids) != len(documents):
         raise ValueError(f"{len(ids)} ids for {len(documents)} documents")
+
+
+def wanted_ids(ids: Sequence[str]) -> list[str]:
+    """The ids asked for, each once, in their order (a lone string is a caller's mistake, not
+    a list of one-character ids)."""
+    if isinstance(ids, str):
+        raise TypeError("ids: a sequence of ids, not one string")
+    return list(dict.fromkeys(str(i) for i in ids))
 
 
 def document_time(doc: Mapping[str, Any], index: int, key: str = "@timestamp") -> datetime:

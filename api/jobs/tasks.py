@@ -140,11 +140,19 @@ def maturity(
 def retention_purge(
     *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
 ) -> dict[str, int]:
-    """Delete events and detections past the retention period, and the service's own records of
-    the same age (job runs, resolved notifications)."""
+    """Delete events and detections past the retention period, the service's own records of
+    the same age (job runs, resolved notifications), and maturity evidence older than any
+    check looks back (snapshots stay: they are the history)."""
+    from api.maturity.inputs import LOOKBACK_DAYS
+    from api.maturity.models import Evidence
+
     cutoff = now - timedelta(days=settings.retention_days)
     purged = store.purge(before=cutoff)
     with transaction(sessions) as session:
+        evidence = _deleted(
+            session,
+            delete(Evidence).where(Evidence.day < (now - timedelta(days=LOOKBACK_DAYS)).date()),
+        )
         runs = _deleted(session, delete(JobRun).where(JobRun.started_at < cutoff))
         resolved = _deleted(
             session,
@@ -152,7 +160,12 @@ def retention_purge(
                 Notification.resolved_at.is_not(None), Notification.resolved_at < cutoff
             ),
         )
-    return {"purged": purged, "job_runs_deleted": runs, "notifications_deleted": resolved}
+    return {
+        "purged": purged,
+        "job_runs_deleted": runs,
+        "notifications_deleted": resolved,
+        "maturity_evidence_deleted": evidence,
+    }
 
 
 def _deleted(session: Session, statement: Delete) -> int:

@@ -61,14 +61,41 @@ class Observation:
     subject: str
 
 
+# Never on the Internet. Documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24) are
+# not listed: they never appear in real traffic, and Vigie's Sigma rules, their cases and the
+# demo's capture use them as stand-ins for Internet addresses; the two must agree.
+_INTERNAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # shared address space (carrier NAT)
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "0.0.0.0/8",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+        "::1/128",
+        "::/128",
+    )
+)
+
+
 @lru_cache(maxsize=65536)
 def is_public(address: Any) -> bool:
-    """An Internet address: not private, shared (100.64/10), link-local, loopback or
-    documentation."""
+    """An Internet address: none of the private, shared, link-local, loopback, multicast or
+    reserved ranges."""
     try:
-        return ipaddress.ip_address(str(address)).is_global
+        ip = ipaddress.ip_address(str(address))
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not any(ip in network for network in _INTERNAL)
 
 
 def observe(

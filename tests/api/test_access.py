@@ -81,8 +81,13 @@ def build_world(service: Service) -> World:
             ids["key_id"] = key.json()["id"]
         # A rule of Vigie's own (Mimikatz): only rules the service knows make campaigns.
         mimikatz = detection("abf9fb10-96fd-4f5f-bfb7-2cfacf49fa93", "h")
-        batch = {"batch_id": f"access-{finess}", "detections": [mimikatz]}
+        batch = {
+            "batch_id": f"access-{finess}",
+            "detections": [mimikatz],
+            "detection_ids": ["mimikatz-1"],
+        }
         assert post(service, ids["agent_key"], batch).status_code == 200
+        ids["item_uid"] = f"agent:{agent['id']}/mimikatz-1"  # as the event store keeps it
     tokens["agent"] = own.pop("agent_key")
     other.pop("agent_key")
     with service.client(tokens["analyst"]) as client:
@@ -110,9 +115,16 @@ def operations(service: Service) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+# Operations answered only with a query: the one their callers send.
+QUERIES = {
+    "/establishments/{finess}/events": "?ids={item_uid}",
+    "/establishments/{finess}/detections": "?ids={item_uid}",
+}
+
+
 def fill(path: str, values: dict[str, str]) -> str | None:
     try:
-        return path.format(**values)
+        return (path + QUERIES.get(path, "")).format(**values)
     except KeyError:
         return None
 

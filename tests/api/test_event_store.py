@@ -29,6 +29,7 @@ ES_URL = os.environ.get("VIGIE_ELASTICSEARCH_URL")
 A, B = "750000001", "690000002"  # two establishments (FINESS)
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CASES = REPO / "tests" / "rules" / "sigma"
+_MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture(params=["sqlite", "elasticsearch"])
@@ -398,6 +399,37 @@ def test_ids_must_match_the_documents(store: EventStore) -> None:
     with pytest.raises(ValueError, match="0 ids for 1 documents"):
         store.add_detections(A, [_detection(1)], ids=[])
     assert store.count("events") == 0
+
+
+def test_documents_are_read_back_by_id_within_their_establishment(store: EventStore) -> None:
+    """What maturity evidence links to: the documents of the ids asked for, in that order,
+    each once, as stored; an id the store lacks or that is another establishment's is left
+    out; events and detections are apart."""
+    events = [_event(m, f"cmd {m}") for m in range(4)]
+    ids = [f"agent:1/e-{m}" for m in range(4)]
+    store.add_events(A, "agent-1", events, ids=ids)
+    store.add_events(B, "agent-2", [_event(9, "B's")], ids=["agent:2/e-0"])
+    store.add_detections(A, [_detection(1)], ids=["agent:1/d-0"])
+    store.add_detections(B, [_detection(2, "r-b")], ids=["agent:2/d-0"])
+
+    asked = [ids[3], "agent:2/e-0", ids[0], "agent:1/nowhere", ids[3], "agent:1/d-0"]
+    found = store.events_by_ids(A, asked)
+    assert [f["id"] for f in found] == [ids[3], ids[0]]
+    assert found[1]["document"] == store.search_events(establishment=A, until=T0 + _MINUTE)[0]
+    assert found[0]["document"]["winlog"]["event_data"]["CommandLine"] == "cmd 3"
+    assert {f["document"]["organization"]["id"] for f in found} == {A}
+    # The same id through B's door: B's event, never A's.
+    (theirs,) = store.events_by_ids(B, ["agent:2/e-0", *ids])
+    assert theirs["document"]["winlog"]["event_data"]["CommandLine"] == "B's"
+    assert store.events_by_ids(A, []) == []
+
+    (detection,) = store.detections_by_ids(A, ["agent:1/d-0", "agent:2/d-0", ids[0]])
+    assert detection == {"id": "agent:1/d-0", "document": {**_detection(1), "establishment": A}}
+    assert [d["document"]["rule_id"] for d in store.detections_by_ids(B, ["agent:2/d-0"])] == [
+        "r-b"
+    ]
+    with pytest.raises(TypeError, match="not one string"):
+        store.events_by_ids(A, ids[0])
 
 
 def test_an_events_file_from_before_ids_gets_them_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 from elasticsearch import helpers
@@ -28,10 +30,10 @@ from elasticsearch.dsl.field import Field
 from luqum.parser import parser
 
 from api.events.elastic_store import ElasticEventStore, hunt_query
-from api.events.store import stamped_event
+from api.events.store import Kind, stamped_event
 from detection.sigma import load_sigma_rules
 from detection.sigma.convert import NUMERIC_SUBFIELD, to_elasticsearch
-from tests.api.test_event_store import T0, A, _case_events, _detection
+from tests.api.test_event_store import T0, A, _case_events, _detection, _event
 from tests.conftest import REPO
 from tests.detection.test_lucene_queries import _leaves
 
@@ -228,3 +230,94 @@ def test_bulk_bodies_pair_a_create_with_each_document(store: ElasticEventStore) 
     lines = _ndjson(store, store.detection_actions(A, detections, ["d-0", "d-1", "d-2"]))
     assert [h["create"]["_index"] for h in lines[0::2]] == ["vigie-detections-2026.11.20"] * 3
     assert [s["establishment"] for s in lines[1::2]] == [A] * 3
+
+
+def test_reads_by_id_ask_for_the_hashed_ids_within_the_establishment() -> None:
+    """The search a read by ids sends: an `ids` query on the `_id`s the bulk actions gave
+    the documents, filtered by the establishment, every part known to the client's DSL and
+    every key a parameter of `Elasticsearch.search`."""
+    from elasticsearch import Elasticsearch
+    from elasticsearch.dsl import Search
+
+    from api.events.elastic_store import bulk_action, ids_search
+
+    uids = ["agent:1/e-0", "agent:1/e-1"]
+    kinds: tuple[tuple[Kind, dict[str, Any], str], ...] = (
+        ("events", {"term": {"organization.id": A}}, "@timestamp"),
+        ("detections", {"term": {"establishment": A}}, "timestamp"),
+    )
+    for kind, scope, field in kinds:
+        body = ids_search(kind, A, uids)
+        assert set(body) <= _parameters(Elasticsearch.search)
+        assert Search().update_from_dict(body).to_dict() == body
+        (org, ids) = Q(body["query"]).filter
+        assert org.to_dict() == scope
+        assert isinstance(ids, query.Ids)
+        assert list(ids.values) == [bulk_action("i", {}, uid)["_id"] for uid in uids]
+        assert body["sort"] == [{field: {"order": "asc"}}]
+        assert body["size"] >= len(uids)  # room for every id asked for
+    assert ids_search("events", A, ["x"] * 1000)["size"] == 10_000  # the default window
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Elasticsearch's side of one search, as far as the client can tell: the request is
+    recorded, the answer is the server's (`answer`), with the header the client checks."""
+
+    requests: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    answer: ClassVar[dict[str, Any]] = {}
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+        length = int(self.headers.get("Content-Length", "0"))
+        self.requests.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+        body = json.dumps(self.answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Elastic-Product", "Elasticsearch")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_read_by_ids_goes_over_the_wire_and_maps_hits_back_to_their_ids() -> None:
+    """The whole read through the official client against a recording HTTP server: the body
+    sent is `ids_search`'s, and the hits answered (by `_id`, in any order, one id in two
+    days' indices) come back under the stable ids asked for, in their order, each once."""
+    from api.events.elastic_store import document_id, ids_search
+
+    stored = {uid: stamped_event(_event(n), A, "agent-1") for n, uid in enumerate("abc")}
+
+    def hit_(uid: str, index: str) -> dict[str, Any]:
+        return {"_index": index, "_id": document_id(uid), "_source": stored[uid]}
+
+    _Recorder.requests = []
+    _Recorder.answer = {
+        "took": 1,
+        "timed_out": False,
+        "hits": {
+            "hits": [
+                hit_("c", "vigie-events-2026.11.19"),
+                hit_("a", "vigie-events-2026.11.20"),
+                hit_("c", "vigie-events-2026.11.20"),  # the same id again, a later day
+            ]
+        },
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    es = ElasticEventStore(f"http://127.0.0.1:{server.server_address[1]}", prefix="vigie")
+    try:
+        found = es.events_by_ids(A, ["c", "b", "a", "c"])
+    finally:
+        es.close()
+        server.shutdown()
+        server.server_close()
+    assert [f["id"] for f in found] == ["c", "a"]
+    assert found[0]["document"] == json.loads(json.dumps(stored["c"]))
+    ((path, body),) = _Recorder.requests
+    assert path.split("?")[0] == "/vigie-events-*/_search"
+    assert "allow_no_indices=true" in path
+    assert "ignore_unavailable=true" in path
+    assert body == ids_search("events", A, ["c", "b", "a"])
