@@ -500,7 +500,8 @@ class ConnTracker:
         )  # fmt: skip
 
     def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
-        """The originator's first payload: a TLS ClientHello or an SMB message?"""
+        """The originator's first payload: a TLS ClientHello, an SMB message (or the NetBIOS
+        session request before one), an RDP connection request?"""
         hello = handshakes.client_hello(segment)
         if hello is not None:
             conn.service = "ssl"
@@ -510,7 +511,7 @@ class ConnTracker:
         if version is not None:
             conn.service = "smb"
             conn.app = AppState("smb", ts, smb=version)
-        elif handshakes.netbios_session(segment):
+        elif handshakes.netbios_session_request(segment):
             conn.app = AppState("smb", ts)  # port 139: the SMB negotiate comes next
         elif handshakes.rdp_request(segment):
             conn.service = "rdp"  # as Zeek names it, on any port

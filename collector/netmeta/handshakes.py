@@ -158,6 +158,11 @@ def netbios_session(payload: bytes) -> bool:
     return len(payload) >= 4 and payload[0] in NETBIOS_SESSION
 
 
+def netbios_session_request(payload: bytes) -> bool:
+    """The message a client opens a NetBIOS session with (called and calling names)."""
+    return len(payload) >= 4 and payload[0] == 0x81
+
+
 def rdp_request(payload: bytes) -> bool:
     """An X.224 Connection Request in a TPKT carrying RDP's own data (MS-RDPBCGR 2.2.1.1): a
     cookie or routing token ("Cookie: "), or an RDP negotiation request (type 1, length 8).
