@@ -12,6 +12,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.hygiene_traffic import tcp_session
+
 if TYPE_CHECKING:  # scapy is imported only when the capture is made
     from scapy.packet import Packet
 
@@ -35,8 +37,8 @@ def write_capture(path: Path, start: float) -> int:
     from scapy.utils import wrpcap
 
     packets = [
-        *_tcp_session(OUTSIDE, 51514, HL7_ENGINE, 2575, [(True, HL7_MESSAGE), (False, HL7_ACK)]),
-        *_tcp_session(
+        *tcp_session(OUTSIDE, 51514, HL7_ENGINE, 2575, [(True, HL7_MESSAGE), (False, HL7_ACK)]),
+        *tcp_session(
             OUTSIDE,
             51620,
             PACS,
@@ -45,7 +47,7 @@ def write_capture(path: Path, start: float) -> int:
         ),
         *_dns(WORKSTATION, 53001, "dpi.clinique-demo.test", "10.20.0.40", txid=0x1A2B),
         *_dns(WORKSTATION, 53002, "www.sante.gouv.fr", "185.60.216.35", txid=0x1A2C),
-        *_tcp_session(
+        *tcp_session(
             WORKSTATION,
             50500,
             "10.20.0.40",
@@ -60,46 +62,6 @@ def write_capture(path: Path, start: float) -> int:
         packet.time = start + n * 0.05
     wrpcap(str(path), packets)
     return len(packets)
-
-
-def _tcp_session(
-    client: str, cport: int, server: str, sport: int, exchanges: list[tuple[bool, bytes]]
-) -> list[Packet]:
-    """A whole TCP connection: handshake, each (from client?, payload) acknowledged, FINs."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
-
-    def segment(from_client: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> Packet:
-        src, dst, s, d = (
-            (client, server, cport, sport) if from_client else (server, client, sport, cport)
-        )
-        return (
-            Ether()
-            / IP(src=src, dst=dst)
-            / TCP(sport=s, dport=d, flags=flags, seq=seq, ack=ack)
-            / data
-        )
-
-    c, s = 1000, 5000  # initial sequence numbers
-    out = [
-        segment(True, "S", c, 0),
-        segment(False, "SA", s, c + 1),
-        segment(True, "A", c + 1, s + 1),
-    ]
-    c, s = c + 1, s + 1
-    for from_client, data in exchanges:
-        if from_client:
-            out += [segment(True, "PA", c, s, data), segment(False, "A", s, c + len(data))]
-            c += len(data)
-        else:
-            out += [segment(False, "PA", s, c, data), segment(True, "A", c, s + len(data))]
-            s += len(data)
-    out += [
-        segment(True, "FA", c, s),
-        segment(False, "FA", s, c + 1),
-        segment(True, "A", c + 1, s + 1),
-    ]
-    return out
 
 
 def _dns(client: str, port: int, name: str, answer: str, txid: int) -> list[Packet]:

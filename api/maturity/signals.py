@@ -1,7 +1,9 @@
 """What maturity checks need from arriving events and detections, taken as they arrive.
 
 `observe` reads the flat views ingestion already made for Sigma (`Event.sigma_view()`:
-Windows fields under their rendering's names, other documents as dotted ECS keys) and gives
+Windows fields under their rendering's names, other documents as dotted ECS keys; network
+metadata as the agents send it, under Zeek's names and `_path`, the ones Vigie's network rules
+read, or under the ECS-style names of `vigie netmeta --format jsonl`) and gives
 `Observation`s: a signal, a key within it, when, the item's id, and the subject it is about (a
 host, a server, a public peer). `api.maturity.evidence` folds them into one small row per
 establishment, signal, key and day, so that the nightly snapshot never reads raw events: it
@@ -38,6 +40,8 @@ from typing import Any
 
 ADMIN_PORTS = {3389: "rdp", 445: "smb", 139: "smb", 5985: "winrm", 5986: "winrm", 5900: "vnc"}
 ADMIN_PORTS[23] = "telnet"
+# Zeek's service names for the same, recognised from the payload on any port.
+ADMIN_SERVICES = {"rdp": "rdp", "smb": "smb", "rfb": "vnc", "telnet": "telnet"}
 CLEARTEXT_ADMIN = {23: "telnet", 21: "ftp"}
 # Zeek's states of a connection that was established (a SYN answered, data may follow).
 ESTABLISHED = frozenset({"SF", "S1", "S2", "S3", "RSTO", "RSTR"})
@@ -104,12 +108,13 @@ def observe(
     out: list[Observation] = []
     sources: dict[str, tuple[datetime, str]] = {}
     for view, at, item in zip(views, times, ids, strict=True):
+        network = _from_zeek(view) if "_path" in view else view
         if "EventID" in view:
             kind = "windows"
             _windows(view, at, item, out)
-        elif str(view.get("event.dataset", "")).startswith("network."):
+        elif network is not None and str(network.get("event.dataset", "")).startswith("network."):
             kind = "network"
-            _network(view, at, item, out)
+            _network(network, at, item, out)
         else:
             kind = "logs"
         sources.setdefault(kind, (at, item))
@@ -154,6 +159,51 @@ def _host(event: Mapping[str, Any]) -> str:
     return "?"
 
 
+# Zeek's logs (`_path`) and the ECS-style datasets of the same records
+# (collector/netmeta/records.py).
+_ZEEK_DATASETS = {
+    "conn": "network.conn",
+    "dns": "network.dns",
+    "hl7": "network.hl7",
+    "dicom": "network.dicom",
+    "ssl": "network.tls",
+    "smb": "network.smb",
+    "http": "network.http",
+}
+
+
+def _from_zeek(view: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A Zeek record's view under the ECS-style names `_network` reads (None: not one)."""
+    path = view.get("_path")
+    dataset = _ZEEK_DATASETS.get(path) if isinstance(path, str) else None
+    if dataset is None or "id.orig_h" not in view:
+        return None
+    out = {
+        "event.dataset": dataset,
+        "source.ip": view.get("id.orig_h"),
+        "destination.ip": view.get("id.resp_h"),
+        "destination.port": view.get("id.resp_p"),
+        "network.protocol": view.get("service"),
+        "zeek.conn.state": view.get("conn_state"),
+    }
+    if path == "ssl":
+        out.update({"tls.version": view.get("version"), "tls.established": view.get("established")})
+    elif path == "dicom":
+        out["tls.established"] = view.get("tls")
+    elif path == "smb":
+        out["smb.version"] = view.get("version")
+    return out
+
+
+def _admin_service(port: Any, service: Any) -> str | None:
+    """The administration service a connection reached: by its port, or by the service the
+    sensor recognised (Zeek's "rdp", or "ssl,rdp", on any port)."""
+    name = ADMIN_PORTS.get(port) if isinstance(port, int) else None
+    if name is None and isinstance(service, str):
+        name = next((ADMIN_SERVICES[s] for s in service.split(",") if s in ADMIN_SERVICES), None)
+    return name
+
+
 def _network(view: Mapping[str, Any], at: datetime, item: str, out: list[Observation]) -> None:
     dataset = view.get("event.dataset")
     orig, resp = view.get("source.ip"), view.get("destination.ip")
@@ -164,7 +214,7 @@ def _network(view: Mapping[str, Any], at: datetime, item: str, out: list[Observa
             return
         service = view.get("network.protocol")
         if orig_public and not resp_public:
-            name = ADMIN_PORTS.get(port) if isinstance(port, int) else None
+            name = _admin_service(port, service)
             if name is not None:
                 out.append(Observation("net.exposed", name, at, item, str(orig)))
         if not resp_public:

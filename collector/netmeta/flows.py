@@ -396,19 +396,21 @@ class ConnTracker:
         """HL7 v2 on any port: a direction whose stream starts with an MLLP frame is followed,
         and each message's header becomes a record (collector/netmeta/hl7.py)."""
         if conn.hl7 is None:
-            if not hl7.starts_mllp(segment):
+            if not hl7.may_start(segment):
                 return
             conn.hl7 = {}
+        if hl7.starts_mllp(segment):
             conn.service = "hl7"
         stream = conn.hl7.get(is_orig)
         if stream is None:
-            if not hl7.starts_mllp(segment):
+            if not hl7.may_start(segment):
                 return
             stream = conn.hl7[is_orig] = hl7.MllpStream(seq)
         for message in stream.feed(seq, segment):
             found = hl7.header(message)
             if found is None:
                 continue
+            conn.service = "hl7"
             self.hl7_records += 1
             self.done.append(
                 Hl7Record(
@@ -458,7 +460,7 @@ class ConnTracker:
 
     def _first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
         """The originator's first payload says what the connection speaks, if anything."""
-        if hl7.starts_mllp(segment):
+        if hl7.may_start(segment):
             self._hl7(conn, ts, True, seq, segment)
         elif http.could_start(segment):
             conn.probed = True
@@ -498,7 +500,8 @@ class ConnTracker:
         )  # fmt: skip
 
     def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
-        """The originator's first payload: a TLS ClientHello or an SMB message?"""
+        """The originator's first payload: a TLS ClientHello, an SMB message (or the NetBIOS
+        session request before one), an RDP connection request?"""
         hello = handshakes.client_hello(segment)
         if hello is not None:
             conn.service = "ssl"
@@ -508,19 +511,40 @@ class ConnTracker:
         if version is not None:
             conn.service = "smb"
             conn.app = AppState("smb", ts, smb=version)
+        elif handshakes.netbios_session_request(segment):
+            conn.app = AppState("smb", ts)  # port 139: the SMB negotiate comes next
+        elif handshakes.rdp_request(segment):
+            conn.service = "rdp"  # as Zeek names it, on any port
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app
-        if state is None or state.done or is_orig:
+        if state is None or state.done:
             return
         if state.kind == "ssl":
+            if is_orig:
+                return
             state.server = handshakes.server_hello(segment)
         else:
-            state.smb = handshakes.smb_version(segment) or state.smb
+            version = handshakes.smb_version(segment)
+            if state.smb is None:
+                # After a NetBIOS session request: wait for the first SMB message, through the
+                # session's answer; anything else is no SMB, and no concern.
+                if version is None and not handshakes.netbios_session(segment):
+                    state.done, conn.inspect = True, False
+                    return
+                if version is not None:
+                    conn.service, state.smb = "smb", version
+                if is_orig or version is None:
+                    return
+            elif is_orig:
+                return
+            state.smb = version or state.smb
         self._app_record(conn, state)
 
     def _app_record(self, conn: Conn, state: AppState) -> None:
         state.done = True
+        if state.kind == "smb" and state.smb is None:
+            return  # a NetBIOS session that never carried SMB
         envelope: dict[str, Any] = {
             "ts": state.ts, "uid": conn.uid, "orig_h": addr(conn.orig_h), "orig_p": conn.orig_p,
             "resp_h": addr(conn.resp_h), "resp_p": conn.resp_p, "proto": PROTO_NAMES[conn.proto],

@@ -1,6 +1,11 @@
-"""The first messages of TLS and SMB connections: enough to see the protocol version, the
-server name asked for, the cipher chosen, and an SMBv1 server, from the opening payload of
-each direction (one segment: a ClientHello or a negotiate request nearly always fits).
+"""The first messages of TLS, SMB and RDP connections: enough to see the protocol version, the
+server name asked for, the cipher chosen, an SMBv1 server, and remote desktop on any port, from
+the opening payload of each direction (one segment: a ClientHello or a negotiate request nearly
+always fits).
+
+Old clients may open TLS with an SSLv2-format ClientHello (a two-byte header, no record
+layer) even to offer TLS 1.0; on port 139, SMB follows a NetBIOS session request and its
+answer.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TLS_VERSIONS = {
+    0x0002: "SSLv2",
     0x0300: "SSLv3",
     0x0301: "TLSv10",
     0x0302: "TLSv11",
@@ -37,7 +43,17 @@ CIPHERS = {
     0x0005: "TLS_RSA_WITH_RC4_128_SHA",
     0x0004: "TLS_RSA_WITH_RC4_128_MD5",
 }
-SMB2_DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
+SMB2_DIALECTS = {
+    0x0202: "2.0.2",
+    0x0210: "2.1",
+    0x0300: "3.0",
+    0x0302: "3.0.2",
+    0x0311: "3.1.1",
+    # The answer to a client's SMB1 multi-protocol negotiate offering "SMB 2.???": the server
+    # speaks SMB2 and a second, SMB2 negotiate follows (MS-SMB2 3.3.5.3.1).
+    0x02FF: "2.???",
+}
+NETBIOS_SESSION = frozenset({0x81, 0x82, 0x83, 0x84, 0x85})  # request, answers, keep-alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,10 @@ def _extensions(body: bytes, pos: int) -> dict[int, bytes]:
 
 
 def client_hello(payload: bytes) -> ClientHello | None:
+    if len(payload) >= 5 and payload[0] & 0x80 and payload[2] == 0x01:
+        # SSLv2 format: length (high bit set), CLIENT-HELLO, the highest version offered.
+        version = TLS_VERSIONS.get(_u16(payload, 3))
+        return ClientHello(version, None) if version is not None else None
     body = _handshake(payload, 0x01)
     if body is None or len(body) < 38:
         return None
@@ -130,3 +150,27 @@ def smb_version(payload: bytes) -> str | None:
         dialect = int.from_bytes(header[68:70], "little")
         return SMB2_DIALECTS.get(dialect, f"0x{dialect:04x}")
     return "2"
+
+
+def netbios_session(payload: bytes) -> bool:
+    """A NetBIOS session service message other than a session message (RFC 1002 4.3): the
+    session request that opens SMB on port 139, its answers, a keep-alive."""
+    return len(payload) >= 4 and payload[0] in NETBIOS_SESSION
+
+
+def netbios_session_request(payload: bytes) -> bool:
+    """The message a client opens a NetBIOS session with (called and calling names)."""
+    return len(payload) >= 4 and payload[0] == 0x81
+
+
+def rdp_request(payload: bytes) -> bool:
+    """An X.224 Connection Request in a TPKT carrying RDP's own data (MS-RDPBCGR 2.2.1.1): a
+    cookie or routing token ("Cookie: "), or an RDP negotiation request (type 1, length 8).
+    The rest of ISO transport (MMS, S7comm on port 102) opens the same way, with COTP
+    parameters (0xC0-0xC2) where RDP's data goes."""
+    if len(payload) < 19 or payload[:2] != b"\x03\x00" or payload[5] != 0xE0:
+        return False
+    if payload[6:8] != b"\x00\x00" or payload[10] != 0:  # no destination yet, class 0
+        return False
+    data = payload[11 : 5 + payload[4]]
+    return data.startswith(b"Cookie: ") or (data[:1] == b"\x01" and data[2:4] == b"\x08\x00")

@@ -33,6 +33,12 @@ def starts_mllp(payload: bytes) -> bool:
     return len(payload) >= 4 and payload[0] == START and payload[1:4] == b"MSH"
 
 
+def may_start(payload: bytes) -> bool:
+    """The first bytes of a direction's stream may open such a frame: some senders write
+    the start byte in a segment of its own, the message in the next."""
+    return len(payload) >= 1 and payload[0] == START and b"MSH".startswith(payload[1:4])
+
+
 class MllpStream:
     """One direction of a TCP connection: in-order segments joined, frames cut out. Data seen
     before is skipped; a gap (a lost segment) drops the frame in progress and waits for the

@@ -27,6 +27,9 @@ _NAMES = {
     "dicom": "DICOM",
     "ftp": "FTP",
 }
+# What one observation of a service is: a connection, but each HL7 message and each DICOM
+# association request is a record of its own.
+_UNITS = {"hl7": ("message", "messages"), "dicom": ("association", "associations")}
 
 
 class Window(Params):
@@ -62,8 +65,9 @@ def _absent(inputs: Inputs, p: Services, signal: str, what: str) -> Outcome:
         if mine:
             n = sum(r.count for r in mine)
             peers = len(subjects(mine))
+            one, many = _UNITS.get(service, ("connexion", "connexions"))
             parts.append(
-                f"{plural(n, 'connexion')} {_NAMES.get(service, service)} "
+                f"{plural(n, one, many)} {_NAMES.get(service, service)} "
                 f"{what} ({plural(peers, 'adresse publique', 'adresses publiques')})"
             )
     summary = f"{'; '.join(parts)} du {day_fr(first)} au {day_fr(last)}."
