@@ -6,8 +6,9 @@ fixes. Pure functions: the same framework and inputs give the same result.
   oui 1, ne sait pas 0; a date 1 within its age limit; a number value/target, at most 1.
   `both`: the check wins when it has data (an answer that disagrees is a contradiction);
   otherwise the answer counts, as declared.
-- No data scores 0 (`no_evidence`), and so does evidence older than the control's validity
-  (`stale`): a silent agent never raises a score. `na` comes from the declared profile only.
+- No data scores 0 (`no_evidence`), and so does a pass judged on data older than the
+  control's validity (`stale`): a silent agent never raises a score. A failure seen within
+  the check's window stands however old the last data is. `na` comes from the declared profile only.
 - A domain's score is the weighted mean of its applicable controls (0-100); the overall
   score the weighted mean of the domains. Each control's part of the overall score is its
   effective weight, W_domain/ΣW × w/Σw_domain: a fix gains 100 × that × (1 - s) points.
@@ -304,7 +305,9 @@ def _judge(
     auto: float | None = None
     stale = False
     if outcome is not None and outcome.score is not None:
-        if _fresh(control, inputs, outcome.seen):
+        # Old data can only make a pass doubtful (the sensor may have gone quiet since); a
+        # failure seen within the check's window stands, however old the last data is.
+        if outcome.score < 1 or _fresh(control, inputs, outcome.seen):
             auto = outcome.score
         else:
             stale = True

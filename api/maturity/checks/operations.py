@@ -274,7 +274,8 @@ def recovery_inhibition(inputs: Inputs, p: Untreated) -> Outcome:
         return Outcome(
             1.0,
             f"{plural(n, 'détection')} d'inhibition de la restauration sur "
-            f"{plural(len(hosts), 'machine')}, toutes prises en compte.",
+            f"{plural(len(hosts), 'machine')}, aucune laissée sans suite plus de "
+            f"{p.grace_hours:g} h.",
             seen,
             {"detections": n},
             first,
