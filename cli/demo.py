@@ -3,10 +3,16 @@
 It starts the national service on a fresh data directory (SQLite), registers four simulated
 establishments (a CHU, a clinic, two EHPAD) and enrolls one real agent process for each. Each
 agent then tails log files into which the demo replays the project's own samples (`samples/`,
-hand-made: no real patient, nothing from ../shared), and two of them read a network capture the
-demo makes (cli/demo_traffic.py: HL7 and DICOM reached from the Internet), so detections and
-incidents reach the service within a minute. It prints where to look and a summary, and stops
-everything cleanly on Ctrl-C (or after `--duration` seconds).
+hand-made: no real patient, nothing from ../shared), and three of them read network captures
+the demo makes, so detections and incidents reach the service within a minute.
+
+The establishments have different cyber-maturity postures: the clinic's network shows HL7 and
+DICOM reached from the Internet (cli/demo_traffic.py), remote desktop reached from the Internet,
+SMBv1, TLS 1.0 and HL7 leaving in clear (cli/hygiene_traffic.py), and it answers the
+questionnaire partly; the CHU's network is clean and it answers well; one EHPAD's network is
+clean; the other EHPAD has no network sensor and declares a second site without an agent. Once
+the incidents are in, the demo runs the maturity job and prints each score and level. It
+prints where to look, and stops everything cleanly on Ctrl-C (or after `--duration` seconds).
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cli.common import fail, first_login
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES_DAY = date(2026, 11, 20)  # the day the samples' logs were written for
 VIGIE = [sys.executable, "-m", "cli.main"]
 
 
@@ -39,27 +47,62 @@ class Site:
     name: str
     kind: str
     samples: tuple[str, ...]  # files of samples/ replayed into its agent's logs
-    capture: bool = False  # its agent also reads the demo's network capture
+    captures: tuple[str, ...] = ()  # network captures its agent reads (CAPTURES)
+    # Its maturity posture: the sites it declares (its agent is on the first), the sources
+    # it expects, its profile flags, and how well it answers the questionnaire.
+    sites: tuple[str, ...] = ("site principal",)
+    sources: tuple[str, ...] = ("windows",)
+    flags: tuple[tuple[str, bool], ...] = ()
+    servers: tuple[str, ...] = ()  # host name patterns of its servers (the rest: workstations)
+    answers: str = "none"  # good | partial | poor | none
 
 
 SITES = (
-    Site("chu", "75099004", "CHU de démonstration", "CHU", ("windows-events.jsonl",)),
+    Site(
+        "chu",
+        "75099004",
+        "CHU de démonstration",
+        "CHU",
+        ("windows-healthy.jsonl",),
+        captures=("good",),
+        sites=("hôpital central",),
+        sources=("windows", "network"),
+        flags=(("has_active_directory", True), ("publishes_internet_services", True)),
+        servers=("SRV-*",),
+        answers="good",
+    ),
     Site(
         "clinique",
         "33099001",
         "Clinique de démonstration",
         "clinic",
         ("network-and-web.jsonl",),
-        capture=True,
+        captures=("exposed", "bad"),
+        sources=("network", "logs"),
+        flags=(("has_hl7", True), ("has_dicom", True)),
+        answers="partial",
     ),
-    Site("ehpad-1", "69099002", "EHPAD Les Tilleuls (démo)", "EHPAD", ("windows-events.jsonl",)),
+    Site(
+        "ehpad-1",
+        "69099002",
+        "EHPAD Les Tilleuls (démo)",
+        "EHPAD",
+        ("windows-events.jsonl",),
+        sites=("Les Tilleuls", "annexe Les Lilas"),  # the annex has no agent
+        flags=(("has_dicom", False), ("has_hl7", False)),
+        answers="poor",
+    ),
     Site(
         "ehpad-2",
         "29099003",
         "EHPAD Les Mimosas (démo)",
         "EHPAD",
-        ("network-and-web.jsonl",),
-        capture=True,
+        ("network-and-web.jsonl", "windows-healthy.jsonl"),
+        captures=("good",),
+        sources=("network", "windows", "logs"),
+        flags=(("has_dicom", False),),
+        servers=("SRV-*",),
+        answers="partial",
     ),
 )
 
@@ -102,8 +145,10 @@ def run(args: argparse.Namespace) -> int:
                 client.post(
                     "/establishments", json={"finess": finess, "name": site.name, "kind": site.kind}
                 ).raise_for_status()
+                _declare(client, url, finess, site)
                 enrollment = client.post(
-                    f"/establishments/{finess}/enrollment-tokens", json={"max_uses": 1}
+                    f"/establishments/{finess}/enrollment-tokens",
+                    json={"max_uses": 1, "site": site.sites[0]},
                 ).raise_for_status()
                 agent = _start_agent(root / "agents" / site.key, url, enrollment.json()["token"])
                 processes.append(agent)
@@ -115,7 +160,14 @@ def run(args: argparse.Namespace) -> int:
             for thread in threads:
                 thread.start()
             incidents = _wait_for_incidents(client, stop, timeout=90)
-            _summary(client, url, incidents)
+            _summary(client, incidents)
+            if not stop.is_set():
+                _maturity(client)
+            print(
+                f"\nWhere to look: {url}/docs (log in with /auth/token), {url}/incidents, "
+                f"{url}/campaigns, {url}/agents, {url}/establishments/<FINESS>/maturity",
+                flush=True,
+            )
             print("Ctrl-C stops the demo." if not args.duration else "", flush=True)
             # Short waits: a Ctrl-C the kernel hands to another thread is only acted on when
             # the main thread next runs Python code.
@@ -217,15 +269,15 @@ def _start_agent(folder: Path, url: str, token: str) -> subprocess.Popen[str]:
 def _replay(folder: Path, site: Site, stop: threading.Event) -> None:
     """Write the samples into the agent's log files a few lines at a time, as a day's logs
     would arrive, only faster; first, the capture of a site that has one."""
-    if site.capture:
-        from cli.demo_traffic import write_capture
-
+    for n, name in enumerate(site.captures, start=1):
         # Written aside, then renamed: the agent reads a capture once it is whole.
         partial = folder / "span.pcap.part"
-        write_capture(partial, time.time() - 60)
-        partial.rename(folder / "captures" / "span-0001.pcap")
+        CAPTURES[name](partial, time.time() - 60)
+        partial.rename(folder / "captures" / f"span-{n:04d}.pcap")
+    days = (datetime.now(UTC).date() - SAMPLES_DAY).days - 1
     for name in site.samples:
-        lines = (SAMPLES / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        text = (SAMPLES / name).read_text(encoding="utf-8")
+        lines = [_shifted(line, days) for line in text.splitlines(keepends=True)]
         with (folder / "logs" / name).open("a", encoding="utf-8") as out:
             for start in range(0, len(lines), 20):
                 if stop.is_set():
@@ -233,6 +285,32 @@ def _replay(folder: Path, site: Site, stop: threading.Event) -> None:
                 out.writelines(lines[start : start + 20])
                 out.flush()
                 stop.wait(0.2)
+
+
+def _shifted(line: str, days: int) -> str:
+    """A sample line moved `days` later: the samples are a day of logs written for
+    SAMPLES_DAY, replayed as yesterday's, so that what they show is recent evidence."""
+    if days <= 0:
+        return line
+    line = line.replace(SAMPLES_DAY.isoformat(), (SAMPLES_DAY + timedelta(days=days)).isoformat())
+    return re.sub(r'("ts": )(\d+(?:\.\d+)?)', lambda m: f"{m[1]}{float(m[2]) + days * 86400}", line)
+
+
+def _capture(name: str) -> Any:
+    def write(path: Path, start: float) -> int:
+        from cli import demo_traffic, hygiene_traffic
+
+        writer = {
+            "exposed": demo_traffic.write_capture,
+            "bad": hygiene_traffic.write_bad_hygiene,
+            "good": hygiene_traffic.write_good_hygiene,
+        }[name]
+        return writer(path, start)
+
+    return write
+
+
+CAPTURES = {name: _capture(name) for name in ("exposed", "bad", "good")}
 
 
 def _wait_for_incidents(client: Any, stop: threading.Event, timeout: float) -> list[Any]:
@@ -249,7 +327,7 @@ def _wait_for_incidents(client: Any, stop: threading.Event, timeout: float) -> l
     return seen
 
 
-def _summary(client: Any, url: str, incidents: list[Any]) -> None:
+def _summary(client: Any, incidents: list[Any]) -> None:
     names = {e["finess"]: e["name"] for e in client.get("/establishments").json()["items"]}
     by_site = Counter(names.get(i["establishment"], i["establishment"]) for i in incidents)
     by_severity = Counter(i["severity"] for i in incidents)
@@ -262,9 +340,71 @@ def _summary(client: Any, url: str, incidents: list[Any]) -> None:
     for incident in sorted(incidents, key=lambda i: rank.get(i["severity"], 9))[:8]:
         where = names.get(incident["establishment"], incident["establishment"])
         print(f"  - [{incident['severity']}] {incident['title']} ({incident['host']}, {where})")
-    print(f"{len(campaigns)} national campaign(s) across establishments")
-    print(
-        f"\nWhere to look: {url}/docs (log in with /auth/token), {url}/incidents, "
-        f"{url}/campaigns, {url}/agents",
-        flush=True,
-    )
+    print(f"{len(campaigns)} national campaign(s) across establishments", flush=True)
+
+
+def _declare(client: Any, url: str, finess: str, site: Site) -> None:
+    """What the establishment's IT team declares for its maturity score, through an API key
+    of its own (the establishment role: the admin may not declare for it)."""
+    import httpx
+
+    from api.maturity.framework import default
+
+    made = client.post(
+        "/api-keys",
+        json={"name": f"demo-{site.key}", "role": "establishment", "establishment": finess},
+    ).raise_for_status()
+    base = f"/establishments/{finess}/maturity"
+    with httpx.Client(base_url=url, timeout=30) as own:
+        own.headers["Authorization"] = f"Bearer {made.json()['key']}"
+        own.put(
+            f"{base}/profile",
+            json={
+                "flags": dict(site.flags),
+                "sites": list(site.sites),
+                "expected_sources": list(site.sources),
+                "server_hosts": list(site.servers),
+                "reason": "déclaration initiale (démo)",
+            },
+        ).raise_for_status()
+        for control in default().controls:
+            question = control.evidence.question
+            answer = _answer(question.type, question, site.answers) if question else None
+            if answer is not None:
+                own.put(f"{base}/answers/{control.id}", json=answer).raise_for_status()
+
+
+def _answer(kind: str, question: Any, quality: str) -> dict[str, Any] | None:
+    """An answer as good, partial or poor as the posture; none for every other question."""
+    if quality == "none" or (quality == "poor" and kind != "scale"):
+        return None
+    if kind == "scale":
+        return {"choice": {"good": "oui", "partial": "partiel", "poor": "ne_sait_pas"}[quality]}
+    if kind == "date":
+        age = 60 if quality == "good" else question.max_age_days + 30  # too old to count
+        return {"date": (datetime.now(UTC).date() - timedelta(days=age)).isoformat()}
+    return {"number": question.target if quality == "good" else question.target / 2}
+
+
+def _maturity(client: Any) -> None:
+    """Run the maturity job now, and print each establishment's score and level."""
+    from api.maturity.framework import default
+
+    run = client.post("/jobs/maturity/run").raise_for_status().json()
+    if run.get("outcome") != "ok":
+        print(f"\nmaturity job: {run.get('outcome')} {run.get('detail', '')}", flush=True)
+        return
+    framework = default()
+    print(f"\nCyber-maturity ({framework.id} {framework.version}, 40 controls):", flush=True)
+    for site in SITES:
+        from api.establishments.finess import check_key
+
+        finess = site.first_eight + check_key(site.first_eight)
+        doc = client.get(f"/establishments/{finess}/maturity").raise_for_status().json()
+        fix = doc["fixes"][0] if doc["fixes"] else None
+        first = f"; first fix {fix['control']} (+{fix['gain']:.1f} pts)" if fix else ""
+        print(
+            f"  {site.name:28} score {doc['score']:5.1f}/100  level {doc['level']} "
+            f"({doc['level_name']}), evidence for {doc['coverage']:.0%} of the weight{first}",
+            flush=True,
+        )

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from api.events.sqlite_store import SQLiteEventStore
 from tests.cli.test_serve import free_port
@@ -81,6 +82,26 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
     stored = json.dumps(events) + json.dumps(detections)
     for secret in ("INVENTE", "PATIENTE", "DEMO-778812", "19510704"):
         assert secret not in stored
+    # Different postures, different levels, printed; the snapshots say why.
+    levels = dict(re.findall(r"^  (\S.*?)\s+score\s+[\d.]+/100  level (\d)", text, re.M))
+    assert len(levels) == 4, text
+    assert levels["Clinique de démonstration"] == "1"  # RDP from the Internet, HL7 out in clear
+    assert levels["EHPAD Les Tilleuls (démo)"] == "1"
+    assert int(levels["CHU de démonstration"]) >= 3
+    assert len(set(levels.values())) >= 3
+    engine = sqlalchemy.create_engine(f"sqlite:///{root / 'service' / 'vigie.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text("SELECT finess, result FROM maturity_snapshots"))
+        results = {finess: json.loads(result) for finess, result in rows}
+    engine.dispose()
+    explained = {
+        (finess, c["id"]): c["explanation"] for finess, r in results.items() for c in r["controls"]
+    }
+    clinic = next(f for f in results if f.startswith("33099001"))
+    ehpad = next(f for f in results if f.startswith("69099002"))
+    assert "connexions RDP entrantes établies depuis Internet" in explained[clinic, "EXP-01"]
+    assert "messages HL7 en clair avec un pair Internet" in explained[clinic, "EXP-02"]
+    assert "site(s) sans agent actif : annexe Les Lilas" in explained[ehpad, "DET-01"]
     # Every agent process ended with the demo.
     assert not subprocess.run(
         ["pgrep", "-f", str(root / "agents")], capture_output=True, text=True
