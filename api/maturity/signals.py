@@ -1,7 +1,8 @@
 """What maturity checks need from arriving events and detections, taken as they arrive.
 
 `observe` reads the flat views ingestion already made for Sigma (`Event.sigma_view()`:
-Windows fields under their rendering's names, other documents as dotted ECS keys) and gives
+Windows fields under their rendering's names, network records under Zeek's names as agents
+ship them or under ECS's, other documents as dotted keys) and gives
 `Observation`s: a signal, a key within it, when, the item's id, and the subject it is about (a
 host, a server, a public peer). `api.maturity.evidence` folds them into one small row per
 establishment, signal, key and day, so that the nightly snapshot never reads raw events: it
@@ -74,18 +75,27 @@ def observe(
     agent: str,
 ) -> list[Observation]:
     """The observations of a batch's events (each one's flat view, time and stable id)."""
+    # Every event of every batch passes here: the common cases are told apart with as few
+    # lookups as possible (ingestion's cost with the evidence on is measured by
+    # benchmarks/ingest_load.py --evidence on off).
     out: list[Observation] = []
     sources: dict[str, tuple[datetime, str]] = {}
     for view, at, item in zip(views, times, ids, strict=True):
         if "EventID" in view:
             kind = "windows"
             _windows(view, at, item, out)
-        elif str(view.get("event.dataset", "")).startswith("network."):
-            kind = "network"
-            _network(view, at, item, out)
         else:
-            kind = "logs"
-        sources.setdefault(kind, (at, item))
+            dataset = view.get("event.dataset")
+            if dataset is not None and str(dataset).startswith("network."):
+                kind = "network"
+                _network(view, dataset, _ECS, at, item, out)
+            elif "_path" in view and "id.orig_h" in view:
+                kind = "network"
+                _network(view, _ZEEK_DATASETS.get(str(view["_path"])), _ZEEK, at, item, out)
+            else:
+                kind = "logs"
+        if kind not in sources:
+            sources[kind] = (at, item)
     # One per kind and batch: enough to say data arrives, at the cost of nothing.
     out.extend(Observation("source", k, at, item, agent) for k, (at, item) in sources.items())
     return out
@@ -127,15 +137,75 @@ def _host(event: Mapping[str, Any]) -> str:
     return "?"
 
 
-def _network(view: Mapping[str, Any], at: datetime, item: str, out: list[Observation]) -> None:
-    dataset = view.get("event.dataset")
-    orig, resp = view.get("source.ip"), view.get("destination.ip")
-    port = view.get("destination.port")
+# Agents ship network metadata under Zeek's own names (`_path`, `id.orig_h`, `conn_state`:
+# collector/sources/pcap.py, `record_event`), as Vigie's network rules expect them; the ECS
+# names come from `vigie netmeta --format ecs` output read as a log. Each record's `zeek()`
+# and `ecs()` (collector/netmeta/records.py) name the same values.
+_ZEEK_DATASETS = {
+    "conn": "network.conn",
+    "ssl": "network.tls",
+    "smb": "network.smb",
+    "dns": "network.dns",
+    "hl7": "network.hl7",
+    "dicom": "network.dicom",
+    "http": "network.http",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Names:
+    """Where a rendering of network records keeps the values `_network` reads."""
+
+    orig: str
+    resp: str
+    port: str
+    state: str  # conn
+    service: str  # conn
+    tls_version: str  # ssl
+    established: str  # ssl: the server answered
+    smb_version: str  # smb
+    dicom_tls: str  # dicom
+
+
+_ECS = _Names(
+    "source.ip",
+    "destination.ip",
+    "destination.port",
+    "zeek.conn.state",
+    "network.protocol",
+    "tls.version",
+    "tls.established",
+    "smb.version",
+    "tls.established",
+)
+_ZEEK = _Names(
+    "id.orig_h",
+    "id.resp_h",
+    "id.resp_p",
+    "conn_state",
+    "service",
+    "version",
+    "established",
+    "version",
+    "tls",
+)
+
+
+def _network(
+    view: Mapping[str, Any],
+    dataset: Any,
+    names: _Names,
+    at: datetime,
+    item: str,
+    out: list[Observation],
+) -> None:
+    if dataset == "network.conn" and view.get(names.state) not in ESTABLISHED:
+        return  # most connections: attempts never answered
+    orig, resp = view.get(names.orig), view.get(names.resp)
+    port = view.get(names.port)
     orig_public, resp_public = is_public(orig), is_public(resp)
     if dataset == "network.conn":
-        if view.get("zeek.conn.state") not in ESTABLISHED:
-            return
-        service = view.get("network.protocol")
+        service = view.get(names.service)
         if orig_public and not resp_public:
             name = ADMIN_PORTS.get(port) if isinstance(port, int) else None
             if name is not None:
@@ -154,16 +224,16 @@ def _network(view: Mapping[str, Any], at: datetime, item: str, out: list[Observa
             out.append(Observation("net.health", "hl7", at, item, str(peer)))
     elif dataset == "network.dicom":
         peer = resp if resp_public else orig if orig_public else None
-        if peer is not None and not view.get("tls.established"):
+        if peer is not None and not view.get(names.dicom_tls):
             out.append(Observation("net.health", "dicom", at, item, str(peer)))
     elif dataset == "network.tls":
-        if not view.get("tls.established") or resp_public:
+        if not view.get(names.established) or resp_public:
             return  # a server of the Internet is not the establishment's to fix
-        weak = "weak" if view.get("tls.version") in WEAK_TLS else "ok"
+        weak = "weak" if view.get(names.tls_version) in WEAK_TLS else "ok"
         where = "exposed" if orig_public else "internal"
         out.append(Observation("net.tls", f"{weak}:{where}", at, item, f"{resp}:{port}"))
     elif dataset == "network.smb":
-        version = "v1" if str(view.get("smb.version")) == "1" else "v2"
+        version = "v1" if str(view.get(names.smb_version)) == "1" else "v2"
         out.append(Observation("net.smb", version, at, item, str(resp)))
     elif dataset == "network.dns":
         if orig_public:
@@ -172,8 +242,14 @@ def _network(view: Mapping[str, Any], at: datetime, item: str, out: list[Observa
         out.append(Observation("net.dns", where, at, item, str(orig)))
 
 
+# The Windows events any signal reads: the others are left at the first lookup.
+_WINDOWS_EVENTS = frozenset({4624, 4672, 6009, 3000, 5001, 2001, 5000, 1150})
+
+
 def _windows(view: Mapping[str, Any], at: datetime, item: str, out: list[Observation]) -> None:
     event_id = _int(view.get("EventID"))
+    if event_id not in _WINDOWS_EVENTS:
+        return
     host = str(view.get("Computer") or "?")
     channel = str(view.get("Channel") or "")
     if channel == "Security" and event_id == 4624:
