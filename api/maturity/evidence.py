@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,44 +65,94 @@ def gather(session: Session, finess: str, observations: Iterable[Observation]) -
     return len(folds)
 
 
+_TABLE = Evidence.metadata.tables[Evidence.__tablename__]
+_READ = (
+    select(
+        _TABLE.c.signal,
+        _TABLE.c.key,
+        _TABLE.c.day,
+        _TABLE.c.count,
+        _TABLE.c.first_seen,
+        _TABLE.c.last_seen,
+        _TABLE.c.samples,
+        _TABLE.c.subjects,
+    )
+    .where(
+        _TABLE.c.finess == bindparam("finess"),
+        tuple_(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day).in_(bindparam("keys", expanding=True)),
+    )
+    .with_for_update()
+)
+_UPDATE = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.finess == bindparam("w_finess"),
+        _TABLE.c.signal == bindparam("w_signal"),
+        _TABLE.c.key == bindparam("w_key"),
+        _TABLE.c.day == bindparam("w_day"),
+    )
+    .values(
+        count=bindparam("count"),
+        first_seen=bindparam("first_seen"),
+        last_seen=bindparam("last_seen"),
+        samples=bindparam("samples"),
+        subjects=bindparam("subjects"),
+    )
+)
+
+
 def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fold]) -> None:
-    rows = {
-        (row.signal, row.key, row.day): row
-        for row in session.scalars(
-            select(Evidence)
-            .where(
-                Evidence.finess == finess,
-                tuple_(Evidence.signal, Evidence.key, Evidence.day).in_(list(folds)),
-            )
-            .with_for_update()
-        )
-    }
+    # Core statements, not ORM objects: every ingested batch comes here, and the unit of work
+    # for a dozen rows cost as much as the rest of the evidence (benchmarks/ingest_load.py).
+    session.flush()  # what this session holds unwritten, as the ORM query autoflushed it
+    connection = session.connection()
+    found: Any = connection.execute(_READ, {"finess": finess, "keys": list(folds)})
+    current: dict[tuple[str, str, date], tuple[int, datetime, datetime, list[str], list[str]]]
+    current = {(r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], r[7]) for r in found}
+    added: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
     for (signal, key, day), fold in folds.items():
         assert fold.first is not None
         assert fold.last is not None
-        row = rows.get((signal, key, day))
+        row = current.get((signal, key, day))
         if row is None:
-            session.add(
-                Evidence(
-                    finess=finess,
-                    signal=signal,
-                    key=key,
-                    day=day,
-                    count=fold.count,
-                    first_seen=fold.first,
-                    last_seen=fold.last,
-                    samples=fold.samples,
-                    subjects=sorted(fold.subjects),
-                )
+            added.append(
+                {
+                    "finess": finess,
+                    "signal": signal,
+                    "key": key,
+                    "day": day,
+                    "count": fold.count,
+                    "first_seen": fold.first,
+                    "last_seen": fold.last,
+                    "samples": fold.samples,
+                    "subjects": sorted(fold.subjects),
+                }
             )
             continue
-        row.count += fold.count
-        row.first_seen = min(as_utc(row.first_seen), fold.first)
-        row.last_seen = max(as_utc(row.last_seen), fold.last)
-        if len(row.samples) < SAMPLES:
-            row.samples = (row.samples + [s for s in fold.samples if s not in row.samples])[
-                :SAMPLES
-            ]
-        if len(row.subjects) < SUBJECTS and not fold.subjects <= set(row.subjects):
-            row.subjects = sorted(set(row.subjects) | fold.subjects)[:SUBJECTS]
-    session.flush()
+        count, first, last, samples, subjects = row
+        if len(samples) < SAMPLES:
+            samples = (samples + [s for s in fold.samples if s not in samples])[:SAMPLES]
+        if len(subjects) < SUBJECTS and not fold.subjects <= set(subjects):
+            subjects = sorted(set(subjects) | fold.subjects)[:SUBJECTS]
+        changed.append(
+            {
+                "w_finess": finess,
+                "w_signal": signal,
+                "w_key": key,
+                "w_day": day,
+                "count": count + fold.count,
+                "first_seen": min(as_utc(first), fold.first),
+                "last_seen": max(as_utc(last), fold.last),
+                "samples": samples,
+                "subjects": subjects,
+            }
+        )
+    if added:
+        connection.execute(insert(_TABLE), added)
+    if changed:
+        connection.execute(_UPDATE, changed)
+    # Rows this session had loaded as objects are stale now: read again when next used.
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Evidence):
+            session.expire(held)
