@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from api.agents.models import as_utc
@@ -50,22 +51,27 @@ def gather(session: Session, finess: str, observations: Iterable[Observation]) -
     """Fold the observations into the establishment's rows; returns the rows touched."""
     folds: dict[tuple[str, str, date], _Fold] = {}
     for seen in observations:
-        day = seen.at.astimezone(UTC).date()
-        folds.setdefault((seen.signal, seen.key[:200], day), _Fold()).add(seen)
-    if not folds:
-        return 0
-    for attempt in range(3):
-        try:
-            with session.begin_nested():  # another process may insert the same row meanwhile
-                _merge(session, finess, folds)
-            break
-        except IntegrityError:
-            if attempt == 2:
-                raise
+        at = seen.at
+        day = at.date() if at.tzinfo is UTC else at.astimezone(UTC).date()
+        key = (seen.signal, seen.key[:200], day)
+        fold = folds.get(key)
+        if fold is None:
+            fold = folds[key] = _Fold()
+        fold.add(seen)
+    if folds:
+        # In one order everywhere: two PostgreSQL transactions locking the same rows in
+        # different orders would deadlock.
+        _merge(session, finess, dict(sorted(folds.items(), key=lambda kv: kv[0])))
     return len(folds)
 
 
 _TABLE = Evidence.metadata.tables[Evidence.__tablename__]
+_KEY = [_TABLE.c.finess, _TABLE.c.signal, _TABLE.c.key, _TABLE.c.day]
+# Rows not there yet, added empty (count 0, no samples or subjects) and filled by the update.
+_INSERT_MISSING = {
+    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=_KEY),
+    "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(index_elements=_KEY),
+}
 _READ = (
     select(
         _TABLE.c.signal,
@@ -81,6 +87,7 @@ _READ = (
         _TABLE.c.finess == bindparam("finess"),
         tuple_(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day).in_(bindparam("keys", expanding=True)),
     )
+    .order_by(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day)
     .with_for_update()
 )
 _UPDATE = (
@@ -104,33 +111,40 @@ _UPDATE = (
 def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fold]) -> None:
     # Core statements, not ORM objects: every ingested batch comes here, and the unit of work
     # for a dozen rows cost as much as the rest of the evidence (benchmarks/ingest_load.py).
+    # Written first, read after: the missing rows are inserted empty before any is read, so
+    # - SQLite takes its write lock at the first statement, waiting for its turn: a read
+    #   first, then a write, fails at once ("database is locked") when another process wrote
+    #   in between (in WAL mode a read snapshot cannot become a write);
+    # - two PostgreSQL transactions never insert the same row (the second waits, then adds
+    #   nothing: no IntegrityError to retry in a savepoint), and every row is then locked by
+    #   the SELECT ... FOR UPDATE.
     session.flush()  # what this session holds unwritten, as the ORM query autoflushed it
     connection = session.connection()
+    connection.execute(
+        _INSERT_MISSING[connection.dialect.name],
+        [
+            {
+                "finess": finess,
+                "signal": signal,
+                "key": key,
+                "day": day,
+                "count": 0,
+                "first_seen": fold.first,
+                "last_seen": fold.last,
+                "samples": [],
+                "subjects": [],
+            }
+            for (signal, key, day), fold in folds.items()
+        ],
+    )
     found: Any = connection.execute(_READ, {"finess": finess, "keys": list(folds)})
     current: dict[tuple[str, str, date], tuple[int, datetime, datetime, list[str], list[str]]]
     current = {(r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], r[7]) for r in found}
-    added: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     for (signal, key, day), fold in folds.items():
         assert fold.first is not None
         assert fold.last is not None
-        row = current.get((signal, key, day))
-        if row is None:
-            added.append(
-                {
-                    "finess": finess,
-                    "signal": signal,
-                    "key": key,
-                    "day": day,
-                    "count": fold.count,
-                    "first_seen": fold.first,
-                    "last_seen": fold.last,
-                    "samples": fold.samples,
-                    "subjects": sorted(fold.subjects),
-                }
-            )
-            continue
-        count, first, last, samples, subjects = row
+        count, first, last, samples, subjects = current[(signal, key, day)]
         if len(samples) < SAMPLES:
             samples = (samples + [s for s in fold.samples if s not in samples])[:SAMPLES]
         if len(subjects) < SUBJECTS and not fold.subjects <= set(subjects):
@@ -148,10 +162,7 @@ def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fo
                 "subjects": subjects,
             }
         )
-    if added:
-        connection.execute(insert(_TABLE), added)
-    if changed:
-        connection.execute(_UPDATE, changed)
+    connection.execute(_UPDATE, changed)
     # Rows this session had loaded as objects are stale now: read again when next used.
     for held in list(session.identity_map.values()):
         if isinstance(held, Evidence):
