@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+import orjson
+from sqlalchemy import Text, Update, bindparam, cast, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -80,8 +81,8 @@ _READ = (
         _TABLE.c.count,
         _TABLE.c.first_seen,
         _TABLE.c.last_seen,
-        _TABLE.c.samples,
-        _TABLE.c.subjects,
+        cast(_TABLE.c.samples, Text),  # decoded by orjson
+        cast(_TABLE.c.subjects, Text),
     )
     .where(
         _TABLE.c.finess == bindparam("finess"),
@@ -90,22 +91,27 @@ _READ = (
     .order_by(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day)
     .with_for_update()
 )
-_UPDATE = (
-    update(_TABLE)
-    .where(
-        _TABLE.c.finess == bindparam("w_finess"),
-        _TABLE.c.signal == bindparam("w_signal"),
-        _TABLE.c.key == bindparam("w_key"),
-        _TABLE.c.day == bindparam("w_day"),
+
+
+def _update(samples: bool, subjects: bool) -> Update:
+    """The UPDATE of a row's count and times, and of its lists only when they changed (once
+    full, they do not: most rows of a day are rewritten without their JSON)."""
+    names = ["count", "first_seen", "last_seen"]
+    names += ["samples"] * samples + ["subjects"] * subjects
+    values: dict[str, Any] = {name: bindparam(name) for name in names}
+    return (
+        update(_TABLE)
+        .where(
+            _TABLE.c.finess == bindparam("w_finess"),
+            _TABLE.c.signal == bindparam("w_signal"),
+            _TABLE.c.key == bindparam("w_key"),
+            _TABLE.c.day == bindparam("w_day"),
+        )
+        .values(values)
     )
-    .values(
-        count=bindparam("count"),
-        first_seen=bindparam("first_seen"),
-        last_seen=bindparam("last_seen"),
-        samples=bindparam("samples"),
-        subjects=bindparam("subjects"),
-    )
-)
+
+
+_UPDATES = {(a, b): _update(a, b) for a in (False, True) for b in (False, True)}
 
 
 def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fold]) -> None:
@@ -139,30 +145,33 @@ def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fo
     )
     found: Any = connection.execute(_READ, {"finess": finess, "keys": list(folds)})
     current: dict[tuple[str, str, date], tuple[int, datetime, datetime, list[str], list[str]]]
-    current = {(r[0], r[1], r[2]): (r[3], r[4], r[5], r[6], r[7]) for r in found}
-    changed: list[dict[str, Any]] = []
+    current = {
+        (r[0], r[1], r[2]): (r[3], r[4], r[5], orjson.loads(r[6]), orjson.loads(r[7]))
+        for r in found
+    }
+    changed: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
     for (signal, key, day), fold in folds.items():
         assert fold.first is not None
         assert fold.last is not None
         count, first, last, samples, subjects = current[(signal, key, day)]
-        if len(samples) < SAMPLES:
-            samples = (samples + [s for s in fold.samples if s not in samples])[:SAMPLES]
-        if len(subjects) < SUBJECTS and not fold.subjects <= set(subjects):
-            subjects = sorted(set(subjects) | fold.subjects)[:SUBJECTS]
-        changed.append(
-            {
-                "w_finess": finess,
-                "w_signal": signal,
-                "w_key": key,
-                "w_day": day,
-                "count": count + fold.count,
-                "first_seen": min(as_utc(first), fold.first),
-                "last_seen": max(as_utc(last), fold.last),
-                "samples": samples,
-                "subjects": subjects,
-            }
-        )
-    connection.execute(_UPDATE, changed)
+        row = {
+            "w_finess": finess,
+            "w_signal": signal,
+            "w_key": key,
+            "w_day": day,
+            "count": count + fold.count,
+            "first_seen": min(as_utc(first), fold.first),
+            "last_seen": max(as_utc(last), fold.last),
+        }
+        new_samples = len(samples) < SAMPLES and any(s not in samples for s in fold.samples)
+        if new_samples:
+            row["samples"] = (samples + [s for s in fold.samples if s not in samples])[:SAMPLES]
+        new_subjects = len(subjects) < SUBJECTS and not fold.subjects <= set(subjects)
+        if new_subjects:
+            row["subjects"] = sorted(set(subjects) | fold.subjects)[:SUBJECTS]
+        changed.setdefault((new_samples, new_subjects), []).append(row)
+    for which, rows in changed.items():
+        connection.execute(_UPDATES[which], rows)
     # Rows this session had loaded as objects are stale now: read again when next used.
     for held in list(session.identity_map.values()):
         if isinstance(held, Evidence):
