@@ -15,12 +15,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, Update, bindparam, cast, select, tuple_, update
+from sqlalchemy import Text, Update, bindparam, cast, func, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from api.agents.models import as_utc
 from api.maturity.models import Evidence
 from api.maturity.signals import Observation
 
@@ -68,37 +67,46 @@ def gather(session: Session, finess: str, observations: Iterable[Observation]) -
 
 _TABLE = Evidence.metadata.tables[Evidence.__tablename__]
 _KEY = [_TABLE.c.finess, _TABLE.c.signal, _TABLE.c.key, _TABLE.c.day]
-# Rows not there yet, added empty (count 0, no samples or subjects) and filled by the update.
-_INSERT_MISSING = {
-    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=_KEY),
-    "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(index_elements=_KEY),
-}
-_READ = (
-    select(
-        _TABLE.c.signal,
-        _TABLE.c.key,
-        _TABLE.c.day,
-        _TABLE.c.count,
-        _TABLE.c.first_seen,
-        _TABLE.c.last_seen,
-        cast(_TABLE.c.samples, Text),  # decoded by orjson
-        cast(_TABLE.c.subjects, Text),
-    )
-    .where(
-        _TABLE.c.finess == bindparam("finess"),
-        tuple_(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day).in_(bindparam("keys", expanding=True)),
-    )
-    .order_by(_TABLE.c.signal, _TABLE.c.key, _TABLE.c.day)
-    .with_for_update()
+_RETURNED = (
+    _TABLE.c.signal,
+    _TABLE.c.key,
+    _TABLE.c.day,
+    cast(_TABLE.c.samples, Text),  # decoded by orjson
+    cast(_TABLE.c.subjects, Text),
 )
 
 
-def _update(samples: bool, subjects: bool) -> Update:
-    """The UPDATE of a row's count and times, and of its lists only when they changed (once
-    full, they do not: most rows of a day are rewritten without their JSON)."""
-    names = ["count", "first_seen", "last_seen"]
-    names += ["samples"] * samples + ["subjects"] * subjects
-    values: dict[str, Any] = {name: bindparam(name) for name in names}
+def _upsert(dialect: str) -> Any:
+    """A new row as the fold made it; an existing one gets the count added and its first and
+    last times widened. Its lists come back, for `_merge` to grow."""
+    if dialect == "postgresql":
+        pg = postgresql_insert(_TABLE)
+        return pg.on_conflict_do_update(
+            index_elements=_KEY,
+            set_={
+                "count": _TABLE.c.count + pg.excluded.count,
+                "first_seen": func.least(_TABLE.c.first_seen, pg.excluded.first_seen),
+                "last_seen": func.greatest(_TABLE.c.last_seen, pg.excluded.last_seen),
+            },
+        ).returning(*_RETURNED)
+    lite = sqlite_insert(_TABLE)
+    # SQLite keeps the times as text of one fixed width: min and max of the text are those of
+    # the times.
+    return lite.on_conflict_do_update(
+        index_elements=_KEY,
+        set_={
+            "count": _TABLE.c.count + lite.excluded.count,
+            "first_seen": func.min(_TABLE.c.first_seen, lite.excluded.first_seen),
+            "last_seen": func.max(_TABLE.c.last_seen, lite.excluded.last_seen),
+        },
+    ).returning(*_RETURNED)
+
+
+_UPSERTS = {"sqlite": _upsert("sqlite"), "postgresql": _upsert("postgresql")}
+
+
+def _lists(samples: bool, subjects: bool) -> Update:
+    names = ["samples"] * samples + ["subjects"] * subjects
     return (
         update(_TABLE)
         .where(
@@ -107,71 +115,56 @@ def _update(samples: bool, subjects: bool) -> Update:
             _TABLE.c.key == bindparam("w_key"),
             _TABLE.c.day == bindparam("w_day"),
         )
-        .values(values)
+        .values({name: bindparam(name) for name in names})
     )
 
 
-_UPDATES = {(a, b): _update(a, b) for a in (False, True) for b in (False, True)}
+_GROWN = {(a, b): _lists(a, b) for a, b in ((True, False), (False, True), (True, True))}
 
 
 def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fold]) -> None:
-    # Core statements, not ORM objects: every ingested batch comes here, and the unit of work
-    # for a dozen rows cost as much as the rest of the evidence (benchmarks/ingest_load.py).
-    # Written first, read after: the missing rows are inserted empty before any is read, so
-    # - SQLite takes its write lock at the first statement, waiting for its turn: a read
-    #   first, then a write, fails at once ("database is locked") when another process wrote
-    #   in between (in WAL mode a read snapshot cannot become a write);
-    # - two PostgreSQL transactions never insert the same row (the second waits, then adds
-    #   nothing: no IntegrityError to retry in a savepoint), and every row is then locked by
-    #   the SELECT ... FOR UPDATE.
+    # Core statements, not ORM objects, every ingested batch comes here: one upsert of every
+    # row (a batch seldom brings a new sample or subject once a day's row has filled up), then
+    # an update of the lists that grew. Its first statement is a write, so that
+    # - SQLite takes its write lock at once, waiting for its turn: a read first, then a
+    #   write, fails at once ("database is locked") when another process wrote in between
+    #   (in WAL mode a read snapshot cannot become a write);
+    # - two PostgreSQL transactions never insert the same row (the second waits, then
+    #   updates it), and the rows stay locked until the lists are written.
     session.flush()  # what this session holds unwritten, as the ORM query autoflushed it
     connection = session.connection()
-    connection.execute(
-        _INSERT_MISSING[connection.dialect.name],
+    found: Any = connection.execute(
+        _UPSERTS[connection.dialect.name],
         [
             {
                 "finess": finess,
                 "signal": signal,
                 "key": key,
                 "day": day,
-                "count": 0,
+                "count": fold.count,
                 "first_seen": fold.first,
                 "last_seen": fold.last,
-                "samples": [],
-                "subjects": [],
+                "samples": fold.samples,
+                "subjects": sorted(fold.subjects),
             }
             for (signal, key, day), fold in folds.items()
         ],
     )
-    found: Any = connection.execute(_READ, {"finess": finess, "keys": list(folds)})
-    current: dict[tuple[str, str, date], tuple[int, datetime, datetime, list[str], list[str]]]
-    current = {
-        (r[0], r[1], r[2]): (r[3], r[4], r[5], orjson.loads(r[6]), orjson.loads(r[7]))
-        for r in found
-    }
-    changed: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
-    for (signal, key, day), fold in folds.items():
-        assert fold.first is not None
-        assert fold.last is not None
-        count, first, last, samples, subjects = current[(signal, key, day)]
-        row = {
-            "w_finess": finess,
-            "w_signal": signal,
-            "w_key": key,
-            "w_day": day,
-            "count": count + fold.count,
-            "first_seen": min(as_utc(first), fold.first),
-            "last_seen": max(as_utc(last), fold.last),
-        }
-        new_samples = len(samples) < SAMPLES and any(s not in samples for s in fold.samples)
-        if new_samples:
+    grown: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    for signal, key, day, samples_text, subjects_text in found:
+        fold = folds[(signal, key, day)]
+        samples, subjects = orjson.loads(samples_text), orjson.loads(subjects_text)
+        row: dict[str, Any] = {"w_finess": finess, "w_signal": signal, "w_key": key, "w_day": day}
+        more_samples = len(samples) < SAMPLES and any(s not in samples for s in fold.samples)
+        if more_samples:
             row["samples"] = (samples + [s for s in fold.samples if s not in samples])[:SAMPLES]
-        new_subjects = len(subjects) < SUBJECTS and not fold.subjects <= set(subjects)
-        if new_subjects:
+        more_subjects = len(subjects) < SUBJECTS and not fold.subjects <= set(subjects)
+        if more_subjects:
             row["subjects"] = sorted(set(subjects) | fold.subjects)[:SUBJECTS]
-        changed.setdefault((new_samples, new_subjects), []).append(row)
-    for which, rows in changed.items():
-        connection.execute(_UPDATES[which], rows)
+        if more_samples or more_subjects:
+            grown.setdefault((more_samples, more_subjects), []).append(row)
+    for which, rows in grown.items():
+        connection.execute(_GROWN[which], rows)
     # Rows this session had loaded as objects are stale now: read again when next used.
     for held in list(session.identity_map.values()):
         if isinstance(held, Evidence):

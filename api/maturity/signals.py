@@ -93,7 +93,9 @@ def observe(
                 _network(view, dataset, _ZEEK, at, item, out)
         elif "EventID" in view:
             kind = "windows"
-            _windows(view, at, item, out)
+            event_id = view["EventID"]
+            if event_id.__class__ is not int or event_id in _WINDOWS_EVENTS:
+                _windows(view, at, item, out)
         else:
             dataset = view.get("event.dataset")
             if dataset is not None and str(dataset).startswith("network."):
