@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from api.agents.models import Agent, as_utc
@@ -134,12 +135,25 @@ class Inputs:
         ]
 
     def digest(self, framework_digest: str) -> str:
-        doc = {"framework": framework_digest, **asdict(self)}
-        blob = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS, default=_plain)
+        # The bytes of the sorted JSON of `asdict(self)`, without asdict: its deep copies were
+        # most of the nightly job's time. orjson hands each dataclass to `_plain`, which gives
+        # its fields as a dict, whose keys OPT_SORT_KEYS then sorts as it sorts asdict's.
+        doc = {"framework": framework_digest, **_plain(self)}
+        blob = orjson.dumps(doc, option=_DIGEST_OPTIONS, default=_plain)
         return hashlib.sha256(blob).hexdigest()
 
 
+_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
+
+
 def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: getattr(value, name) for name in _field_names(type(value))}
     if isinstance(value, tuple | set | frozenset):
         return sorted(value) if isinstance(value, set | frozenset) else list(value)
     raise TypeError(type(value).__name__)
@@ -157,22 +171,38 @@ def load(
     finesses = [e.finess for e in establishments]
     start = as_of - timedelta(days=LOOKBACK_DAYS)
     evidence: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    # Columns, not ORM objects, and the two JSON lists read as text for orjson: the nightly
+    # job reads millions of these rows, and building entities and json.loads were most of it.
+    columns = (
+        Evidence.finess,
+        Evidence.signal,
+        Evidence.key,
+        Evidence.day,
+        Evidence.count,
+        Evidence.first_seen,
+        Evidence.last_seen,
+        cast(Evidence.samples, Text),
+        cast(Evidence.subjects, Text),
+    )
+    loads = orjson.loads
     for chunk in _chunks(finesses):
         query = (
-            select(Evidence)
+            select(*columns)
             .where(Evidence.finess.in_(chunk), Evidence.day >= start, Evidence.day <= as_of)
             .order_by(Evidence.finess, Evidence.signal, Evidence.day, Evidence.key)
         )
-        for ev in session.scalars(query):
-            evidence[ev.finess][ev.signal].append(
+        for finess, signal, key, day, count, first, last, samples, subjects in session.execute(
+            query
+        ):
+            evidence[finess][signal].append(
                 Row(
-                    ev.key,
-                    ev.day,
-                    ev.count,
-                    as_utc(ev.first_seen),
-                    as_utc(ev.last_seen),
-                    tuple(ev.samples),
-                    tuple(ev.subjects),
+                    key,
+                    day,
+                    count,
+                    as_utc(first),
+                    as_utc(last),
+                    tuple(loads(samples)),
+                    tuple(loads(subjects)),
                 )
             )
     profiles = _profiles(session, finesses, cutoff)

@@ -20,7 +20,7 @@ fixes. Pure functions: the same framework and inputs give the same result.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -154,14 +154,33 @@ def effective_weights(framework: Framework, results: list[ControlResult]) -> dic
 
 
 def domain_scores(framework: Framework, results: list[ControlResult]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for domain in framework.domains:
-        mine = [r for r in results if r.control.domain == domain.id and r.applicable]
-        weight = sum(r.control.weight for r in mine)
-        out[domain.id] = (
-            100 * sum(r.control.weight * r.score for r in mine) / weight if weight else None
-        )
-    return out
+    scores = {r.control.id: r.score for r in results}
+    return {d.id: _domain_score(d.id, results, scores) for d in framework.domains}
+
+
+def _domain_score(
+    domain: str, results: list[ControlResult], scores: dict[str, float]
+) -> float | None:
+    mine = [r.control for r in results if r.control.domain == domain and r.applicable]
+    weight = sum(c.weight for c in mine)
+    return 100 * sum(c.weight * scores[c.id] for c in mine) / weight if weight else None
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """What levels 2 to 4 look at, the same for every fix of one establishment: the
+    applicable controls of each level, and the applicable critical ones (level, id)."""
+
+    at: dict[int, list[str]]
+    critical: list[tuple[int, str]]
+
+
+def _steps(results: list[ControlResult]) -> _Steps:
+    applicable = [r.control for r in results if r.applicable]
+    return _Steps(
+        {step: [c.id for c in applicable if c.level == step] for step in (2, 3, 4)},
+        [(c.level, c.id) for c in applicable if c.critical],
+    )
 
 
 def level_of(
@@ -173,21 +192,27 @@ def level_of(
     as_of: date,
     held: Collection[date],
 ) -> int:
+    return _level(framework, _steps(results), scores, weights, domains, as_of, held)
+
+
+def _level(
+    framework: Framework,
+    steps: _Steps,
+    scores: dict[str, float],
+    weights: dict[str, float],
+    domains: dict[str, float | None],
+    as_of: date,
+    held: Collection[date],
+) -> int:
     level = 1
     for step in (2, 3, 4):
         definition = framework.level_def(step)
         assert definition is not None
         assert definition.min_ratio is not None
-        at = [r.control.id for r in results if r.applicable and r.control.level == step]
+        at = steps.at[step]
         weight = sum(weights[c] for c in at)
         ratio = sum(weights[c] * scores[c] for c in at) / weight if weight else 1.0
-        critical_fails = any(
-            r.applicable
-            and r.control.critical
-            and r.control.level <= step
-            and scores[r.control.id] < 1
-            for r in results
-        )
+        critical_fails = any(lv <= step and scores[c] < 1 for lv, c in steps.critical)
         if ratio + 1e-9 < definition.min_ratio or critical_fails:
             return level
         level = step
@@ -213,15 +238,15 @@ def _fixes(
     level: int,
 ) -> list[Fix]:
     fixes = []
+    # Only the fixed control's score and its domain's change: the rest is computed once.
+    steps = _steps(results)
     for r in results:
         cid = r.control.id
         if not r.applicable or scores[cid] >= 1 or r.status == "risk_accepted":
             continue
         fixed = {**scores, cid: 1.0}
-        then = [replace(x, score=1.0) if x.control.id == cid else x for x in results]
-        new_level = level_of(
-            framework, then, fixed, weights, domain_scores(framework, then), as_of, held
-        )
+        then = {**domains, r.control.domain: _domain_score(r.control.domain, results, fixed)}
+        new_level = _level(framework, steps, fixed, weights, then, as_of, held)
         link = next((e.get("link") for e in r.evidence if e.get("link")), None)
         fixes.append(
             Fix(
