@@ -92,7 +92,7 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
     engine = sqlalchemy.create_engine(f"sqlite:///{root / 'service' / 'vigie.db'}")
     with engine.connect() as connection:
         rows = connection.execute(sqlalchemy.text("SELECT finess, result FROM maturity_snapshots"))
-        results = {finess: json.loads(result) for finess, result in rows}
+        results = {str(finess): json.loads(str(result)) for finess, result in rows}
     engine.dispose()
     explained = {
         (finess, c["id"]): c["explanation"] for finess, r in results.items() for c in r["controls"]
