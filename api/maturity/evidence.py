@@ -123,9 +123,9 @@ _GROWN = {(a, b): _lists(a, b) for a, b in ((True, False), (False, True), (True,
 
 
 def _merge(session: Session, finess: str, folds: dict[tuple[str, str, date], _Fold]) -> None:
-    # Core statements, not ORM objects, every ingested batch comes here: one upsert of every
-    # row (a batch seldom brings a new sample or subject once a day's row has filled up), then
-    # an update of the lists that grew. Its first statement is a write, so that
+    # Core statements, not ORM objects, for every ingested batch comes here: one upsert of
+    # every row (a batch seldom brings a new sample or subject once a day's row has filled
+    # up), then an update of the lists that grew. The first statement is a write, so that
     # - SQLite takes its write lock at once, waiting for its turn: a read first, then a
     #   write, fails at once ("database is locked") when another process wrote in between
     #   (in WAL mode a read snapshot cannot become a write);

@@ -361,7 +361,9 @@ def _alerts(
         )
     )
     acks: dict[tuple[str, str], datetime] = {}
-    if alerts:
+    # These establishments' acknowledgements only: a national alert has thousands, and a
+    # recompute (one establishment) read them all.
+    for chunk in _chunks([e.finess for e in establishments]) if alerts else ():
         for alert_id, finess, at in session.execute(
             select(
                 Acknowledgement.alert_id,
@@ -369,6 +371,7 @@ def _alerts(
                 Acknowledgement.acknowledged_at,
             ).where(
                 Acknowledgement.alert_id.in_([a.id for a in alerts]),
+                Acknowledgement.establishment_finess.in_(chunk),
                 Acknowledgement.acknowledged_at <= cutoff,
             )
         ):
