@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.audit.service import record
-from api.deps import CurrentUser, Principal, SessionDep, allow, client_of
+from api.audit.service import record_request
+from api.deps import CurrentUser, Principal, SessionDep, allow
 from api.errors import Invalid, NotFound
 from api.establishments import service as establishments
 from api.maturity import declarations, peers, snapshots
@@ -39,26 +39,6 @@ NATIONAL = (Role.CERT, Role.AUDITOR, Role.ADMIN)
 OWN = "/establishments/{finess}/maturity"
 
 
-def _audit(
-    request: Request,
-    session: Any,
-    who: Principal,
-    action: str,
-    kind: str,
-    target: str,
-    detail: str | None = None,
-) -> None:
-    record(
-        session=session,
-        who=who,
-        action=action,
-        kind=kind,
-        target=target,
-        client=client_of(request),
-        detail=detail,
-    )
-
-
 def _mine(session: Any, who: Principal, finess: str) -> str:
     """The establishment's FINESS if the caller may see it (another's answers as absent)."""
     return establishments.get(session=session, who=who, finess=finess).finess
@@ -68,7 +48,7 @@ def _mine(session: Any, who: Principal, finess: str) -> str:
 def get_framework(request: Request, session: SessionDep, who: CurrentUser) -> dict[str, Any]:
     """The framework in force: domains, levels and controls with their references."""
     framework = default()
-    _audit(request, session, who, "read", "maturity_framework", framework.version)
+    record_request(request, session, who, "read", "maturity_framework", framework.version)
     return {**framework.model_dump(mode="json"), "digest": framework.digest}
 
 
@@ -88,7 +68,7 @@ def get_maturity(
             + (f" on or before {as_of}" if as_of else "")
             + ": the job has not run"
         )
-    _audit(request, session, who, "read", "maturity", finess, f"snapshot {snapshot.id}")
+    record_request(request, session, who, "read", "maturity", finess, f"snapshot {snapshot.id}")
     return _read(session, snapshot)
 
 
@@ -128,7 +108,7 @@ def get_history(
 ) -> list[HistoryPoint]:
     """One point per day: the day's latest snapshot."""
     finess = _mine(session, who, finess)
-    _audit(request, session, who, "read", "maturity_history", finess)
+    record_request(request, session, who, "read", "maturity_history", finess)
     return [
         HistoryPoint(
             as_of=s.as_of,
@@ -151,7 +131,9 @@ def recompute(
     snapshot = session.get(Snapshot, snapshot_id)
     if snapshot is None or snapshot.finess != finess:
         raise NotFound(f"no snapshot {snapshot_id}")
-    _audit(request, session, who, "recompute", "maturity", finess, f"snapshot {snapshot_id}")
+    record_request(
+        request, session, who, "recompute", "maturity", finess, f"snapshot {snapshot_id}"
+    )
     retention = request.app.state.settings.retention_days
     return Recompute(**snapshots.recompute(session, snapshot, retention))
 
@@ -166,7 +148,7 @@ def get_stats(
 ) -> dict[str, Any]:
     """Scores and levels by kind or region, and nationally; groups under 5 suppressed."""
     day = as_of or datetime.now(UTC).date()
-    _audit(request, session, who, "read", "maturity_stats", by, day.isoformat())
+    record_request(request, session, who, "read", "maturity_stats", by, day.isoformat())
     return peers.stats(session, default().version, day, by)
 
 
@@ -179,7 +161,7 @@ def get_profile(
 ) -> list[ProfileRead]:
     """Every declaration of the profile, oldest first (the last one holds)."""
     finess = _mine(session, who, finess)
-    _audit(request, session, who, "read", "maturity_profile", finess)
+    record_request(request, session, who, "read", "maturity_profile", finess)
     return [ProfileRead.model_validate(p) for p in declarations.profile_history(session, finess)]
 
 
@@ -191,7 +173,7 @@ def put_profile(
     finess = _mine(session, who, finess)
     row, changes = declarations.declare_profile(session, finess, who.username, body.model_dump())
     said = "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in changes.items())
-    _audit(
+    record_request(
         request,
         session,
         who,
@@ -229,7 +211,7 @@ async def post_proof(
         media_type=request.headers.get("content-type", ""),
         content=content,
     )
-    _audit(
+    record_request(
         request,
         session,
         who,
@@ -247,7 +229,7 @@ def get_proof(
 ) -> Response:
     finess = _mine(session, who, finess)
     proof = declarations.get_proof(session, finess, proof_id)
-    _audit(request, session, who, "download", "maturity_proof", finess, proof.id)
+    record_request(request, session, who, "download", "maturity_proof", finess, proof.id)
     return Response(
         proof.content,
         media_type=proof.media_type,
@@ -275,7 +257,7 @@ def put_answer(
     finess = _mine(session, who, finess)
     today = datetime.now(UTC).date()
     row = declarations.answer(session, finess, control_id, who.username, body.model_dump(), today)
-    _audit(
+    record_request(
         request,
         session,
         who,
@@ -293,7 +275,7 @@ def get_answers(
 ) -> list[AnswerRead]:
     finess = _mine(session, who, finess)
     rows = declarations.answers(session, finess, control_id)
-    _audit(request, session, who, "read", "maturity_answer", finess, control_id)
+    record_request(request, session, who, "read", "maturity_answer", finess, control_id)
     return [AnswerRead.model_validate(a) for a in rows]
 
 
@@ -309,7 +291,7 @@ def post_review(
     """The CERT's review of the current answer: proven, or rejected."""
     finess = _mine(session, who, finess)
     row = declarations.review(session, finess, control_id, who.username, body.review)
-    _audit(
+    record_request(
         request,
         session,
         who,
@@ -332,7 +314,7 @@ def post_exception(
     row = declarations.add_exception(
         session, finess, who.username, body.model_dump(), datetime.now(UTC)
     )
-    _audit(
+    record_request(
         request,
         session,
         who,
@@ -350,7 +332,7 @@ def get_exceptions(
     finess: str, request: Request, session: SessionDep, who: CurrentUser
 ) -> list[ExceptionRead]:
     finess = _mine(session, who, finess)
-    _audit(request, session, who, "read", "maturity_exception", finess)
+    record_request(request, session, who, "read", "maturity_exception", finess)
     return [ExceptionRead.model_validate(x) for x in declarations.exceptions(session, finess)]
 
 
@@ -360,5 +342,5 @@ def revoke_exception(
 ) -> ExceptionRead:
     finess = _mine(session, who, finess)
     row = declarations.revoke_exception(session, finess, exception_id, who.username)
-    _audit(request, session, who, "revoke", "maturity_exception", finess, exception_id)
+    record_request(request, session, who, "revoke", "maturity_exception", finess, exception_id)
     return ExceptionRead.model_validate(row)

@@ -93,3 +93,18 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 def events_link(finess: str, samples: Iterable[str]) -> str | None:
     ids = ",".join(samples)
     return f"/establishments/{finess}/events?ids={ids}" if ids else None
+
+
+def judged(
+    inputs: Inputs,
+    score: float,
+    summary: str,
+    seen: datetime | None,
+    counts: dict[str, int],
+    rows: Iterable[Row],
+) -> Outcome:
+    """An outcome found in `rows`: their first and last time, samples, and the link to them."""
+    first, last, samples = span(rows)
+    return Outcome(
+        score, summary, seen, counts, first, last, samples, events_link(inputs.finess, samples)
+    )

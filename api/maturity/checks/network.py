@@ -9,7 +9,7 @@ from api.maturity.checks.base import (
     Params,
     check,
     day_fr,
-    events_link,
+    judged,
     plural,
     source_seen,
     span,
@@ -58,7 +58,7 @@ def _absent(inputs: Inputs, p: Services, signal: str, what: str) -> Outcome:
     if not rows:
         names = ", ".join(_NAMES.get(s, s) for s in p.services)
         return Outcome(1.0, f"Aucun flux {names} {what} sur {p.window_days} jours.", seen)
-    first, last, samples = span(rows)
+    first, last, _ = span(rows)
     parts = []
     for service in p.services:
         mine = [r for r in rows if r.key == service]
@@ -72,15 +72,13 @@ def _absent(inputs: Inputs, p: Services, signal: str, what: str) -> Outcome:
             )
     summary = f"{'; '.join(parts)} du {day_fr(first)} au {day_fr(last)}."
     counts = {s: sum(r.count for r in rows if r.key == s) for s in p.services}
-    return Outcome(
+    return judged(
+        inputs,
         0.0,
         summary[0].upper() + summary[1:],
         seen,
         {k: v for k, v in counts.items() if v},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        rows,
     )
 
 
@@ -116,7 +114,7 @@ def weak_tls(inputs: Inputs, p: Tls) -> Outcome:
     if not servers:
         return Outcome(None, f"Aucune poignée de main TLS vers des serveurs {where} observée.")
     share = len(weak) / len(servers)
-    first, last, samples = span(weak_rows)
+    first, last, _ = span(weak_rows)
     seen = max(r.last_seen for r in weak_rows + ok_rows)
     if not weak:
         summary = f"{plural(len(servers), 'serveur')} TLS {where}, tous en TLS 1.2 ou plus."
@@ -126,15 +124,13 @@ def weak_tls(inputs: Inputs, p: Tls) -> Outcome:
             f"{len(weak)} serveur(s) TLS {where} sur {len(servers)} acceptent une version "
             f"inférieure à TLS 1.2 (ex. {shown}), du {day_fr(first)} au {day_fr(last)}."
         )
-    return Outcome(
+    return judged(
+        inputs,
         1.0 - share,
         summary,
         seen,
         {"servers": len(servers), "weak": len(weak)},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        weak_rows,
     )
 
 
@@ -149,7 +145,7 @@ def smbv1(inputs: Inputs, p: Window) -> Outcome:
     v1, servers = subjects(v1_rows), subjects(all_rows)
     if not servers:
         return Outcome(None, "Aucun échange SMB observé.")
-    first, last, samples = span(v1_rows)
+    first, last, _ = span(v1_rows)
     seen = max(r.last_seen for r in all_rows)
     if not v1:
         summary = f"{plural(len(servers), 'serveur')} SMB, aucun en SMBv1."
@@ -159,15 +155,13 @@ def smbv1(inputs: Inputs, p: Window) -> Outcome:
             f"{len(v1)} serveur(s) SMB sur {len(servers)} parlent SMBv1 (ex. {shown}), "
             f"du {day_fr(first)} au {day_fr(last)}."
         )
-    return Outcome(
+    return judged(
+        inputs,
         1.0 - len(v1) / len(servers),
         summary,
         seen,
         {"servers": len(servers), "smbv1": len(v1)},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        v1_rows,
     )
 
 
@@ -182,20 +176,18 @@ def cleartext_admin(inputs: Inputs, p: Services) -> Outcome:
     if not rows:
         names = ", ".join(_NAMES.get(s, s) for s in p.services)
         return Outcome(1.0, f"Aucune session {names} établie sur {p.window_days} jours.", seen)
-    first, last, samples = span(rows)
+    first, last, _ = span(rows)
     servers = subjects(rows)
     names = ", ".join(sorted({_NAMES.get(r.key, r.key) for r in rows}))
     n = sum(r.count for r in rows)
-    return Outcome(
+    return judged(
+        inputs,
         0.0,
         f"{plural(n, 'session')} {names} en clair vers {plural(len(servers), 'serveur')} "
         f"(ex. {', '.join(sorted(servers)[:3])}), du {day_fr(first)} au {day_fr(last)}.",
         seen,
         {"sessions": n, "servers": len(servers)},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        rows,
     )
 
 
@@ -213,7 +205,7 @@ def public_dns(inputs: Inputs, p: Window) -> Outcome:
     clients = subjects(all_rows) - resolvers
     if not clients:
         return Outcome(None, "Aucune requête DNS de poste interne observée.")
-    first, last, samples = span(public_rows)
+    first, last, _ = span(public_rows)
     seen = max(r.last_seen for r in all_rows)
     if not bypass:
         summary = f"{plural(len(clients), 'client')} DNS, tous via les résolveurs internes."
@@ -222,15 +214,13 @@ def public_dns(inputs: Inputs, p: Window) -> Outcome:
             f"{len(bypass)} client(s) DNS sur {len(clients)} interrogent directement un "
             f"résolveur Internet (ex. {', '.join(sorted(bypass)[:3])})."
         )
-    return Outcome(
+    return judged(
+        inputs,
         1.0 - len(bypass) / len(clients),
         summary,
         seen,
         {"clients": len(clients), "bypass": len(bypass)},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        public_rows,
     )
 
 
@@ -252,15 +242,13 @@ def admin_hosts_internet(inputs: Inputs, p: Window) -> Outcome:
             f"Aucun des {len(admin)} serveurs d'administration déclarés n'a joint Internet.",
             seen,
         )
-    first, last, samples = span(rows)
-    return Outcome(
+    first, last, _ = span(rows)
+    return judged(
+        inputs,
         1.0 - len(talking) / len(admin),
         f"{len(talking)} serveur(s) d'administration sur {len(admin)} ont joint Internet "
         f"(ex. {', '.join(sorted(talking)[:3])}), du {day_fr(first)} au {day_fr(last)}.",
         seen,
         {"admin_hosts": len(admin), "reaching_internet": len(talking)},
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        rows,
     )

@@ -12,7 +12,7 @@ from api.maturity.checks.base import (
     Params,
     check,
     day_fr,
-    events_link,
+    judged,
     plural,
     source_seen,
     span,
@@ -45,7 +45,7 @@ def _host_share(
     culprits = subjects(bad_rows) & everyone
     if not everyone:
         return Outcome(None, none)
-    first, last, samples = span(bad_rows)
+    first, last, _ = span(bad_rows)
     seen = max((r.last_seen for r in all_rows), default=None)
     counts = {"hosts": len(everyone), "failing": len(culprits)}
     if not culprits:
@@ -53,16 +53,14 @@ def _host_share(
             1.0, f"{plural(len(everyone), 'poste')} observé(s) : aucun {bad}.", seen, counts
         )
     shown = ", ".join(sorted(culprits)[:3])
-    return Outcome(
+    return judged(
+        inputs,
         1.0 - len(culprits) / len(everyone),
         f"{len(culprits)} machine(s) sur {len(everyone)} : {bad} (ex. {shown}), "
         f"du {day_fr(first)} au {day_fr(last)}.",
         seen,
         counts,
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        bad_rows,
     )
 
 
@@ -148,7 +146,6 @@ def end_of_support(inputs: Inputs, p: EndOfSupport) -> Outcome:
         if build in p.builds and p.builds[build] < inputs.as_of
     }
     bad_rows = [r for r in rows if r.key in p.builds and p.builds[r.key] < inputs.as_of]
-    first, last, samples = span(bad_rows)
     seen = max(r.last_seen for r in rows)
     counts = {"hosts": len(latest), "end_of_support": len(ended)}
     if not ended:
@@ -159,16 +156,14 @@ def end_of_support(inputs: Inputs, p: EndOfSupport) -> Outcome:
             counts,
         )
     builds = ", ".join(sorted({latest[h][1] for h in ended}))
-    return Outcome(
+    return judged(
+        inputs,
         1.0 - len(ended) / len(latest),
         f"{len(ended)} machine(s) sur {len(latest)} démarrent une version de Windows hors "
         f"support (build {builds} ; ex. {', '.join(sorted(ended)[:3])}).",
         seen,
         counts,
-        first,
-        last,
-        samples,
-        events_link(inputs.finess, samples),
+        bad_rows,
     )
 
 
