@@ -248,7 +248,7 @@ def evidence_rows(site: Site, days: int, rng: random.Random) -> Iterator[dict[st
                 yield row("win.av", "rtp_off", day, rng.randint(1, 3), some(site.hosts, 1), span)
             elif bad == "t1490" and rng.random() < 0.2:
                 rule = "c947b146-0abc-4c87-9c64-b17e9d7274a2"
-                yield row("det.t1490", rule, day, rng.randint(1, 4), some(site.hosts, 1), span)
+                yield row("det.recovery", rule, day, rng.randint(1, 4), some(site.hosts, 1), span)
         if "end_of_support" in site.bad or (site.kind == "EHPAD" and rng.random() < 0.02):
             booted = some(site.hosts, 1)
             yield row("win.os", rng.choice(OLD_BUILDS), day, 1, booted, span)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
+from itertools import product
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ from api.establishments.models import Establishment
 from api.incidents.models import Incident, TimelineEntry
 from api.maturity.models import Answer, Evidence, Exception_, Profile
 
-# The longest window any check looks back over (NIS2 deadlines over 12 months).
+# How far back incidents and alerts are read: the longest window a check may have (NIS2
+# deadlines over 12 months). Evidence is read only as far back as the checks look.
 LOOKBACK_DAYS = 366
 
 
@@ -123,9 +125,17 @@ class Inputs:
     alerts: list[AlertFacts] = field(default_factory=list)
     answers: dict[str, AnswerFacts] = field(default_factory=dict)
     exceptions: dict[str, ExceptionFacts] = field(default_factory=dict)
+    # Days of each signal loaded (`load`); None: whatever `evidence` holds (built by hand).
+    windows: dict[str, int] | None = None
 
     def rows(self, signal: str, days: int, keys: Iterable[str] | None = None) -> list[Row]:
         """The signal's rows of the last `days` days up to `as_of`, of `keys` only if given."""
+        if self.windows is not None and days > self.windows.get(signal, 0):
+            # A check reading more than it declared would judge on missing rows, silently.
+            raise LookupError(
+                f"{signal} read over {days} days, {self.windows.get(signal, 0)} loaded: "
+                "declare it in the check's `reads`"
+            )
         start = self.as_of - timedelta(days=days - 1)
         wanted = None if keys is None else set(keys)
         return [
@@ -166,11 +176,15 @@ def load(
     as_of: date,
     cutoff: datetime,
     retention_days: int,
+    windows: dict[str, int],
 ) -> dict[str, Inputs]:
-    """The inputs of each establishment, as of `as_of`, reading nothing after `cutoff`."""
+    """The inputs of each establishment, as of `as_of`, reading nothing after `cutoff`, and
+    of each evidence signal only its last `windows[signal]` days (the checks' windows)."""
     finesses = [e.finess for e in establishments]
-    start = as_of - timedelta(days=LOOKBACK_DAYS)
     evidence: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    by_days: dict[int, list[str]] = defaultdict(list)
+    for signal, days in sorted(windows.items()):
+        by_days[days].append(signal)
     # Columns, not ORM objects, and the two JSON lists read as text for orjson: the nightly
     # job reads millions of these rows, and building entities and json.loads were most of it.
     columns = (
@@ -185,10 +199,15 @@ def load(
         cast(Evidence.subjects, Text),
     )
     loads = orjson.loads
-    for chunk in _chunks(finesses):
+    for chunk, (days, signals) in product(_chunks(finesses), sorted(by_days.items())):
         query = (
             select(*columns)
-            .where(Evidence.finess.in_(chunk), Evidence.day >= start, Evidence.day <= as_of)
+            .where(
+                Evidence.finess.in_(chunk),
+                Evidence.signal.in_(signals),
+                Evidence.day >= as_of - timedelta(days=days - 1),
+                Evidence.day <= as_of,
+            )
             .order_by(Evidence.finess, Evidence.signal, Evidence.day, Evidence.key)
         )
         for finess, signal, key, day, count, first, last, samples, subjects in session.execute(
@@ -220,12 +239,13 @@ def load(
             cutoff=cutoff,
             retention_days=retention_days,
             profile=profiles.get(e.finess, ProfileFacts()),
-            evidence={k: list(v) for k, v in evidence.get(e.finess, {}).items()},
+            evidence={k: list(v) for k, v in sorted(evidence.get(e.finess, {}).items())},
             agents=agents.get(e.finess, []),
             incidents=incidents.get(e.finess, []),
             alerts=alerts.get(e.finess, []),
             answers=answers.get(e.finess, {}),
             exceptions=exceptions.get(e.finess, {}),
+            windows=dict(sorted(windows.items())),
         )
         for e in establishments
     }

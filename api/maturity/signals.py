@@ -25,7 +25,10 @@ Signals (key: what the subject is):
 - `win.privileged`  logon: the host where a person's account got special privileges (4672)
 - `win.os`          <build>: the host that booted with that Windows build (System 6009)
 - `win.av`          rtp_off | update_failed | ok: the host (Defender 5001, 2001; 5000, 1150)
-- `det.t1490`       <rule id>: the host of a recovery-inhibition detection (ATT&CK T1490)
+- `det.recovery`    <rule id>: the host of a recovery-inhibition detection (ATT&CK T1490,
+                    or one of Vigie's rules on backup services stopped)
+- `agent`           <agent id>: a source kind it reads, from its heartbeats (not from
+                    events: `api.agents.service`)
 """
 
 from __future__ import annotations
@@ -139,20 +142,32 @@ def observe(
     return out
 
 
+# Vigie's rules on backup agents and database engines stopped or disabled (rules/sigma/impact/
+# backup_service_stop*.yml): recovery inhibition too, but tagged T1489 (service stop), which
+# also covers many stops that have nothing to do with backups; so they are named by id.
+BACKUP_STOPS = frozenset(
+    {
+        "82e89f2b-6769-4e84-9714-faaf08e8f6f6",  # net, sc or taskkill
+        "4efbd43e-933e-4351-9c69-36c0a5a6163b",  # PowerShell Stop-Service, Set-Service
+    }
+)
+
+
 def observe_detections(
     detections: Sequence[Mapping[str, Any]], ids: Sequence[str]
 ) -> list[Observation]:
     out = []
     for detection, item in zip(detections, ids, strict=True):
         tags = detection.get("tags") or ()
-        if "attack.t1490" not in {str(t).lower() for t in tags}:
+        rule_id = str(detection.get("rule_id"))
+        if "attack.t1490" not in {str(t).lower() for t in tags} and rule_id not in BACKUP_STOPS:
             continue
         at = _when(detection.get("timestamp"))
         if at is None:
             continue
         event = detection.get("event") or {}
         host = _host(event) if isinstance(event, Mapping) else "?"
-        out.append(Observation("det.t1490", str(detection.get("rule_id")), at, item, host))
+        out.append(Observation("det.recovery", rule_id, at, item, host))
     return out
 
 

@@ -20,6 +20,7 @@ from api.agents.models import as_utc, utcnow
 from api.db import transaction
 from api.establishments.models import Establishment
 from api.maturity import inputs as facts
+from api.maturity.checks.base import evidence_windows
 from api.maturity.framework import Framework, default
 from api.maturity.models import Snapshot
 from api.maturity.scoring import as_json, evaluate
@@ -64,7 +65,12 @@ def _take(
     retention_days: int,
 ) -> int:
     loaded = facts.load(
-        session, establishments, as_of=as_of, cutoff=cutoff, retention_days=retention_days
+        session,
+        establishments,
+        as_of=as_of,
+        cutoff=cutoff,
+        retention_days=retention_days,
+        windows=evidence_windows(framework),
     )
     held = _held(session, [e.finess for e in establishments], framework, as_of)
     computed = utcnow()
@@ -165,7 +171,12 @@ def recompute(
         }
     cutoff = cutoff_of(snapshot)
     loaded = facts.load(
-        session, [establishment], as_of=snapshot.as_of, cutoff=cutoff, retention_days=retention_days
+        session,
+        [establishment],
+        as_of=snapshot.as_of,
+        cutoff=cutoff,
+        retention_days=retention_days,
+        windows=evidence_windows(framework),
     )[snapshot.finess]
     days = _held(session, [snapshot.finess], framework, snapshot.as_of).get(snapshot.finess, set())
     digest = loaded.digest(framework.digest + "|" + ",".join(sorted(map(str, days))))

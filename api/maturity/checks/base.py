@@ -3,14 +3,17 @@ parameters, giving an `Outcome`. The framework file names checks; it holds no qu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from api.maturity.inputs import Inputs, Row
+
+if TYPE_CHECKING:
+    from api.maturity.framework import Framework
 
 
 class Params(BaseModel):
@@ -43,19 +46,52 @@ class CheckSpec:
     params: type[Params]
     run: CheckFunction
     description: str
+    # The evidence signals the check reads, each over a fixed number of days, or over its
+    # `window_days` parameter (None): the snapshot loads no more than that.
+    reads: Mapping[str, int | None]
+
+    def windows(self, params: Params) -> dict[str, int]:
+        own = getattr(params, "window_days", None)
+        out: dict[str, int] = {}
+        for signal, days in self.reads.items():
+            if days is not None:
+                out[signal] = days
+            elif isinstance(own, int):
+                out[signal] = own
+            else:
+                raise TypeError(f"check {self.name} reads {signal} over a window it has not")
+        return out
 
 
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(name: str, params: type[Params] = Params) -> Callable[[CheckFunction], CheckFunction]:
+def check(
+    name: str, params: type[Params] = Params, *, reads: Mapping[str, int | None]
+) -> Callable[[CheckFunction], CheckFunction]:
     def register(func: CheckFunction) -> CheckFunction:
         if name in REGISTRY:
             raise ValueError(f"check {name} registered twice")
-        REGISTRY[name] = CheckSpec(name, params, func, (func.__doc__ or "").strip())
+        doc = (func.__doc__ or "").strip()
+        REGISTRY[name] = CheckSpec(name, params, func, doc, dict(reads))
         return func
 
     return register
+
+
+def evidence_windows(framework: Framework) -> dict[str, int]:
+    """How many days of each evidence signal the framework's checks read, at most: all a
+    snapshot needs to load (a year of rows where 30 days are read would be most of its time)."""
+    out: dict[str, int] = {}
+    for control in framework.controls:
+        name = control.evidence.check
+        if name is None:
+            continue
+        spec = REGISTRY[name]
+        params = spec.params.model_validate(control.evidence.params)
+        for signal, days in spec.windows(params).items():
+            out[signal] = max(out.get(signal, 0), days)
+    return dict(sorted(out.items()))
 
 
 def source_seen(inputs: Inputs, kind: str, days: int) -> datetime | None:

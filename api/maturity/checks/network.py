@@ -82,14 +82,18 @@ def _absent(inputs: Inputs, p: Services, signal: str, what: str) -> Outcome:
     )
 
 
-@check("network.exposed_services", Services)
+@check("network.exposed_services", Services, reads={"net.exposed": None, "source": None})
 def exposed_services(inputs: Inputs, p: Services) -> Outcome:
     """Administration or sharing services reached from Internet addresses: an established
     inbound connection from a public peer (or a Windows remote-desktop logon from one)."""
     return _absent(inputs, p, "net.exposed", "entrantes établies depuis Internet")
 
 
-@check("network.cleartext_health_public_peer", Services)
+@check(
+    "network.cleartext_health_public_peer",
+    Services,
+    reads={"net.health": None, "source": None},
+)
 def cleartext_health(inputs: Inputs, p: Services) -> Outcome:
     """HL7 over MLLP, or DICOM without TLS, exchanged with an Internet address."""
     return _absent(inputs, p, "net.health", "en clair avec un pair Internet")
@@ -99,7 +103,7 @@ class Tls(Window):
     scope: str = Field(pattern="^(exposed|internal)$")
 
 
-@check("network.weak_tls_servers", Tls)
+@check("network.weak_tls_servers", Tls, reads={"net.tls": None, "source": None})
 def weak_tls(inputs: Inputs, p: Tls) -> Outcome:
     """The share of the establishment's TLS servers (exposed to the Internet, or internal)
     that accepted a version below TLS 1.2."""
@@ -134,7 +138,7 @@ def weak_tls(inputs: Inputs, p: Tls) -> Outcome:
     )
 
 
-@check("network.smbv1", Window)
+@check("network.smbv1", Window, reads={"net.smb": None, "source": None})
 def smbv1(inputs: Inputs, p: Window) -> Outcome:
     """The share of SMB servers that spoke SMBv1."""
     missing = _no_sensor(inputs, p.window_days)
@@ -165,7 +169,7 @@ def smbv1(inputs: Inputs, p: Window) -> Outcome:
     )
 
 
-@check("network.cleartext_admin", Services)
+@check("network.cleartext_admin", Services, reads={"net.cleartext": None, "source": None})
 def cleartext_admin(inputs: Inputs, p: Services) -> Outcome:
     """Cleartext administration protocols (Telnet, FTP) answered by internal servers."""
     missing = _no_sensor(inputs, p.window_days)
@@ -191,7 +195,7 @@ def cleartext_admin(inputs: Inputs, p: Services) -> Outcome:
     )
 
 
-@check("network.public_dns", Window)
+@check("network.public_dns", Window, reads={"net.dns": None, "source": None})
 def public_dns(inputs: Inputs, p: Window) -> Outcome:
     """The share of internal DNS clients, other than the declared resolvers, that asked a
     resolver on the Internet directly."""
@@ -224,7 +228,7 @@ def public_dns(inputs: Inputs, p: Window) -> Outcome:
     )
 
 
-@check("network.admin_hosts_internet", Window)
+@check("network.admin_hosts_internet", Window, reads={"net.outbound": None, "source": None})
 def admin_hosts_internet(inputs: Inputs, p: Window) -> Outcome:
     """Declared domain controllers and administration servers that reached the Internet."""
     admin = set(inputs.profile.admin_hosts)

@@ -19,6 +19,10 @@ from api.maturity.checks.base import (
 )
 from api.maturity.inputs import AgentFacts, Inputs
 
+# No incident in the window is a pass only if data arrived in the last QUIET_DAYS days: the
+# last time it did dates the pass (older than the control's validity, it is stale).
+QUIET_DAYS = 30
+
 
 class Window(Params):
     window_days: int = Field(default=30, ge=1, le=366)
@@ -33,7 +37,7 @@ def _heard_within(agent: AgentFacts, inputs: Inputs, hours: int) -> bool:
     return beat is not None and inputs.cutoff - beat <= timedelta(hours=hours)
 
 
-@check("agents.coverage")
+@check("agents.coverage", reads={"source": 1})
 def coverage(inputs: Inputs, p: Params) -> Outcome:
     """Declared sites with an agent heard from in the last 24 hours, and declared sources
     arriving: covered / expected."""
@@ -64,7 +68,7 @@ def coverage(inputs: Inputs, p: Params) -> Outcome:
     )
 
 
-@check("agents.silences", Window)
+@check("agents.silences", Window, reads={"agent": None})
 def silences(inputs: Inputs, p: Window) -> Outcome:
     """Agents with a whole day without a heartbeat in the window (since they enrolled)."""
     agents = [a for a in inputs.agents if _active(a, inputs)]
@@ -109,7 +113,7 @@ class Retention(Params):
     min_days: int = Field(ge=1, le=3660)
 
 
-@check("agents.loss_and_retention", Retention)
+@check("agents.loss_and_retention", Retention, reads={})
 def loss_and_retention(inputs: Inputs, p: Retention) -> Outcome:
     """Events kept at least `min_days` by the service, and none dropped by agents' disk
     budgets: half each."""
@@ -142,14 +146,14 @@ class Handling(Window):
     contain_hours: float = Field(gt=0)
 
 
-@check("incidents.handling_times", Handling)
+@check("incidents.handling_times", Handling, reads={"source": QUIET_DAYS})
 def handling_times(inputs: Inputs, p: Handling) -> Outcome:
     """Median time from an incident's opening to its acknowledgement, and to its containment,
     against targets: half each."""
     start = inputs.cutoff - timedelta(days=p.window_days)
     mine = [i for i in inputs.incidents if i.created_at >= start]
     if not mine:
-        return _quiet(inputs, p.window_days, "Aucun incident sur la période.")
+        return _quiet(inputs, "Aucun incident sur la période.")
     to_ack = [_hours(i.created_at, i.acknowledged_at or inputs.cutoff) for i in mine]
     to_contain = [_hours(i.created_at, i.contained_at or inputs.cutoff) for i in mine]
     ack, contain = median(to_ack), median(to_contain)
@@ -172,12 +176,12 @@ def _hours(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds() / 3600)
 
 
-def _quiet(inputs: Inputs, days: int, text: str) -> Outcome:
+def _quiet(inputs: Inputs, text: str) -> Outcome:
     """Nothing to judge, and rightly so only when data kept arriving: a silent establishment
     has no incidents because nobody looks."""
     seen = max(
         (
-            source_seen(inputs, k, days) or datetime.min.replace(tzinfo=inputs.cutoff.tzinfo)
+            source_seen(inputs, k, QUIET_DAYS) or datetime.min.replace(tzinfo=inputs.cutoff.tzinfo)
             for k in ("network", "windows", "logs")
         ),
     )
@@ -186,7 +190,7 @@ def _quiet(inputs: Inputs, days: int, text: str) -> Outcome:
     return Outcome(1.0, text, seen)
 
 
-@check("incidents.nis2_deadlines", Window)
+@check("incidents.nis2_deadlines", Window, reads={"source": QUIET_DAYS})
 def nis2_deadlines(inputs: Inputs, p: Window) -> Outcome:
     """The share of NIS2 deadlines (early warning 24 h, notification 72 h, final report one
     month) met, over the notifiable incidents of the window; one still running counts when
@@ -196,7 +200,7 @@ def nis2_deadlines(inputs: Inputs, p: Window) -> Outcome:
     start = inputs.cutoff - timedelta(days=p.window_days)
     mine = [i for i in inputs.incidents if i.notifiable and i.aware_at >= start]
     if not mine:
-        return _quiet(inputs, p.window_days, "Aucun incident notifiable sur la période.")
+        return _quiet(inputs, "Aucun incident notifiable sur la période.")
     met = judged = 0
     for incident in mine:
         done = {
@@ -227,7 +231,7 @@ def nis2_deadlines(inputs: Inputs, p: Window) -> Outcome:
     )
 
 
-@check("incidents.exercise", Window)
+@check("incidents.exercise", Window, reads={})
 def exercise(inputs: Inputs, p: Window) -> Outcome:
     """A crisis exercise recorded in Vigie (an incident declared with category `exercise`)
     within the window."""
@@ -250,13 +254,17 @@ class Untreated(Window):
     grace_hours: float = Field(default=24, gt=0)
 
 
-@check("detections.recovery_inhibition_untreated", Untreated)
+@check(
+    "detections.recovery_inhibition_untreated",
+    Untreated,
+    reads={"det.recovery": None, "source": None},
+)
 def recovery_inhibition(inputs: Inputs, p: Untreated) -> Outcome:
     """Recovery-inhibition detections (ATT&CK T1490: shadow copies deleted, backup catalogue
     deleted, recovery disabled) whose incident was still untouched after the grace time."""
     if source_seen(inputs, "windows", p.window_days) is None:
         return Outcome(None, f"Aucun journal Windows reçu sur {p.window_days} jours.")
-    rows = inputs.rows("det.t1490", p.window_days)
+    rows = inputs.rows("det.recovery", p.window_days)
     seen = source_seen(inputs, "windows", p.window_days)
     if not rows:
         return Outcome(1.0, "Aucune détection d'inhibition de la restauration.", seen)
@@ -302,7 +310,7 @@ class Acks(Window):
     other_hours: float = Field(gt=0)
 
 
-@check("alerts.acknowledgement_delays", Acks)
+@check("alerts.acknowledgement_delays", Acks, reads={})
 def acknowledgements(inputs: Inputs, p: Acks) -> Outcome:
     """The share of the CERT's alerts meant for the establishment that it acknowledged on time
     (critical and high ones within `critical_hours`, others within `other_hours`)."""

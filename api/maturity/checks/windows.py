@@ -64,7 +64,7 @@ def _host_share(
     )
 
 
-@check("windows.ntlmv1", Window)
+@check("windows.ntlmv1", Window, reads={"win.logon": None, "source": None})
 def ntlmv1(inputs: Inputs, p: Window) -> Outcome:
     """The share of hosts accepting NTLMv1 or LM logons (4624 LmPackageName)."""
     missing = _no_logs(inputs, p.window_days)
@@ -79,7 +79,11 @@ def ntlmv1(inputs: Inputs, p: Window) -> Outcome:
     )
 
 
-@check("windows.builtin_admin", Window)
+@check(
+    "windows.builtin_admin",
+    Window,
+    reads={"win.builtin": None, "win.logon": None, "source": None},
+)
 def builtin_admin(inputs: Inputs, p: Window) -> Outcome:
     """The share of hosts where the built-in Administrator account (RID 500) logged on."""
     missing = _no_logs(inputs, p.window_days)
@@ -94,7 +98,11 @@ def builtin_admin(inputs: Inputs, p: Window) -> Outcome:
     )
 
 
-@check("windows.privileged_on_workstations", Window)
+@check(
+    "windows.privileged_on_workstations",
+    Window,
+    reads={"win.privileged": None, "win.logon": None, "source": None},
+)
 def privileged_on_workstations(inputs: Inputs, p: Window) -> Outcome:
     """The share of workstations (hosts not declared as servers) where a person's account
     received administrative privileges (4672)."""
@@ -126,7 +134,7 @@ class EndOfSupport(Window):
     builds: dict[str, date] = Field(min_length=1)
 
 
-@check("windows.end_of_support", EndOfSupport)
+@check("windows.end_of_support", EndOfSupport, reads={"win.os": None, "source": None})
 def end_of_support(inputs: Inputs, p: EndOfSupport) -> Outcome:
     """The share of hosts that booted (System 6009) a Windows build past its end of support."""
     missing = _no_logs(inputs, p.window_days)
@@ -167,7 +175,7 @@ def end_of_support(inputs: Inputs, p: EndOfSupport) -> Outcome:
     )
 
 
-@check("windows.antivirus", Window)
+@check("windows.antivirus", Window, reads={"win.av": None, "win.logon": None, "source": None})
 def antivirus(inputs: Inputs, p: Window) -> Outcome:
     """The share of hosts whose Defender reported real-time protection off or a failed
     signature update."""
