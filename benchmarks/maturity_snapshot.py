@@ -553,6 +553,7 @@ def open_sqlite(args: argparse.Namespace) -> Database:
     reuse = args.reuse and path.exists() and marker.exists()
     if reuse and marker.read_text().split("\n", 1)[0] == _params(args):
         engine = make_engine(url)
+        upgrade(engine)  # migrations added since it was built
         built = json.loads(marker.read_text().split("\n", 1)[1])
         return Database("SQLite", url, engine, built, 0.0)
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), marker):

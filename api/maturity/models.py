@@ -42,7 +42,10 @@ class Evidence(Base):
     samples: Mapped[list[str]] = mapped_column(JSON)  # a few ids of the events behind it
     subjects: Mapped[list[str]] = mapped_column(JSON)  # hosts, servers, peers (bounded)
 
-    __table_args__ = (Index("ix_maturity_evidence_day", "day"),)
+    __table_args__ = (
+        Index("ix_maturity_evidence_day", "day"),  # retention
+        Index("ix_maturity_evidence_window", "finess", "signal", "day"),  # snapshots
+    )
 
 
 class Profile(Base):
