@@ -134,10 +134,21 @@ class EndOfSupport(Window):
     builds: dict[str, date] = Field(min_length=1)
 
 
-@check("windows.end_of_support", EndOfSupport, reads={"win.os": None, "source": None})
+# Hosts boot rarely, so builds are looked for over a long window; but logs must still be
+# arriving now (a month, as elsewhere): reading three months of `source` rows for that alone
+# was a third of a year-old establishment's snapshot.
+LOGS_ARRIVING_DAYS = 30
+
+
+@check(
+    "windows.end_of_support",
+    EndOfSupport,
+    reads={"win.os": None, "source": LOGS_ARRIVING_DAYS},
+)
 def end_of_support(inputs: Inputs, p: EndOfSupport) -> Outcome:
-    """The share of hosts that booted (System 6009) a Windows build past its end of support."""
-    missing = _no_logs(inputs, p.window_days)
+    """The share of hosts that booted (System 6009) a Windows build past its end of support,
+    when Windows logs arrived in the last 30 days."""
+    missing = _no_logs(inputs, LOGS_ARRIVING_DAYS)
     if missing is not None:
         return missing
     rows = inputs.rows("win.os", p.window_days)
