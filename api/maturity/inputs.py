@@ -22,7 +22,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from api.agents.models import Agent, as_utc
-from api.alerts.models import Acknowledgement, Alert
+from api.alerts.models import Acknowledgement, Alert, AlertStatus
 from api.alerts.service import scope_of
 from api.establishments.models import Establishment
 from api.incidents.models import Incident, TimelineEntry
@@ -91,6 +91,8 @@ class AlertFacts:
     severity: str
     published_at: datetime
     acknowledged_at: datetime | None
+    # When the CERT withdrew it, as far as the cutoff knows (its last change, if withdrawn).
+    withdrawn_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +400,11 @@ def _alerts(
             key = (alert_id, finess)
             moment = as_utc(at)
             acks[key] = min(acks.get(key, moment), moment)
+    withdrawn = {
+        a.id: as_utc(a.updated_at)
+        for a in alerts
+        if a.status == AlertStatus.WITHDRAWN and as_utc(a.updated_at) <= cutoff
+    }
     out: dict[str, list[AlertFacts]] = defaultdict(list)
     scopes = [(a, scope_of(a)) for a in alerts]
     for e in establishments:
@@ -409,6 +416,7 @@ def _alerts(
                         alert.severity,
                         as_utc(alert.created_at),
                         acks.get((alert.id, e.finess)),
+                        withdrawn.get(alert.id),
                     )
                 )
     del as_of

@@ -1,7 +1,7 @@
 """How much evidence a snapshot reads: each check declares the signals it reads and over how
 many days, the snapshot loads exactly that, and a check reading beyond its declaration fails
-loudly instead of judging on rows that were never loaded. Also BAK-04's evidence: recovery
-inhibition, backup services stopped included."""
+loudly instead of judging on rows that were never loaded. Also BAK-04's evidence (recovery
+inhibition, backup services stopped included) and alerts withdrawn before they were due."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from api.maturity.checks import REGISTRY
 from api.maturity.checks.base import evidence_windows
 from api.maturity.evidence import gather
 from api.maturity.framework import Control, default
-from api.maturity.inputs import AgentFacts, IncidentFacts, Inputs, ProfileFacts, Row
+from api.maturity.inputs import (
+    AgentFacts,
+    AlertFacts,
+    IncidentFacts,
+    Inputs,
+    ProfileFacts,
+    Row,
+)
 from api.maturity.signals import BACKUP_STOPS, Observation, observe_detections
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +219,19 @@ def test_bak04_fails_on_a_backup_service_stopped_and_left_untreated() -> None:
     assert score == 1.0
     assert "2 détections" in summary
     assert "aucune laissée sans suite" in summary
+
+
+def test_an_alert_withdrawn_before_it_was_due_is_not_held_against_anyone() -> None:
+    control = next(c for c in AUTOMATIC if c.evidence.check == "alerts.acknowledgement_delays")
+    spec = REGISTRY["alerts.acknowledgement_delays"]
+    params = spec.params.model_validate(control.evidence.params)
+    published = CUTOFF - timedelta(days=5)
+    late = AlertFacts("al-late", "high", published, None)
+    on_time = AlertFacts("al-ok", "high", published, published + timedelta(hours=1))
+    pulled = AlertFacts("al-pulled", "high", published, None, published + timedelta(hours=1))
+    pulled_late = AlertFacts("al-after", "high", published, None, published + timedelta(days=3))
+    mine = Inputs(**{**busy(None).__dict__, "alerts": [late, on_time, pulled, pulled_late]})
+    outcome = spec.run(mine, params)
+    # Judged: the late one, the one acknowledged, and the one withdrawn after it was due.
+    assert outcome.counts == {"alerts": 3, "on_time": 1}
+    assert set(outcome.samples) == {"al-late", "al-after"}

@@ -323,6 +323,8 @@ def acknowledgements(inputs: Inputs, p: Acks) -> Outcome:
         due = alert.published_at + timedelta(hours=hours)
         if alert.acknowledged_at is None and inputs.cutoff <= due:
             continue  # still within its time
+        if alert.acknowledged_at is None and alert.withdrawn_at and alert.withdrawn_at <= due:
+            continue  # withdrawn by the CERT before it was due: nothing left to acknowledge
         judged += 1
         if alert.acknowledged_at is not None and alert.acknowledged_at <= due:
             on_time += 1

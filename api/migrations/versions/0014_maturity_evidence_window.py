@@ -14,9 +14,7 @@ down_revision = "0013"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_maturity_evidence_window", "maturity_evidence", ["finess", "signal", "day"]
-    )
+    op.create_index("ix_maturity_evidence_window", "maturity_evidence", ["finess", "signal", "day"])
 
 
 def downgrade() -> None:
