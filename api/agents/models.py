@@ -15,8 +15,12 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    """SQLite hands back naive datetimes: they were written in UTC. PostgreSQL hands back the
+    session's time zone: the same instant in UTC, so that what is written of it (a digest, a
+    document) does not depend on the server's settings."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 class TokenState(StrEnum):

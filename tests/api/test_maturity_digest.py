@@ -9,7 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
+from api.db import make_engine, session_factory, transaction, upgrade
+from api.establishments.models import Establishment
+from api.maturity.evidence import gather
 from api.maturity.inputs import (
     AgentFacts,
     AlertFacts,
@@ -19,7 +23,9 @@ from api.maturity.inputs import (
     Inputs,
     ProfileFacts,
     Row,
+    load,
 )
+from api.maturity.signals import Observation
 
 CUTOFF = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
 
@@ -115,3 +121,32 @@ def test_digest_of_empty_inputs_and_of_a_change() -> None:
     later = _inputs(as_of=date(2026, 12, 7))
     assert later.digest("fw") == _reference(later, "fw")
     assert later.digest("fw") != full.digest("fw")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_digest_does_not_depend_on_the_database_sessions_time_zone(
+    database_url: str,
+) -> None:
+    # PostgreSQL hands timestamps back in the session's time zone: the same instants must
+    # give the same bytes, or a recompute on a server set otherwise would not prove anything.
+    finess = "350000014"
+    at = datetime(2026, 12, 5, 23, 30, tzinfo=UTC)
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with transaction(session_factory(engine)) as session:
+        session.add(Establishment(finess=finess, name="Clinique", kind="clinique", region="BRE"))
+    with transaction(session_factory(engine)) as session:
+        gather(session, finess, [Observation("win.logon", "other", at, "a/1", "PC-1")])
+    engine.dispose()
+    digests = set()
+    for zone in ("UTC", "Pacific/Auckland", "America/Cayenne"):
+        engine = make_engine(database_url.replace("options=", f"options=-ctimezone%3D{zone}%20"))
+        with session_factory(engine)() as session:
+            establishment = session.get(Establishment, finess)
+            assert establishment is not None
+            loaded = load(session, [establishment], as_of=date(2026, 12, 6), cutoff=CUTOFF,
+                          retention_days=180, windows={"win.logon": 30})[finess]  # fmt: skip
+            assert loaded.evidence["win.logon"][0].first_seen == at
+            digests.add(loaded.digest("f"))
+        engine.dispose()
+    assert len(digests) == 1
