@@ -1,0 +1,1 @@
+"""The web dashboard: pages rendered on the server (Jinja2 + htmx)."""
