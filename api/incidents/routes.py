@@ -36,7 +36,8 @@ WRITERS = (Role.ESTABLISHMENT, Role.CERT, Role.ADMIN)  # an establishment: its o
 NATIONAL = (Role.CERT, Role.ADMIN)
 
 
-def _read(incident: Incident, who: Principal) -> IncidentRead:
+def incident_read(incident: Incident, who: Principal) -> IncidentRead:
+    """What `who` may read of an incident (the dashboard shows the same)."""
     now = utcnow()
     deadlines = [
         DeadlineRead(kind=d.kind, due=d.due, done_at=d.done_at, overdue=d.overdue(now), met=d.met)
@@ -72,10 +73,10 @@ def _read(incident: Incident, who: Principal) -> IncidentRead:
     )
 
 
-def _detail(session: Session, incident: Incident, who: Principal) -> IncidentDetail:
+def incident_detail(session: Session, incident: Incident, who: Principal) -> IncidentDetail:
     entries = service.timeline(session=session, incident=incident)
     return IncidentDetail(
-        **_read(incident, who).model_dump(),
+        **incident_read(incident, who).model_dump(),
         timeline=[TimelineRead.model_validate(e, from_attributes=True) for e in entries],
         sample=incident.sample,
     )
@@ -108,7 +109,7 @@ def list_incidents(
     record_list(
         request, session, who, "incident", f"{establishment or '*'}/*", (i.id for i in items)
     )
-    return IncidentPage(items=[_read(i, who) for i in items], total=total)
+    return IncidentPage(items=[incident_read(i, who) for i in items], total=total)
 
 
 @router.post("/incidents", status_code=201, **allow(*WRITERS))
@@ -118,7 +119,7 @@ def declare_incident(
     """Declare an incident with the fields of the national health-incident report."""
     incident = service.declare(session=session, who=who, data=body)
     _audit(request, session, who, "create", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 @router.get("/incidents/{incident_id}", **allow(*READERS))
@@ -127,7 +128,7 @@ def get_incident(
 ) -> IncidentDetail:
     incident = service.get(session=session, who=who, incident_id=incident_id)
     _audit(request, session, who, "read", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 @router.patch("/incidents/{incident_id}", **allow(*WRITERS))
@@ -136,7 +137,7 @@ def update_incident(
 ) -> IncidentDetail:
     incident = service.update(session=session, who=who, incident_id=incident_id, data=body)
     _audit(request, session, who, "update", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 @router.post("/incidents/{incident_id}/status", **allow(*WRITERS))
@@ -145,7 +146,7 @@ def change_incident_status(
 ) -> IncidentDetail:
     incident = service.change_status(session=session, who=who, incident_id=incident_id, data=body)
     _audit(request, session, who, "update", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 @router.post("/incidents/{incident_id}/comments", status_code=201, **allow(*WRITERS))
@@ -154,7 +155,7 @@ def comment_incident(
 ) -> IncidentDetail:
     incident = service.comment(session=session, who=who, incident_id=incident_id, text=body.text)
     _audit(request, session, who, "update", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 @router.post("/incidents/{incident_id}/reports", **allow(*WRITERS))
@@ -164,7 +165,7 @@ def record_report(
     """Record that a NIS2 report (early warning, notification, final report) was sent."""
     incident = service.report_sent(session=session, who=who, incident_id=incident_id, data=body)
     _audit(request, session, who, "update", "incident", incident.id)
-    return _detail(session, incident, who)
+    return incident_detail(session, incident, who)
 
 
 def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:

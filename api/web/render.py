@@ -24,7 +24,6 @@ SEVERITIES = {"critical": "critique", "high": "élevée", "medium": "moyenne", "
 STATUSES = {
     "new": "nouveau",
     "acknowledged": "pris en compte",
-    "investigating": "en analyse",
     "contained": "confiné",
     "resolved": "résolu",
     "closed": "clos",

@@ -1,0 +1,203 @@
+"""The dashboard's pages. Each states its roles (`viewer(...)`) and calls the same service
+functions as the JSON route it mirrors, with the same principal, then audits the read the same
+way: what a page shows is exactly what its user may read through the API."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.audit.service import record_list, record_request
+from api.deps import SessionDep
+from api.errors import VigieServiceError
+from api.incidents import service as incidents
+from api.incidents.models import Severity, Status
+from api.incidents.routes import READERS, WRITERS, incident_detail, incident_read
+from api.incidents.schemas import Comment, StatusChange
+from api.web.deps import Viewer, viewer
+from api.web.render import STATUSES, page, paris
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+Reader = Annotated[Viewer, viewer(*READERS)]
+Writer = Annotated[Viewer, viewer(*WRITERS)]
+PAGE_SIZE = 50
+
+
+def roles(*names: Any) -> dict[str, Any]:
+    return {"openapi_extra": {"x-roles": [str(n) for n in names]}}
+
+
+@router.get("/", **roles(*READERS))
+def home(request: Request, v: Reader) -> Response:
+    """Every reader: their home (the national overview, or their establishment's)."""
+    return RedirectResponse("/ui/incidents", status_code=303)
+
+
+def _filters(request: Request) -> dict[str, str]:
+    keep = ("establishment", "status", "severity", "overdue", "campaign")
+    return {k: request.query_params[k] for k in keep if request.query_params.get(k)}
+
+
+@router.get("/incidents", **roles(*READERS))
+def incident_list(
+    request: Request,
+    session: SessionDep,
+    v: Reader,
+    establishment: Annotated[str | None, Query(max_length=11)] = None,
+    status: Status | None = None,
+    severity: Severity | None = None,
+    overdue: bool | None = None,
+    campaign: Annotated[str | None, Query(max_length=36)] = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> HTMLResponse:
+    """Every reader: incidents, filtered and paginated (an establishment: its own)."""
+    items, total = incidents.page(
+        session=session,
+        who=v.who,
+        establishment=establishment,
+        status=status,
+        severity=severity,
+        overdue=overdue,
+        campaign=campaign if v.who.scope is None else None,
+        offset=offset,
+        limit=PAGE_SIZE,
+    )
+    record_list(request, session, v.who, "incident", f"{establishment or '*'}/*",
+                (i.id for i in items))  # fmt: skip
+    return page(
+        request,
+        "incidents.html",
+        {
+            "v": v,
+            "items": [incident_read(i, v.who) for i in items],
+            "total": total,
+            "offset": offset,
+            "size": PAGE_SIZE,
+            "filters": _filters(request),
+            "statuses": list(Status),
+            "severities": list(Severity),
+        },
+    )
+
+
+@router.get("/incidents.csv", **roles(*READERS))
+def incident_csv(
+    request: Request,
+    session: SessionDep,
+    v: Reader,
+    establishment: Annotated[str | None, Query(max_length=11)] = None,
+    status: Status | None = None,
+    severity: Severity | None = None,
+    overdue: bool | None = None,
+) -> Response:
+    """Every reader: the filtered list as CSV, every row (at most 100,000)."""
+    items, _ = incidents.page(session=session, who=v.who, establishment=establishment,
+                              status=status, severity=severity, overdue=overdue,
+                              offset=0, limit=100_000)  # fmt: skip
+    record_list(request, session, v.who, "incident", f"{establishment or '*'}/* (csv)",
+                (i.id for i in items))  # fmt: skip
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(["id", "finess", "titre", "sévérité", "statut", "notifiable",
+                     "ouvert le (Paris)", "échéances dépassées"])  # fmt: skip
+    for i in items:
+        read = incident_read(i, v.who)
+        writer.writerow([read.id, read.establishment, _cell(read.title), read.severity,
+                         STATUSES.get(read.status, read.status), "oui" if read.notifiable
+                         else "non", paris(read.created_at), " ".join(read.overdue)])  # fmt: skip
+    return Response(
+        out.getvalue().encode("utf-8-sig"),  # the BOM: Excel in France reads UTF-8 with it
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="incidents.csv"'},
+    )
+
+
+def _cell(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/incidents/{incident_id}", **roles(*READERS))
+def incident_page(
+    incident_id: Annotated[str, Path(max_length=36)],
+    request: Request,
+    session: SessionDep,
+    v: Reader,
+    error: str | None = None,
+) -> HTMLResponse:
+    """Every reader: one incident, its timeline first (an establishment: its own only)."""
+    incident = incidents.get(session=session, who=v.who, incident_id=incident_id)
+    record_request(request, session, v.who, "read", "incident", incident.id)
+    detail = incident_detail(session, incident, v.who)
+    can_write = v.who.role in {str(r) for r in WRITERS}
+    return page(
+        request,
+        "incident.html",
+        {
+            "v": v,
+            "i": detail,
+            "can_write": can_write,
+            "next_statuses": _next_statuses(detail.status) if can_write else [],
+            "error": error,
+        },
+    )
+
+
+def _next_statuses(current: str) -> list[str]:
+    order = [s.value for s in Status]
+    if current == Status.CLOSED:
+        return []
+    later = order[order.index(current) + 1 :]
+    return (["acknowledged"] if current == Status.RESOLVED else []) + later
+
+
+@router.post("/incidents/{incident_id}/status", **roles(*WRITERS))
+def incident_status(
+    incident_id: Annotated[str, Path(max_length=36)],
+    request: Request,
+    session: SessionDep,
+    v: Writer,
+    status: Annotated[Status, Form()],
+    comment: Annotated[str, Form(max_length=5_000)] = "",
+) -> Response:
+    """CERT, admin, an establishment (its own): moves the incident along its workflow."""
+    try:
+        incident = incidents.change_status(session=session, who=v.who, incident_id=incident_id,
+                                           data=StatusChange(status=status, comment=comment))  # fmt: skip
+    except VigieServiceError as exc:
+        if exc.status == 404:
+            raise
+        return _back(incident_id, exc.detail)
+    record_request(request, session, v.who, "update", "incident", incident.id,
+                   f"status={incident.status}")  # fmt: skip
+    return _back(incident_id)
+
+
+@router.post("/incidents/{incident_id}/comments", **roles(*WRITERS))
+def incident_comment(
+    incident_id: Annotated[str, Path(max_length=36)],
+    request: Request,
+    session: SessionDep,
+    v: Writer,
+    text: Annotated[str, Form(min_length=1, max_length=5_000)],
+) -> Response:
+    """CERT, admin, an establishment (its own): adds a comment to the timeline."""
+    incident = incidents.comment(
+        session=session, who=v.who, incident_id=incident_id, text=Comment(text=text).text
+    )
+    record_request(request, session, v.who, "update", "incident", incident.id, "comment")
+    return _back(incident_id)
+
+
+def _back(incident_id: str, error: str | None = None) -> Response:
+    target = f"/ui/incidents/{incident_id}"
+    if error:
+        from urllib.parse import quote
+
+        target += f"?error={quote(error[:300])}"
+    return RedirectResponse(target, status_code=303)
