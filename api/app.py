@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp
 
@@ -28,7 +27,7 @@ from api.establishments.routes import router as establishments_router
 from api.events.routes import router as events_router
 from api.events.sqlite_store import SQLiteEventStore
 from api.events.store import EventStore
-from api.headers import SecurityHeaders
+from api.headers import SecurityHeaders, is_web
 from api.incidents.routes import router as incidents_router
 from api.ingest.claims import ClaimOwner
 from api.ingest.routes import RateLimiter
@@ -38,7 +37,7 @@ from api.jobs.routes import router as jobs_router
 from api.maturity.routes import router as maturity_router
 from api.settings import Settings
 from api.text import RefuseNulInURL
-from api.validation import validation_error
+from api.web import app as web
 
 log = logging.getLogger("vigie.api")
 
@@ -97,7 +96,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(StrictJSON)
     app.add_middleware(RefuseNulInURL)
-    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
@@ -108,8 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ingest_owner = ClaimOwner()  # this process, as the owner of the batches it claims
 
     @app.exception_handler(VigieServiceError)
-    async def domain_error(_request: Request, exc: VigieServiceError) -> JSONResponse:
+    async def domain_error(request: Request, exc: VigieServiceError) -> Response:
+        if is_web(request.url.path):
+            return web.error_page(request, exc.status, exc.detail)
         return JSONResponse({"code": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    web.install(app)
 
     @app.exception_handler(DataError)
     async def unstorable(request: Request, exc: DataError) -> JSONResponse:
@@ -137,6 +139,8 @@ def create_app(settings: Settings) -> FastAPI:
         jobs_router,
         audit_router,
         maturity_router,
+        web.auth_router,
+        web.pages_router,
     ):
         app.include_router(router)
     return app

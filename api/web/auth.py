@@ -12,7 +12,7 @@ import secrets
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.agents.models import utcnow
@@ -122,9 +122,9 @@ def login(
                  client=address, detail="web")  # fmt: skip
     session_id = sessions.open_session(session, user, utcnow(), address)
     target = "/password" if user.must_change_password else _next(next_page)
-    response = RedirectResponse(target, status_code=303)
+    redirect = RedirectResponse(target, status_code=303)
     secure = _secure(request)
-    response.set_cookie(
+    redirect.set_cookie(
         sessions.SECURE_COOKIE if secure else sessions.COOKIE,
         session_id,
         httponly=True,
@@ -132,11 +132,11 @@ def login(
         secure=secure,
         path="/",
     )
-    response.delete_cookie(LOGIN_CSRF, path="/login")
-    return response
+    redirect.delete_cookie(LOGIN_CSRF, path="/login")
+    return redirect
 
 
-Anyone = Annotated[Viewer, viewer(*HUMANS, password_pending=True)]
+Anyone = Annotated[Viewer, Depends(viewer(*HUMANS, password_pending=True))]
 
 
 @router.post("/logout", openapi_extra={"x-roles": [str(r) for r in HUMANS]})

@@ -8,7 +8,7 @@ import csv
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.audit.service import record_list, record_request
@@ -23,8 +23,8 @@ from api.web.render import STATUSES, page, paris
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
-Reader = Annotated[Viewer, viewer(*READERS)]
-Writer = Annotated[Viewer, viewer(*WRITERS)]
+Reader = Annotated[Viewer, Depends(viewer(*READERS))]
+Writer = Annotated[Viewer, Depends(viewer(*WRITERS))]
 PAGE_SIZE = 50
 
 
@@ -167,8 +167,10 @@ def incident_status(
 ) -> Response:
     """CERT, admin, an establishment (its own): moves the incident along its workflow."""
     try:
-        incident = incidents.change_status(session=session, who=v.who, incident_id=incident_id,
-                                           data=StatusChange(status=status, comment=comment))  # fmt: skip
+        change = StatusChange(status=status, comment=comment)
+        incident = incidents.change_status(
+            session=session, who=v.who, incident_id=incident_id, data=change
+        )
     except VigieServiceError as exc:
         if exc.status == 404:
             raise

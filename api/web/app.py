@@ -1,0 +1,65 @@
+"""How the dashboard joins the service: its routers, its assets, and what a person sees when
+a page cannot be shown (the login page, or an error page instead of JSON)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api.headers import is_web
+from api.validation import validation_error
+from api.web.auth import router as auth_router
+from api.web.deps import LoginRequired, PasswordFirst
+from api.web.pages import router as pages_router
+from api.web.render import STATIC, page
+
+__all__ = ["auth_router", "error_page", "install", "pages_router"]
+
+TITLES = {
+    400: "Requête refusée",
+    401: "Connexion requise",
+    403: "Accès refusé",
+    404: "Introuvable",
+    409: "Conflit",
+    422: "Données invalides",
+    429: "Trop de tentatives",
+}
+
+
+def error_page(request: Request, status: int, detail: object) -> HTMLResponse:
+    text = detail if isinstance(detail, str) else "La demande n'a pas pu être traitée."
+    title = TITLES.get(status, "Erreur")
+    return page(request, "error.html", {"title": title, "detail": text}, status)
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False, openapi_extra={"x-roles": ["public"]})
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=303)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _exc: LoginRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        login = f"/login?next={quote(target)}" if request.method == "GET" else "/login"
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": login})
+        return RedirectResponse(login, status_code=303)
+
+    @app.exception_handler(PasswordFirst)
+    async def password_first(_request: Request, _exc: PasswordFirst) -> Response:
+        return RedirectResponse("/password", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_web(request.url.path):
+            return error_page(request, 422, "Paramètres invalides : " + "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ()))} : {e.get('msg', '')}"
+                for e in exc.errors()[:5]
+            )[:500])  # fmt: skip
+        return await validation_error(request, exc)

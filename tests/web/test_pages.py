@@ -1,0 +1,236 @@
+"""The dashboard without a browser: the real service over HTTP, a person logging in with the
+form (cookies, CSRF tokens) and reading the HTML a browser would get."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+
+from tests import clients
+from tests.api.conftest import Service
+from tests.api.test_service import BORDEAUX, PASSWORD, PITIE, setup_world
+
+EVIL = '<script>alert("pwn")</script> & <b>gras</b>'
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the form"
+    return found.group(1)
+
+
+@contextmanager
+def browser(service: Service, username: str, password: str = PASSWORD) -> Iterator[httpx.Client]:
+    """A client that logged in through /login, as a person would."""
+    with clients.client(service.url, follow_redirects=True) as client:
+        form = client.get("/login")
+        assert form.status_code == 200
+        answer = client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf": form_token(form.text)},
+            headers={"Origin": service.url},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.url.path.startswith("/ui/")
+        yield client
+
+
+@pytest.fixture
+def world(service: Service) -> Iterator[dict[str, str]]:
+    tokens = setup_world(service)
+    ids: dict[str, str] = {}
+    with service.client(tokens["admin"]) as client:
+        for finess, title in ((PITIE, EVIL), (BORDEAUX, "Rançongiciel à Bordeaux")):
+            made = client.post(
+                "/incidents",
+                json={
+                    "establishment": finess,
+                    "title": title,
+                    "category": "ransomware",
+                    "severity": "high",
+                    "aware_at": "2026-12-01T08:00:00Z",
+                    "notifiable": True,
+                    "care_impact": "none",
+                    "personal_data": False,
+                },
+            )
+            assert made.status_code == 201, made.text
+            ids[finess] = made.json()["id"]
+    yield ids
+
+
+def test_the_login_page_and_a_wrong_password(service: Service) -> None:
+    with clients.client(service.url) as client:
+        assert client.get("/ui/incidents").status_code == 303  # not logged in: to the login
+        form = client.get("/login")
+        bad = client.post(
+            "/login",
+            data={"username": "admin", "password": "non", "csrf": form_token(form.text)},
+            headers={"Origin": service.url},
+        )
+        assert bad.status_code == 401
+        assert "Identifiant ou mot de passe incorrect" in bad.text
+        assert "vigie_session" not in bad.headers.get("set-cookie", "")
+
+
+def test_a_session_cookie_is_httponly_and_strict(service: Service) -> None:
+    with clients.client(service.url) as client:
+        form = client.get("/login")
+        answer = client.post(
+            "/login",
+            data={"username": "admin", "password": service.admin_password,
+                  "csrf": form_token(form.text)},
+            headers={"Origin": service.url},
+        )  # fmt: skip
+        assert answer.status_code == 303
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if "vigie_session=" in c)
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+        assert "Path=/" in cookie
+
+
+def test_a_login_without_the_forms_token_is_refused(service: Service) -> None:
+    with clients.client(service.url) as client:
+        client.get("/login")
+        answer = client.post(
+            "/login",
+            data={"username": "admin", "password": service.admin_password, "csrf": "forged"},
+        )
+        assert answer.status_code == 403
+        assert "vigie_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_post_without_the_csrf_token_is_refused(service: Service, world: dict[str, str]) -> None:
+    with browser(service, "analyst") as client:
+        page = client.get(f"/ui/incidents/{world[PITIE]}")
+        assert page.status_code == 200
+        token = form_token(page.text)
+        url = f"/ui/incidents/{world[PITIE]}/comments"
+        assert client.post(url, data={"text": "sans jeton"}).status_code == 403
+        assert client.post(url, data={"text": "faux", "csrf": "x" * 43}).status_code == 403
+        other_site = client.post(
+            url, data={"text": "d'ailleurs", "csrf": token}, headers={"Origin": "https://evil.example"}
+        )
+        assert other_site.status_code == 403
+        done = client.post(url, data={"text": "avec jeton", "csrf": token})
+        assert done.status_code == 200
+        assert "avec jeton" in done.text
+        assert "sans jeton" not in done.text
+
+
+def test_what_people_typed_stays_text(service: Service, world: dict[str, str]) -> None:
+    with browser(service, "analyst") as client:
+        for path in ("/ui/incidents", f"/ui/incidents/{world[PITIE]}"):
+            html = client.get(path).text
+            assert '<script>alert("pwn")</script>' not in html
+            assert "&lt;script&gt;alert(&#34;pwn&#34;)&lt;/script&gt;" in html
+
+
+class _Scripts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+        self.styled: list[str] = []
+        self.forms = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script" and "src" not in names and names.get("type") != "application/json":
+            self.inline.append(str(names))
+        if "style" in names or any(k.startswith("on") for k in names):
+            self.styled.append(f"{tag} {names}")
+        if tag == "form" and names.get("action") != "/logout":
+            self.forms += 1
+
+
+def test_pages_carry_a_strict_csp_and_no_inline_script(
+    service: Service, world: dict[str, str]
+) -> None:
+    with browser(service, "analyst") as client:
+        for path in ("/login", "/ui/incidents", f"/ui/incidents/{world[PITIE]}", "/password"):
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            csp = answer.headers["content-security-policy"]
+            assert "script-src 'self'" in csp
+            assert "unsafe-inline" not in csp
+            assert "unsafe-eval" not in csp
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            parsed = _Scripts()
+            parsed.feed(answer.text)
+            assert parsed.inline == [], path
+            assert parsed.styled == [], path
+
+
+def test_an_establishment_sees_its_own_incidents_only(
+    service: Service, world: dict[str, str]
+) -> None:
+    with browser(service, "it_pitie") as client:
+        listing = client.get("/ui/incidents").text
+        assert world[PITIE] in listing
+        assert world[BORDEAUX] not in listing
+        assert BORDEAUX not in listing
+        assert "Bordeaux" not in listing
+        # Another's incident answers as an absent one, and the refusal is audited.
+        assert client.get(f"/ui/incidents/{world[BORDEAUX]}").status_code == 404
+        assert client.get(f"/ui/incidents?establishment={BORDEAUX}").text.count("<tr>") <= 1
+        csv = client.get("/ui/incidents.csv")
+        assert csv.status_code == 200
+        assert world[PITIE] in csv.text
+        assert world[BORDEAUX] not in csv.text
+
+
+def test_auditors_read_and_get_no_forms(service: Service, world: dict[str, str]) -> None:
+    with browser(service, "inspector") as client:
+        for path in ("/ui/incidents", f"/ui/incidents/{world[PITIE]}"):
+            answer = client.get(path)
+            assert answer.status_code == 200
+            parsed = _Scripts()
+            parsed.feed(answer.text)
+            assert parsed.forms == 1 if path == "/ui/incidents" else parsed.forms == 0, path
+        # The filter form is a GET; no page offers an action.
+        assert 'method="post"' not in client.get(f"/ui/incidents/{world[PITIE]}").text.replace(
+            'method="post" action="/logout"', ""
+        )
+        token = form_token(client.get("/ui/incidents").text)
+        refused = client.post(
+            f"/ui/incidents/{world[PITIE]}/comments", data={"text": "audit", "csrf": token}
+        )
+        assert refused.status_code == 403
+
+
+def test_every_page_read_is_audited(service: Service, world: dict[str, str]) -> None:
+    with browser(service, "analyst") as client:
+        client.get("/ui/incidents")
+        client.get(f"/ui/incidents/{world[BORDEAUX]}")
+    admin = service.login("admin", service.admin_password)
+    with service.client(admin) as api:
+        entries = api.get("/audit", params={"actor": "analyst", "limit": 100}).json()
+    seen = {(e["action"], e["target_kind"], e["target_id"]) for e in entries}
+    assert ("login", "user", "analyst") in seen
+    assert ("read", "incident", "*/*") in seen
+    assert ("read", "incident", world[BORDEAUX]) in seen
+
+
+def test_logout_ends_the_session(service: Service) -> None:
+    setup_world(service)
+    with browser(service, "analyst") as client:
+        token = form_token(client.get("/ui/incidents").text)
+        cookie = client.cookies.get("vigie_session")
+        assert client.post("/logout", data={"csrf": token}).url.path == "/login"
+    with clients.client(service.url, cookies={"vigie_session": cookie or ""}) as stolen:
+        assert stolen.get("/ui/incidents").status_code == 303  # the old cookie opens nothing
+
+
+def test_a_role_change_ends_the_users_sessions(service: Service) -> None:
+    setup_world(service)
+    with browser(service, "analyst") as client:
+        assert client.get("/ui/incidents").status_code == 200
+        admin = service.login("admin", service.admin_password)
+        with service.client(admin) as api:
+            assert api.patch("/users/analyst", json={"role": "auditor"}).status_code == 200
+        assert client.get("/ui/incidents").url.path == "/login"
