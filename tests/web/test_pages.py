@@ -41,7 +41,7 @@ def browser(service: Service, username: str, password: str = PASSWORD) -> Iterat
 
 
 @pytest.fixture
-def world(service: Service) -> Iterator[dict[str, str]]:
+def world(service: Service) -> dict[str, str]:
     tokens = setup_world(service)
     ids: dict[str, str] = {}
     with service.client(tokens["admin"]) as client:
@@ -61,7 +61,7 @@ def world(service: Service) -> Iterator[dict[str, str]]:
             )
             assert made.status_code == 201, made.text
             ids[finess] = made.json()["id"]
-    yield ids
+    return ids
 
 
 def test_the_login_page_and_a_wrong_password(service: Service) -> None:
