@@ -114,7 +114,9 @@ def test_a_post_without_the_csrf_token_is_refused(service: Service, world: dict[
         assert client.post(url, data={"text": "sans jeton"}).status_code == 403
         assert client.post(url, data={"text": "faux", "csrf": "x" * 43}).status_code == 403
         other_site = client.post(
-            url, data={"text": "d'ailleurs", "csrf": token}, headers={"Origin": "https://evil.example"}
+            url,
+            data={"text": "d'ailleurs", "csrf": token},
+            headers={"Origin": "https://evil.example"},
         )
         assert other_site.status_code == 403
         done = client.post(url, data={"text": "avec jeton", "csrf": token})
