@@ -46,18 +46,32 @@ class IncidentFilter:
             raise Invalid("since must be before until")
 
     def conditions(self, who: Principal) -> list[ColumnElement[bool]]:
+        """On `Incident` alone (the establishment's region and kind through a subquery)."""
         out: list[ColumnElement[bool]] = []
         if who.scope is not None:  # an establishment: its own only, whatever it asks
             out.append(Incident.establishment_finess == who.scope)
         if self.establishment:
             out.append(Incident.establishment_finess == self.establishment.strip().upper())
         if self.region is not None or self.kind is not None:
-            wanted = select(Establishment.finess)
-            if self.region is not None:
-                wanted = wanted.where(Establishment.region == self.region)
-            if self.kind is not None:
-                wanted = wanted.where(Establishment.kind == self.kind)
+            wanted = select(Establishment.finess).where(*self.of_establishment(finess=False))
             out.append(Incident.establishment_finess.in_(wanted))
+        return out + self.of_incident()
+
+    def of_establishment(self, *, finess: bool = True) -> list[ColumnElement[bool]]:
+        """On `Establishment`: which establishments (for counts grouped by them; `finess`
+        False: by region and kind only, for a subquery whose caller matches the FINESS)."""
+        out: list[ColumnElement[bool]] = []
+        if finess and self.establishment:
+            out.append(Establishment.finess == self.establishment.strip().upper())
+        if self.region is not None:
+            out.append(Establishment.region == self.region)
+        if self.kind is not None:
+            out.append(Establishment.kind == self.kind)
+        return out
+
+    def of_incident(self) -> list[ColumnElement[bool]]:
+        """On `Incident`'s own columns: status, severity, period."""
+        out: list[ColumnElement[bool]] = []
         if self.status == "open":
             out.append(Incident.status.in_(OPEN))
         elif self.status is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.agents.models import utcnow
 from api.audit.service import record_list
 from api.audit.service import record_request as _audit
-from api.deps import CurrentUser, Offset, Principal, SessionDep, allow
+from api.deps import CurrentUser, Offset, Principal, RegionQuery, SessionDep, allow
 from api.establishments.schemas import Kind
 from api.incidents import deadlines, service
 from api.incidents.filters import IncidentFilter, StatusFilter
@@ -87,9 +87,6 @@ def _detail(session: Session, incident: Incident, who: Principal) -> IncidentDet
     )
 
 
-Region = Annotated[
-    str | None, Query(max_length=60, description="the establishment's region, as registered")
-]
 Since = Annotated[
     AwareDatetime | None, Query(description="created at or after this time (with its zone)")
 ]
@@ -102,7 +99,7 @@ def list_incidents(
     session: SessionDep,
     who: CurrentUser,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
-    region: Region = None,
+    region: RegionQuery = None,
     kind: Annotated[Kind | None, Query(description="the establishment's kind")] = None,
     status: Annotated[
         StatusFilter | None, Query(description="a status, or open: new, acknowledged, contained")
@@ -162,7 +159,7 @@ def list_deadlines(
         DeadlineKind | None, Query(description="early_warning, notification or final_report")
     ] = None,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
-    region: Region = None,
+    region: RegionQuery = None,
     kind: Annotated[Kind | None, Query(description="the establishment's kind")] = None,
     sort: Annotated[deadlines.Sort, Query(description="due: open first, soonest due")] = "due",
     offset: Offset = 0,
