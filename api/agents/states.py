@@ -1,4 +1,4 @@
-"""What state an agent is in, as the dashboard sorts them (Wazuh's buckets), in SQL.
+"""What state an agent is in, as the dashboard sorts them (Wazuh's buckets), as SQL conditions.
 
 One state each, the first that applies:
 - `revoked`: its key is refused;
@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, case
+from sqlalchemy import ColumnElement, and_
 
 from api.agents.models import Agent
 
@@ -39,11 +39,3 @@ def condition(state: AgentState, now: datetime, silent_after: timedelta) -> Colu
     if state is AgentState.SILENT:
         return and_(live, Agent.last_heartbeat < threshold)
     return and_(live, Agent.last_heartbeat >= threshold)
-
-
-def state_of(now: datetime, silent_after: timedelta) -> ColumnElement[str]:
-    """Each agent's state, for a GROUP BY."""
-    return case(
-        *((condition(s, now, silent_after), str(s)) for s in AgentState if s != AgentState.ACTIVE),
-        else_=str(AgentState.ACTIVE),
-    )

@@ -61,6 +61,8 @@ _ORDER: dict[str, Sequence[str]] = {
 def overview(
     *, session: Session, who: Principal, now: datetime, silent_after: timedelta
 ) -> Overview:
+    """The headline counts at `now` (`Overview`'s fields say what each counts);
+    `silent_after`: the service's agent silence threshold."""
     mine = IncidentFilter().conditions(who)  # the caller's scope
     is_open = Incident.status.in_(OPEN)
     by_severity = dict(
