@@ -31,7 +31,7 @@ class IncidentFilter:
     establishment: str | None = None  # FINESS
     region: str | None = None  # the establishment's
     kind: str | None = None  # the establishment's (CHU, CH, clinic, ...)
-    status: StatusFilter | None = None
+    status: str | None = None  # a Status, or "open" (new, acknowledged, contained)
     severity: str | None = None
     since: datetime | None = None  # created_at >= since
     until: datetime | None = None  # created_at < until

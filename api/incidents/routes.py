@@ -121,7 +121,9 @@ def list_incidents(
 ) -> IncidentPage:
     """The period (`since`, `until`) is on `created_at`, when the service opened the
     incident (for a declared one: when it was declared, not `aware_at`)."""
-    filters = IncidentFilter(
+    items, total = service.page(
+        session=session,
+        who=who,
         establishment=establishment,
         region=region,
         kind=kind,
@@ -129,11 +131,6 @@ def list_incidents(
         severity=severity,
         since=since,
         until=until,
-    )
-    items, total = service.page(
-        session=session,
-        who=who,
-        filters=filters,
         overdue=overdue,
         campaign=campaign,
         sort=sort,

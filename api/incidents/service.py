@@ -352,19 +352,34 @@ def page(
     *,
     session: Session,
     who: Principal,
-    filters: IncidentFilter | None = None,
+    establishment: str | None = None,
+    region: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,  # a Status, or "open"
+    severity: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     overdue: bool | None = None,
     campaign: str | None = None,
     sort: Sort = "updated",
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[Incident], int]:
-    """Incidents `who` may see, filtered and sorted in SQL. `overdue`: a NIS2 deadline has
-    passed without its report (computed at the time of asking: a deadline passes without a
-    write). Sorts: `updated`, `created`, `last_seen` (latest first, never seen last),
-    `severity` (critical first, then latest updated), `due` (the next NIS2 report due
-    soonest first, overdue ones first; incidents with none last)."""
-    query = select(Incident).where(*(filters or IncidentFilter()).conditions(who))
+    """Incidents `who` may see, filtered (`IncidentFilter` says how) and sorted in SQL.
+    `overdue`: a NIS2 deadline has passed without its report (computed at the time of
+    asking: a deadline passes without a write). Sorts: `updated`, `created`, `last_seen`
+    (latest first, never seen last), `severity` (critical first, then latest updated), `due`
+    (the next NIS2 report due soonest first, overdue ones first; incidents with none last)."""
+    filters = IncidentFilter(
+        establishment=establishment,
+        region=region,
+        kind=kind,
+        status=status,
+        severity=severity,
+        since=since,
+        until=until,
+    )
+    query = select(Incident).where(*filters.conditions(who))
     if overdue is not None:
         late = any_overdue(utcnow())
         query = query.where(late if overdue else ~late)
