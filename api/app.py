@@ -36,6 +36,7 @@ from api.jobs import scheduler
 from api.jobs.routes import router as jobs_router
 from api.maturity.routes import router as maturity_router
 from api.settings import Settings
+from api.stats.routes import router as stats_router
 from api.text import RefuseNulInURL
 from api.web import app as web
 
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
         jobs_router,
         audit_router,
         maturity_router,
+        stats_router,
         web.auth_router,
         web.pages_router,
     ):

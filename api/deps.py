@@ -23,6 +23,11 @@ PUBLIC = "public"
 MAX_OFFSET = 10**9
 # Where a page starts in a list: bounded, as a 64-bit overflow in the database answered 500.
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows skipped")]
+# An establishment's region as registered (the 18 of `api.establishments.finess.Region`, or
+# what was given at registration): a filter of the lists and counts.
+RegionQuery = Annotated[
+    str | None, Query(max_length=60, description="the establishment's region, as registered")
+]
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -3,6 +3,7 @@
 VigieServiceError        root
 ├── NotFound             404: absent, or not yours (the two are not told apart)
 │   └── NotYours         404 too: another establishment's (audited as `denied`)
+├── Forbidden            403: a role may call the route, not ask this of it
 ├── Conflict             409: already exists
 ├── Invalid              422: a value the domain refuses (bad FINESS, ...)
 └── AuthError            401: bad credentials or token
@@ -32,6 +33,13 @@ class NotYours(NotFound):
     def __init__(self, detail: str, *, actor: str, role: str, kind: str, target: str) -> None:
         super().__init__(detail)
         self.actor, self.role, self.kind, self.target = actor, role, kind, target
+
+
+class Forbidden(VigieServiceError):
+    """A question the caller's role may not ask (an establishment comparing establishments)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class Conflict(VigieServiceError):

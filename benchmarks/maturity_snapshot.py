@@ -71,6 +71,7 @@ from api.establishments.finess import (  # noqa: E402
     validate_finess,
 )
 from api.establishments.models import Establishment  # noqa: E402
+from api.incidents import nis2  # noqa: E402
 from api.incidents.models import Incident, TimelineEntry  # noqa: E402
 from api.maturity import snapshots  # noqa: E402
 from api.maturity.framework import PROFILE_FLAGS, default  # noqa: E402
@@ -355,6 +356,8 @@ def incident_rows(
                 "description": "",
                 "affected_systems": [],
                 "aware_at": created,
+                # Core inserts skip the model's validator that sets these from aware_at.
+                **{f"{kind}_due": due for kind, due in nis2.due_dates(created).items()},
                 "created_by": "system" if detection else f"rssi-{site.finess[-4:]}",
                 "created_at": created,
                 "updated_at": created,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -17,9 +18,19 @@ from api.agents.schemas import (
     EnrollmentTokenCreated,
     EnrollmentTokenRead,
 )
+from api.agents.states import AgentState
 from api.audit.service import record_list
 from api.audit.service import record_request as _audit
-from api.deps import PUBLIC, CurrentUser, Offset, SessionDep, allow, client_of
+from api.deps import (
+    PUBLIC,
+    CurrentSettings,
+    CurrentUser,
+    Offset,
+    RegionQuery,
+    SessionDep,
+    allow,
+    client_of,
+)
 from api.roles import Role
 
 router = APIRouter(tags=["agents"])
@@ -89,12 +100,28 @@ def list_agents(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
+    settings: CurrentSettings,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
+    status: Annotated[
+        AgentState | None,
+        Query(
+            description="revoked; never: no heartbeat yet; silent: none for longer than the "
+            "service's threshold (VIGIE_AGENT_SILENT_MINUTES); active: one within it"
+        ),
+    ] = None,
+    region: RegionQuery = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AgentPage:
     items, total = service.page(
-        session=session, who=who, establishment=establishment, offset=offset, limit=limit
+        session=session,
+        who=who,
+        establishment=establishment,
+        offset=offset,
+        limit=limit,
+        state=status,
+        region=region,
+        silent_after=timedelta(minutes=settings.agent_silent_minutes),
     )
     record_list(request, session, who, "agent", f"{establishment or '*'}/*", (a.id for a in items))
     return AgentPage(items=[AgentRead.model_validate(a) for a in items], total=total)

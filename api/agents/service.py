@@ -29,11 +29,14 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from api.agents import states
 from api.agents.models import Agent, EnrollmentToken, TokenState, utcnow
 from api.agents.schemas import AgentEnroll, AgentHeartbeat, EnrollmentTokenCreate, SourceStatus
+from api.agents.states import AgentState
 from api.deps import Principal
 from api.errors import AuthError, Invalid, NotFound
 from api.establishments import service as establishments
+from api.establishments.models import Establishment
 from api.roles import Role
 
 TOKEN_PREFIX = "vge_"  # noqa: S105 - a prefix, not a secret
@@ -253,13 +256,28 @@ def get(*, session: Session, who: Principal, agent_id: str) -> Agent:
 
 
 def page(
-    *, session: Session, who: Principal, establishment: str | None, offset: int, limit: int
+    *,
+    session: Session,
+    who: Principal,
+    establishment: str | None,
+    offset: int,
+    limit: int,
+    state: AgentState | None = None,
+    region: str | None = None,
+    silent_after: timedelta = timedelta(minutes=60),
 ) -> tuple[list[Agent], int]:
+    """`state` as `api.agents.states` defines it now (`silent_after`: the service's
+    silence threshold); `region`: the establishment's."""
     query = select(Agent)
     if who.scope is not None:
         query = query.where(Agent.establishment_finess == who.scope)
     if establishment is not None:
         query = query.where(Agent.establishment_finess == establishment.strip().upper())
+    if state is not None:
+        query = query.where(states.condition(state, utcnow(), silent_after))
+    if region is not None:
+        in_region = select(Establishment.finess).where(Establishment.region == region)
+        query = query.where(Agent.establishment_finess.in_(in_region))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(
         query.order_by(Agent.establishment_finess, Agent.hostname, Agent.id)

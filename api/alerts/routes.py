@@ -126,11 +126,27 @@ def list_alerts(
     session: SessionDep,
     who: CurrentUser,
     status: AlertStatus | None = None,
+    pending_for: Annotated[
+        str | None,
+        Query(
+            max_length=11,
+            description="FINESS: the published alerts meant for it that it has not "
+            "acknowledged (an establishment: its own only)",
+        ),
+    ] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertPage:
-    items, total = service.page(session=session, who=who, status=status, offset=offset, limit=limit)
-    record_list(request, session, who, "alert", status or "*", (a.id for a in items))
+    items, total = service.page(
+        session=session,
+        who=who,
+        status=status,
+        offset=offset,
+        limit=limit,
+        pending_for=pending_for,
+    )
+    target = f"{status or '*'}/pending:{pending_for}" if pending_for else status or "*"
+    record_list(request, session, who, "alert", target, (a.id for a in items))
     return AlertPage(items=service.read(session=session, who=who, alerts=items), total=total)
 
 

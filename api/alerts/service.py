@@ -23,9 +23,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +45,7 @@ from api.alerts.schemas import (
 )
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
+from api.establishments import service as establishments
 from api.establishments.models import Establishment
 
 # Rules ------------------------------------------------------------------------------------------
@@ -194,18 +196,87 @@ def get(*, session: Session, who: Principal, alert_id: str) -> Alert:
 
 
 def page(
-    *, session: Session, who: Principal, status: AlertStatus | None, offset: int, limit: int
+    *,
+    session: Session,
+    who: Principal,
+    status: AlertStatus | None,
+    offset: int,
+    limit: int,
+    pending_for: str | None = None,
 ) -> tuple[list[Alert], int]:
+    """`pending_for` (a FINESS): the published alerts meant for that establishment that it
+    has not acknowledged; an establishment may ask it of itself only (another's answers
+    like an absent one)."""
     query = select(Alert).order_by(Alert.created_at.desc(), Alert.id)
     if status is not None:
         query = query.where(Alert.status == status)
     own = own_establishment(session, who)
+    if pending_for is not None:
+        own = establishments.get(session=session, who=who, finess=pending_for)
+        query = query.where(Alert.status == AlertStatus.PUBLISHED, ~_acknowledged_by(own.finess))
     if own is None:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         return list(session.scalars(query.offset(offset).limit(limit))), total
     # Targets are lists in JSON: filtered here, the same way on SQLite and PostgreSQL.
     mine = [a for a in session.scalars(query) if targets(a, own)]
     return mine[offset : offset + limit], len(mine)
+
+
+def _acknowledged_by(finess: str) -> ColumnElement[bool]:
+    return (
+        select(Acknowledgement.id)
+        .where(Acknowledgement.alert_id == Alert.id, Acknowledgement.establishment_finess == finess)
+        .exists()
+    )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The published alerts of a period as `who` sees them (`AlertCounts` says what each
+    number counts)."""
+
+    published: int
+    targets: int | None = None
+    acknowledged: int | None = None
+    pending: int | None = None
+
+
+def tally(*, session: Session, who: Principal, since: datetime) -> Tally:
+    """National: the alerts published since `since`, how many establishments they were meant
+    for (one per alert and establishment) and how many of those acknowledged. An
+    establishment: those of them meant for it, and how many alerts meant for it (of any
+    date) it has not acknowledged yet."""
+    recent = list(
+        session.scalars(
+            select(Alert).where(Alert.status == AlertStatus.PUBLISHED, Alert.created_at >= since)
+        )
+    )
+    own = own_establishment(session, who)
+    if own is not None:
+        _, pending = page(
+            session=session, who=who, status=None, offset=0, limit=1, pending_for=own.finess
+        )
+        return Tally(published=sum(targets(a, own) for a in recent), pending=pending)
+    # Counted per (region, kind) in SQL; targets are matched here, as everywhere.
+    groups = session.execute(
+        select(Establishment.region, Establishment.kind, func.count()).group_by(
+            Establishment.region, Establishment.kind
+        )
+    ).all()
+    scopes = {a.id: scope_of(a) for a in recent}
+    acks = session.execute(
+        select(Acknowledgement.alert_id, Establishment.region, Establishment.kind, func.count())
+        .join(Establishment, Establishment.finess == Acknowledgement.establishment_finess)
+        .where(Acknowledgement.alert_id.in_(list(scopes)))
+        .group_by(Acknowledgement.alert_id, Establishment.region, Establishment.kind)
+    ).all()
+    return Tally(
+        published=len(recent),
+        targets=sum(
+            n for s in scopes.values() for region, kind, n in groups if s.includes(region, kind)
+        ),
+        acknowledged=sum(n for a, region, kind, n in acks if scopes[a].includes(region, kind)),
+    )
 
 
 def read(*, session: Session, who: Principal, alerts: list[Alert]) -> list[AlertRead]:

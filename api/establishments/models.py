@@ -15,8 +15,9 @@ class Establishment(Base):
 
     finess: Mapped[str] = mapped_column(String(9), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))  # CHU, CH, clinic, EHPAD, ...
-    region: Mapped[str] = mapped_column(String(60))
+    # Indexed: the dashboard's filters and counts by kind and by region.
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # CHU, CH, clinic, EHPAD, ...
+    region: Mapped[str] = mapped_column(String(60), index=True)
     beds: Mapped[int | None] = mapped_column(Integer)
     legal_entity_finess: Mapped[str | None] = mapped_column(String(9))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -5,13 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.audit.service import record, record_list
-from api.deps import CurrentUser, Offset, SessionDep, allow, client_of
+from api.deps import CurrentUser, Offset, RegionQuery, SessionDep, allow, client_of
 from api.establishments import service
 from api.establishments.schemas import (
     EstablishmentCreate,
     EstablishmentPage,
     EstablishmentRead,
     EstablishmentUpdate,
+    Kind,
 )
 from api.roles import Role
 
@@ -25,10 +26,14 @@ def list_establishments(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
+    region: RegionQuery = None,
+    kind: Kind | None = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EstablishmentPage:
-    items, total = service.page(session=session, who=who, offset=offset, limit=limit)
+    items, total = service.page(
+        session=session, who=who, offset=offset, limit=limit, region=region, kind=kind
+    )
     record_list(request, session, who, "establishment", "*", (i.finess for i in items))
     return EstablishmentPage(
         items=[EstablishmentRead.model_validate(i) for i in items], total=total

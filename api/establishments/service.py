@@ -58,11 +58,21 @@ def get(*, session: Session, who: Principal, finess: str) -> Establishment:
 
 
 def page(
-    *, session: Session, who: Principal, offset: int, limit: int
+    *,
+    session: Session,
+    who: Principal,
+    offset: int,
+    limit: int,
+    region: str | None = None,
+    kind: str | None = None,
 ) -> tuple[list[Establishment], int]:
     query = select(Establishment)
     if who.scope is not None:  # an establishment sees itself only
         query = query.where(Establishment.finess == who.scope)
+    if region is not None:
+        query = query.where(Establishment.region == region)
+    if kind is not None:
+        query = query.where(Establishment.kind == kind)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(query.order_by(Establishment.finess).offset(offset).limit(limit))
     return list(items), total

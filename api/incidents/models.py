@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, true
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from api.agents.models import utcnow
 from api.db import Base
+from api.errors import Invalid
+from api.incidents import nis2
 
 
 class Status(StrEnum):
@@ -17,6 +19,10 @@ class Status(StrEnum):
     CONTAINED = "contained"
     RESOLVED = "resolved"
     CLOSED = "closed"
+
+
+# Still being handled: what "open" means in filters and counts.
+OPEN = (Status.NEW, Status.ACKNOWLEDGED, Status.CONTAINED)
 
 
 class Category(StrEnum):
@@ -58,6 +64,11 @@ class Origin(StrEnum):
 
 class Incident(Base):
     __tablename__ = "incidents"
+    __table_args__ = (
+        # The dashboard's counts: open incidents by severity, incidents opened per day.
+        Index("ix_incidents_status_severity", "status", "severity"),
+        Index("ix_incidents_created_at", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     establishment_finess: Mapped[str] = mapped_column(
@@ -91,6 +102,12 @@ class Incident(Base):
     notification_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     final_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     overdue: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # NIS2: when each report is due, set from `aware_at` whenever it is (`_aware`). Stored so
+    # that deadlines are sorted and counted in SQL: the final report's calendar month has no
+    # form SQLite and PostgreSQL share.
+    early_warning_due: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    notification_due: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    final_report_due: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     campaign_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("campaigns.id"), index=True
     )
@@ -98,6 +115,32 @@ class Incident(Base):
     # meant for it): only such incidents make national campaigns, not a stolen agent key's
     # made-up rule ids.
     known_rule: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+    @validates("aware_at")
+    def _aware(self, key: str, value: datetime) -> datetime:
+        aware = _utc(key, value)
+        try:
+            due = nis2.due_dates(aware)
+        except OverflowError:
+            raise Invalid(f"{key}: too close to the end of the calendar") from None
+        for kind, moment in due.items():
+            setattr(self, f"{kind}_due", moment)
+        return aware
+
+    @validates("started_at", "early_warning_at", "notification_at", "final_report_at")
+    def _moment(self, key: str, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(key, value)
+
+
+def _utc(key: str, moment: datetime) -> datetime:
+    """In UTC: SQLite keeps a time's digits and drops its offset, so that 10:00+02:00 would
+    read back as 10:00 UTC (naive: already UTC, as the service writes them)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise Invalid(f"{key}: outside the calendar once in UTC") from None
 
 
 class TimelineEntry(Base):

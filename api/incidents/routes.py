@@ -6,19 +6,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from api.agents.models import utcnow
 from api.audit.service import record_list
 from api.audit.service import record_request as _audit
-from api.deps import CurrentUser, Offset, Principal, SessionDep, allow
-from api.incidents import service
-from api.incidents.models import Campaign, Incident, Severity, Status
+from api.deps import CurrentUser, Offset, Principal, RegionQuery, SessionDep, allow
+from api.establishments.schemas import Kind
+from api.incidents import deadlines, service
+from api.incidents.filters import IncidentFilter, StatusFilter
+from api.incidents.models import Campaign, Incident, Severity
 from api.incidents.schemas import (
     CampaignRead,
     CampaignUpdate,
     Comment,
+    DeadlineKind,
+    DeadlinePage,
     DeadlineRead,
+    DeadlineState,
     IncidentDeclare,
     IncidentDetail,
     IncidentPage,
@@ -82,27 +88,53 @@ def incident_detail(session: Session, incident: Incident, who: Principal) -> Inc
     )
 
 
+Since = Annotated[
+    AwareDatetime | None, Query(description="created at or after this time (with its zone)")
+]
+Until = Annotated[AwareDatetime | None, Query(description="created before this time")]
+
+
 @router.get("/incidents", **allow(*READERS))
 def list_incidents(
     request: Request,
     session: SessionDep,
     who: CurrentUser,
     establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
-    status: Status | None = None,
+    region: RegionQuery = None,
+    kind: Annotated[Kind | None, Query(description="the establishment's kind")] = None,
+    status: Annotated[
+        StatusFilter | None, Query(description="a status, or open: new, acknowledged, contained")
+    ] = None,
     severity: Severity | None = None,
     overdue: Annotated[bool | None, Query(description="NIS2 deadline passed")] = None,
     campaign: Annotated[str | None, Query(max_length=36, description="CERT only")] = None,
+    since: Since = None,
+    until: Until = None,
+    sort: Annotated[
+        service.Sort,
+        Query(
+            description="updated, created, last_seen: latest first; severity: critical "
+            "first; due: the next NIS2 report due soonest first (overdue first)"
+        ),
+    ] = "updated",
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> IncidentPage:
+    """The period (`since`, `until`) is on `created_at`, when the service opened the
+    incident (for a declared one: when it was declared, not `aware_at`)."""
     items, total = service.page(
         session=session,
         who=who,
         establishment=establishment,
+        region=region,
+        kind=kind,
         status=status,
         severity=severity,
+        since=since,
+        until=until,
         overdue=overdue,
         campaign=campaign,
+        sort=sort,
         offset=offset,
         limit=limit,
     )
@@ -110,6 +142,46 @@ def list_incidents(
         request, session, who, "incident", f"{establishment or '*'}/*", (i.id for i in items)
     )
     return IncidentPage(items=[incident_read(i, who) for i in items], total=total)
+
+
+@router.get("/deadlines", **allow(*READERS))
+def list_deadlines(
+    request: Request,
+    session: SessionDep,
+    who: CurrentUser,
+    open_only: Annotated[
+        bool | None, Query(alias="open", description="true: not sent yet; false: sent")
+    ] = None,
+    state: Annotated[DeadlineState | None, Query(description="pending, late or met")] = None,
+    deadline: Annotated[
+        DeadlineKind | None, Query(description="early_warning, notification or final_report")
+    ] = None,
+    establishment: Annotated[str | None, Query(max_length=11, description="FINESS")] = None,
+    region: RegionQuery = None,
+    kind: Annotated[Kind | None, Query(description="the establishment's kind")] = None,
+    sort: Annotated[deadlines.Sort, Query(description="due: open first, soonest due")] = "due",
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DeadlinePage:
+    """The NIS2 reports of notifiable incidents, one row per report: the open ones first,
+    soonest due first (so the overdue ones lead, most overdue first), then those sent. An
+    establishment gets its own only."""
+    del sort  # one order so far
+    filters = IncidentFilter(establishment=establishment, region=region, kind=kind)
+    items, total = deadlines.page(
+        session=session,
+        who=who,
+        now=utcnow(),
+        filters=filters,
+        deadline=deadline,
+        open_only=open_only,
+        state=state,
+        offset=offset,
+        limit=limit,
+    )
+    ids = dict.fromkeys(i.incident_id for i in items)  # each incident once, in order
+    record_list(request, session, who, "incident", f"deadlines/{establishment or '*'}", ids)
+    return DeadlinePage(items=items, total=total)
 
 
 @router.post("/incidents", status_code=201, **allow(*WRITERS))

@@ -128,3 +128,35 @@ class CampaignRead(BaseModel):
 class CampaignUpdate(NulFree):
     title: str | None = Field(default=None, min_length=3, max_length=300)
     status: Literal["open", "closed"] | None = None
+
+
+DeadlineKind = Literal["early_warning", "notification", "final_report"]
+DeadlineState = Literal["pending", "late", "met"]
+
+
+class DeadlineItem(BaseModel):
+    """One NIS2 report of one notifiable incident."""
+
+    incident_id: str
+    title: str
+    status: str = Field(description="the incident's")
+    severity: str = Field(description="the incident's")
+    establishment: str = Field(description="FINESS")
+    establishment_name: str
+    region: str
+    kind: str = Field(description="the establishment's kind (CHU, CH, clinic, ...)")
+    deadline: DeadlineKind = Field(
+        description="early_warning (24 h), notification (72 h), final_report (one month)"
+    )
+    due: datetime
+    done_at: datetime | None = Field(description="when the report was sent (null: not yet)")
+    state: DeadlineState = Field(
+        description="pending: not sent, not yet due; late: not sent and due, or sent after "
+        "it was due; met: sent in time"
+    )
+    overdue: bool = Field(description="late and still not sent")
+
+
+class DeadlinePage(BaseModel):
+    items: list[DeadlineItem]
+    total: int

@@ -15,9 +15,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.agents.models import as_utc, utcnow
@@ -25,6 +25,7 @@ from api.deps import Principal
 from api.errors import Invalid, NotFound
 from api.establishments import service as establishments
 from api.incidents import nis2
+from api.incidents.filters import IncidentFilter, any_overdue, next_due
 from api.incidents.models import (
     Campaign,
     Category,
@@ -342,34 +343,65 @@ def get(*, session: Session, who: Principal, incident_id: str) -> Incident:
     return incident
 
 
+# How a list may be sorted: the key, most pressing first; ties by id (pages are stable).
+Sort = Literal["updated", "created", "last_seen", "severity", "due"]
+_SEVERITY_RANK = {str(s): rank for rank, s in enumerate(reversed(Severity))}  # critical: 0
+
+
 def page(
     *,
     session: Session,
     who: Principal,
     establishment: str | None = None,
-    status: Status | None = None,
-    severity: Severity | None = None,
+    region: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,  # a Status, or "open"
+    severity: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     overdue: bool | None = None,
     campaign: str | None = None,
+    sort: Sort = "updated",
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[Incident], int]:
-    query = select(Incident)
-    if who.scope is not None:
-        query = query.where(Incident.establishment_finess == who.scope)
-    if establishment:
-        query = query.where(Incident.establishment_finess == establishment.strip().upper())
-    if status is not None:
-        query = query.where(Incident.status == status)
-    if severity is not None:
-        query = query.where(Incident.severity == severity)
-    if campaign is not None and who.scope is None:
+    """Incidents `who` may see, filtered (`IncidentFilter` says how) and sorted in SQL.
+    `overdue`: a NIS2 deadline has passed without its report (computed at the time of
+    asking: a deadline passes without a write). Sorts: `updated`, `created`, `last_seen`
+    (latest first, never seen last), `severity` (critical first, then latest updated), `due`
+    (the next NIS2 report due soonest first, overdue ones first; incidents with none last)."""
+    filters = IncidentFilter(
+        establishment=establishment,
+        region=region,
+        kind=kind,
+        status=status,
+        severity=severity,
+        since=since,
+        until=until,
+    )
+    query = select(Incident).where(*filters.conditions(who))
+    if overdue is not None:
+        late = any_overdue(utcnow())
+        query = query.where(late if overdue else ~late)
+    if campaign is not None and who.scope is None:  # campaigns are the national view
         query = query.where(Incident.campaign_id == campaign)
-    items = list(session.scalars(query.order_by(Incident.updated_at.desc(), Incident.id)))
-    if overdue is not None:  # computed, not stored: a deadline passes without a write
-        now = utcnow()
-        items = [i for i in items if bool(overdue_kinds(i, now)) == overdue]
-    return items[offset : offset + limit], len(items)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(*_order(sort), Incident.id).offset(offset).limit(limit))
+    return list(items), total
+
+
+def _order(sort: Sort) -> list[Any]:
+    if sort == "created":
+        return [Incident.created_at.desc()]
+    if sort == "last_seen":
+        return [Incident.last_seen.is_(None), Incident.last_seen.desc()]
+    if sort == "severity":
+        rank = case(_SEVERITY_RANK, value=Incident.severity, else_=len(_SEVERITY_RANK))
+        return [rank, Incident.updated_at.desc()]
+    if sort == "due":
+        upcoming = next_due()
+        return [upcoming.is_(None), upcoming]
+    return [Incident.updated_at.desc()]
 
 
 def update(*, session: Session, who: Principal, incident_id: str, data: IncidentUpdate) -> Incident:

@@ -19,7 +19,12 @@ class IngestedBatch(Base):
     """
 
     __tablename__ = "ingested_batches"
-    __table_args__ = (Index("ix_ingested_batches_agent", "agent"),)
+    __table_args__ = (
+        Index("ix_ingested_batches_agent", "agent"),
+        # Detections received per day, nationally and for one establishment (api/stats).
+        Index("ix_ingested_batches_received_at", "received_at"),
+        Index("ix_ingested_batches_establishment_received_at", "establishment", "received_at"),
+    )
 
     batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     agent: Mapped[str] = mapped_column(String(80))

@@ -159,6 +159,7 @@ QUERIES = {
     "/establishments/{finess}/events": "?ids={item_uid}",
     "/establishments/{finess}/detections": "?ids={item_uid}",
     "/establishments/{finess}/maturity/proofs": "?control=BAK-02&filename=pv.pdf",
+    "/stats/incidents": "?by=severity",  # by region or kind: national roles only (below)
 }
 
 
@@ -271,12 +272,24 @@ def test_an_establishment_never_reaches_another(service: Service, world: World) 
                 leaked = [s for s in secrets_of_other if s in text]
                 if leaked:
                     failures.append(f"{caller} GET {own_url} shows Bordeaux's {leaked}")
-        if path in ("/incidents", "/agents") and method == "GET":
+        if path in ("/incidents", "/agents", "/deadlines") and method == "GET":
             listing = call(
                 service, world.tokens["it_pitie"], "GET", f"{path}?establishment={BORDEAUX}", None
             )
             if listing.status_code == 200 and listing.json()["total"] != 0:
                 failures.append(f"it_pitie GET {path}?establishment={BORDEAUX}: not empty")
+    # Questions about another establishment, or comparing establishments, are refused.
+    for url, refused in (
+        (f"/alerts?pending_for={BORDEAUX}", 404),
+        (f"/stats/incidents?by=severity&establishment={BORDEAUX}", None),
+        ("/stats/incidents?by=region", 403),
+        ("/stats/incidents?by=kind", 403),
+    ):
+        answer = call(service, world.tokens["it_pitie"], "GET", url, None)
+        if refused is not None and answer.status_code != refused:
+            failures.append(f"it_pitie GET {url}: {answer.status_code}, not {refused}")
+        if refused is None and answer.json()["total"] != 0:
+            failures.append(f"it_pitie GET {url}: counts Bordeaux's incidents")
     assert not failures, "\n".join(failures)
     # And nothing of Bordeaux's changed: its incident is as the admin made it.
     with service.client(world.tokens["admin"]) as client:

@@ -3,9 +3,10 @@ the workflow, NIS2 deadlines, and campaigns across establishments."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from api.agents.models import as_utc
 from api.db import make_engine, session_factory, transaction
 from api.incidents import service as incidents
 from tests.api.conftest import Service
@@ -83,6 +84,36 @@ def test_declared_incident_has_the_report_fields_and_nis2_deadlines(service: Ser
 
         # Another establishment's incident is not there for it.
         assert client.post("/incidents", json=form(establishment=BORDEAUX)).status_code == 404
+
+
+def test_times_with_an_offset_keep_their_instant(service: Service) -> None:
+    """10:00+02:00 is 08:00 UTC on both databases (SQLite kept the digits and dropped the
+    offset: the NIS2 clock started two hours late)."""
+    tokens = setup_world(service)
+    aware = datetime(2026, 6, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))
+    body = form(aware_at=aware.isoformat(), started_at=(aware - timedelta(hours=1)).isoformat())
+    with service.client(tokens["it_pitie"]) as client:
+        made = client.post("/incidents", json=body)
+        assert made.status_code == 201, made.text
+        incident = made.json()
+        sent_at = datetime(2026, 6, 2, 9, 30, tzinfo=timezone(timedelta(hours=2)))  # 07:30Z
+        sent = client.post(
+            f"/incidents/{incident['id']}/reports",
+            json={"kind": "early_warning", "sent_at": sent_at.isoformat()},
+        )
+        assert sent.status_code == 200, sent.text
+        read = client.get(f"/incidents/{incident['id']}").json()
+        deadlines = client.get("/deadlines", params={"deadline": "early_warning"}).json()
+    # SQLite hands the times back without a zone (in UTC): read as as_utc does.
+    assert as_utc(datetime.fromisoformat(read["aware_at"])) == aware
+    assert as_utc(datetime.fromisoformat(read["started_at"])) == aware - timedelta(hours=1)
+    early = next(d for d in read["deadlines"] if d["kind"] == "early_warning")
+    assert datetime.fromisoformat(early["due"]) == datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
+    assert datetime.fromisoformat(early["done_at"]) == sent_at
+    assert early["met"] is True  # 07:30Z, before 08:00Z: in time
+    (row,) = deadlines["items"]
+    assert datetime.fromisoformat(row["due"]) == datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
+    assert row["state"] == "met"
 
 
 def test_the_form_refuses_what_cannot_be(service: Service) -> None:

@@ -1,14 +1,14 @@
 """The dashboard's cookie sessions, kept on the server (api/web/sessions.py).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 
 
 def upgrade() -> None:

@@ -1,0 +1,313 @@
+"""The dashboard's counts, each computed by the database (COUNT, GROUP BY), never by reading
+rows into Python, and limited to what `who` may see: an establishment counts its own only.
+
+Days and weeks are those of Europe/Paris. Their boundaries are local midnights converted to
+UTC here (so a day is 23 or 25 hours long across a change of time, and a week 167 or 169),
+and the database puts each incident in its bucket with a CASE over those instants: the same
+SQL on SQLite and PostgreSQL, whatever the session's time zone.
+
+Errors: Forbidden (an establishment grouping by region or kind: that compares
+establishments), Invalid (an `end` too near the ends of the calendar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from api.agents.models import Agent
+from api.agents.states import AgentState, condition
+from api.alerts import service as alerts
+from api.deps import Principal
+from api.errors import Forbidden, Invalid
+from api.establishments.finess import Region
+from api.establishments.models import Establishment
+from api.establishments.schemas import Kind
+from api.incidents import nis2
+from api.incidents.filters import IncidentFilter, any_overdue, overdue
+from api.incidents.models import OPEN, Campaign, Incident, Severity, Status
+from api.ingest.models import IngestedBatch
+from api.stats.schemas import (
+    AgentCounts,
+    AlertCounts,
+    Bucket,
+    By,
+    Group,
+    IncidentCounts,
+    IncidentGroups,
+    IncidentSeries,
+    Interval,
+    Overview,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+ALERT_PERIOD = timedelta(days=30)
+_ORDER: dict[str, Sequence[str]] = {
+    "region": [str(r) for r in Region],
+    "kind": [str(k) for k in Kind],
+    "severity": [str(s) for s in Severity],
+    "status": [str(s) for s in Status],
+}
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+def overview(
+    *, session: Session, who: Principal, now: datetime, silent_after: timedelta
+) -> Overview:
+    """The headline counts at `now` (`Overview`'s fields say what each counts);
+    `silent_after`: the service's agent silence threshold."""
+    mine = IncidentFilter().conditions(who)  # the caller's scope
+    is_open = Incident.status.in_(OPEN)
+    by_severity = dict(
+        session.execute(
+            select(Incident.severity, func.count())
+            .where(*mine, is_open)
+            .group_by(Incident.severity)
+        ).all()
+    )
+    notifiable, late_incidents, *late = session.execute(
+        select(
+            func.count().filter(is_open, Incident.notifiable.is_(True)),
+            func.count().filter(any_overdue(now)),
+            *(func.count().filter(overdue(kind, now)) for kind in nis2.KINDS),
+        ).where(*mine)
+    ).one()
+    national = who.scope is None
+    tally = alerts.tally(session=session, who=who, since=now - ALERT_PERIOD)
+    rate = None
+    if national and tally.targets:
+        rate = (tally.acknowledged or 0) / tally.targets
+    return Overview(
+        scope=who.scope,
+        at=now,
+        incidents=IncidentCounts(
+            open=sum(by_severity.values()),
+            open_by_severity=_filled("severity", by_severity),
+            notifiable_open=notifiable,
+            overdue_deadlines=sum(late),
+            overdue_incidents=late_incidents,
+        ),
+        campaigns_open=_count(session, select(Campaign).where(Campaign.status == "open"))
+        if national
+        else None,
+        alerts=AlertCounts(
+            last_30_days=tally.published,
+            targets=tally.targets,
+            acknowledged=tally.acknowledged,
+            acknowledgement_rate=rate,
+            pending=tally.pending,
+        ),
+        agents=_agents(session, who, now, silent_after),
+        establishments=_count(session, _establishments(who)),
+    )
+
+
+def _agents(
+    session: Session, who: Principal, now: datetime, silent_after: timedelta
+) -> AgentCounts:
+    query = select(*(func.count().filter(condition(s, now, silent_after)) for s in AgentState))
+    if who.scope is not None:
+        query = query.where(Agent.establishment_finess == who.scope)
+    counts = dict(zip(AgentState, session.execute(query).one(), strict=True))
+    return AgentCounts(
+        active=counts[AgentState.ACTIVE],
+        silent=counts[AgentState.SILENT],
+        never=counts[AgentState.NEVER],
+        revoked=counts[AgentState.REVOKED],
+        silent_after_minutes=int(silent_after.total_seconds() // 60),
+    )
+
+
+def _establishments(who: Principal) -> Any:
+    query = select(Establishment)
+    return query if who.scope is None else query.where(Establishment.finess == who.scope)
+
+
+def _count(session: Session, query: Any) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+# --- incidents grouped ------------------------------------------------------------------------
+
+
+def incident_groups(
+    *, session: Session, who: Principal, by: By, filters: IncidentFilter
+) -> IncidentGroups:
+    """Incidents matching `filters` counted per group, every group present. By region or
+    kind, each group also says how many establishments it has; an establishment may group
+    its own incidents by severity or status only."""
+    if by in ("region", "kind"):
+        if who.scope is not None:
+            raise Forbidden(f"counts by {by} compare establishments: national roles only")
+        column = Establishment.region if by == "region" else Establishment.kind
+        # Every establishment, joined to its matching incidents: a group of establishments
+        # without any shows 0 incidents, not nothing.
+        rows = session.execute(
+            select(column, func.count(Incident.id), func.count(distinct(Establishment.finess)))
+            .select_from(Establishment)
+            .outerjoin(
+                Incident,
+                and_(
+                    Incident.establishment_finess == Establishment.finess,
+                    *filters.of_incident(),
+                ),
+            )
+            .where(*filters.of_establishment())
+            .group_by(column)
+        ).all()
+        incidents = {key: n for key, n, _ in rows}
+        establishments = {key: e for key, _, e in rows}
+        groups = [
+            Group(key=key, incidents=n, establishments=establishments.get(key, 0))
+            for key, n in _filled(by, incidents).items()
+        ]
+    else:
+        column = Incident.severity if by == "severity" else Incident.status
+        counted = dict(
+            session.execute(
+                select(column, func.count()).where(*filters.conditions(who)).group_by(column)
+            ).all()
+        )
+        keys = _ORDER[by]
+        if by == "status" and filters.status is not None:  # only the statuses asked for
+            keys = [str(s) for s in OPEN] if filters.status == "open" else [filters.status]
+        groups = [Group(key=k, incidents=n) for k, n in _filled(by, counted, keys).items()]
+    return IncidentGroups(by=by, groups=groups, total=sum(g.incidents for g in groups))
+
+
+def _filled(by: str, counted: dict[str, int], keys: Sequence[str] | None = None) -> dict[str, int]:
+    """`counted` with every usual key (0 when absent) in its order, then any other key
+    found (a region registered by hand), sorted."""
+    usual = list(_ORDER[by] if keys is None else keys)
+    out = {key: counted.get(key, 0) for key in usual}
+    out.update((key, counted[key]) for key in sorted(set(counted) - set(usual)))
+    return out
+
+
+# --- incidents per day or week ----------------------------------------------------------------
+
+
+def incident_series(
+    *,
+    session: Session,
+    who: Principal,
+    interval: Interval,
+    days: int,
+    now: datetime,
+    end: date | None = None,
+    filters: IncidentFilter | None = None,
+) -> IncidentSeries:
+    """Incidents opened (created_at) per day or ISO week of Europe/Paris, per severity, over
+    the `days` days ending on `end` (today when None; weeks: every week touching them), and
+    the detections received in the same buckets. `filters`: its establishment, region and
+    kind apply to both, the rest to incidents only."""
+    filters = filters or IncidentFilter()
+    last = end or now.astimezone(PARIS).date()
+    starts, bounds = _buckets(interval, days, last)
+    incidents = _bucketed(
+        session,
+        Incident.created_at,
+        bounds,
+        [Incident.severity],
+        literal(1),
+        filters.conditions(who),
+    )
+    detections = _bucketed(
+        session,
+        IngestedBatch.received_at,
+        bounds,
+        [],
+        IngestedBatch.detections_accepted + IngestedBatch.server_detections,
+        [IngestedBatch.state == "done", *_batches_of(who, filters)],
+    )
+    buckets = []
+    for index, start in enumerate(starts):
+        counted = {str(key[0]): n for key, n in incidents.get(index, {}).items()}
+        per_severity = _filled("severity", counted)
+        buckets.append(
+            Bucket(
+                start=start,
+                since=bounds[index],
+                until=bounds[index + 1],
+                incidents=per_severity,
+                total=sum(per_severity.values()),
+                detections=int(sum(detections.get(index, {}).values())),
+            )
+        )
+    return IncidentSeries(
+        interval=interval, timezone=PARIS.key, days=days, end=last, buckets=buckets
+    )
+
+
+def _buckets(interval: Interval, days: int, last: date) -> tuple[list[date], list[datetime]]:
+    """The first day of each bucket, and the bucket boundaries in UTC (one more than the
+    buckets: the last is where the last bucket ends)."""
+    try:
+        first = last - timedelta(days=days - 1)
+        if interval == "week":  # ISO weeks start on Monday
+            first -= timedelta(days=first.weekday())
+            step = timedelta(days=7)
+        else:
+            step = timedelta(days=1)
+        starts = [first]
+        while starts[-1] + step <= last:
+            starts.append(starts[-1] + step)
+        bounds = [_midnight(day) for day in [*starts, starts[-1] + step]]
+    except OverflowError:
+        raise Invalid("end is too near the ends of the calendar") from None
+    return starts, bounds
+
+
+def _midnight(day: date) -> datetime:
+    """Midnight in Paris (a time that always exists there: clocks change at 2 or 3 a.m.)."""
+    return datetime.combine(day, time(), tzinfo=PARIS).astimezone(UTC)
+
+
+def _bucketed(
+    session: Session,
+    moment: InstrumentedAttribute[datetime],
+    bounds: list[datetime],
+    keys: list[InstrumentedAttribute[Any]],
+    measure: ColumnElement[Any],
+    conditions: list[ColumnElement[bool]],
+) -> dict[int, dict[tuple[Any, ...], int]]:
+    """The sum of `measure` (a value per row) per bucket (the index of the bounds `moment`
+    falls between) and `keys`."""
+    bucket = case(*((moment < bound, index) for index, bound in enumerate(bounds[1:])))
+    # Grouped in an outer query: PostgreSQL does not see a CASE with parameters in SELECT
+    # and in GROUP BY as one expression.
+    inner = (
+        select(bucket.label("bucket"), *keys, measure.label("measure"))
+        .where(moment >= bounds[0], moment < bounds[-1], *conditions)
+        .subquery()
+    )
+    key_columns = [inner.c[k.key] for k in keys]
+    rows = session.execute(
+        select(inner.c.bucket, *key_columns, func.sum(inner.c.measure)).group_by(
+            inner.c.bucket, *key_columns
+        )
+    ).all()
+    out: dict[int, dict[tuple[Any, ...], int]] = {}
+    for row in rows:
+        out.setdefault(int(row[0]), {})[tuple(row[1:-1])] = int(row[-1] or 0)
+    return out
+
+
+def _batches_of(who: Principal, filters: IncidentFilter) -> list[ColumnElement[bool]]:
+    """The batches of the establishments `filters` names, within `who`'s scope."""
+    out: list[ColumnElement[bool]] = []
+    if who.scope is not None:
+        out.append(IngestedBatch.establishment == who.scope)
+    if filters.establishment:
+        out.append(IngestedBatch.establishment == filters.establishment.strip().upper())
+    if filters.region is not None or filters.kind is not None:
+        wanted = select(Establishment.finess).where(*filters.of_establishment(finess=False))
+        out.append(IngestedBatch.establishment.in_(wanted))
+    return out
