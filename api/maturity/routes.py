@@ -69,10 +69,11 @@ def get_maturity(
             + ": the job has not run"
         )
     record_request(request, session, who, "read", "maturity", finess, f"snapshot {snapshot.id}")
-    return _read(session, snapshot)
+    return maturity_read(session, snapshot)
 
 
-def _read(session: Any, snapshot: Snapshot) -> MaturityRead:
+def maturity_read(session: Any, snapshot: Snapshot) -> MaturityRead:
+    """A snapshot as the API and the dashboard show it."""
     doc = snapshot.result
     level = default().level_def(snapshot.level)
     return MaturityRead(

@@ -6,20 +6,36 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from api.agents import service as agent_service
+from api.agents.models import Agent, as_utc, utcnow
+from api.agents.schemas import AgentRead
+from api.alerts import service as alert_service
 from api.audit.service import record_list, record_request
-from api.deps import SessionDep
+from api.deps import Principal, SessionDep
 from api.errors import VigieServiceError
+from api.incidents import deadlines as deadline_list
 from api.incidents import service as incidents
+from api.incidents.filters import IncidentFilter
 from api.incidents.models import Severity, Status
 from api.incidents.routes import READERS, WRITERS, incident_detail, incident_read
 from api.incidents.schemas import Comment, StatusChange
+from api.maturity import peers, snapshots
+from api.maturity.framework import default as maturity_framework
+from api.maturity.routes import maturity_read
+from api.roles import Role
+from api.stats import service as stats
+from api.stats.schemas import Overview
+from api.web import map as region_map
 from api.web.deps import Viewer, viewer
-from api.web.render import STATUSES, page, paris
+from api.web.render import SEVERITIES, STATUSES, page, paris
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -33,9 +49,11 @@ def roles(*names: Any) -> dict[str, Any]:
 
 
 @router.get("/", **roles(*READERS))
-def home(request: Request, v: Reader) -> Response:
+def home(request: Request, session: SessionDep, v: Reader) -> Response:
     """Every reader: their home (the national overview, or their establishment's)."""
-    return RedirectResponse("/ui/incidents", status_code=303)
+    if v.who.scope is None:
+        return _national(request, session, v)
+    return _establishment_home(request, session, v)
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -203,3 +221,158 @@ def _back(incident_id: str, error: str | None = None) -> Response:
 
         target += f"?error={quote(error[:300])}"
     return RedirectResponse(target, status_code=303)
+
+
+# --- homes -------------------------------------------------------------------------------------
+
+NATIONAL_READERS = (Role.CERT, Role.AUDITOR, Role.ADMIN)
+DEADLINES = {
+    "early_warning": "Alerte précoce (24 h)",
+    "notification": "Notification (72 h)",
+    "final_report": "Rapport final (1 mois)",
+}
+
+
+def _overview_counts(request: Request, session: Session, who: Principal) -> Overview:
+    settings = request.app.state.settings
+    silent_after = timedelta(minutes=settings.agent_silent_minutes)
+    found = stats.overview(session=session, who=who, now=utcnow(), silent_after=silent_after)
+    record_request(request, session, who, "read", "stats", "overview")
+    return found
+
+
+@router.get("/panels/kpis", **roles(*READERS))
+def kpis(request: Request, session: SessionDep, v: Reader) -> HTMLResponse:
+    """Every reader: the headline counts (htmx refreshes them every minute)."""
+    return page(
+        request, "partials/kpis.html", {"v": v, "o": _overview_counts(request, session, v.who)}
+    )
+
+
+def _national(request: Request, session: Session, v: Viewer) -> HTMLResponse:
+    who = v.who
+    o = _overview_counts(request, session, who)
+    opened = IncidentFilter(status="open")
+    regions = stats.incident_groups(session=session, who=who, by="region", filters=opened)
+    record_request(request, session, who, "read", "stats", "incidents/region", opened.describe())
+    counts = {g.key: g.incidents for g in regions.groups}
+    svg = region_map.svg(
+        counts,
+        lambda name: f"/ui/incidents?region={quote(name)}&status=open",
+        what="incidents ouverts",
+        what_one="incident ouvert",
+    )
+    series = stats.incident_series(session=session, who=who, interval="day", days=90, now=utcnow())
+    record_request(
+        request, session, who, "read", "stats", "incidents/series", "interval=day days=90"
+    )
+    chart = {
+        "x": [int(b.since.timestamp()) for b in series.buckets],
+        "series": [
+            {"label": SEVERITIES[s], "values": [b.incidents.get(s, 0) for b in series.buckets]}
+            for s in SEVERITIES
+        ],
+    }
+    due, due_total = deadline_list.page(
+        session=session, who=who, now=utcnow(), open_only=True, offset=0, limit=10
+    )
+    record_list(request, session, who, "incident", "deadlines/*",
+                dict.fromkeys(d.incident_id for d in due))  # fmt: skip
+    day = utcnow().date()
+    maturity = peers.stats(session, maturity_framework().version, day, "kind")
+    record_request(request, session, who, "read", "maturity_stats", "kind", day.isoformat())
+    groups = maturity["groups"] if maturity["national"]["count"] else []
+    return page(
+        request,
+        "overview.html",
+        {
+            "v": v,
+            "o": o,
+            "regions": regions,
+            "map_svg": svg,
+            "legend": region_map.legend(counts),
+            "credit": region_map.credit(),
+            "series": series,
+            "chart": chart,
+            "deadlines": due,
+            "deadlines_total": due_total,
+            "DEADLINES": DEADLINES,
+            "maturity": groups,
+            "maturity_day": day,
+        },
+    )
+
+
+def _agent_state(agent: Agent, silent_after: timedelta) -> str:
+    if agent.revoked:
+        return "révoqué"
+    if agent.last_heartbeat is None:
+        return "jamais vu"
+    if utcnow() - as_utc(agent.last_heartbeat) > silent_after:
+        return "silencieux"
+    return "actif"
+
+
+def _establishment_home(request: Request, session: Session, v: Viewer) -> HTMLResponse:
+    who = v.who
+    finess = who.scope or "-"
+    o = _overview_counts(request, session, who)
+    open_items, open_total = incidents.page(session=session, who=who, status="open",
+                                            sort="due", limit=10)  # fmt: skip
+    record_list(request, session, who, "incident", f"{finess}/* (open)",
+                (i.id for i in open_items))  # fmt: skip
+    pending, pending_total = alert_service.page(session=session, who=who, status=None,
+                                                offset=0, limit=20, pending_for=finess)  # fmt: skip
+    record_list(request, session, who, "alert", f"pending_for={finess}", (a.id for a in pending))
+    settings = request.app.state.settings
+    silent_after = timedelta(minutes=settings.agent_silent_minutes)
+    agents, agents_total = agent_service.page(
+        session=session,
+        who=who,
+        establishment=finess,
+        offset=0,
+        limit=50,
+        silent_after=silent_after,
+    )
+    record_list(request, session, who, "agent", f"{finess}/*", (a.id for a in agents))
+    snapshot = snapshots.latest(session, finess, None)
+    maturity = None
+    if snapshot is not None:
+        record_request(request, session, who, "read", "maturity", finess,
+                       f"snapshot {snapshot.id}")  # fmt: skip
+        maturity = maturity_read(session, snapshot)
+    return page(
+        request,
+        "establishment.html",
+        {
+            "v": v,
+            "o": o,
+            "open_items": [incident_read(i, who) for i in open_items],
+            "open_total": open_total,
+            "pending": pending,
+            "pending_total": pending_total,
+            "agents": [
+                (AgentRead.model_validate(a), _agent_state(a, silent_after)) for a in agents
+            ],  # fmt: skip
+            "agents_total": agents_total,
+            "maturity": maturity,
+        },
+    )
+
+
+EstablishmentOnly = Annotated[Viewer, Depends(viewer(Role.ESTABLISHMENT))]
+
+
+@router.post("/alerts/{alert_id}/acknowledge", **roles(Role.ESTABLISHMENT))
+def acknowledge(
+    alert_id: Annotated[str, Path(max_length=36)],
+    request: Request,
+    session: SessionDep,
+    v: EstablishmentOnly,
+    comment: Annotated[str, Form(max_length=1_000)] = "",
+) -> Response:
+    """An establishment: acknowledges an alert meant for it (as POST /alerts/{id}/acknowledge)."""
+    alert_service.acknowledge(session=session, who=v.who, alert_id=alert_id,
+                              comment=comment.strip() or None)  # fmt: skip
+    record_request(request, session, v.who, "update", "alert", alert_id)
+    return RedirectResponse("/ui/#alertes", status_code=303)

@@ -236,3 +236,80 @@ def test_a_role_change_ends_the_users_sessions(service: Service) -> None:
         with service.client(admin) as api:
             assert api.patch("/users/analyst", json={"role": "auditor"}).status_code == 200
         assert client.get("/ui/incidents").url.path == "/login"
+
+
+def _kpis(html: str) -> dict[str, int]:
+    return {
+        name: int(value.replace("\u202f", ""))
+        for name, value in re.findall(r'data-kpi="([a-z]+)">([\d\u202f]+)<', html)
+    }
+
+
+def test_the_national_overview_counts_what_the_api_counts(
+    service: Service, world: dict[str, str]
+) -> None:
+    with browser(service, "analyst") as client:
+        home = client.get("/ui/")
+        assert home.status_code == 200
+        assert "Vue nationale" in home.text
+        shown = _kpis(home.text)
+        again = _kpis(client.get("/ui/panels/kpis").text)  # what htmx swaps in every minute
+    token = service.login("analyst", PASSWORD)
+    with service.client(token) as api:
+        counted = api.get("/stats/overview").json()
+        regions = api.get("/stats/incidents", params={"by": "region", "status": "open"}).json()
+    expected = {
+        "open": counted["incidents"]["open"],
+        "overdue": counted["incidents"]["overdue_deadlines"],
+        "campaigns": counted["campaigns_open"],
+        "alerts": counted["alerts"]["last_30_days"],
+        "silent": counted["agents"]["silent"],
+        "establishments": counted["establishments"],
+    }
+    assert shown == expected
+    assert again == expected
+    assert shown["open"] == 2
+    # The map: one link per region, the count printed in each; the table form says the same.
+    links = re.findall(r'<a href="/ui/incidents\?region=[^"]+&amp;status=open"', home.text)
+    assert len(links) >= 18
+    for group in regions["groups"]:
+        row = f"{group['key']}</a></td><td class=\"n\">{group['incidents']}</td>"
+        assert row.replace("'", "&#39;") in home.text, group["key"]
+    assert "IGN Admin Express COG 2018" in home.text
+    assert 'type="application/json" id="serie-incidents"' in home.text
+
+
+def test_an_establishments_home_and_an_acknowledgement_the_cert_sees(
+    service: Service, world: dict[str, str]
+) -> None:
+    cert = service.login("analyst", PASSWORD)
+    with service.client(cert) as api:
+        alert = api.post(
+            "/alerts",
+            json={"title": "Campagne <Qakbot>", "severity": "high", "tlp": "amber",
+                  "indicators": [{"type": "ip", "value": "203.0.113.66"}],
+                  "target": {"all": True}, "retro_hunt_days": 0},
+        )  # fmt: skip
+        assert alert.status_code == 201, alert.text
+        alert_id = alert.json()["id"]
+        before = api.get(f"/alerts/{alert_id}/acknowledgements").json()
+    assert PITIE in {p["finess"] for p in before["pending"]}
+    with browser(service, "it_pitie") as client:
+        home = client.get("/ui/")
+        assert home.status_code == 200
+        assert "Mon établissement" in home.text
+        assert "Campagne &lt;Qakbot&gt;" in home.text
+        assert BORDEAUX not in home.text
+        assert "Bordeaux" not in home.text
+        assert "Vue nationale" not in home.text
+        done = client.post(
+            f"/ui/alerts/{alert_id}/acknowledge",
+            data={"csrf": form_token(home.text), "comment": "lu par l'équipe"},
+        )
+        assert done.status_code == 200
+        assert "Campagne &lt;Qakbot&gt;" not in done.text
+        assert "Aucune alerte en attente" in done.text
+    with service.client(cert) as api:
+        after = api.get(f"/alerts/{alert_id}/acknowledgements").json()
+    assert PITIE in {a["establishment"] for a in after["acknowledged"]}
+    assert PITIE not in {p["finess"] for p in after["pending"]}
