@@ -273,7 +273,7 @@ def test_the_national_overview_counts_what_the_api_counts(
     links = re.findall(r'<a href="/ui/incidents\?region=[^"]+&amp;status=open"', home.text)
     assert len(links) >= 18
     for group in regions["groups"]:
-        row = f"{group['key']}</a></td><td class=\"n\">{group['incidents']}</td>"
+        row = f'{group["key"]}</a></td><td class="n">{group["incidents"]}</td>'
         assert row.replace("'", "&#39;") in home.text, group["key"]
     assert "IGN Admin Express COG 2018" in home.text
     assert 'type="application/json" id="serie-incidents"' in home.text
