@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 from api.agents import service as agent_service
 from api.agents.models import Agent, as_utc, utcnow
 from api.agents.schemas import AgentRead
+from api.alerts import routes as alert_routes
 from api.alerts import service as alert_service
+from api.audit.routes import AuditFilter
+from api.audit.routes import count as audit_count
+from api.audit.routes import entries as audit_entries
 from api.audit.service import record_list, record_request
 from api.deps import Principal, SessionDep
 from api.errors import VigieServiceError
@@ -35,7 +39,7 @@ from api.stats import service as stats
 from api.stats.schemas import Overview
 from api.web import map as region_map
 from api.web.deps import Viewer, viewer
-from api.web.render import SEVERITIES, STATUSES, page, paris
+from api.web.render import PARIS, SEVERITIES, STATUSES, page, paris
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -376,3 +380,123 @@ def acknowledge(
                               comment=comment.strip() or None)  # fmt: skip
     record_request(request, session, v.who, "update", "alert", alert_id)
     return RedirectResponse("/ui/#alertes", status_code=303)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+@router.get("/alerts", **roles(*alert_routes.READERS))
+def alert_list(
+    request: Request,
+    session: SessionDep,
+    v: Reader,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> HTMLResponse:
+    """Every reader: the CERT's alerts (an establishment: those meant for it)."""
+    items, total = alert_service.page(session=session, who=v.who, status=None, offset=offset,
+                                      limit=PAGE_SIZE)  # fmt: skip
+    record_list(request, session, v.who, "alert", "*", (a.id for a in items))
+    reads = alert_service.read(session=session, who=v.who, alerts=items)
+    return page(request, "alerts.html", {"v": v, "items": reads, "total": total,
+                                         "offset": offset, "size": PAGE_SIZE})  # fmt: skip
+
+
+@router.get("/alerts/{alert_id}", **roles(*alert_routes.READERS))
+def alert_page(
+    alert_id: Annotated[str, Path(max_length=36)],
+    request: Request,
+    session: SessionDep,
+    v: Reader,
+) -> HTMLResponse:
+    """Every reader: one alert; national readers also see who has not acknowledged it."""
+    alert = alert_service.get(session=session, who=v.who, alert_id=alert_id)
+    record_request(request, session, v.who, "read", "alert", alert.id)
+    (read,) = alert_service.read(session=session, who=v.who, alerts=[alert])
+    report = None
+    if v.who.scope is None:
+        report = alert_service.acknowledgements(session=session, who=v.who, alert_id=alert.id)
+        record_request(request, session, v.who, "read", "alert", alert.id, "acknowledgements")
+    by_region: dict[str, list[Any]] = {}
+    for pending in report.pending if report else []:
+        by_region.setdefault(pending.region, []).append(pending)
+    return page(
+        request,
+        "alert.html",
+        {"v": v, "a": read, "report": report, "by_region": dict(sorted(by_region.items()))},
+    )
+
+
+# --- the audit log -----------------------------------------------------------------------------
+
+Auditor = Annotated[Viewer, Depends(viewer(Role.AUDITOR, Role.ADMIN))]
+AUDIT_CSV_MAX = 100_000
+
+
+def _audit_filter(
+    actor: str | None, action: str | None, kind: str | None, since: date | None, until: date | None
+) -> AuditFilter:
+    """Days are Paris days: `until` included."""
+
+    def start(day: date | None) -> datetime | None:
+        return None if day is None else datetime.combine(day, time(), PARIS).astimezone(UTC)
+
+    end = start(until + timedelta(days=1)) if until else None
+    return AuditFilter(actor=actor or None, action=action or None, kind=kind or None,
+                       since=start(since), until=end)  # fmt: skip
+
+
+AuditText = Annotated[str | None, Query(max_length=120)]
+
+
+@router.get("/audit", **roles(Role.AUDITOR, Role.ADMIN))
+def audit_page(
+    request: Request,
+    session: SessionDep,
+    v: Auditor,
+    actor: AuditText = None,
+    action: AuditText = None,
+    kind: AuditText = None,
+    since: date | None = None,
+    until: date | None = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> HTMLResponse:
+    """Auditors and admins: the audit trail, filtered and paginated, newest first."""
+    found = _audit_filter(actor, action, kind, since, until)
+    rows = audit_entries(session, found, offset, PAGE_SIZE)
+    total = audit_count(session, found)
+    span = f"{rows[-1].id}-{rows[0].id}" if rows else ""
+    record_request(request, session, v.who, "read", "audit", f"offset={offset} {found}", span)
+    keep = {k: str(val) for k, val in request.query_params.items() if k != "offset" and val}
+    return page(request, "audit.html", {"v": v, "rows": rows, "total": total, "offset": offset,
+                                        "size": PAGE_SIZE, "filters": keep})  # fmt: skip
+
+
+@router.get("/audit.csv", **roles(Role.AUDITOR, Role.ADMIN))
+def audit_csv(
+    request: Request,
+    session: SessionDep,
+    v: Auditor,
+    actor: AuditText = None,
+    action: AuditText = None,
+    kind: AuditText = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Response:
+    """Auditors and admins: the filtered trail as CSV (at most 100,000 rows, newest first)."""
+    found = _audit_filter(actor, action, kind, since, until)
+    rows = audit_entries(session, found, 0, AUDIT_CSV_MAX)
+    span = f"{rows[-1].id}-{rows[0].id}" if rows else ""
+    record_request(request, session, v.who, "read", "audit", f"csv {found}", span)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(["id", "heure (UTC)", "compte", "rôle", "action", "objet", "identifiant",
+                     "adresse", "détail"])  # fmt: skip
+    for r in rows:
+        writer.writerow([r.id, as_utc(r.at).isoformat(), _cell(r.actor), r.role, r.action,
+                         r.target_kind, _cell(r.target_id), r.client or "",
+                         _cell(r.detail or "")])  # fmt: skip
+    return Response(
+        out.getvalue().encode("utf-8-sig"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="journal-audit.csv"'},
+    )

@@ -313,3 +313,56 @@ def test_an_establishments_home_and_an_acknowledgement_the_cert_sees(
         after = api.get(f"/alerts/{alert_id}/acknowledgements").json()
     assert PITIE in {a["establishment"] for a in after["acknowledged"]}
     assert PITIE not in {p["finess"] for p in after["pending"]}
+
+
+ROLE_OF = {"it_pitie": "establishment", "analyst": "cert", "inspector": "auditor"}
+
+
+def test_each_page_admits_exactly_the_roles_it_states(
+    service: Service, world: dict[str, str]
+) -> None:
+    from api.web.pages import router
+
+    cert = service.login("analyst", PASSWORD)
+    with service.client(cert) as api:
+        made = api.post(
+            "/alerts",
+            json={"title": "Test", "severity": "low", "tlp": "clear", "retro_hunt_days": 0,
+                  "indicators": [{"type": "ip", "value": "203.0.113.9"}],
+                  "target": {"all": True}},
+        )  # fmt: skip
+        alert_id = made.json()["id"]
+    pages = [
+        (route.path, route.openapi_extra["x-roles"])  # type: ignore[attr-defined]
+        for route in router.routes
+        if "GET" in getattr(route, "methods", set())
+    ]
+    assert len(pages) >= 8
+    values = {"incident_id": world[PITIE], "alert_id": alert_id}
+    users = {**ROLE_OF, "admin": "admin"}
+    for username, role in users.items():
+        password = service.admin_password if username == "admin" else PASSWORD
+        with browser(service, username, password) as client:
+            for path, allowed in pages:
+                url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+                answer = client.get(url)
+                expected = 200 if role in allowed else 403
+                assert answer.status_code == expected, (username, url, answer.status_code)
+
+
+def test_the_audit_page_filters_and_exports(service: Service, world: dict[str, str]) -> None:
+    with browser(service, "analyst") as client:
+        client.get(f"/ui/incidents/{world[BORDEAUX]}")
+    with browser(service, "inspector") as client:
+        page = client.get("/ui/audit", params={"actor": "analyst", "kind": "incident"})
+        assert page.status_code == 200
+        assert world[BORDEAUX] in page.text
+        assert "<td>it_pitie</td>" not in page.text
+        csv = client.get("/ui/audit.csv", params={"actor": "analyst", "action": "login"})
+        assert csv.status_code == 200
+        lines = csv.text.lstrip("\ufeff").splitlines()
+        assert lines[0].startswith("id;heure (UTC);compte")
+        assert len(lines) >= 2
+        assert all(";analyst;cert;login;" in line for line in lines[1:])
+    with browser(service, "analyst") as client:
+        assert client.get("/ui/audit").status_code == 403
