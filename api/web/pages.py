@@ -23,11 +23,13 @@ from api.audit.routes import AuditFilter
 from api.audit.routes import count as audit_count
 from api.audit.routes import entries as audit_entries
 from api.audit.service import record_list, record_request
-from api.deps import Principal, SessionDep
+from api.deps import Principal, RegionQuery, SessionDep
 from api.errors import VigieServiceError
+from api.establishments.finess import Region
+from api.establishments.schemas import Kind
 from api.incidents import deadlines as deadline_list
 from api.incidents import service as incidents
-from api.incidents.filters import IncidentFilter
+from api.incidents.filters import IncidentFilter, StatusFilter
 from api.incidents.models import Severity, Status
 from api.incidents.routes import READERS, WRITERS, incident_detail, incident_read
 from api.incidents.schemas import Comment, StatusChange
@@ -61,8 +63,11 @@ def home(request: Request, session: SessionDep, v: Reader) -> Response:
 
 
 def _filters(request: Request) -> dict[str, str]:
-    keep = ("establishment", "status", "severity", "overdue", "campaign")
+    keep = ("establishment", "region", "kind", "status", "severity", "overdue", "campaign")
     return {k: request.query_params[k] for k in keep if request.query_params.get(k)}
+
+
+Finess = Annotated[str | None, Query(max_length=11)]
 
 
 @router.get("/incidents", **roles(*READERS))
@@ -70,8 +75,10 @@ def incident_list(
     request: Request,
     session: SessionDep,
     v: Reader,
-    establishment: Annotated[str | None, Query(max_length=11)] = None,
-    status: Status | None = None,
+    establishment: Finess = None,
+    region: RegionQuery = None,
+    kind: Kind | None = None,
+    status: StatusFilter | None = None,
     severity: Severity | None = None,
     overdue: bool | None = None,
     campaign: Annotated[str | None, Query(max_length=36)] = None,
@@ -82,6 +89,8 @@ def incident_list(
         session=session,
         who=v.who,
         establishment=establishment,
+        region=region,
+        kind=kind,
         status=status,
         severity=severity,
         overdue=overdue,
@@ -101,8 +110,10 @@ def incident_list(
             "offset": offset,
             "size": PAGE_SIZE,
             "filters": _filters(request),
-            "statuses": list(Status),
+            "statuses": ["open", *(s.value for s in Status)],
             "severities": list(Severity),
+            "regions": [str(r) for r in Region],
+            "kinds": [str(k) for k in Kind],
         },
     )
 
@@ -112,15 +123,17 @@ def incident_csv(
     request: Request,
     session: SessionDep,
     v: Reader,
-    establishment: Annotated[str | None, Query(max_length=11)] = None,
-    status: Status | None = None,
+    establishment: Finess = None,
+    region: RegionQuery = None,
+    kind: Kind | None = None,
+    status: StatusFilter | None = None,
     severity: Severity | None = None,
     overdue: bool | None = None,
 ) -> Response:
     """Every reader: the filtered list as CSV, every row (at most 100,000)."""
     items, _ = incidents.page(session=session, who=v.who, establishment=establishment,
-                              status=status, severity=severity, overdue=overdue,
-                              offset=0, limit=100_000)  # fmt: skip
+                              region=region, kind=kind, status=status, severity=severity,
+                              overdue=overdue, offset=0, limit=100_000)  # fmt: skip
     record_list(request, session, v.who, "incident", f"{establishment or '*'}/* (csv)",
                 (i.id for i in items))  # fmt: skip
     out = io.StringIO()

@@ -1,0 +1,195 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright (the system
+browser by `executable_path`: `playwright install` cannot download here), against the real
+service on a loopback port.
+
+Each role logs in with the form; every page is checked for console errors, CSP violations
+and accessibility (axe-core: no serious or critical violation, the RGAA bar), and a
+screenshot of it is written to `build/screenshots/` (or `$VIGIE_SCREENSHOTS`) for a person
+to look at. Skipped without chromium, unless `VIGIE_REQUIRE_BROWSER=1` (set by `.ci/run`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Service
+from tests.api.test_service import BORDEAUX, PASSWORD, PITIE, setup_world
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("VIGIE_SCREENSHOTS", Path(__file__).parents[2] / "build/screenshots"))
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("VIGIE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"chromium is required (VIGIE_REQUIRE_BROWSER=1) and {CHROMIUM} is missing",
+                    pytrace=False)  # fmt: skip
+    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+# Watches a page: console errors, uncaught errors, CSP violations (reported by the page's
+# own securitypolicyviolation events, which an init script listens to before any other).
+WATCH = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+@dataclass
+class Watched:
+    errors: list[str] = field(default_factory=list)
+
+    def check(self, page: Any, where: str) -> None:
+        csp = page.evaluate("window.__csp")
+        assert csp == [], f"{where}: CSP violations {csp}"
+        assert self.errors == [], f"{where}: console errors {self.errors}"
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def world(service: Service) -> dict[str, str]:
+    tokens = setup_world(service)
+    ids: dict[str, str] = {}
+    with service.client(tokens["admin"]) as client:
+        for finess, title in ((PITIE, "Rançongiciel sur le PACS"), (BORDEAUX, "Hameçonnage")):
+            made = client.post(
+                "/incidents",
+                json={"establishment": finess, "title": title, "category": "ransomware",
+                      "severity": "critical", "aware_at": "2026-12-01T08:00:00Z",
+                      "notifiable": True, "care_impact": "degraded",
+                      "personal_data": False},
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            ids[finess] = made.json()["id"]
+    with service.client(tokens["analyst"]) as client:
+        alert = client.post(
+            "/alerts",
+            json={"title": "Vague de rançongiciels : correctifs VPN", "severity": "critical",
+                  "tlp": "amber", "indicators": [{"type": "ip", "value": "203.0.113.66"}],
+                  "target": {"all": True}, "retro_hunt_days": 0},
+        )  # fmt: skip
+        assert alert.status_code == 201, alert.text
+        ids["alert"] = alert.json()["id"]
+    return ids
+
+
+def open_page(browser: Any, service: Service, username: str, password: str) -> tuple[Any, Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    page = context.new_page()
+    watched = Watched()
+    page.add_init_script(WATCH)
+    page.on("console", lambda m: watched.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: watched.errors.append(str(e)))
+    page.goto(f"{service.url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/.*"))
+    return page, watched
+
+
+def serious(page: Any) -> list[str]:
+    results = axe_api.Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} [{len(v['nodes'])}]"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def visit(page: Any, watched: Watched, service: Service, path: str, shot: str) -> None:
+    answer = page.goto(f"{service.url}{path}")
+    assert answer is not None
+    assert answer.status == 200, (path, answer.status)
+    page.wait_for_load_state("networkidle")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+    watched.check(page, path)
+    assert serious(page) == [], path
+
+
+PAGES = {
+    "analyst": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts", "/ui/alerts/{alert}"],
+    "it_pitie": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts/{alert}"],
+    "inspector": ["/ui/", "/ui/audit", "/ui/incidents/{BORDEAUX}"],
+}
+
+
+@pytest.mark.parametrize("username", sorted(PAGES))
+def test_each_role_sees_its_pages_without_errors_and_accessible(
+    service: Service, world: dict[str, str], chromium: Any, username: str
+) -> None:
+    page, watched = open_page(chromium, service, username, PASSWORD)
+    ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"]}
+    for path in PAGES[username]:
+        url = path.format(**ids)
+        name = path.split("/ui/")[1].split("/{")[0].replace("/", "-") or "accueil"
+        name += "-fiche" if "{" in path else ""
+        visit(page, watched, service, url, f"{username}-{name}")
+
+
+def test_the_overview_in_the_browser_counts_what_the_api_counts(
+    service: Service, world: dict[str, str], chromium: Any
+) -> None:
+    page, watched = open_page(chromium, service, "analyst", PASSWORD)
+    page.wait_for_selector(".chart canvas")  # uPlot drew the trend from its JSON block
+    shown = {
+        name: int(page.inner_text(f'[data-kpi="{name}"]').replace("\u202f", ""))
+        for name in ("open", "overdue", "alerts", "silent", "establishments")
+    }
+    # htmx swaps the KPI panel in (what it does every minute), under the same CSP.
+    with page.expect_response(re.compile(r".*/ui/panels/kpis.*")):
+        page.evaluate("htmx.ajax('GET', '/ui/panels/kpis', {target: '#kpis', swap: 'outerHTML'})")
+    page.wait_for_selector("#kpis")
+    token = service.login("analyst", PASSWORD)
+    with service.client(token) as api:
+        counted = api.get("/stats/overview").json()
+    assert shown == {
+        "open": counted["incidents"]["open"],
+        "overdue": counted["incidents"]["overdue_deadlines"],
+        "alerts": counted["alerts"]["last_30_days"],
+        "silent": counted["agents"]["silent"],
+        "establishments": counted["establishments"],
+    }
+    assert shown["open"] == 2
+    assert page.locator(".map svg a").count() == 18
+    page.click(".map svg a[href*='le-de-France']")  # a region opens its filtered list
+    page.wait_for_url(re.compile(r".*/ui/incidents\?region=.*"))
+    watched.check(page, "overview")
+
+
+def test_an_acknowledgement_shows_in_the_certs_pending_list(
+    service: Service, world: dict[str, str], chromium: Any
+) -> None:
+    alert = f"/ui/alerts/{world['alert']}"
+    cert, _ = open_page(chromium, service, "analyst", PASSWORD)
+    cert.goto(f"{service.url}{alert}")
+    assert cert.locator("#en-attente").inner_text().count(PITIE) == 1
+    mine, watched = open_page(chromium, service, "it_pitie", PASSWORD)
+    mine.fill("#alertes input[name=comment]", "Correctifs appliqués")
+    mine.click("#alertes button[type=submit]")
+    mine.wait_for_selector("text=Aucune alerte en attente")
+    watched.check(mine, "acknowledgement")
+    cert.reload()
+    assert PITIE not in cert.locator("#en-attente").inner_text()
+    assert "Correctifs appliqués" in cert.locator("#accusees").inner_text()
