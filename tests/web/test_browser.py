@@ -129,7 +129,13 @@ def visit(page: Any, watched: Watched, service: Service, path: str, shot: str) -
 
 
 PAGES = {
-    "analyst": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts", "/ui/alerts/{alert}"],
+    "analyst": [
+        "/ui/",
+        "/ui/incidents",
+        "/ui/incidents/{PITIE}",
+        "/ui/alerts",
+        "/ui/alerts/{alert}",
+    ],
     "it_pitie": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts/{alert}"],
     "inspector": ["/ui/", "/ui/audit", "/ui/incidents/{BORDEAUX}"],
 }
