@@ -143,6 +143,8 @@ def create_app(settings: Settings) -> FastAPI:
         stats_router,
         web.auth_router,
         web.pages_router,
+        web.national_router,
+        web.actions_router,
     ):
         app.include_router(router)
     return app

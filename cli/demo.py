@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -163,9 +164,14 @@ def run(args: argparse.Namespace) -> int:
             _summary(client, incidents)
             if not stop.is_set():
                 _maturity(client)
+            logins = _dashboard_logins(client)
+            print(f"\nDashboard: {url}/ (log in at {url}/login)", flush=True)
+            for who, (username, secret) in logins.items():
+                print(f"  {who:44} {username:16} {secret}", flush=True)
             print(
-                f"\nWhere to look: {url}/docs (log in with /auth/token), {url}/incidents, "
-                f"{url}/campaigns, {url}/agents, {url}/establishments/<FINESS>/maturity",
+                f"\nWhere to look: {url}/ (the dashboard), {url}/docs (the JSON API: log in "
+                f"with /auth/token), {url}/incidents, {url}/campaigns, {url}/agents, "
+                f"{url}/establishments/<FINESS>/maturity",
                 flush=True,
             )
             print("Ctrl-C stops the demo." if not args.duration else "", flush=True)
@@ -191,6 +197,44 @@ def run(args: argparse.Namespace) -> int:
                 process.kill()
         print(f"stopped; everything the demo made is in {root}", flush=True)
     return 0
+
+
+def _dashboard_logins(client: Any) -> dict[str, tuple[str, str]]:
+    """Three ready accounts for the dashboard, and an alert of the CERT for the CHU to
+    acknowledge there. The passwords are made here and printed: a demo's, nobody else's."""
+    from api.establishments.finess import check_key
+
+    chu = next(s for s in SITES if s.kind == "CHU")
+    chu_finess = chu.first_eight + check_key(chu.first_eight)
+    accounts = {
+        "analyste du CERT": ("analyste", {"role": "cert"}),
+        f"équipe informatique, {chu.name}": (
+            "dsi-chu",
+            {"role": "establishment", "establishment": chu_finess},
+        ),
+        "auditeur (lecture seule)": ("auditeur", {"role": "auditor"}),
+    }
+    out = {}
+    for who, (username, extra) in accounts.items():
+        secret = secrets.token_urlsafe(12)
+        client.post(
+            "/users", json={"username": username, "password": secret, **extra}
+        ).raise_for_status()
+        out[who] = (username, secret)
+    client.post(
+        "/alerts",
+        json={
+            "title": "Rançongiciel : mettre à jour les passerelles VPN exposées",
+            "description": "Exploitation active d'une vulnérabilité des passerelles VPN "
+            "(démonstration). Appliquer le correctif et vérifier les journaux.",
+            "severity": "high",
+            "tlp": "amber",
+            "indicators": [{"type": "ip", "value": "203.0.113.66"}],
+            "target": {"all": True},
+            "retro_hunt_days": 0,
+        },
+    ).raise_for_status()
+    return out
 
 
 def _port_free(port: int) -> bool:

@@ -195,4 +195,16 @@ def reset_password(
     return UserRead.model_validate(user)
 
 
+@users.post("/{username}/logout", status_code=204, **allow(Role.ADMIN))
+def end_sessions(
+    username: str, request: Request, session: SessionDep, who: CurrentUser
+) -> Response:
+    """End every login token and dashboard session of a user (a stolen laptop, a departure),
+    without disabling the account."""
+    user = service.get_user(session=session, username=username)
+    service.logout(session=session, username=user.username)
+    record_request(request, session, who, "logout", "user", user.username, "by an admin")
+    return Response(status_code=204)
+
+
 router.include_router(users)

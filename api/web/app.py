@@ -12,12 +12,21 @@ from fastapi.staticfiles import StaticFiles
 
 from api.headers import is_web
 from api.validation import validation_error
+from api.web.actions import router as actions_router
 from api.web.auth import router as auth_router
 from api.web.deps import LoginRequired, PasswordFirst
+from api.web.national import router as national_router
 from api.web.pages import router as pages_router
 from api.web.render import STATIC, page
 
-__all__ = ["auth_router", "error_page", "install", "pages_router"]
+__all__ = [
+    "actions_router",
+    "auth_router",
+    "error_page",
+    "install",
+    "national_router",
+    "pages_router",
+]
 
 TITLES = {
     400: "Requête refusée",

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy
 
@@ -40,6 +41,26 @@ def test_demo_shows_incidents_from_four_agents_and_stops_cleanly(tmp_path: Path)
                 shown = time.monotonic() - began
             if line.startswith("Where to look"):
                 break
+        # The dashboard's ready logins work while the demo runs: the CHU's IT staff sees its
+        # home and the CERT's alert to acknowledge.
+        printed = "".join(out)
+        found = re.search(r"^Dashboard: (http://\S+)/ ", printed, re.M)
+        chu = re.search(r"^  équipe informatique, CHU.*?\s(dsi-chu)\s+(\S+)$", printed, re.M)
+        assert found is not None, printed
+        assert chu is not None, printed
+        assert re.search(r"^  analyste du CERT\s+analyste\s+\S+$", printed, re.M), printed
+        assert re.search(r"^  auditeur \(lecture seule\)\s+auditeur\s+\S+$", printed, re.M)
+        with httpx.Client(base_url=found.group(1), follow_redirects=True) as browser:
+            form = browser.get("/login").text
+            token = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert token is not None
+            home = browser.post(
+                "/login",
+                data={"username": "dsi-chu", "password": chu.group(2), "csrf": token.group(1)},
+            )
+            assert home.status_code == 200, home.text
+            assert "Mon établissement" in home.text
+            assert "passerelles VPN" in home.text
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         # The demo gives each of its five processes 30 s to stop before killing it; on a
         # loaded machine a stop took more than 60 s once (run 7 of 11, under the full suite).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import httpx
@@ -366,3 +367,51 @@ def test_the_audit_page_filters_and_exports(service: Service, world: dict[str, s
         assert all(";analyst;cert;login;" in line for line in lines[1:])
     with browser(service, "analyst") as client:
         assert client.get("/ui/audit").status_code == 403
+
+
+def test_an_admin_ends_a_users_sessions(service: Service) -> None:
+    setup_world(service)
+    with browser(service, "analyst") as client:
+        assert client.get("/ui/incidents").url.path == "/ui/incidents"
+        admin = service.login("admin", service.admin_password)
+        with service.client(admin) as api:
+            assert api.post("/users/analyst/logout").status_code == 204
+        assert client.get("/ui/incidents").url.path == "/login"
+
+
+def test_idle_and_old_sessions_end(service: Service) -> None:
+    import sqlalchemy
+
+    setup_world(service)
+    engine = sqlalchemy.create_engine(service.settings.database_url)
+    try:
+        for column, minutes in (("last_seen_at", 31), ("created_at", 12 * 60 + 1)):
+            with browser(service, "analyst") as client:
+                assert client.get("/ui/incidents").url.path == "/ui/incidents"
+                with engine.begin() as connection:
+                    connection.execute(
+                        sqlalchemy.text(
+                            f"UPDATE web_sessions SET {column} = :at WHERE ended_at IS NULL"
+                        ),
+                        {"at": datetime.now(UTC) - timedelta(minutes=minutes)},
+                    )
+                assert client.get("/ui/incidents").url.path == "/login", column
+    finally:
+        engine.dispose()
+
+
+def test_login_failures_are_throttled_on_the_form(service: Service) -> None:
+    with clients.client(service.url) as client:
+        statuses = []
+        for _ in range(7):
+            form = client.get("/login")
+            answer = client.post(
+                "/login",
+                data={"username": "admin", "password": "pas le bon", "csrf": form_token(form.text)},
+                headers={"Origin": service.url},
+            )
+            statuses.append(answer.status_code)
+        assert statuses[:5] == [401] * 5
+        assert statuses[-1] == 429
+        assert "Trop d'échecs" in answer.text
+        assert int(answer.headers["retry-after"]) > 0
