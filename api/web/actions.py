@@ -1,4 +1,5 @@
-"""Pages that act: declaring an incident, the maturity score and questionnaire, publishing and withdrawing alerts."""
+"""Pages that act: declaring an incident, the maturity score and questionnaire, publishing
+and withdrawing alerts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The CERT's national pages: establishments, campaigns, agents (and an establishment's own agents and enrollment tokens)."""
+"""The CERT's national pages: establishments, campaigns, agents (and an establishment's own
+agents and enrollment tokens)."""
 
 from __future__ import annotations
 
