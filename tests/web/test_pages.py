@@ -413,5 +413,5 @@ def test_login_failures_are_throttled_on_the_form(service: Service) -> None:
             statuses.append(answer.status_code)
         assert statuses[:5] == [401] * 5
         assert statuses[-1] == 429
-        assert "Trop d'échecs" in answer.text
+        assert "Trop d&#39;échecs" in answer.text
         assert int(answer.headers["retry-after"]) > 0
