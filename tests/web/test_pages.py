@@ -277,7 +277,7 @@ def test_the_national_overview_counts_what_the_api_counts(
         row = f'{group["key"]}</a></td><td class="n">{group["incidents"]}</td>'
         assert row.replace("'", "&#39;") in home.text, group["key"]
     assert "IGN Admin Express COG 2018" in home.text
-    assert 'type="application/json" id="serie-incidents"' in home.text
+    assert 'id="serie-incidents" data-points=\'{"series": [' in home.text
 
 
 def test_an_establishments_home_and_an_acknowledgement_the_cert_sees(

@@ -8,14 +8,21 @@ document.addEventListener("htmx:configRequest", (event) => {
   if (meta) event.detail.headers["X-CSRF-Token"] = meta.content;
 });
 
-// Time series: <div class="chart" data-series="id-of-json-block" data-label="...">.
+// Time series: <div class="chart" data-points='{"x": [...], "series": [...]}'> (an attribute:
+// htmx drops <script> elements from what it swaps in, JSON ones included), or
+// <div class="chart" data-series="id of a <script type="application/json"> block">.
+function chartData(box) {
+  if (box.dataset.points) return JSON.parse(box.dataset.points);
+  const block = box.dataset.series && document.getElementById(box.dataset.series);
+  return block ? JSON.parse(block.textContent) : null;
+}
+
 function drawCharts(root) {
-  if (typeof uPlot === "undefined") return;
-  root.querySelectorAll(".chart[data-series]").forEach((box) => {
+  if (typeof uPlot === "undefined" || !root.querySelectorAll) return;
+  root.querySelectorAll(".chart[data-points], .chart[data-series]").forEach((box) => {
     if (box.dataset.drawn) return;
-    const block = document.getElementById(box.dataset.series);
-    if (!block) return;
-    const data = JSON.parse(block.textContent);
+    const data = chartData(box);
+    if (!data) return;
     const palette = ["#b00020", "#d9822b", "#2f6ac1", "#6b7785"];
     const series = [{ label: "jour" }].concat(
       data.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2 })),
@@ -31,4 +38,6 @@ function drawCharts(root) {
 }
 
 document.addEventListener("DOMContentLoaded", () => drawCharts(document));
-document.addEventListener("htmx:afterSwap", (event) => drawCharts(event.target));
+// htmx:load fires on every piece of content htmx puts in the page (an outerHTML swap
+// replaces the element afterSwap would name).
+document.addEventListener("htmx:load", (event) => drawCharts(event.target));
