@@ -28,6 +28,15 @@ STATUSES = {
     "resolved": "résolu",
     "closed": "clos",
 }
+KINDS = {
+    "CHU": "CHU",
+    "CH": "centre hospitalier",
+    "clinic": "clinique",
+    "EHPAD": "EHPAD",
+    "psychiatry": "psychiatrie",
+    "SSR": "SSR",
+    "other": "autre",
+}
 ROLES = {
     "cert": "CERT",
     "establishment": "Établissement",
@@ -82,7 +91,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(paris=paris, iso=iso, day=day, number=number)
-    env.globals.update(SEVERITIES=SEVERITIES, STATUSES=STATUSES, ROLES=ROLES)
+    env.globals.update(SEVERITIES=SEVERITIES, STATUSES=STATUSES, ROLES=ROLES, KINDS=KINDS)
     return env
 
 

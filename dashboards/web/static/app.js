@@ -24,12 +24,20 @@ function drawCharts(root) {
     const data = chartData(box);
     if (!data) return;
     const palette = ["#b00020", "#d9822b", "#2f6ac1", "#6b7785"];
-    const series = [{ label: "jour" }].concat(
+    const day = (t) =>
+      new Date(t * 1000).toLocaleDateString("fr-FR", { day: "2-digit", month: "2-digit" });
+    const series = [{ label: "jour", value: (u, v) => (v == null ? "--" : day(v)) }].concat(
       data.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2 })),
     );
     const width = Math.max(320, box.clientWidth || 640);
     new uPlot(
-      { width: width, height: 240, series: series, scales: { x: { time: true } } },
+      {
+        width: width,
+        height: 240,
+        series: series,
+        scales: { x: { time: true } },
+        axes: [{ values: (u, ticks) => ticks.map(day) }, {}],
+      },
       [data.x].concat(data.series.map((s) => s.values)),
       box,
     );
