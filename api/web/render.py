@@ -34,6 +34,27 @@ ROLES = {
     "auditor": "Auditeur",
     "admin": "Administrateur",
 }
+KINDS = {
+    "CHU": "CHU",
+    "CH": "CH",
+    "clinic": "clinique",
+    "EHPAD": "EHPAD",
+    "psychiatry": "psychiatrie",
+    "SSR": "SSR",
+    "other": "autre",
+}
+AGENT_STATES = {
+    "active": "actif",
+    "silent": "silencieux",
+    "never": "jamais vu",
+    "revoked": "révoqué",
+}
+TOKEN_STATES = {
+    "active": "utilisable",
+    "expired": "expiré",
+    "used_up": "épuisé",
+    "revoked": "révoqué",
+}
 
 
 def paris(moment: datetime | None, with_seconds: bool = False) -> str:
@@ -82,7 +103,14 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(paris=paris, iso=iso, day=day, number=number)
-    env.globals.update(SEVERITIES=SEVERITIES, STATUSES=STATUSES, ROLES=ROLES)
+    env.globals.update(
+        SEVERITIES=SEVERITIES,
+        STATUSES=STATUSES,
+        ROLES=ROLES,
+        KINDS=KINDS,
+        AGENT_STATES=AGENT_STATES,
+        TOKEN_STATES=TOKEN_STATES,
+    )
     return env
 
 
