@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
@@ -40,6 +40,7 @@ from api.incidents import routes as incident_routes
 from api.incidents import service as incidents
 from api.incidents.schemas import CampaignUpdate
 from api.maturity import snapshots
+from api.maturity.models import Snapshot
 from api.maturity.routes import maturity_read
 from api.stats import service as stats
 from api.web import map as region_map
@@ -61,6 +62,7 @@ Finess = Annotated[str | None, Query(max_length=11)]
 FinessPath = Annotated[str, Path(max_length=11)]
 Id = Annotated[str, Path(max_length=36)]
 CSV_MAX = 100_000
+CHUNK = 500
 
 
 def _silent_after(request: Request) -> timedelta:
@@ -76,13 +78,20 @@ def _manages(who: Principal) -> bool:
 
 def _establishment_rows(
     request: Request, session: Session, who: Principal, items: Sequence[Establishment]
-) -> list[tuple[EstablishmentRead, stats.EstablishmentCounts, Any]]:
-    """Each establishment with its counts and latest maturity snapshot (None: not scored)."""
+) -> list[tuple[EstablishmentRead, stats.EstablishmentCounts, Snapshot | None]]:
+    """Each establishment with its counts and latest maturity snapshot (None: not scored).
+    Asked CHUNK establishments at a time: a CSV of every one stays within the databases'
+    limits on a query's parameters."""
     finesses = [e.finess for e in items]
-    counts = stats.per_establishment(session=session, who=who, finesses=finesses, now=utcnow(),
-                                     silent_after=_silent_after(request))  # fmt: skip
+    now, silent_after = utcnow(), _silent_after(request)
+    counts: dict[str, stats.EstablishmentCounts] = {}
+    latest: dict[str, Snapshot] = {}
+    for start in range(0, len(finesses), CHUNK):
+        chunk = finesses[start : start + CHUNK]
+        counts.update(stats.per_establishment(session=session, who=who, finesses=chunk,
+                                              now=now, silent_after=silent_after))  # fmt: skip
+        latest.update(snapshots.latest_of(session, chunk))
     record_list(request, session, who, "stats", "per_establishment", finesses)
-    latest = snapshots.latest_of(session, finesses)
     if latest:
         record_list(request, session, who, "maturity", "latest/*",
                     (latest[f].id for f in finesses if f in latest))  # fmt: skip
@@ -281,7 +290,9 @@ def agent_revoke(agent_id: Id, request: Request, session: SessionDep, v: Manager
 # --- agents ------------------------------------------------------------------------------------
 
 
-def _agent_filters(who: Principal, establishment: str | None, region: str | None) -> Any:
+def _agent_filters(
+    who: Principal, establishment: str | None, region: str | None
+) -> tuple[str | None, str | None]:
     """The national filters; an establishment's are its own anyway."""
     if who.scope is not None:
         return None, None
