@@ -339,7 +339,9 @@ def agent_list(
             "filters": filters,
             "buckets": buckets,
             "regions": [str(r) for r in Region],
-            "tokens": _tokens(request, session, who, who.scope) if who.scope else [],
+            "tokens": _tokens(request, session, who, who.establishment)
+            if who.scope and who.establishment
+            else [],
             "can_manage": _manages(who),
         },
     )
