@@ -358,7 +358,7 @@ def per_establishment(
             select(Incident.establishment_finess, func.count())
             .where(Incident.establishment_finess.in_(wanted), *opened)
             .group_by(Incident.establishment_finess)
-        ).tuples()
+        ).all()
     )
     agents = {
         finess: dict(zip(AgentState, counts, strict=True))
@@ -406,7 +406,7 @@ def campaign_regions(
         .join(Establishment, Establishment.finess == Incident.establishment_finess)
         .where(Incident.campaign_id.in_(list(campaign_ids)))
         .group_by(Incident.campaign_id, Establishment.region)
-    ).tuples()
+    ).all()
     out: dict[str, list[RegionHit]] = {c: [] for c in campaign_ids}
     for campaign_id, region, incidents, establishments in rows:
         out[str(campaign_id)].append(RegionHit(region, incidents, establishments))
