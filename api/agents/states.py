@@ -1,4 +1,5 @@
-"""What state an agent is in, as the dashboard sorts them (Wazuh's buckets), as SQL conditions.
+"""What state an agent is in, as the dashboard sorts them (Wazuh's buckets), as SQL conditions
+(and `state_of` for a row already read).
 
 One state each, the first that applies:
 - `revoked`: its key is refused;
@@ -18,7 +19,7 @@ from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_
 
-from api.agents.models import Agent
+from api.agents.models import Agent, as_utc
 
 
 class AgentState(StrEnum):
@@ -39,3 +40,14 @@ def condition(state: AgentState, now: datetime, silent_after: timedelta) -> Colu
     if state is AgentState.SILENT:
         return and_(live, Agent.last_heartbeat < threshold)
     return and_(live, Agent.last_heartbeat >= threshold)
+
+
+def state_of(agent: Agent, now: datetime, silent_after: timedelta) -> AgentState:
+    """The state `condition` puts an agent already read in at `now`."""
+    if agent.revoked:
+        return AgentState.REVOKED
+    if agent.last_heartbeat is None:
+        return AgentState.NEVER
+    if as_utc(agent.last_heartbeat) < now - silent_after:
+        return AgentState.SILENT
+    return AgentState.ACTIVE

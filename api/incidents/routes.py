@@ -240,7 +240,8 @@ def record_report(
     return incident_detail(session, incident, who)
 
 
-def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:
+def campaign_read(campaign: Campaign, members: list[Incident]) -> CampaignRead:
+    """A campaign as the API and the dashboard show it."""
     return CampaignRead(
         id=campaign.id,
         rule_id=campaign.rule_id,
@@ -258,7 +259,7 @@ def _campaign(campaign: Campaign, members: list[Incident]) -> CampaignRead:
 def list_campaigns(request: Request, session: SessionDep, who: CurrentUser) -> list[CampaignRead]:
     found = service.list_campaigns(session=session)
     record_list(request, session, who, "campaign", "*", (c.id for c, _ in found))
-    return [_campaign(c, m) for c, m in found]
+    return [campaign_read(c, m) for c, m in found]
 
 
 @router.get("/campaigns/{campaign_id}", **allow(*NATIONAL))
@@ -267,7 +268,7 @@ def get_campaign(
 ) -> CampaignRead:
     campaign, members = service.get_campaign(session=session, campaign_id=campaign_id)
     _audit(request, session, who, "read", "campaign", campaign.id)
-    return _campaign(campaign, members)
+    return campaign_read(campaign, members)
 
 
 @router.patch("/campaigns/{campaign_id}", **allow(*NATIONAL))
@@ -278,4 +279,4 @@ def update_campaign(
         session=session, campaign_id=campaign_id, title=body.title, status=body.status
     )
     _audit(request, session, who, "update", "campaign", campaign.id)
-    return _campaign(campaign, members)
+    return campaign_read(campaign, members)

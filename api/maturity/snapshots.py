@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from api.agents.models import as_utc, utcnow
 from api.db import transaction
@@ -134,6 +135,29 @@ def latest(session: Session, finess: str, as_of: date | None) -> Snapshot | None
         query = query.where(Snapshot.as_of <= as_of)
     query = query.order_by(Snapshot.as_of.desc(), Snapshot.computed_at.desc(), Snapshot.id)
     return session.scalars(query.limit(1)).first()
+
+
+def latest_of(session: Session, finesses: Sequence[str]) -> dict[str, Snapshot]:
+    """Each establishment's latest snapshot (`latest` without a day), in one query; its
+    `result` (domains, controls, fixes) is left unread."""
+    if not finesses:
+        return {}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Snapshot.finess,
+            order_by=(Snapshot.as_of.desc(), Snapshot.computed_at.desc(), Snapshot.id),
+        )
+        .label("rank")
+    )
+    ranked = select(Snapshot.id, rank).where(Snapshot.finess.in_(list(finesses))).subquery()
+    query = (
+        select(Snapshot)
+        .join(ranked, ranked.c.id == Snapshot.id)
+        .where(ranked.c.rank == 1)
+        .options(defer(Snapshot.result))
+    )
+    return {s.finess: s for s in session.scalars(query)}
 
 
 def history(session: Session, finess: str, since: date | None) -> list[Snapshot]:

@@ -13,6 +13,7 @@ establishments), Invalid (an `end` too near the ends of the calendar).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -104,17 +105,30 @@ def overview(
             acknowledgement_rate=rate,
             pending=tally.pending,
         ),
-        agents=_agents(session, who, now, silent_after),
+        agents=agent_counts(session=session, who=who, now=now, silent_after=silent_after),
         establishments=_count(session, _establishments(who)),
     )
 
 
-def _agents(
-    session: Session, who: Principal, now: datetime, silent_after: timedelta
+def agent_counts(
+    *,
+    session: Session,
+    who: Principal,
+    now: datetime,
+    silent_after: timedelta,
+    establishment: str | None = None,
+    region: str | None = None,
 ) -> AgentCounts:
+    """The agents `who` sees in each state, those of one establishment (FINESS) or of the
+    establishments of one region when asked: the totals `GET /agents?status=` answers."""
     query = select(*(func.count().filter(condition(s, now, silent_after)) for s in AgentState))
     if who.scope is not None:
         query = query.where(Agent.establishment_finess == who.scope)
+    if establishment is not None:
+        query = query.where(Agent.establishment_finess == establishment.strip().upper())
+    if region is not None:
+        in_region = select(Establishment.finess).where(Establishment.region == region)
+        query = query.where(Agent.establishment_finess.in_(in_region))
     counts = dict(zip(AgentState, session.execute(query).one(), strict=True))
     return AgentCounts(
         active=counts[AgentState.ACTIVE],
@@ -310,4 +324,92 @@ def _batches_of(who: Principal, filters: IncidentFilter) -> list[ColumnElement[b
     if filters.region is not None or filters.kind is not None:
         wanted = select(Establishment.finess).where(*filters.of_establishment(finess=False))
         out.append(IngestedBatch.establishment.in_(wanted))
+    return out
+
+
+# --- per establishment and per campaign (the dashboard's lists) --------------------------------
+
+
+@dataclass(frozen=True)
+class EstablishmentCounts:
+    """What a list of establishments shows of each one."""
+
+    open_incidents: int  # new, acknowledged or contained
+    agents: dict[AgentState, int]  # every state present, 0 when none
+
+
+def per_establishment(
+    *,
+    session: Session,
+    who: Principal,
+    finesses: Sequence[str],
+    now: datetime,
+    silent_after: timedelta,
+) -> dict[str, EstablishmentCounts]:
+    """Open incidents and agents by state of each of `finesses` `who` may see (the others
+    are left out), in two grouped queries whatever their number: the totals `GET /incidents`
+    and `GET /agents` answer for one establishment."""
+    wanted = sorted({f for f in finesses if who.sees(f)})
+    if not wanted:
+        return {}
+    opened = IncidentFilter(status="open").conditions(who)
+    incidents = dict(
+        session.execute(
+            select(Incident.establishment_finess, func.count())
+            .where(Incident.establishment_finess.in_(wanted), *opened)
+            .group_by(Incident.establishment_finess)
+        ).all()
+    )
+    agents = {
+        finess: dict(zip(AgentState, counts, strict=True))
+        for finess, *counts in session.execute(
+            select(
+                Agent.establishment_finess,
+                *(func.count().filter(condition(s, now, silent_after)) for s in AgentState),
+            )
+            .where(Agent.establishment_finess.in_(wanted))
+            .group_by(Agent.establishment_finess)
+        )
+    }
+    none = dict.fromkeys(AgentState, 0)
+    return {
+        f: EstablishmentCounts(open_incidents=incidents.get(f, 0), agents=agents.get(f, none))
+        for f in wanted
+    }
+
+
+@dataclass(frozen=True)
+class RegionHit:
+    """The incidents of a campaign in one region, and the establishments they are in."""
+
+    region: str
+    incidents: int
+    establishments: int
+
+
+def campaign_regions(
+    *, session: Session, who: Principal, campaign_ids: Sequence[str]
+) -> dict[str, list[RegionHit]]:
+    """The regions each campaign reached, most establishments first, in one grouped query.
+    Campaigns compare establishments: national roles only."""
+    if who.scope is not None:
+        raise Forbidden("campaigns are the national view: national roles only")
+    if not campaign_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Incident.campaign_id,
+            Establishment.region,
+            func.count(Incident.id),
+            func.count(distinct(Establishment.finess)),
+        )
+        .join(Establishment, Establishment.finess == Incident.establishment_finess)
+        .where(Incident.campaign_id.in_(list(campaign_ids)))
+        .group_by(Incident.campaign_id, Establishment.region)
+    ).all()
+    out: dict[str, list[RegionHit]] = {c: [] for c in campaign_ids}
+    for campaign_id, region, incidents, establishments in rows:
+        out[str(campaign_id)].append(RegionHit(region, incidents, establishments))
+    for hits in out.values():
+        hits.sort(key=lambda h: (-h.establishments, -h.incidents, h.region))
     return out

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.headers import is_web
 from api.validation import validation_error
@@ -45,8 +46,27 @@ def error_page(request: Request, status: int, detail: object) -> HTMLResponse:
     return page(request, "error.html", {"title": title, "detail": text}, status)
 
 
+class EmptyFiltersDropped:
+    """Pure ASGI middleware: on the dashboard's pages, a query parameter left empty is absent.
+    A filter form sends its 'all' choice as an empty value, which a route reading a kind, a
+    status or a number would refuse (422) and a text filter would take as "equal to ''"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if query and is_web(scope["path"]):
+            parts = query.split(b"&")
+            kept = [p for p in parts if p.partition(b"=")[2]]
+            if len(kept) != len(parts):
+                scope = {**scope, "query_string": b"&".join(kept)}
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(EmptyFiltersDropped)
 
     @app.get("/", include_in_schema=False, openapi_extra={"x-roles": ["public"]})
     def root() -> RedirectResponse:

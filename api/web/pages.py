@@ -41,6 +41,7 @@ from api.stats import service as stats
 from api.stats.schemas import Overview
 from api.web import map as region_map
 from api.web.deps import Viewer, viewer
+from api.web.export import cell as _cell
 from api.web.render import PARIS, SEVERITIES, STATUSES, page, paris
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -150,11 +151,6 @@ def incident_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="incidents.csv"'},
     )
-
-
-def _cell(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get("/incidents/{incident_id}", **roles(*READERS))

@@ -43,6 +43,18 @@ ROLES = {
     "auditor": "Auditeur",
     "admin": "Administrateur",
 }
+AGENT_STATES = {
+    "active": "actif",
+    "silent": "silencieux",
+    "never": "jamais vu",
+    "revoked": "révoqué",
+}
+TOKEN_STATES = {
+    "active": "utilisable",
+    "expired": "expiré",
+    "used_up": "épuisé",
+    "revoked": "révoqué",
+}
 
 
 def paris(moment: datetime | None, with_seconds: bool = False) -> str:
@@ -91,7 +103,14 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(paris=paris, iso=iso, day=day, number=number)
-    env.globals.update(SEVERITIES=SEVERITIES, STATUSES=STATUSES, ROLES=ROLES, KINDS=KINDS)
+    env.globals.update(
+        SEVERITIES=SEVERITIES,
+        STATUSES=STATUSES,
+        ROLES=ROLES,
+        KINDS=KINDS,
+        AGENT_STATES=AGENT_STATES,
+        TOKEN_STATES=TOKEN_STATES,
+    )
     return env
 
 

@@ -93,6 +93,24 @@ def world(service: Service) -> dict[str, str]:
     return ids
 
 
+@pytest.fixture
+def national(service: Service, world: dict[str, str]) -> dict[str, str]:
+    """The national pages' data: a campaign between Pitié and Bordeaux (two more incidents),
+    agents (one that dropped events, one silent, one never seen) and maturity scores."""
+    from tests.api.test_agents import enrolled, new_token
+    from tests.web.test_pages_national import backdate_heartbeats, heartbeat, open_campaign
+
+    admin = service.login("admin", service.admin_password)
+    made = open_campaign(service, admin)
+    heartbeat(service, made[PITIE]["key"], dropped=3, queued=12)
+    heartbeat(service, made[BORDEAUX]["key"])
+    backdate_heartbeats(service, BORDEAUX)
+    enrolled(service, new_token(service, admin, PITIE, label="Postes")["token"], "poste-accueil")
+    with service.client(admin) as client:
+        assert client.post("/jobs/maturity/run").json()["outcome"] == "ok"
+    return {"campaign": made["campaign"]}
+
+
 def open_page(browser: Any, service: Service, username: str, password: str) -> tuple[Any, Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
     page = context.new_page()
@@ -135,18 +153,42 @@ PAGES = {
         "/ui/incidents/{PITIE}",
         "/ui/alerts",
         "/ui/alerts/{alert}",
+        "/ui/establishments",
+        "/ui/establishments/{BORDEAUX_FINESS}",
+        "/ui/campaigns",
+        "/ui/campaigns/{campaign}",
+        "/ui/agents",
     ],
-    "it_pitie": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts/{alert}"],
-    "inspector": ["/ui/", "/ui/audit", "/ui/incidents/{BORDEAUX}"],
+    "it_pitie": [
+        "/ui/",
+        "/ui/incidents",
+        "/ui/incidents/{PITIE}",
+        "/ui/alerts/{alert}",
+        "/ui/agents",
+        "/ui/establishments/{PITIE_FINESS}",
+    ],
+    "inspector": [
+        "/ui/",
+        "/ui/audit",
+        "/ui/incidents/{BORDEAUX}",
+        "/ui/establishments",
+        "/ui/agents",
+    ],
 }
 
 
 @pytest.mark.parametrize("username", sorted(PAGES))
 def test_each_role_sees_its_pages_without_errors_and_accessible(
-    service: Service, world: dict[str, str], chromium: Any, username: str
+    service: Service,
+    world: dict[str, str],
+    national: dict[str, str],
+    chromium: Any,
+    username: str,
 ) -> None:
     page, watched = open_page(chromium, service, username, PASSWORD)
-    ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"]}
+    ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"],
+           "campaign": national["campaign"], "PITIE_FINESS": PITIE,
+           "BORDEAUX_FINESS": BORDEAUX}  # fmt: skip
     for path in PAGES[username]:
         url = path.format(**ids)
         name = path.split("/ui/")[1].split("/{")[0].replace("/", "-") or "accueil"
@@ -199,3 +241,25 @@ def test_an_acknowledgement_shows_in_the_certs_pending_list(
     cert.reload()
     assert PITIE not in cert.locator("#en-attente").inner_text()
     assert "Correctifs appliqués" in cert.locator("#accusees").inner_text()
+
+
+def test_an_enrollment_token_is_made_and_shown_once_in_the_browser(
+    service: Service, world: dict[str, str], chromium: Any
+) -> None:
+    page, watched = open_page(chromium, service, "it_pitie", PASSWORD)
+    page.goto(f"{service.url}/ui/agents")
+    page.fill("#t-label", "Serveurs du site B")
+    page.fill("#t-max", "3")
+    page.click("#jetons form button[type=submit]")
+    page.wait_for_selector("input.secret")
+    secret = page.input_value("input.secret")
+    assert secret.startswith("vge_")
+    page.screenshot(path=str(SHOTS / "it_pitie-jeton-cree.png"), full_page=True)
+    watched.check(page, "token")
+    assert serious(page) == []
+    page.click("text=Retour aux jetons")
+    page.wait_for_url(re.compile(r".*/ui/agents.*"))
+    listing = page.locator("#jetons table").inner_text()
+    assert "Serveurs du site B" in listing
+    assert secret[:8] in listing
+    assert secret not in page.content()
