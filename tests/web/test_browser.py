@@ -90,6 +90,16 @@ def world(service: Service) -> dict[str, str]:
         )  # fmt: skip
         assert alert.status_code == 201, alert.text
         ids["alert"] = alert.json()["id"]
+    with service.client(tokens["it_pitie"]) as client:
+        answered = client.put(
+            f"/establishments/{PITIE}/maturity/answers/GOV-03",
+            json={"choice": "largement", "comment": "procédure écrite"},
+        )
+        assert answered.status_code == 200, answered.text
+    with service.client(tokens["admin"]) as client:  # two days of maturity scores
+        for now in ("2026-11-20T10:00:00Z", None):
+            done = client.post("/jobs/maturity/run", params={"now": now} if now else None)
+            assert done.status_code == 200, done.text
     return ids
 
 
@@ -135,9 +145,22 @@ PAGES = {
         "/ui/incidents/{PITIE}",
         "/ui/alerts",
         "/ui/alerts/{alert}",
+        "/ui/incidents/new",
+        "/ui/alerts/new",
+        "/ui/maturity",
+        "/ui/maturity/{finess}",
     ],
-    "it_pitie": ["/ui/", "/ui/incidents", "/ui/incidents/{PITIE}", "/ui/alerts/{alert}"],
-    "inspector": ["/ui/", "/ui/audit", "/ui/incidents/{BORDEAUX}"],
+    "it_pitie": [
+        "/ui/",
+        "/ui/incidents",
+        "/ui/incidents/{PITIE}",
+        "/ui/alerts/{alert}",
+        "/ui/incidents/new",
+        "/ui/maturity",
+        "/ui/maturity/questionnaire",
+        "/ui/maturity/profile",
+    ],
+    "inspector": ["/ui/", "/ui/audit", "/ui/incidents/{BORDEAUX}", "/ui/maturity/{finess}"],
 }
 
 
@@ -146,7 +169,8 @@ def test_each_role_sees_its_pages_without_errors_and_accessible(
     service: Service, world: dict[str, str], chromium: Any, username: str
 ) -> None:
     page, watched = open_page(chromium, service, username, PASSWORD)
-    ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"]}
+    ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"],
+           "finess": PITIE}  # fmt: skip
     for path in PAGES[username]:
         url = path.format(**ids)
         name = path.split("/ui/")[1].split("/{")[0].replace("/", "-") or "accueil"
@@ -199,3 +223,23 @@ def test_an_acknowledgement_shows_in_the_certs_pending_list(
     cert.reload()
     assert PITIE not in cert.locator("#en-attente").inner_text()
     assert "Correctifs appliqués" in cert.locator("#accusees").inner_text()
+
+
+def test_a_declaration_typed_in_the_browser_keeps_its_paris_time(
+    service: Service, world: dict[str, str], chromium: Any
+) -> None:
+    page, watched = open_page(chromium, service, "it_pitie", PASSWORD)
+    page.goto(f"{service.url}/ui/incidents")
+    page.click("text=Déclarer un incident")
+    page.wait_for_url(re.compile(r".*/ui/incidents/new$"))
+    page.fill("#d-title", "Rançongiciel sur la messagerie")
+    page.select_option("#d-category", "ransomware")
+    page.check("input[name=personal_data][value=non]")
+    page.fill("#d-aware", "2026-07-14T10:30")  # summer time: 08:30 UTC
+    page.fill("#d-systems", "messagerie\nannuaire")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/incidents/[0-9a-f-]{36}$"))
+    assert page.inner_text("h1") == "Rançongiciel sur la messagerie"
+    assert page.get_attribute("dl.facts time", "datetime") == "2026-07-14T08:30:00+00:00"
+    assert "14/07/2026 10:30" in page.inner_text("dl.facts")
+    watched.check(page, "declaration")

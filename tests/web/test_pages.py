@@ -322,7 +322,7 @@ ROLE_OF = {"it_pitie": "establishment", "analyst": "cert", "inspector": "auditor
 def test_each_page_admits_exactly_the_roles_it_states(
     service: Service, world: dict[str, str]
 ) -> None:
-    from api.web.pages import router
+    from api.web import actions, pages
 
     cert = service.login("analyst", PASSWORD)
     with service.client(cert) as api:
@@ -333,18 +333,19 @@ def test_each_page_admits_exactly_the_roles_it_states(
                   "target": {"all": True}},
         )  # fmt: skip
         alert_id = made.json()["id"]
-    pages = [
+    walked = [
         (route.path, route.openapi_extra["x-roles"])  # type: ignore[attr-defined]
+        for router in (pages.router, actions.router)
         for route in router.routes
         if "GET" in getattr(route, "methods", set())
     ]
-    assert len(pages) >= 8
-    values = {"incident_id": world[PITIE], "alert_id": alert_id}
+    assert len(walked) >= 14
+    values = {"incident_id": world[PITIE], "alert_id": alert_id, "finess": PITIE}
     users = {**ROLE_OF, "admin": "admin"}
     for username, role in users.items():
         password = service.admin_password if username == "admin" else PASSWORD
         with browser(service, username, password) as client:
-            for path, allowed in pages:
+            for path, allowed in walked:
                 url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
                 answer = client.get(url)
                 expected = 200 if role in allowed else 403
