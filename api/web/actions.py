@@ -10,7 +10,7 @@ audited as `denied` by the session dependency), as in the API.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
@@ -254,6 +254,7 @@ def _maturity(request: Request, session: Session, v: Viewer, finess: str) -> HTM
             {"label": "score (0 à 100)", "values": [p.score for p in points]},
             {"label": "couverture (%)", "values": [round(100 * p.coverage, 1) for p in points]},
         ],
+        "range": [0, 100],
     }
     answers = f"/establishments/{finess}/maturity/answers/"
 
@@ -528,7 +529,7 @@ TLP_FR = {
     Tlp.AMBER_STRICT: "TLP:AMBER+STRICT — l'établissement seulement",
     Tlp.RED: "TLP:RED — les seuls destinataires nommés",
 }
-INDICATOR_KINDS: tuple[str, ...] = IndicatorKind.__args__  # type: ignore[attr-defined]
+INDICATOR_KINDS: tuple[str, ...] = get_args(IndicatorKind)
 INDICATOR_FR = {
     "ip": "une adresse IP",
     "domain": "un nom de domaine",

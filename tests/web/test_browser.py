@@ -237,7 +237,7 @@ def test_a_declaration_typed_in_the_browser_keeps_its_paris_time(
     page.check("input[name=personal_data][value=non]")
     page.fill("#d-aware", "2026-07-14T10:30")  # summer time: 08:30 UTC
     page.fill("#d-systems", "messagerie\nannuaire")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the header's logout button
     page.wait_for_url(re.compile(r".*/ui/incidents/[0-9a-f-]{36}$"))
     assert page.inner_text("h1") == "Rançongiciel sur la messagerie"
     assert page.get_attribute("dl.facts time", "datetime") == "2026-07-14T08:30:00+00:00"
