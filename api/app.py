@@ -142,9 +142,11 @@ def create_app(settings: Settings) -> FastAPI:
         maturity_router,
         stats_router,
         web.auth_router,
+        # Before the pages: its /ui/incidents/new and /ui/alerts/new would otherwise be read
+        # as the pages' /ui/incidents/{incident_id} and /ui/alerts/{alert_id}.
+        web.actions_router,
         web.pages_router,
         web.national_router,
-        web.actions_router,
     ):
         app.include_router(router)
     return app

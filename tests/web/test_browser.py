@@ -90,6 +90,16 @@ def world(service: Service) -> dict[str, str]:
         )  # fmt: skip
         assert alert.status_code == 201, alert.text
         ids["alert"] = alert.json()["id"]
+    with service.client(tokens["it_pitie"]) as client:
+        answered = client.put(
+            f"/establishments/{PITIE}/maturity/answers/GOV-03",
+            json={"choice": "largement", "comment": "procédure écrite"},
+        )
+        assert answered.status_code == 200, answered.text
+    with service.client(tokens["admin"]) as client:  # two days of maturity scores
+        for now in ("2026-11-20T10:00:00Z", None):
+            done = client.post("/jobs/maturity/run", params={"now": now} if now else None)
+            assert done.status_code == 200, done.text
     return ids
 
 
@@ -158,6 +168,10 @@ PAGES = {
         "/ui/campaigns",
         "/ui/campaigns/{campaign}",
         "/ui/agents",
+        "/ui/incidents/new",
+        "/ui/alerts/new",
+        "/ui/maturity",
+        "/ui/maturity/{finess}",
     ],
     "it_pitie": [
         "/ui/",
@@ -166,6 +180,10 @@ PAGES = {
         "/ui/alerts/{alert}",
         "/ui/agents",
         "/ui/establishments/{PITIE_FINESS}",
+        "/ui/incidents/new",
+        "/ui/maturity",
+        "/ui/maturity/questionnaire",
+        "/ui/maturity/profile",
     ],
     "inspector": [
         "/ui/",
@@ -173,6 +191,7 @@ PAGES = {
         "/ui/incidents/{BORDEAUX}",
         "/ui/establishments",
         "/ui/agents",
+        "/ui/maturity/{finess}",
     ],
 }
 
@@ -188,7 +207,7 @@ def test_each_role_sees_its_pages_without_errors_and_accessible(
     page, watched = open_page(chromium, service, username, PASSWORD)
     ids = {"PITIE": world[PITIE], "BORDEAUX": world[BORDEAUX], "alert": world["alert"],
            "campaign": national["campaign"], "PITIE_FINESS": PITIE,
-           "BORDEAUX_FINESS": BORDEAUX}  # fmt: skip
+           "BORDEAUX_FINESS": BORDEAUX, "finess": PITIE}  # fmt: skip
     for path in PAGES[username]:
         url = path.format(**ids)
         name = path.split("/ui/")[1].split("/{")[0].replace("/", "-") or "accueil"
@@ -263,3 +282,23 @@ def test_an_enrollment_token_is_made_and_shown_once_in_the_browser(
     assert "Serveurs du site B" in listing
     assert secret[:8] in listing
     assert secret not in page.content()
+
+
+def test_a_declaration_typed_in_the_browser_keeps_its_paris_time(
+    service: Service, world: dict[str, str], chromium: Any
+) -> None:
+    page, watched = open_page(chromium, service, "it_pitie", PASSWORD)
+    page.goto(f"{service.url}/ui/incidents")
+    page.click("text=Déclarer un incident")
+    page.wait_for_url(re.compile(r".*/ui/incidents/new$"))
+    page.fill("#d-title", "Rançongiciel sur la messagerie")
+    page.select_option("#d-category", "ransomware")
+    page.check("input[name=personal_data][value=non]")
+    page.fill("#d-aware", "2026-07-14T10:30")  # summer time: 08:30 UTC
+    page.fill("#d-systems", "messagerie\nannuaire")
+    page.click("main button[type=submit]")  # not the header's logout button
+    page.wait_for_url(re.compile(r".*/ui/incidents/[0-9a-f-]{36}$"))
+    assert page.inner_text("h1") == "Rançongiciel sur la messagerie"
+    assert page.get_attribute("dl.facts time", "datetime") == "2026-07-14T08:30:00+00:00"
+    assert "14/07/2026 10:30" in page.inner_text("dl.facts")
+    watched.check(page, "declaration")

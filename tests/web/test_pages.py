@@ -322,7 +322,7 @@ ROLE_OF = {"it_pitie": "establishment", "analyst": "cert", "inspector": "auditor
 def test_each_page_admits_exactly_the_roles_it_states(
     service: Service, world: dict[str, str]
 ) -> None:
-    from api.web import national, pages
+    from api.web import actions, national, pages
     from tests.web.test_pages_national import open_campaign
 
     campaign = open_campaign(service, service.login("admin", service.admin_password))
@@ -337,11 +337,11 @@ def test_each_page_admits_exactly_the_roles_it_states(
         alert_id = made.json()["id"]
     walked = [
         (route.path, route.openapi_extra["x-roles"])  # type: ignore[attr-defined]
-        for router in (pages.router, national.router)
+        for router in (pages.router, national.router, actions.router)
         for route in router.routes
         if "GET" in getattr(route, "methods", set())
     ]
-    assert len(walked) >= 15
+    assert len(walked) >= 20
     values = {"incident_id": world[PITIE], "alert_id": alert_id, "finess": PITIE,
               "campaign_id": campaign["campaign"]}  # fmt: skip
     users = {**ROLE_OF, "admin": "admin"}

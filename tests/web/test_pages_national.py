@@ -494,7 +494,7 @@ def test_the_campaign_pages_show_what_the_api_answers_and_change_its_status(
         linked = client.get(
             "/ui/incidents", params={"campaign": campaign_id, "region": "Nouvelle-Aquitaine"}
         )
-        assert linked.text.count('href="/ui/incidents/') == 1
+        assert len(re.findall(r'href="/ui/incidents/[0-9a-f-]{36}"', linked.text)) == 1
         closed = client.post(
             f"/ui/campaigns/{campaign_id}/status",
             data={"csrf": form_token(page.text), "status": "closed"},

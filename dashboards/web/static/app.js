@@ -30,12 +30,14 @@ function drawCharts(root) {
       data.series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2 })),
     );
     const width = Math.max(320, box.clientWidth || 640);
+    const scales = { x: { time: true } };
+    if (data.range) scales.y = { range: data.range }; // a fixed scale, e.g. a score's 0 to 100
     new uPlot(
       {
         width: width,
         height: 240,
         series: series,
-        scales: { x: { time: true } },
+        scales: scales,
         axes: [{ values: (u, ticks) => ticks.map(day) }, {}],
       },
       [data.x].concat(data.series.map((s) => s.values)),
