@@ -4,8 +4,7 @@ way: what a page shows is exactly what its user may read through the API."""
 
 from __future__ import annotations
 
-import csv
-import io
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -41,7 +40,7 @@ from api.stats import service as stats
 from api.stats.schemas import Overview
 from api.web import map as region_map
 from api.web.deps import Viewer, viewer
-from api.web.export import cell as _cell
+from api.web.export import csv_response
 from api.web.render import PARIS, SEVERITIES, STATUSES, page, paris
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -71,35 +70,39 @@ def _filters(request: Request) -> dict[str, str]:
 Finess = Annotated[str | None, Query(max_length=11)]
 
 
+@dataclass(frozen=True)
+class IncidentQuery:
+    """The incident list's filters, as the page and its CSV read them from the query."""
+
+    establishment: Finess = None
+    region: RegionQuery = None
+    kind: Kind | None = None
+    status: StatusFilter | None = None
+    severity: Severity | None = None
+    overdue: bool | None = None
+
+    def page(self, session: Session, who: Principal, offset: int, limit: int,
+             campaign: str | None = None) -> tuple[list[Any], int]:  # fmt: skip
+        return incidents.page(session=session, who=who, **vars(self),
+                              campaign=campaign if who.scope is None else None,
+                              offset=offset, limit=limit)  # fmt: skip
+
+
+Filters = Annotated[IncidentQuery, Depends()]
+
+
 @router.get("/incidents", **roles(*READERS))
 def incident_list(
     request: Request,
     session: SessionDep,
     v: Reader,
-    establishment: Finess = None,
-    region: RegionQuery = None,
-    kind: Kind | None = None,
-    status: StatusFilter | None = None,
-    severity: Severity | None = None,
-    overdue: bool | None = None,
+    query: Filters,
     campaign: Annotated[str | None, Query(max_length=36)] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> HTMLResponse:
     """Every reader: incidents, filtered and paginated (an establishment: its own)."""
-    items, total = incidents.page(
-        session=session,
-        who=v.who,
-        establishment=establishment,
-        region=region,
-        kind=kind,
-        status=status,
-        severity=severity,
-        overdue=overdue,
-        campaign=campaign if v.who.scope is None else None,
-        offset=offset,
-        limit=PAGE_SIZE,
-    )
-    record_list(request, session, v.who, "incident", f"{establishment or '*'}/*",
+    items, total = query.page(session, v.who, offset, PAGE_SIZE, campaign)
+    record_list(request, session, v.who, "incident", f"{query.establishment or '*'}/*",
                 (i.id for i in items))  # fmt: skip
     return page(
         request,
@@ -120,37 +123,20 @@ def incident_list(
 
 
 @router.get("/incidents.csv", **roles(*READERS))
-def incident_csv(
-    request: Request,
-    session: SessionDep,
-    v: Reader,
-    establishment: Finess = None,
-    region: RegionQuery = None,
-    kind: Kind | None = None,
-    status: StatusFilter | None = None,
-    severity: Severity | None = None,
-    overdue: bool | None = None,
-) -> Response:
+def incident_csv(request: Request, session: SessionDep, v: Reader, query: Filters) -> Response:
     """Every reader: the filtered list as CSV, every row (at most 100,000)."""
-    items, _ = incidents.page(session=session, who=v.who, establishment=establishment,
-                              region=region, kind=kind, status=status, severity=severity,
-                              overdue=overdue, offset=0, limit=100_000)  # fmt: skip
-    record_list(request, session, v.who, "incident", f"{establishment or '*'}/* (csv)",
+    items, _ = query.page(session, v.who, 0, 100_000)
+    record_list(request, session, v.who, "incident", f"{query.establishment or '*'}/* (csv)",
                 (i.id for i in items))  # fmt: skip
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";")
-    writer.writerow(["id", "finess", "titre", "sévérité", "statut", "notifiable",
-                     "ouvert le (Paris)", "échéances dépassées"])  # fmt: skip
-    for i in items:
-        read = incident_read(i, v.who)
-        writer.writerow([read.id, read.establishment, _cell(read.title), read.severity,
-                         STATUSES.get(read.status, read.status), "oui" if read.notifiable
-                         else "non", paris(read.created_at), " ".join(read.overdue)])  # fmt: skip
-    return Response(
-        out.getvalue().encode("utf-8-sig"),  # the BOM: Excel in France reads UTF-8 with it
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="incidents.csv"'},
-    )
+    reads = [incident_read(i, v.who) for i in items]
+    return csv_response(
+        "incidents.csv",
+        ["id", "finess", "titre", "sévérité", "statut", "notifiable", "ouvert le (Paris)",
+         "échéances dépassées"],
+        ([r.id, r.establishment, r.title, r.severity, STATUSES.get(r.status, r.status),
+          "oui" if r.notifiable else "non", paris(r.created_at), " ".join(r.overdue)]
+         for r in reads),
+    )  # fmt: skip
 
 
 @router.get("/incidents/{incident_id}", **roles(*READERS))
@@ -497,16 +483,10 @@ def audit_csv(
     rows = audit_entries(session, found, 0, AUDIT_CSV_MAX)
     span = f"{rows[-1].id}-{rows[0].id}" if rows else ""
     record_request(request, session, v.who, "read", "audit", f"csv {found}", span)
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";")
-    writer.writerow(["id", "heure (UTC)", "compte", "rôle", "action", "objet", "identifiant",
-                     "adresse", "détail"])  # fmt: skip
-    for r in rows:
-        writer.writerow([r.id, as_utc(r.at).isoformat(), _cell(r.actor), r.role, r.action,
-                         r.target_kind, _cell(r.target_id), r.client or "",
-                         _cell(r.detail or "")])  # fmt: skip
-    return Response(
-        out.getvalue().encode("utf-8-sig"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="journal-audit.csv"'},
-    )
+    return csv_response(
+        "journal-audit.csv",
+        ["id", "heure (UTC)", "compte", "rôle", "action", "objet", "identifiant", "adresse",
+         "détail"],
+        ([r.id, as_utc(r.at).isoformat(), r.actor, r.role, r.action, r.target_kind,
+          r.target_id, r.client or "", r.detail or ""] for r in rows),
+    )  # fmt: skip
