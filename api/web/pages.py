@@ -355,7 +355,6 @@ def _establishment_home(request: Request, session: Session, v: Viewer) -> HTMLRe
             ],  # fmt: skip
             "agents_total": agents_total,
             "maturity": maturity,
-            "titles": {c.id: c.title for c in maturity.controls} if maturity else {},
         },
     )
 
