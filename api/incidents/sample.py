@@ -18,7 +18,21 @@ MAX_TEXT = 512  # characters of one string
 MAX_ITEMS = 40  # keys of one object, items of one list
 MAX_DEPTH = 5
 MAX_EVENTS = 3  # of a correlation's events
-_KEEP = ("engine", "rule_id", "rule_title", "level", "timestamp", "source", "tags", "event")
+# What the incident page shows of it: which engine, agent- or service-side (`origin`), the
+# input, the YARA file and the strings that matched, the event(s).
+_KEEP = (
+    "engine",
+    "rule_id",
+    "rule_title",
+    "level",
+    "timestamp",
+    "source",
+    "origin",
+    "file",
+    "strings",
+    "tags",
+    "event",
+)
 CUT = "…"
 
 

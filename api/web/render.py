@@ -93,6 +93,13 @@ def number(value: int | float | None) -> str:
     return f"{value:,}".replace(",", "\u202f")
 
 
+def pretty(value: object) -> str:
+    """JSON for people: indented, accents kept (autoescaped where it is shown)."""
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -102,7 +109,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(paris=paris, iso=iso, day=day, number=number)
+    env.filters.update(paris=paris, iso=iso, day=day, number=number, pretty=pretty)
     env.globals.update(
         SEVERITIES=SEVERITIES,
         STATUSES=STATUSES,

@@ -419,3 +419,37 @@ def test_login_failures_are_throttled_on_the_form(service: Service) -> None:
         assert statuses[-1] == 429
         assert "Trop d&#39;échecs" in answer.text
         assert int(answer.headers["retry-after"]) > 0
+
+
+def test_an_incidents_page_shows_what_detected_it(service: Service) -> None:
+    from tests.api.test_ingest import SHADOW_RULE, agent_key, case_event, post
+
+    tokens = setup_world(service)
+    key = agent_key(service, tokens)
+    yara = {
+        "engine": "yara",
+        "rule_id": "Vigie_Ransom_Note_Health",
+        "rule_title": "Note de rançon visant un hôpital",
+        "level": "critical",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "source": "C:/Partages/Pharmacie",
+        "file": "C:/Partages/Pharmacie/LISEZ-MOI.txt",
+        "strings": [{"identifier": "$note", "offset": 12, "length": 30}],
+    }
+    # A YARA hit found by the agent, and a Sigma rule the service runs itself on an event.
+    batch = {"batch_id": "detected-1", "detections": [yara],
+             "events": [case_event(f"{SHADOW_RULE}.positive")]}  # fmt: skip
+    assert post(service, key, batch).status_code == 200
+    with service.client(tokens["analyst"]) as api:
+        found = api.get("/incidents", params={"establishment": PITIE}).json()["items"]
+    by_rule = {i["rule_id"]: i["id"] for i in found}
+    assert "Vigie_Ransom_Note_Health" in by_rule
+    with browser(service, "it_pitie") as client:
+        page = client.get(f"/ui/incidents/{by_rule['Vigie_Ransom_Note_Health']}").text
+        assert "C:/Partages/Pharmacie/LISEZ-MOI.txt" in page
+        assert "1 chaîne trouvée" in page
+        assert "détecté par l&#39;agent" in page
+        server_side = next(i for r, i in by_rule.items() if r != "Vigie_Ransom_Note_Health")
+        page = client.get(f"/ui/incidents/{server_side}").text
+        assert "détecté par le service national" in page
+        assert "Événement</h3><pre>" in page
