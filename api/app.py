@@ -35,6 +35,7 @@ from api.ingest.routes import router as ingest_router
 from api.jobs import scheduler
 from api.jobs.routes import router as jobs_router
 from api.maturity.routes import router as maturity_router
+from api.reports.routes import router as reports_router
 from api.settings import Settings
 from api.stats.routes import router as stats_router
 from api.text import RefuseNulInURL
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         audit_router,
         maturity_router,
         stats_router,
+        reports_router,
         web.auth_router,
         # Before the pages: its /ui/incidents/new and /ui/alerts/new would otherwise be read
         # as the pages' /ui/incidents/{incident_id} and /ui/alerts/{alert_id}.

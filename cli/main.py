@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module of cli/ defines the subcommand of its name.
-COMMANDS = ("scan", "rules", "maturity", "serve", "agent", "netmeta", "demo")
+COMMANDS = ("scan", "rules", "maturity", "report", "serve", "agent", "netmeta", "demo")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

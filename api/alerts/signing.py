@@ -34,7 +34,7 @@ class BundleSigner:
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> BundleSigner:
-        return cls(_load_or_create(data_dir / KEY_FILE))
+        return cls(load_or_create_key(data_dir / KEY_FILE))
 
     def sign(self, bundle: dict[str, Any]) -> dict[str, Any]:
         return sign_bundle(bundle, self.private_key)
@@ -52,7 +52,8 @@ class BundleSigner:
         }
 
 
-def _load_or_create(path: Path) -> Ed25519PrivateKey:
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key kept at `path`, made (0600, once, whoever comes first) if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

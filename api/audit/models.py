@@ -25,3 +25,6 @@ class AuditEntry(Base):
     client: Mapped[str | None] = mapped_column(String(64))  # the caller's address
     # What a list answered (the ids returned), or what changed: one short text.
     detail: Mapped[str | None] = mapped_column(Text)
+    # The hash chain (api/audit/chain.py): the previous row's hash, and this row's.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.audit import chain
 from api.audit.models import AuditEntry
 from api.deps import Principal, client_of
 from api.errors import NotYours
@@ -45,7 +46,8 @@ def _add(
     client: str | None,
     detail: str | None,
 ) -> None:
-    session.add(
+    chain.append(
+        session,
         AuditEntry(
             actor=actor[:120],
             role=role[:20],
@@ -54,7 +56,7 @@ def _add(
             target_id=target[:_TARGET_LENGTH],
             client=client,
             detail=detail,
-        )
+        ),
     )
 
 
