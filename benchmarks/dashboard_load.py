@@ -855,17 +855,18 @@ def _read_marker(note: str) -> tuple[dict[str, int], datetime]:
     return found["built"], datetime.fromisoformat(found["built_at"])
 
 
-def _fresh(built_at: datetime, engine: Engine) -> None:
+def _fresh(engine: Engine) -> None:
     """Data reused later: agents heard from as long ago as when it was built (else every
-    agent would be silent, and the `agent_silent` job would raise thousands at start)."""
-    shift = utcnow() - built_at
+    agent would be silent, and the `agent_silent` job would raise thousands at start). The
+    latest heartbeat was a few seconds before the build: moved to a few seconds ago."""
     with transaction(session_factory(engine)) as session:
         heard = session.execute(
             select(Agent.id, Agent.last_heartbeat).where(Agent.last_heartbeat.is_not(None))
         ).all()
+        latest = max(as_utc(h) for _, h in heard if h)
+        shift = utcnow() - timedelta(seconds=5) - latest
         moved = [{"id": i, "last_heartbeat": as_utc(h) + shift} for i, h in heard if h]
-        if moved:
-            session.execute(update(Agent), moved)
+        session.execute(update(Agent), moved)
 
 
 def open_sqlite(args: argparse.Namespace, events: Path) -> Database:
@@ -878,7 +879,7 @@ def open_sqlite(args: argparse.Namespace, events: Path) -> Database:
             engine = make_engine(url)
             upgrade(engine)  # migrations added since it was built
             built, built_at = _read_marker(note)
-            _fresh(built_at, engine)
+            _fresh(engine)
             engine.dispose()
             _place_events(events, data_dir)
             return Database("SQLite", url, data_dir, built, built_at, 0.0)
@@ -932,7 +933,7 @@ def open_postgres(args: argparse.Namespace, events: Path) -> Database:
         engine = make_engine(url)
         upgrade(engine)
         built, built_at = _read_marker(note.split("\n", 1)[1])
-        _fresh(built_at, engine)
+        _fresh(engine)
         engine.dispose()
         _place_events(events, data_dir)
         return Database("PostgreSQL", url, data_dir, built, built_at, 0.0)
