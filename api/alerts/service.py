@@ -264,10 +264,19 @@ def tally(*, session: Session, who: Principal, since: datetime) -> Tally:
         )
     ).all()
     scopes = {a.id: scope_of(a) for a in recent}
+    # An alert meant for everyone: each of its acknowledgements counts, counted from the
+    # (alert, establishment) index alone; joined to the establishments, the alerts meant for
+    # everyone were most of the 150,000 acknowledgements a national overview read.
+    everyone = [a for a, s in scopes.items() if s.everyone]
+    acknowledged = session.scalar(
+        select(func.count())
+        .select_from(Acknowledgement)
+        .where(Acknowledgement.alert_id.in_(everyone))
+    )
     acks = session.execute(
         select(Acknowledgement.alert_id, Establishment.region, Establishment.kind, func.count())
         .join(Establishment, Establishment.finess == Acknowledgement.establishment_finess)
-        .where(Acknowledgement.alert_id.in_(list(scopes)))
+        .where(Acknowledgement.alert_id.in_([a for a in scopes if a not in everyone]))
         .group_by(Acknowledgement.alert_id, Establishment.region, Establishment.kind)
     ).all()
     return Tally(
@@ -275,7 +284,8 @@ def tally(*, session: Session, who: Principal, since: datetime) -> Tally:
         targets=sum(
             n for s in scopes.values() for region, kind, n in groups if s.includes(region, kind)
         ),
-        acknowledged=sum(n for a, region, kind, n in acks if scopes[a].includes(region, kind)),
+        acknowledged=(acknowledged or 0)
+        + sum(n for a, region, kind, n in acks if scopes[a].includes(region, kind)),
     )
 
 

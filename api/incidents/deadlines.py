@@ -73,13 +73,17 @@ def page(
         parts.append(part)
     rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("deadlines")
     total = session.scalar(select(func.count()).select_from(rows)) or 0
-    found = session.execute(
-        _joined(rows)
-        .order_by(rows.c.done_at.is_not(None), rows.c.due, rows.c.incident_id, rows.c.ordinal)
-        .offset(offset)
-        .limit(limit)
-    ).all()
+    # The page is chosen from the deadlines alone (read from the indexes of reports not
+    # sent, `ix_incidents_<report>_open`), then joined: joined first, every deadline's
+    # incident and establishment were read to sort them.
+    chosen = select(rows).order_by(*_order(rows)).offset(offset).limit(limit).subquery("chosen")
+    found = session.execute(_joined(chosen).order_by(*_order(chosen))).all()
     return [_item(row, now) for row in found], total
+
+
+def _order(rows: Subquery) -> tuple[Any, ...]:
+    """Open (not sent) first, then by due date; ties in a stable order."""
+    return (rows.c.done_at.is_not(None), rows.c.due, rows.c.incident_id, rows.c.ordinal)
 
 
 def _in_state(kind: str, state: DeadlineState, now: datetime) -> ColumnElement[bool]:

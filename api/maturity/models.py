@@ -147,4 +147,19 @@ class Snapshot(Base):
     __table_args__ = (
         Index("ix_maturity_snapshots_finess_as_of", "finess", "as_of"),
         Index("ix_maturity_snapshots_as_of", "as_of"),
+        # Peers and national statistics read a week of every establishment's scores
+        # (`peers._latest_scores`) from this index alone, in their order: the rows hold
+        # result documents of about 40 kB, which SQLite would step over row by row.
+        Index(
+            "ix_maturity_snapshots_scores",
+            "framework_version",
+            "as_of",
+            "computed_at",
+            "id",
+            "finess",
+            "score",
+            "level",
+            "kind",
+            "region",
+        ),
     )

@@ -119,3 +119,31 @@ def test_statistics_hide_groups_under_5(session: Session) -> None:
     assert regions["Normandie"] == {"group": "Normandie", "count": 3, "suppressed": True}
     assert regions["Bretagne"]["count"] == 10
     assert by_region["national"]["count"] == 13
+
+
+def test_statistics_follow_the_snapshots_written_since(session: Session) -> None:
+    """Kept between calls (`peers._STATS`), they are computed again once a snapshot of the
+    week is added: by the nightly job, or a recompute of one establishment."""
+    before = peers.stats(session, "2026.1", AS_OF, "kind")
+    assert peers.stats(session, "2026.1", AS_OF, "kind") == before
+    add(session, "990008001", "CH", "Bretagne", 95.0, AS_OF - timedelta(days=1))
+    session.commit()
+    after = {g["group"]: g for g in peers.stats(session, "2026.1", AS_OF, "kind")["groups"]}
+    assert after["CH"]["count"] == 8
+    assert after["CH"]["levels"]["3"] == 4
+    # A recompute: a second snapshot of the same day, the latest computed, counts instead.
+    add_again = Snapshot(**{**_columns(snapshot_of(session, 95.0, "CH", "Bretagne")),
+                            "id": str(uuid.uuid4()), "score": 5.0, "level": 1})  # fmt: skip
+    session.add(add_again)
+    session.commit()
+    again = {g["group"]: g for g in peers.stats(session, "2026.1", AS_OF, "kind")["groups"]}
+    assert again["CH"]["count"] == 8
+    assert again["CH"]["levels"]["3"] == 3
+
+
+def _columns(snapshot: Snapshot) -> dict[str, object]:
+    return {
+        c.key: getattr(snapshot, c.key)
+        for c in Snapshot.__table__.columns
+        if c.key != "computed_at"
+    }

@@ -2,15 +2,14 @@
 the rows already there chained in id order.
 
 Revision ID: 0018
-Revises: 0016 (0017 once merged)
+Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-# 0017 is on another branch: this becomes "0017" when both are merged (one head).
-down_revision = "0016"
+down_revision = "0017"
 
 _BATCH = 1000
 
