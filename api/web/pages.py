@@ -427,10 +427,18 @@ Auditor = Annotated[Viewer, Depends(viewer(Role.AUDITOR, Role.ADMIN))]
 AUDIT_CSV_MAX = 100_000
 
 
+AuditText = Annotated[str | None, Query(max_length=120)]
+
+
 def _audit_filter(
-    actor: str | None, action: str | None, kind: str | None, since: date | None, until: date | None
+    actor: AuditText = None,
+    action: AuditText = None,
+    kind: AuditText = None,
+    since: date | None = None,
+    until: date | None = None,
 ) -> AuditFilter:
-    """Days are Paris days: `until` included."""
+    """The audit page's filters, read from its query (its CSV's too). Days are Paris days:
+    `until` included."""
 
     def start(day: date | None) -> datetime | None:
         return None if day is None else datetime.combine(day, time(), PARIS).astimezone(UTC)
@@ -440,7 +448,7 @@ def _audit_filter(
                        since=start(since), until=end)  # fmt: skip
 
 
-AuditText = Annotated[str | None, Query(max_length=120)]
+AuditFilters = Annotated[AuditFilter, Depends(_audit_filter)]
 
 
 @router.get("/audit", **roles(Role.AUDITOR, Role.ADMIN))
@@ -448,15 +456,10 @@ def audit_page(
     request: Request,
     session: SessionDep,
     v: Auditor,
-    actor: AuditText = None,
-    action: AuditText = None,
-    kind: AuditText = None,
-    since: date | None = None,
-    until: date | None = None,
+    found: AuditFilters,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> HTMLResponse:
     """Auditors and admins: the audit trail, filtered and paginated, newest first."""
-    found = _audit_filter(actor, action, kind, since, until)
     rows = audit_entries(session, found, offset, PAGE_SIZE)
     total = audit_count(session, found)
     span = f"{rows[-1].id}-{rows[0].id}" if rows else ""
@@ -471,14 +474,9 @@ def audit_csv(
     request: Request,
     session: SessionDep,
     v: Auditor,
-    actor: AuditText = None,
-    action: AuditText = None,
-    kind: AuditText = None,
-    since: date | None = None,
-    until: date | None = None,
+    found: AuditFilters,
 ) -> Response:
     """Auditors and admins: the filtered trail as CSV (at most 100,000 rows, newest first)."""
-    found = _audit_filter(actor, action, kind, since, until)
     rows = audit_entries(session, found, 0, AUDIT_CSV_MAX)
     span = f"{rows[-1].id}-{rows[0].id}" if rows else ""
     record_request(request, session, v.who, "read", "audit", f"csv {found}", span)
