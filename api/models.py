@@ -15,8 +15,9 @@ def load_all() -> None:
     from api.jobs import models as job_models
     from api.maturity import models as maturity_models
     from api.notifications import models as notification_models
+    from api.reports import models as report_models
     from api.web import sessions as web_sessions
 
     del agent_models, audit_models, auth_models, establishment_models, ingest_models
     del alert_models, incident_models, job_models, apikey_models, notification_models
-    del maturity_models, web_sessions
+    del maturity_models, report_models, web_sessions

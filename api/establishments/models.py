@@ -20,4 +20,5 @@ class Establishment(Base):
     region: Mapped[str] = mapped_column(String(60), index=True)
     beds: Mapped[int | None] = mapped_column(Integer)
     legal_entity_finess: Mapped[str | None] = mapped_column(String(9))
+    legal_status: Mapped[str | None] = mapped_column(String(30))  # schemas.LegalStatus
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

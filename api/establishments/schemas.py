@@ -17,6 +17,14 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
+class LegalStatus(StrEnum):
+    """FINESS's three families of legal status (statistics are cut by them)."""
+
+    PUBLIC = "public"
+    PRIVATE_NONPROFIT = "private_nonprofit"  # ESPIC, associations, mutual societies
+    PRIVATE_COMMERCIAL = "private_commercial"
+
+
 class EstablishmentCreate(NulFree):
     finess: str = Field(min_length=9, max_length=11, description="FINESS géographique (site)")
     name: str = Field(min_length=2, max_length=200)
@@ -26,6 +34,7 @@ class EstablishmentCreate(NulFree):
     )
     beds: int | None = Field(default=None, ge=0, le=20_000)
     legal_entity_finess: str | None = Field(default=None, min_length=9, max_length=11)
+    legal_status: LegalStatus | None = None
 
 
 class EstablishmentUpdate(NulFree):
@@ -33,6 +42,7 @@ class EstablishmentUpdate(NulFree):
     kind: Kind | None = None
     beds: int | None = Field(default=None, ge=0, le=20_000)
     legal_entity_finess: str | None = Field(default=None, min_length=9, max_length=11)
+    legal_status: LegalStatus | None = None
 
 
 class EstablishmentRead(BaseModel):
@@ -44,6 +54,7 @@ class EstablishmentRead(BaseModel):
     region: str
     beds: int | None
     legal_entity_finess: str | None
+    legal_status: str | None
 
 
 class EstablishmentPage(BaseModel):

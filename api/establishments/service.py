@@ -38,6 +38,7 @@ def create(*, session: Session, data: EstablishmentCreate) -> Establishment:
         legal_entity_finess=_finess(data.legal_entity_finess, "legal entity FINESS")
         if data.legal_entity_finess
         else None,
+        legal_status=str(data.legal_status) if data.legal_status else None,
     )
     try:
         with session.begin_nested():  # a savepoint: the request stays usable after a refusal

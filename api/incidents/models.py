@@ -110,6 +110,8 @@ class Incident(Base):
     early_warning_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notification_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     final_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Personal data breached: when the CNIL was notified (GDPR art. 33, 72 hours).
+    cnil_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     overdue: Mapped[list[str]] = mapped_column(JSON, default=list)
     # NIS2: when each report is due, set from `aware_at` whenever it is (`_aware`). Stored so
     # that deadlines are sorted and counted in SQL: the final report's calendar month has no
@@ -136,7 +138,9 @@ class Incident(Base):
             setattr(self, f"{kind}_due", moment)
         return aware
 
-    @validates("started_at", "early_warning_at", "notification_at", "final_report_at")
+    @validates(
+        "started_at", "early_warning_at", "notification_at", "final_report_at", "cnil_notified_at"
+    )
     def _moment(self, key: str, value: datetime | None) -> datetime | None:
         return None if value is None else _utc(key, value)
 

@@ -53,7 +53,9 @@ class Comment(NulFree):
 
 
 class ReportSent(NulFree):
-    kind: Literal["early_warning", "notification", "final_report"]
+    # cnil: the notification of a personal-data breach to the CNIL (GDPR art. 33), recorded
+    # for the registry; NIS2's deadlines do not count it.
+    kind: Literal["early_warning", "notification", "final_report", "cnil"]
     sent_at: AwareDatetime | None = Field(default=None, description="absent: now")
     comment: str = Field(default="", max_length=5_000)
 
@@ -89,6 +91,7 @@ class IncidentRead(BaseModel):
     affected_systems: list[str]
     started_at: datetime | None
     aware_at: datetime
+    cnil_notified_at: datetime | None = None
     created_by: str
     created_at: datetime
     updated_at: datetime

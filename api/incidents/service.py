@@ -461,13 +461,19 @@ def report_sent(
     *, session: Session, who: Principal, incident_id: str, data: ReportSent
 ) -> Incident:
     incident = get(session=session, who=who, incident_id=incident_id)
-    column = f"{data.kind}_at"
+    column = "cnil_notified_at" if data.kind == "cnil" else f"{data.kind}_at"
     if getattr(incident, column) is not None:
         raise Invalid(f"the {data.kind.replace('_', ' ')} was already recorded")
     sent = data.sent_at or utcnow()
     if sent < as_utc(incident.aware_at):
         raise Invalid("a report cannot be sent before the establishment became aware")
     setattr(incident, column, sent)
+    incident.updated_at = utcnow()
+    if data.kind == "cnil":
+        text = "CNIL notified" + (f": {data.comment}" if data.comment else "")
+        _timeline(session, incident, who.username, "report", text)
+        session.flush()
+        return incident
     incident.notifiable = True  # a report sent makes the deadlines apply
     incident.updated_at = utcnow()
     due = nis2.due_dates(incident.aware_at)[data.kind]

@@ -24,6 +24,7 @@ from api.errors import NotFound
 from api.events.store import EventStore
 from api.jobs import lock, tasks
 from api.jobs.models import JobRun, Outcome
+from api.reports import scheduled as scheduled_reports
 from api.settings import Settings
 
 log = logging.getLogger("vigie.jobs")
@@ -76,6 +77,20 @@ JOBS: dict[str, JobSpec] = {
             # Late in the day, so that the day's snapshot has the day's evidence.
             lambda: CronTrigger(hour=23, minute=50, timezone=UTC),
             tasks.maturity,
+        ),
+        JobSpec(
+            "report_maturity",
+            "make and keep each scored establishment's maturity report (PDF, XLSX)",
+            "on the 1st of every month at 02:30 UTC",
+            lambda: CronTrigger(day=1, hour=2, minute=30, timezone=UTC),
+            scheduled_reports.maturity,
+        ),
+        JobSpec(
+            "report_stats",
+            "make and keep the national statistics (XLSX, CSV)",
+            "on the 1st of January, April, July and October at 04:30 UTC",
+            lambda: CronTrigger(month="1,4,7,10", day=1, hour=4, minute=30, timezone=UTC),
+            scheduled_reports.stats,
         ),
         JobSpec(
             "retention_purge",
