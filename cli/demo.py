@@ -56,6 +56,7 @@ class Site:
     flags: tuple[tuple[str, bool], ...] = ()
     servers: tuple[str, ...] = ()  # host name patterns of its servers (the rest: workstations)
     answers: str = "none"  # good | partial | poor | none
+    legal_status: str = "public"  # the statistics' cut (api/establishments/schemas.LegalStatus)
 
 
 SITES = (
@@ -82,6 +83,7 @@ SITES = (
         sources=("network", "logs"),
         flags=(("has_hl7", True), ("has_dicom", True)),
         answers="partial",
+        legal_status="private_commercial",
     ),
     Site(
         "ehpad-1",
@@ -104,6 +106,7 @@ SITES = (
         flags=(("has_dicom", False),),
         servers=("SRV-*",),
         answers="partial",
+        legal_status="private_nonprofit",
     ),
 )
 
@@ -143,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
             client.headers["Authorization"] = f"Bearer {token}"
             for site in SITES:
                 finess = site.first_eight + check_key(site.first_eight)
+                identity = {"finess": finess, "name": site.name, "kind": site.kind}
                 client.post(
-                    "/establishments", json={"finess": finess, "name": site.name, "kind": site.kind}
+                    "/establishments", json={**identity, "legal_status": site.legal_status}
                 ).raise_for_status()
                 _declare(client, url, finess, site)
                 enrollment = client.post(
@@ -164,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             _summary(client, incidents)
             if not stop.is_set():
                 _maturity(client)
+                _reports(client, root)
             logins = _dashboard_logins(client)
             print(f"\nDashboard: {url}/ (log in at {url}/login)", flush=True)
             for who, (username, secret) in logins.items():
@@ -452,3 +457,30 @@ def _maturity(client: Any) -> None:
             f"({doc['level_name']}), evidence for {doc['coverage']:.0%} of the weight{first}",
             flush=True,
         )
+
+
+def _reports(client: Any, root: Path) -> None:
+    """Download a few auditor reports through the API, as an auditor would, into
+    `<data dir>/rapports/` (the same `as_of` would give the same bytes again)."""
+    from api.establishments.finess import check_key
+
+    clinic = next(s for s in SITES if s.key == "clinique")
+    finess = clinic.first_eight + check_key(clinic.first_eight)
+    as_of = datetime.now(UTC).replace(microsecond=0).isoformat()
+    folder = root / "rapports"
+    folder.mkdir(exist_ok=True)
+    print("\nAuditor reports (GET /reports/{kind}, also `vigie report KIND`):", flush=True)
+    for kind, params in (
+        ("maturity", {"finess": finess, "format": "pdf"}),
+        ("maturity", {"finess": finess, "format": "xlsx"}),
+        ("registry", {"format": "xlsx"}),
+        ("stats", {"format": "xlsx"}),
+        ("acknowledgements", {"format": "csv"}),
+    ):
+        answer = client.get(f"/reports/{kind}", params={**params, "as_of": as_of})
+        if answer.status_code != 200:
+            print(f"  {kind}: {answer.status_code} {answer.text[:200]}", flush=True)
+            continue
+        name = answer.headers["content-disposition"].split('filename="')[1].rstrip('"')
+        (folder / name).write_bytes(answer.content)
+        print(f"  {folder / name}", flush=True)

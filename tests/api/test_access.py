@@ -92,6 +92,9 @@ def build_world(service: Service) -> World:
         ids["item_uid"] = f"agent:{agent['id']}/mimikatz-1"  # as the event store keeps it
     for finess, ids in ((PITIE, own), (BORDEAUX, other)):
         ids.update(_maturity(service, admin, keys[finess], finess))
+    own["kind"] = other["kind"] = "maturity"  # with ?finess= (QUERIES): theirs is Bordeaux's
+    for finess, ids in ((PITIE, own), (BORDEAUX, other)):
+        ids["run_id"] = _kept_report(service, admin, finess)
     tokens["agent"] = own.pop("agent_key")
     other.pop("agent_key")
     with service.client(tokens["analyst"]) as client:
@@ -135,6 +138,17 @@ def _maturity(service: Service, admin: str, key: str, finess: str) -> dict[str, 
     }
 
 
+def _kept_report(service: Service, admin: str, finess: str) -> str:
+    """A maturity report the monthly job kept for the establishment (as of next month)."""
+    now = datetime.now(UTC)
+    month = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=3, minute=0)
+    with service.client(admin) as client:
+        run = client.post("/jobs/report_maturity/run", params={"now": month.isoformat()})
+        assert run.json()["outcome"] == "ok", run.text
+        kept = client.get("/reports/runs", params={"finess": finess, "kind": "maturity"}).json()
+    return str(kept[0]["id"])
+
+
 MATURITY_EXCEPTION = {
     "control": "EXP-01",
     "kind": "risk_accepted",
@@ -160,6 +174,7 @@ QUERIES = {
     "/establishments/{finess}/detections": "?ids={item_uid}",
     "/establishments/{finess}/maturity/proofs": "?control=BAK-02&filename=pv.pdf",
     "/stats/incidents": "?by=severity",  # by region or kind: national roles only (below)
+    "/reports/{kind}": "?finess={finess}",  # kind: maturity, one establishment's
 }
 
 
