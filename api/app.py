@@ -149,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         web.actions_router,
         web.pages_router,
         web.national_router,
+        web.reports_router,
     ):
         app.include_router(router)
     return app

@@ -8,10 +8,11 @@ from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.audit.routes import AuditFilter
 from api.audit.service import record_request
-from api.deps import CurrentUser, SessionDep, allow
+from api.deps import CurrentUser, Principal, SessionDep, allow
 from api.errors import Forbidden, Invalid, NotFound
 from api.reports import auditlog, catalogue, runs
 from api.reports.catalogue import KINDS, MEDIA_TYPES
@@ -62,6 +63,12 @@ def list_runs(
 )
 def get_run_file(request: Request, session: SessionDep, who: CurrentUser, run_id: int) -> Response:
     """A kept report again, byte for byte (its sha256 is in the listing)."""
+    return deliver_kept(request, session, who, run_id)
+
+
+def deliver_kept(request: Request, session: Session, who: Principal, run_id: int) -> Response:
+    """A kept run's file for `who` (an establishment: its own only), audited. The dashboard
+    calls it too."""
     run = session.get(ReportRun, run_id)
     if run is None:
         raise NotFound(f"no report run {run_id}")
@@ -140,6 +147,21 @@ def get_report(
     """Make a report (DESIGN.md, "Reports"): auditors, the CERT and admins have every report;
     an establishment its own maturity report and its own registry. The same `as_of` on the
     same data gives the same bytes. The download is in the audit log, with its sha256."""
+    return deliver(request, session, who, kind, format, as_of, finess, region)
+
+
+def deliver(
+    request: Request,
+    session: Session,
+    who: Principal,
+    kind: str,
+    format: str | None,
+    as_of: datetime | None,
+    finess: str | None,
+    region: str | None,
+) -> Response:
+    """A report made for `who` and streamed, audited with its sha256. The dashboard calls it
+    too, with the person's principal: the same rules as the API."""
     now = datetime.now(UTC)
     moment = _utc(as_of) or now.replace(microsecond=0)
     if moment > now + _CLOCK_SKEW:

@@ -19,6 +19,7 @@ from api.web.deps import LoginRequired, PasswordFirst
 from api.web.national import router as national_router
 from api.web.pages import router as pages_router
 from api.web.render import STATIC, page
+from api.web.reports import router as reports_router
 
 __all__ = [
     "actions_router",
@@ -27,6 +28,7 @@ __all__ = [
     "install",
     "national_router",
     "pages_router",
+    "reports_router",
 ]
 
 TITLES = {

@@ -184,6 +184,7 @@ PAGES = {
         "/ui/maturity",
         "/ui/maturity/questionnaire",
         "/ui/maturity/profile",
+        "/ui/reports",
     ],
     "inspector": [
         "/ui/",
@@ -192,6 +193,7 @@ PAGES = {
         "/ui/establishments",
         "/ui/agents",
         "/ui/maturity/{finess}",
+        "/ui/reports",
     ],
 }
 
