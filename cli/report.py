@@ -119,16 +119,16 @@ def run_extract(args: argparse.Namespace) -> int:
     try:
         with private_files():  # the report key, if this makes it
             signer = ReportSigner.in_data_dir(folder)
-        with transaction(session_factory(engine)) as session:
-            extract = auditlog.build(session, found, signer)
-            m = extract.manifest
+        with transaction(session_factory(engine)) as session, args.output.open("wb") as out:
+            m = auditlog.build(session, found, signer, out)
             # Who took it from the server is in the log too, as a download through the API is.
             span = f"{m['first_id']}-{m['last_id']} rows={m['rows']} sha256={m['csv']['sha256']}"
             who = f"cli:{getpass.getuser()}"
             _add(session, who, "admin", "download", "audit", str(found) or "all", None, span)
+    except OSError as exc:
+        return fail(str(exc))
     finally:
         engine.dispose()
-    args.output.write_bytes(extract.data)
     print(f"{args.output}: {m['rows']} rows, ids {m['first_id']} to {m['last_id']}")
     return 0
 

@@ -25,7 +25,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any
+from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -47,26 +47,55 @@ COLUMNS = (*chain.FIELDS, "prev_hash", "row_hash")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a ZIP can hold: no clock in the file
 
 
-@dataclass(frozen=True)
-class Extract:
-    data: bytes
-    manifest: dict[str, Any]
-
-
-def build(session: Session, found: AuditFilter, signer: ReportSigner) -> Extract:
+def build(session: Session, found: AuditFilter, signer: ReportSigner, out: IO[bytes]) -> Manifest:
+    """Write the extract's ZIP to `out`, the CSV streamed into it row by row (a year of the log
+    is never held whole); returns the manifest."""
     query = select(AuditEntry).where(*found.conditions()).order_by(AuditEntry.id)
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(COLUMNS)
     first: AuditEntry | None = None
     last: AuditEntry | None = None
     count = 0
-    for entry in session.scalars(query.execution_options(yield_per=1000)):
-        writer.writerow([*chain.texts(entry), entry.prev_hash, entry.row_hash])
-        first = first or entry
-        last = entry
-        count += 1
-    table = out.getvalue().encode("utf-8-sig")
+    archive = zipfile.ZipFile(out, "w")
+    with archive:
+        digest = hashlib.sha256()
+        with archive.open(_entry(CSV_NAME), "w", force_zip64=True) as member:
+            text = io.StringIO()
+            writer = csv.writer(text, delimiter=";", lineterminator="\r\n")
+
+            def emit(cells: list[str | None], prefix: bytes = b"") -> None:
+                writer.writerow(cells)
+                data = prefix + text.getvalue().encode()
+                text.seek(0)
+                text.truncate()
+                digest.update(data)
+                member.write(data)
+
+            emit(list(COLUMNS), "\ufeff".encode())  # UTF-8 with its BOM
+            for entry in session.scalars(query.execution_options(yield_per=1000)):
+                emit([*chain.texts(entry), entry.prev_hash, entry.row_hash])
+                first = first or entry
+                last = entry
+                count += 1
+        manifest = _manifest(session, found, signer, first, last, count, digest.hexdigest())
+        document = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True)
+        signed = document.encode() + b"\n"
+        archive.writestr(_entry(MANIFEST), signed)
+        archive.writestr(_entry(SIGNATURE), signer.sign(signed))
+        archive.writestr(_entry(PUBLIC_KEY), signer.public_pem())
+    return manifest
+
+
+Manifest = dict[str, Any]
+
+
+def _manifest(
+    session: Session,
+    found: AuditFilter,
+    signer: ReportSigner,
+    first: AuditEntry | None,
+    last: AuditEntry | None,
+    count: int,
+    csv_sha256: str,
+) -> Manifest:
     anchor = None
     if first is not None:
         before = select(AuditEntry.row_hash).where(AuditEntry.id < first.id)
@@ -75,7 +104,7 @@ def build(session: Session, found: AuditFilter, signer: ReportSigner) -> Extract
         generated_at: str | None = chain.at_text(found.until)
     else:
         generated_at = chain.at_text(last.at) if last is not None else None
-    manifest = {
+    return {
         "report": "audit-log",
         "vigie_version": version("vigie"),
         "generated_at": generated_at,
@@ -91,30 +120,28 @@ def build(session: Session, found: AuditFilter, signer: ReportSigner) -> Extract
         "first_id": first.id if first else None,
         "last_id": last.id if last else None,
         "anchor": anchor,
-        "csv": {"name": CSV_NAME, "sha256": hashlib.sha256(table).hexdigest(), "separator": ";"},
+        "csv": {"name": CSV_NAME, "sha256": csv_sha256, "separator": ";"},
         "row_hash": "sha256 of the JSON array (UTF-8, no spaces) of the row's cells but "
         "row_hash, prev_hash last; the first row follows `anchor`",
         "signature": {**signer.identity(), "file": SIGNATURE},
     }
-    document = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n"
-    files = [
-        (CSV_NAME, table),
-        (MANIFEST, document),
-        (SIGNATURE, signer.sign(document)),
-        (PUBLIC_KEY, signer.public_pem()),
-    ]
-    return Extract(_zip(files), manifest)
 
 
 def _zip(files: list[tuple[str, bytes]]) -> bytes:
+    """Files zipped as an extract is (tests rebuild altered extracts with it)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         for name, data in files:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
+            archive.writestr(_entry(name), data)
     return out.getvalue()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A ZIP entry without the clock in it: the same rows give the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
 
 
 @dataclass
