@@ -9,7 +9,7 @@ count in `--incidents`, `--establishments` establishments over every region and 
 status each, by kind), their agents, that many incidents over the last 365 days with their
 timelines (about 30% notifiable, NIS2 reports sent on time, late or never), 50 CERT alerts with
 their acknowledgements, and one night of maturity snapshots (each establishment's 40 controls).
-No detections or ingested batches: no report reads them.
+A thousand ingested batches (the builder wants some), which no report reads.
 
 Measured: each report as an admin makes it on the server, `vigie report KIND --format F
 --as-of T --database-url URL --output FILE`, in a new process each time: its wall time
@@ -106,8 +106,8 @@ def build(args: argparse.Namespace, incidents: int) -> tuple[str, datetime, floa
     spec = argparse.Namespace(
         establishments=args.establishments,
         incidents=incidents,
-        detections=0,
-        batches=0,
+        detections=100,  # the builder wants some; no report reads them
+        batches=1_000,
         snapshot_days=1,
     )
     dashboard_load.build(engine, spec, now)

@@ -81,8 +81,8 @@ JOBS: dict[str, JobSpec] = {
         JobSpec(
             "report_maturity",
             "make and keep each scored establishment's maturity report (PDF, XLSX)",
-            "on the 1st of every month at 02:30 UTC",
-            lambda: CronTrigger(day=1, hour=2, minute=30, timezone=UTC),
+            "on the 1st of every month, every hour from 02:30 UTC until all are kept",
+            lambda: CronTrigger(day=1, hour="2-23", minute=30, timezone=UTC),
             scheduled_reports.maturity,
         ),
         JobSpec(

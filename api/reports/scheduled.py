@@ -4,12 +4,15 @@ kept in the data directory and listed by `GET /reports/runs`.
 
 Their `as_of` is midnight UTC on the first of the month the run falls in: a run made late or
 again (by an admin, after a failure) reports on the same moment, and one already kept for that
-moment is not made twice.
+moment is not made twice. A report that fails to build is logged and left for the next run;
+the others are still made.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import time
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +26,11 @@ from api.reports.catalogue import Params, checked
 from api.reports.models import ReportRun
 from api.settings import Settings
 
+log = logging.getLogger("vigie.reports")
+
 SCHEDULE = "schedule"
+# Under the job's lease (api/jobs/service.JOB_LEASE, 30 minutes), with room to spare.
+BUDGET = timedelta(minutes=20)
 
 
 def month_start(now: datetime) -> datetime:
@@ -33,9 +40,14 @@ def month_start(now: datetime) -> datetime:
 def maturity(
     *, sessions: sessionmaker[Session], store: EventStore, settings: Settings, now: datetime
 ) -> dict[str, int]:
-    """Each scored establishment's maturity report, PDF and XLSX, as of the month's start."""
+    """Each scored establishment's maturity report, PDF and XLSX, as of the month's start.
+
+    A run stops after `BUDGET` (10,500 establishments take longer than a job's lease), and the
+    job runs every hour of the 1st: each run goes on where the last one stopped, since reports
+    already kept for the month are not made again."""
     del store
     as_of = month_start(now)
+    stop = time.monotonic() + BUDGET.total_seconds()
     with transaction(sessions) as session:
         scored = select(Snapshot.finess).where(Snapshot.as_of <= as_of.date()).distinct()
         finesses = list(
@@ -45,12 +57,34 @@ def maturity(
                 .order_by(Establishment.finess)
             )
         )
-    made = skipped = 0
-    for finess in finesses:
-        for format in ("pdf", "xlsx"):
-            done = _keep(sessions, settings, checked("maturity", format, as_of, finess))
-            made, skipped = made + done, skipped + (not done)
-    return {"establishments": len(finesses), "made": made, "already_kept": skipped}
+        kept = set(
+            session.execute(
+                select(ReportRun.finess, ReportRun.format).where(
+                    ReportRun.kind == "maturity",
+                    ReportRun.as_of == as_of,
+                    ReportRun.path.is_not(None),
+                )
+            ).tuples()
+        )
+    todo = [(f, fmt) for f in finesses for fmt in ("pdf", "xlsx") if (f, fmt) not in kept]
+    made = failed = 0
+    for finess, format in todo:
+        if time.monotonic() > stop:
+            break
+        try:
+            made += _keep(sessions, settings, checked("maturity", format, as_of, finess))
+        except Exception:
+            # One establishment's report must not stop the others': said, and tried again
+            # at the next run.
+            log.exception("maturity report of %s (%s) could not be made", finess, format)
+            failed += 1
+    return {
+        "establishments": len(finesses),
+        "made": made,
+        "already_kept": len(finesses) * 2 - len(todo),
+        "failed": failed,
+        "left": len(todo) - made - failed,
+    }
 
 
 def stats(

@@ -103,7 +103,13 @@ def test_scheduled_runs_are_kept_listed_and_downloadable(
     with service.client(world["admin"]) as client:
         run = client.post("/jobs/report_maturity/run", params={"now": moment}).json()
         assert run["outcome"] == "ok", run
-        assert run["counts"] == {"establishments": 2, "made": 4, "already_kept": 0}
+        assert run["counts"] == {
+            "establishments": 2,
+            "made": 4,
+            "already_kept": 0,
+            "failed": 0,
+            "left": 0,
+        }
         again = client.post("/jobs/report_maturity/run", params={"now": moment}).json()
         assert again["counts"]["made"] == 0
         assert again["counts"]["already_kept"] == 4
