@@ -29,7 +29,8 @@ from tests.api.test_ingest import post
 from tests.api.test_service import BORDEAUX, PASSWORD, PITIE, setup_world
 
 REPO = Path(__file__).resolve().parents[2]
-JOBS = {"nis2_deadlines", "agent_silent", "agent_dropped", "maturity", "retention_purge"}
+JOBS = {"nis2_deadlines", "agent_silent", "agent_dropped", "maturity", "retention_purge",
+        "report_maturity", "report_stats"}  # fmt: skip
 
 
 def run_job(service: Service, bearer: str, name: str, **params: str) -> dict[str, Any]:
