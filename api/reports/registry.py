@@ -19,9 +19,9 @@ incident notification, and some transpositions from the incident's end: the regi
 the service's deadlines rather than a second rule of its own, so that it says what the
 dashboard and the overdue job said (change it in `nis2.py`, for all of them).
 
-What the service keeps no history of is as it is now: classification (category, severity,
-impact on care, personal data), `notifiable`, the establishment's name, kind and region.
-The status is as of `as_of`, from the timeline's status changes.
+Fields the service keeps no history of are as they are now: the classification (category,
+severity, impact on care, personal data), `notifiable`, the establishment's name, kind and
+region. The status is as of `as_of`, from the timeline's status changes.
 
 Streams: one query (incidents joined to their establishment, the status as of `as_of` and
 the times of resolution and closure as correlated subqueries), read `yield_per` rows at a
