@@ -13,8 +13,9 @@ A thousand ingested batches (the builder wants some), which no report reads.
 
 Measured: each report as an admin makes it on the server, `vigie report KIND --format F
 --as-of T --database-url URL --output FILE`, in a new process each time: its wall time
-(process start and imports included, about a second) and its peak resident memory (the
-child's `ru_maxrss` from wait4). `--runs` runs each, medians. The same `as_of` every time;
+(process start and imports included, about a second) and its peak resident memory (VmHWM,
+read by the process itself: after its imports, and at the end; the difference is what making
+the report took). `--runs` runs each, medians. The same `as_of` every time;
 each run's sha256 is compared with the first's (the same bytes, or the script fails).
 
 Peer: the registry the way a pandas script would write it, all in memory: every incident of
@@ -31,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -135,28 +134,57 @@ def _legal_statuses(engine: sqlalchemy.Engine) -> None:
         connection.execute(text("ANALYZE establishments"))
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """A process's wall seconds and peak resident memory in MB."""
+def _hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM): its own, unlike `ru_maxrss`, which
+    Linux carries over from the parent a child was forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def measure(command: list[str]) -> tuple[float, float, float]:
+    """A process's wall seconds, its peak resident memory in MB before the report (after
+    its imports), and its peak at the end."""
     began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
-    _, status, usage = os.wait4(child.pid, 0)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     took = time.perf_counter() - began
-    if status != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{child.stderr.read().decode()}")  # type: ignore[union-attr]
-    return took, usage.ru_maxrss / 1024  # kB on Linux
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr}")
+    before, after = (float(x) for x in done.stdout.strip().splitlines()[-1].split())
+    return took, before, after
+
+
+def measured(args: argparse.Namespace) -> None:
+    """In the measured process: imports first, then the report; prints both peaks."""
+    import importlib
+
+    import cli.main
+
+    for module in ("api.reports.registry", "api.reports.stats", "api.reports.acknowledgements",
+                   "pandas", "xlsxwriter", "psycopg"):  # fmt: skip
+        importlib.import_module(module)
+    before = _hwm_mb()
+    if args.peer:
+        peer(args)
+    else:
+        status = cli.main.main(args.command)
+        if status:
+            raise SystemExit(status)
+    print(f"{before:.1f} {_hwm_mb():.1f}")
 
 
 def report_command(url: str, kind: str, fmt: str, as_of: datetime, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "cli.main", "report", kind, "--format", fmt,
+        sys.executable, __file__, "--measured", "--", "report", kind, "--format", fmt,
         "--as-of", as_of.isoformat(), "--output", str(out),
         "--data-dir", str(OUT / "data"), "--database-url", url,
     ]  # fmt: skip
 
 
 def peer_command(url: str, fmt: str, as_of: datetime, out: Path) -> list[str]:
-    return [sys.executable, __file__, "--peer", fmt, "--url", url, "--as-of", as_of.isoformat(),
-            "--output", str(out)]  # fmt: skip
+    return [sys.executable, __file__, "--measured", "--peer", fmt, "--url", url,
+            "--as-of", as_of.isoformat(), "--output", str(out)]  # fmt: skip
 
 
 def peer(args: argparse.Namespace) -> None:
@@ -196,7 +224,7 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             print(f"  built in {took:.0f} s", flush=True)
         as_of = built_at
         for name, fmt in (*REPORTS, *PEERS):
-            times, peaks, digests = [], [], set()
+            times, peaks, growths, digests = [], [], [], set()
             for i in range(args.runs):
                 out = OUT / f"{name}-{count}-{i}.{fmt}"
                 command = (
@@ -204,9 +232,10 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                     if name.startswith("pandas")
                     else report_command(url, name, fmt, as_of, out)
                 )
-                seconds, peak = measure(command)
+                seconds, before, peak = measure(command)
                 times.append(seconds)
                 peaks.append(peak)
+                growths.append(peak - before)
                 digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
                 size = out.stat().st_size
                 out.unlink()
@@ -219,12 +248,14 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 "format": fmt,
                 "median_s": statistics.median(times),
                 "peak_mb": max(peaks),
+                "growth_mb": max(growths),
                 "size_mb": size / 1e6,
                 "same_bytes": same,
             }
             rows.append(row)
             print(
                 f"  {name:17} {fmt:5} {row['median_s']:7.2f} s  peak {row['peak_mb']:7.1f} MB"
+                f" (+{row['growth_mb']:.1f} MB while making it)"
                 f"  file {row['size_mb']:6.1f} MB  same bytes: {same}",
                 flush=True,
             )
@@ -255,8 +286,10 @@ def table(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         + f", PostgreSQL {_server_version()}.",
         "",
         "Each cell: the median wall time of a new `vigie report` process (imports included)"
-        " / its peak resident memory. The peer is pandas reading the registry whole"
-        " (`read_sql`), then `to_csv` / `to_excel`.",
+        " / its peak resident memory (+ how much of it came while making the report, after"
+        " the imports). The peer is pandas reading the registry whole (`read_sql`), then"
+        " `to_csv` / `to_excel`. Last column: the peak at the largest count over the peak at"
+        " the smallest.",
         "",
         "| report | format | "
         + " | ".join(f"{c:,} incidents" for c in counts)
@@ -271,6 +304,7 @@ def table(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
             f"| {name} | {fmt} | "
             + " | ".join(
                 f"{float(cells[c]['median_s']):.1f} s / {float(cells[c]['peak_mb']):.0f} MB"  # type: ignore[arg-type]
+                f" (+{float(cells[c]['growth_mb']):.0f})"  # type: ignore[arg-type]
                 for c in counts
             )
             + f" | {ratio:.2f} |"
@@ -311,15 +345,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="keep the schemas, use kept ones")
     parser.add_argument("--write", action="store_true", help="write the section of RESULTS.md")
+    parser.add_argument("--measured", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--peer", choices=("csv", "xlsx"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.peer:
-        peer(args)
+    if args.measured:
+        args.command = [c for c in args.command if c != "--"]
+        measured(args)
         return
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     rows = run(args)
     section = table(rows, args)
     print("\n" + section)
