@@ -57,14 +57,14 @@ def maturity(
                 .order_by(Establishment.finess)
             )
         )
-        kept = set(
+        kept: set[tuple[str | None, str]] = set(
             session.execute(
                 select(ReportRun.finess, ReportRun.format).where(
                     ReportRun.kind == "maturity",
                     ReportRun.as_of == as_of,
                     ReportRun.path.is_not(None),
                 )
-            ).tuples()
+            ).all()
         )
     todo = [(f, fmt) for f in finesses for fmt in ("pdf", "xlsx") if (f, fmt) not in kept]
     made = failed = 0

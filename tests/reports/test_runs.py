@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_each_role_is_offered_what_it_may_have(service: Service, world: dict[str
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_bad_requests_say_what_is_wrong(service: Service, world: dict[str, str]) -> None:
-    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    future = quote((datetime.now(UTC) + timedelta(days=1)).isoformat())
     with service.client(world["inspector"]) as client:
         cases = {
             "/reports/nothing": (404, "the reports are"),
