@@ -37,7 +37,12 @@ def maturity(
     del store
     as_of = month_start(now)
     with transaction(sessions) as session:
-        scored = select(Snapshot.finess).where(Snapshot.as_of <= as_of.date()).distinct()
+        # As the report reads them: a snapshot computed after `as_of` is not in it.
+        scored = (
+            select(Snapshot.finess)
+            .where(Snapshot.as_of <= as_of.date(), Snapshot.computed_at <= as_of)
+            .distinct()
+        )
         finesses = list(
             session.scalars(
                 select(Establishment.finess)
