@@ -109,16 +109,16 @@ def _cover(doc: Document, c: Contents) -> None:
                 f"du {french.day(r.as_of)}, calculé le {french.moment(r.computed_at)}",
             ),  # fmt: skip
             ("Référentiel", f"{r.framework.id} version {r.framework.version}"),
-            ("Empreinte du référentiel", f"SHA-256 {r.framework.digest}"),
+            ("Empreinte SHA-256 du référentiel", _digest(r.framework.digest)),
         ]
     )
     doc.set_y(max(doc.get_y(), doc.h - 58))
     doc.paragraph(
         "Ce rapport dit ce que Vigie savait à la date indiquée : le dernier score calculé à "
         "cette date, les déclarations faites jusque-là. Produit à nouveau avec la même date, "
-        "il est identique octet pour octet ; son empreinte SHA-256 figure dans la liste des "
-        "rapports du service. Le détail de chaque mesure est aussi dans le classeur XLSX qui "
-        "l'accompagne.",
+        "il est identique octet pour octet ; le service inscrit son empreinte SHA-256 au "
+        "journal d'audit à chaque téléchargement. Le détail de chaque mesure est aussi dans le "
+        "classeur XLSX qui l'accompagne.",
         size=8,
         muted=True,
     )
@@ -320,10 +320,20 @@ def _controls(doc: Document, c: Contents) -> None:
     doc.grid(
         ["Mesure", "Intitulé", "Statut", "Score", "Preuve", "Constat"],
         rows,
-        widths=[17, 46, 20, 12, 21, 58],
+        widths=[17, 44, 20, 12, 24, 57],
         align=["LEFT", "LEFT", "LEFT", "RIGHT", "LEFT", "LEFT"],
         size=7.5,
     )
+
+
+def _quoted(text: str) -> str:
+    """« text », with the no-break spaces French puts inside the quotation marks."""
+    return f"«\u00a0{text}\u00a0»"
+
+
+def _digest(hex_digest: str) -> str:
+    """A SHA-256 on two lines of 32 digits (a 64-digit word would be cut anywhere)."""
+    return f"{hex_digest[:32]}\n{hex_digest[32:]}"
 
 
 def _unprefixed(explanation: str, status: str) -> str:
@@ -376,7 +386,7 @@ def _declarations(doc: Document, c: Contents) -> None:
         doc.paragraph(
             f"Le profil de l'établissement dit ce qui s'applique à lui. Celui en vigueur a été "
             f"déclaré par {p.declared_by} le {french.moment(p.declared_at)} : "
-            f"«\u00a0{p.reason}\u00a0»."
+            f"{_quoted(p.reason)}."
         )
     if na:
         doc.grid(
@@ -415,7 +425,8 @@ def _method(doc: Document, c: Contents) -> None:
     doc.section("Annexe : méthode")
     doc.subheading("Score d'une mesure")
     doc.bullets(
-        [
+        size=8.5,
+        items=[
             "Chaque mesure reçoit un score de 0 à 1. Preuve automatique : le résultat du "
             "contrôle fait par Vigie sur ce qu'il observe, avec un crédit partiel selon la part "
             "du parc concernée.",
@@ -423,27 +434,30 @@ def _method(doc: Document, c: Contents) -> None:
             "sais pas 0 ; une date compte 1 si elle est plus récente que l'âge demandé ; un "
             "nombre compte sa part de la cible, au plus 1. Pour une mesure à la fois observée "
             "et déclarée, l'observation l'emporte quand elle existe.",
-            "Sans preuve, ou sur une preuve plus ancienne que sa durée de validité : 0 (« sans "
-            "preuve », « preuve périmée ») ; un agent silencieux ne fait jamais monter le score.",
+            "Sans preuve, ou sur une preuve plus ancienne que sa durée de validité : 0 "
+            f"({_quoted('sans preuve')}, {_quoted('preuve périmée')}) ; un agent silencieux ne "
+            "fait jamais monter le score.",
             "Non applicable : seulement si le profil déclaré l'établissement le dit ; la mesure "
             "ne pèse alors rien. Risque accepté : 0. Mesure compensatoire : un score fixé par "
             "le référentiel (la moitié, sauf exception), jusqu'à l'échéance.",
-        ]
+        ],
     )
     doc.subheading("Score global")
     weights = ", ".join(f"{d.id} {french.number(d.weight)}" for d in f.domains)
     doc.bullets(
-        [
+        size=8.5,
+        items=[
             "Score d'un domaine : moyenne de ses mesures applicables pondérée par leurs poids, "
             "sur 100. Score global : moyenne des domaines pondérée par leurs poids "
             f"({weights}), sur les domaines qui ont une mesure applicable.",
             "Gain d'une correction : 100 × la part de la mesure dans le score global × (1 − "
             "son score). La couverture est la part de ce poids qui a une preuve à jour ; la "
-            "part « preuves » celle qui est observée par Vigie ou vérifiée par le CERT.",
+            f"part {_quoted('preuves')} celle qui est observée par Vigie ou vérifiée par le "
+            "CERT.",
             "Comparables : les établissements de même catégorie et région, chacun par son "
             "dernier score des 7 jours précédents ; à moins de 5, ceux de même catégorie en "
             "France, puis tous ; sans groupe de 5, pas de rang.",
-        ]
+        ],
     )
     doc.subheading("Niveaux")
     levels = []
@@ -464,9 +478,9 @@ def _method(doc: Document, c: Contents) -> None:
             rule = "le point de départ"
         levels.append([str(lv.level), lv.name, rule])
     doc.grid(["Niveau", "Nom", "Atteint quand"], levels, widths=[16, 34, 124],
-             align=["RIGHT", "LEFT", "LEFT"])  # fmt: skip
+             align=["RIGHT", "LEFT", "LEFT"], size=7.5)  # fmt: skip
     doc.paragraph("Le niveau est le plus haut dont la condition est remplie, et celles de "
-                  "tous les niveaux en dessous.")  # fmt: skip
+                  "tous les niveaux en dessous.", size=8.5)  # fmt: skip
     doc.subheading("Traçabilité")
     same = r.framework.digest == f.digest
     rows = [
@@ -476,12 +490,12 @@ def _method(doc: Document, c: Contents) -> None:
             if same
             else f"{r.framework.id} version {r.framework.version}",
         ),  # fmt: skip
-        ("SHA-256 du fichier du référentiel", r.framework.digest),
+        ("SHA-256 du fichier du référentiel", _digest(r.framework.digest)),
         (
             "Instantané",
             f"{r.snapshot}, du {french.day(r.as_of)}, calculé le {french.moment(r.computed_at)}",
         ),  # fmt: skip
-        ("Empreinte des données (SHA-256)", r.inputs_digest),
+        ("Empreinte des données (SHA-256)", _digest(r.inputs_digest)),
         ("Versions", " · ".join(f"{k} {v}" for k, v in c.versions.items())),
     ]
     doc.facts(rows, label_width=0.3)

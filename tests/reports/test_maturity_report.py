@@ -254,3 +254,22 @@ def test_download_over_http(service: Service, world: dict[str, Any]) -> None:
         xlsx = client.get("/reports/maturity", params={**asked, "format": "xlsx"})
         assert xlsx.status_code == 200
         assert len(sheet_rows(xlsx.content, "mesures")) == 40
+
+
+def test_the_monthly_job_keeps_each_report(service: Service, world: dict[str, Any]) -> None:
+    """Scheduled: each scored establishment's PDF and XLSX as of the month's start, kept and
+    downloadable again byte for byte."""
+    now = datetime.now(UTC)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=2)
+    with service.client(world["admin"]) as client:
+        ran = client.post("/jobs/report_maturity/run", params={"now": iso(next_month)})
+        assert ran.json()["outcome"] == "ok", ran.text
+        assert ran.json()["counts"] == {"establishments": 2, "made": 4, "already_kept": 0}
+    with service.client(world["it_pitie"]) as client:
+        kept = client.get("/reports/runs").json()
+        assert {(r["finess"], r["format"]) for r in kept} == {(PITIE, "pdf"), (PITIE, "xlsx")}
+        for run in kept:
+            assert run["as_of"].startswith(next_month.strftime("%Y-%m-01T00:00:00"))
+            again = client.get(f"/reports/runs/{run['id']}/file")
+            assert again.status_code == 200
+            assert sha(again.content) == run["sha256"]
