@@ -122,8 +122,9 @@ def score_line(
     axes = figure.add_axes((0.07, 0.16, 0.9, 0.78))
     xs = [(day - start).days for day in (p[0] for p in points)]
     ys = [p[1] for p in points]
+    # Unclipped: today's point sits on the right edge and is drawn whole.
     axes.plot(xs, ys, color=_rgb(INK), linewidth=1.2, marker="o" if len(xs) < 40 else None,
-              markersize=2.5)  # fmt: skip
+              markersize=2.5 if len(xs) > 1 else 4, clip_on=False)  # fmt: skip
     if xs:
         axes.annotate(
             french.number(ys[-1], 1),
