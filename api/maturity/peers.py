@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from statistics import quantiles
 from typing import Any
 
@@ -25,12 +25,15 @@ WINDOW_DAYS = 7
 
 
 def _latest_scores(
-    session: Session, version: str, as_of: date, **where: str
+    session: Session, version: str, as_of: date, known_at: datetime | None = None, **where: str
 ) -> dict[str, tuple[float, int, str, str]]:
-    """finess -> (score, level, kind, region) of each latest snapshot in the window."""
+    """finess -> (score, level, kind, region) of each latest snapshot in the window (computed
+    by `known_at`, when given)."""
     query = select(
         Snapshot.finess, Snapshot.score, Snapshot.level, Snapshot.kind, Snapshot.region
     ).where(*_window(version, as_of))
+    if known_at is not None:
+        query = query.where(Snapshot.computed_at <= known_at)
     for column, value in where.items():
         query = query.where(getattr(Snapshot, column) == value)
     query = query.order_by(Snapshot.as_of, Snapshot.computed_at, Snapshot.id)
@@ -46,7 +49,11 @@ def _window(version: str, as_of: date) -> list[ColumnElement[bool]]:
     ]
 
 
-def percentile(session: Session, snapshot: Snapshot) -> dict[str, Any]:
+def percentile(
+    session: Session, snapshot: Snapshot, known_at: datetime | None = None
+) -> dict[str, Any]:
+    """`snapshot`'s rank among its peers; `known_at`: among the snapshots computed by then
+    (a report as of a moment ranks against what was known at that moment)."""
     groups: tuple[tuple[str, str, dict[str, str]], ...] = (
         (
             "kind_region",
@@ -57,7 +64,9 @@ def percentile(session: Session, snapshot: Snapshot) -> dict[str, Any]:
         ("national", "tous les établissements", {}),
     )
     for group, label, where in groups:
-        scores = _latest_scores(session, snapshot.framework_version, snapshot.as_of, **where)
+        scores = _latest_scores(
+            session, snapshot.framework_version, snapshot.as_of, known_at, **where
+        )
         scores[snapshot.finess] = (snapshot.score, snapshot.level, snapshot.kind, snapshot.region)
         if len(scores) >= MIN_GROUP:
             values = sorted(v[0] for v in scores.values())

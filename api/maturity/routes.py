@@ -72,8 +72,10 @@ def get_maturity(
     return maturity_read(session, snapshot)
 
 
-def maturity_read(session: Any, snapshot: Snapshot) -> MaturityRead:
-    """A snapshot as the API and the dashboard show it."""
+def maturity_read(
+    session: Any, snapshot: Snapshot, known_at: datetime | None = None
+) -> MaturityRead:
+    """A snapshot as the API and the dashboard show it (`known_at`: peers as known then)."""
     doc = snapshot.result
     level = default().level_def(snapshot.level)
     return MaturityRead(
@@ -94,7 +96,7 @@ def maturity_read(session: Any, snapshot: Snapshot) -> MaturityRead:
         inputs_digest=snapshot.inputs_digest,
         domains=doc["domains"],
         controls=doc["controls"],
-        percentile=PercentileRead(**peers.percentile(session, snapshot)),
+        percentile=PercentileRead(**peers.percentile(session, snapshot, known_at)),
         fixes=doc["fixes"],
     )
 

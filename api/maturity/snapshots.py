@@ -127,12 +127,17 @@ def _held(
     return out
 
 
-def latest(session: Session, finess: str, as_of: date | None) -> Snapshot | None:
+def latest(
+    session: Session, finess: str, as_of: date | None, *, known_at: datetime | None = None
+) -> Snapshot | None:
     """The snapshot that held on `as_of` (the latest day on or before it, the latest computed
-    that day); None: none yet."""
+    that day); None: none yet. `known_at`: only those computed by then (a report as of a
+    moment must not change when the day is scored again later)."""
     query = select(Snapshot).where(Snapshot.finess == finess)
     if as_of is not None:
         query = query.where(Snapshot.as_of <= as_of)
+    if known_at is not None:
+        query = query.where(Snapshot.computed_at <= known_at)
     query = query.order_by(Snapshot.as_of.desc(), Snapshot.computed_at.desc(), Snapshot.id)
     return session.scalars(query.limit(1)).first()
 
@@ -160,11 +165,23 @@ def latest_of(session: Session, finesses: Sequence[str]) -> dict[str, Snapshot]:
     return {s.finess: s for s in session.scalars(query)}
 
 
-def history(session: Session, finess: str, since: date | None) -> list[Snapshot]:
-    """One snapshot per day (the latest computed), oldest first."""
-    query = select(Snapshot).where(Snapshot.finess == finess)
+def history(
+    session: Session,
+    finess: str,
+    since: date | None,
+    *,
+    until: date | None = None,
+    known_at: datetime | None = None,
+) -> list[Snapshot]:
+    """One snapshot per day (the latest computed), oldest first; `until`, `known_at`: as
+    `latest`. The result documents (about 40 kB each) are left unread."""
+    query = select(Snapshot).where(Snapshot.finess == finess).options(defer(Snapshot.result))
     if since is not None:
         query = query.where(Snapshot.as_of >= since)
+    if until is not None:
+        query = query.where(Snapshot.as_of <= until)
+    if known_at is not None:
+        query = query.where(Snapshot.computed_at <= known_at)
     by_day: dict[date, Snapshot] = {}
     for s in session.scalars(query.order_by(Snapshot.as_of, Snapshot.computed_at, Snapshot.id)):
         by_day[s.as_of] = s

@@ -82,4 +82,5 @@ def _round(value: float, decimals: int) -> float:
     from decimal import ROUND_HALF_UP, Decimal
 
     step = Decimal(1).scaleb(-decimals)
-    return float(Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP))
+    # float(): a numpy float64 (pandas, matplotlib) has a repr Decimal cannot read.
+    return float(Decimal(repr(float(value))).quantize(step, rounding=ROUND_HALF_UP))

@@ -49,7 +49,12 @@ def maturity(
     as_of = month_start(now)
     stop = time.monotonic() + BUDGET.total_seconds()
     with transaction(sessions) as session:
-        scored = select(Snapshot.finess).where(Snapshot.as_of <= as_of.date()).distinct()
+        # As the report reads them: a snapshot computed after `as_of` is not in it.
+        scored = (
+            select(Snapshot.finess)
+            .where(Snapshot.as_of <= as_of.date(), Snapshot.computed_at <= as_of)
+            .distinct()
+        )
         finesses = list(
             session.scalars(
                 select(Establishment.finess)

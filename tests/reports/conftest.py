@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import database_url, service  # noqa: F401 - fixtures, re-exported
+from tests.api.conftest import database_url, service
+
+__all__ = ["database_url", "service"]
