@@ -145,7 +145,7 @@ def run_report(args: argparse.Namespace) -> int:
         folder, url = _where(args)
     except FileNotFoundError as exc:
         return fail(str(exc))
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = datetime.now(UTC)
     as_of = args.as_of or now
     if as_of > now:
         return fail("--as-of is in the future: a report says what was, not what will be")

@@ -173,7 +173,7 @@ def deliver(
     """A report made for `who` and streamed, audited with its sha256. The dashboard calls it
     too, with the person's principal: the same rules as the API."""
     now = datetime.now(UTC)
-    moment = _utc(as_of) or now.replace(microsecond=0)
+    moment = _utc(as_of) or now  # to the microsecond: what was made this second is in
     if moment > now + _CLOCK_SKEW:
         raise Invalid("as_of is in the future: a report says what was, not what will be")
     found = catalogue.kind_of(kind)
