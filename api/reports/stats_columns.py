@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from api.maturity import peers
 from api.maturity.framework import Framework
 from api.reports import french
+from api.reports.stats_counts import HEARD_WITHIN
 from api.reports.suppression import THRESHOLD
 from api.reports.tables import Column
 
@@ -46,8 +47,8 @@ ETABLISSEMENTS = [
     Column(
         "avec agent actif",
         "Établissements ayant au moins un agent actif à la date d'arrêté : enrôlé au plus tard "
-        "à cette date, non révoqué à cette date, entendu (battement de cœur) dans les 7 jours "
-        "qui la précèdent.",
+        "à cette date, non révoqué à cette date, entendu (battement de cœur) dans les "
+        f"{HEARD_WITHIN.days} jours qui la précèdent.",
         "int",
     ),
     Column(
