@@ -12,9 +12,10 @@ behind it (for a count of establishments, the count itself).
   row, the kinds of a region...), and some counts of a row add up to another (the levels to
   the establishments scored). Where such a sum shows its total and hides exactly one part,
   that part is the total minus the others: a second part is hidden too (the smallest non-zero
-  one shown), or the total when no part is left. Repeated until no sum has a lone hidden
-  part. This is a heuristic: a chain of several sums could still pin a hidden cell down,
-  which only a full audit (linear programming, as tau-ARGUS does) would rule out.
+  one shown), or the total when no part is left; the most detailed sums are settled first,
+  until no sum has a lone hidden part. This is a heuristic: a chain of several sums could
+  still pin a hidden cell down, which only a full audit (linear programming, as tau-ARGUS
+  does) would rule out.
 
 Rates, quantiles and means are not handled here: the caller hides one whenever a count it is
 computed from is hidden.
@@ -22,6 +23,7 @@ computed from is hidden.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,21 +59,34 @@ def hidden_cells(
                 hidden[c.name][i] = True
     lines = _lines(keys, total)
     groups: list[tuple[Cell, list[Cell]]] = [
+        ((whole, i), [(part, i) for part in parts])
+        for i in range(len(keys))
+        for whole, parts in sums
+    ]
+    groups += [
         ((c.name, t), [(c.name, p) for p in parts])
         for c in counts
         for position in c.along
         for t, parts in lines.get(position, ())
     ]
-    groups += [
-        ((whole, i), [(part, i) for part in parts])
-        for i in range(len(keys))
-        for whole, parts in sums
-    ]
-    changed = True
-    while changed:
-        changed = False
-        for whole, parts in groups:
-            changed |= _protect(hidden, rows, whole, parts)
+    # The most detailed sums first (a row's own, then the margins nearest the finest
+    # cohorts), always: a small cohort is covered by its neighbours, not by a complement a
+    # wide margin would pick far from it. Hiding a cell puts back the sums it is in.
+    groups.sort(key=lambda g: -sum(v != total for v in keys[g[0][1]]))
+    containing: dict[Cell, list[int]] = defaultdict(list)
+    for index, (whole, parts) in enumerate(groups):
+        for cell in (whole, *parts):
+            containing[cell].append(index)
+    queue = list(range(len(groups)))
+    queued = set(queue)
+    while queue:
+        index = heapq.heappop(queue)
+        queued.discard(index)
+        picked = _protect(hidden, rows, *groups[index])
+        for again in containing[picked] if picked else ():
+            if again not in queued:
+                heapq.heappush(queue, again)
+                queued.add(again)
     return hidden
 
 
@@ -95,8 +110,9 @@ def _protect(
     rows: Sequence[Mapping[str, int]],
     whole: Cell,
     parts: list[Cell],
-) -> bool:
-    """Hide one more cell of the sum if one hidden cell could be computed from it."""
+) -> Cell | None:
+    """Hide one more cell of the sum if one hidden cell could be computed from it; that
+    cell, or None."""
 
     def is_hidden(cell: Cell) -> bool:
         return hidden[cell[0]][cell[1]]
@@ -108,12 +124,9 @@ def _protect(
     # Shown total, one hidden part: the part is the difference. Hidden total, every part
     # shown: the total is their sum.
     if not ((not is_hidden(whole) and lone == 1) or (is_hidden(whole) and lone == 0 and parts)):
-        return False
+        return None
     shown = [p for p in parts if not is_hidden(p)]
-    if shown:
-        # A zero hidden beside a small count would give the small count away.
-        pick = min(shown, key=lambda p: (value(p) == 0, value(p)))
-        hidden[pick[0]][pick[1]] = True
-    else:
-        hidden[whole[0]][whole[1]] = True
-    return True
+    # A zero hidden beside a small count would give the small count away.
+    pick = min(shown, key=lambda p: (value(p) == 0, value(p))) if shown else whole
+    hidden[pick[0]][pick[1]] = True
+    return pick

@@ -6,7 +6,9 @@ them away; the service gives the report to an auditor, not to an establishment.
 The world (as of AS_OF):
 - Normandie: 6 CHU, public (N1-N6): agents, snapshots, incidents, alerts in detail;
 - Bretagne: 5 CH, public (B1-B5), 4 EHPAD, private for-profit (P1-P4), and 3 EHPAD whose
-  legal status is not known (U1-U3): the 4 and the 3 hide each other, the 5 stay.
+  legal status is not known (U1-U3): the 4 and the 3 hide each other, the 5 stay;
+- Corse: 6 psychiatric hospitals and 2 SSR, public: Corse's total would give the 2 away,
+  so the 6 are hidden too.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ NORMANDIE = [f"76000000{i}" for i in range(1, 7)]
 BRETAGNE_CH = [f"29000000{i}" for i in range(1, 6)]
 BRETAGNE_EHPAD = [f"29000010{i}" for i in range(1, 5)]
 BRETAGNE_UNSTATED = [f"29000020{i}" for i in range(1, 4)]
+CORSE_PSY = [f"2A000000{i}" for i in range(1, 7)]
+CORSE_SSR = ["2A0000101", "2A0000102"]
 ENSEMBLE = "Ensemble"
 
 
@@ -157,6 +161,8 @@ def seed(session: Session) -> None:
         (BRETAGNE_CH, "CH", "Bretagne", "public"),
         (BRETAGNE_EHPAD, "EHPAD", "Bretagne", "private_commercial"),
         (BRETAGNE_UNSTATED, "EHPAD", "Bretagne", None),
+        (CORSE_PSY, "psychiatry", "Corse", "public"),
+        (CORSE_SSR, "SSR", "Corse", "public"),
     ):
         for finess in group:
             session.add(
@@ -312,8 +318,18 @@ def test_a_cohort_of_4_is_hidden_and_one_of_5_is_shown(report: dict) -> None:
     assert row(rows, "Bretagne", ENSEMBLE, ENSEMBLE)["établissements"] == 12
     assert row(rows, "Bretagne", "EHPAD", ENSEMBLE)["établissements"] == 7
     national = row(rows, ENSEMBLE, ENSEMBLE, ENSEMBLE)
-    assert national["établissements"] == 18  # not the one registered after AS_OF
+    assert national["établissements"] == 26  # not the one registered after AS_OF
     assert national["avec agent actif"] == 10
+
+
+def test_a_cohort_that_would_give_a_smaller_one_away_is_hidden(report: dict) -> None:
+    rows = report["etablissements"]
+    assert row(rows, "Corse", ENSEMBLE, ENSEMBLE)["établissements"] == 8
+    assert row(rows, "Corse", "SSR", "public")["établissements"] == "s"  # 2
+    assert row(rows, "Corse", "psychiatrie", ENSEMBLE)["établissements"] == "s"  # 6 = 8 - 2
+    assert row(rows, "Corse", "psychiatrie", "public")["établissements"] == "s"
+    assert row(rows, ENSEMBLE, "psychiatrie", ENSEMBLE)["établissements"] == "s"
+    assert row(rows, ENSEMBLE, ENSEMBLE, "public")["établissements"] == 19
 
 
 def test_agents_active_as_of_then(report: dict) -> None:
@@ -349,8 +365,9 @@ def test_control_rates(report: dict) -> None:
     assert no_evidence["évalués"] == 0
     assert no_evidence["conformes (%)"] is None
     assert row(rows, ENSEMBLE, ENSEMBLE, ENSEMBLE, contrôle="GOV-03")["évalués"] == 5
-    assert len([r for r in rows if r["contrôle"] == "GOV-01"]) == 1 + 2 + 3 + 3 + 3
-    assert len(rows) == 40 * 12
+    # National, 3 regions, 5 kinds, 3 legal statuses, 5 regions x kinds.
+    assert len([r for r in rows if r["contrôle"] == "GOV-01"]) == 1 + 3 + 5 + 3 + 5
+    assert len(rows) == 40 * 17
 
 
 def test_incidents_by_category_and_nis2_deadlines(report: dict) -> None:
@@ -432,6 +449,40 @@ def test_the_same_as_of_gives_the_same_bytes(session: Session) -> None:
     assert lines[0].startswith("région;catégorie d'établissement;statut juridique;établissements")
     assert "Bretagne;centre hospitalier;public;5;5;5;100,0" in lines
     assert "Bretagne;EHPAD;privé commercial;s;s;s;s" in lines
+
+
+ADDITIVE = {
+    "etablissements": ("établissements", "avec agent actif", "agents actifs"),
+    "scores": ("établissements notés", *(f"niveau {n}" for n in range(1, 6))),
+    "incidents": ("incidents", "soins interrompus", "notifiables", "notification en retard"),
+    "alertes": ("couples ciblés", "couples échus", "en attente"),
+}
+
+
+def test_no_margin_gives_a_hidden_cell_away(report: dict) -> None:
+    """Read from the file alone: a shown "Ensemble" row never leaves exactly one of the rows
+    it sums hidden, and where none is hidden it is their sum."""
+    for name, counts in ADDITIVE.items():
+        rows = report[name]
+        width = 4 if name == "incidents" else 3
+        by_key = {tuple(r.values())[:width]: r for r in rows}
+        for column in counts:
+            lines: dict[tuple[int, tuple], list[tuple]] = {}
+            for key in by_key:
+                for p in range(width):
+                    if key[p] != ENSEMBLE:
+                        parent = (*key[:p], ENSEMBLE, *key[p + 1 :])
+                        lines.setdefault((p, parent), []).append(key)
+            checked = 0
+            for (_, parent), parts in lines.items():
+                if parent not in by_key or by_key[parent][column] == "s":
+                    continue
+                values = [by_key[k][column] for k in parts]
+                assert values.count("s") != 1, (name, column, parent)
+                if "s" not in values:
+                    assert by_key[parent][column] == sum(values), (name, column, parent)
+                    checked += 1
+            assert checked, (name, column)
 
 
 def test_secondary_suppression_leaves_no_lone_hidden_part() -> None:
