@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pypdf
 import pytest
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, session_factory, transaction
@@ -274,3 +279,31 @@ def test_the_monthly_job_keeps_each_report(service: Service, world: dict[str, An
             again = client.get(f"/reports/runs/{run['id']}/file")
             assert again.status_code == 200
             assert sha(again.content) == run["sha256"]
+
+
+def test_every_page_renders_with_poppler(
+    service: Service, world: dict[str, Any], sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """pdftoppm (poppler, as a reader would open it) draws every page, none of them blank:
+    a second PDF engine than the one pypdf's text extraction exercises."""
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pdftoppm is required in CI (.ci/install-debian-packages: poppler-utils)")
+        pytest.skip("pdftoppm (Debian's poppler-utils) is not installed")
+    wait_past(world["as_of"])
+    pdf = made(sessions, checked("maturity", "pdf", world["as_of"], PITIE))
+    (tmp_path / "m.pdf").write_bytes(pdf)
+    done = subprocess.run(
+        [pdftoppm, "-r", "30", "-png", str(tmp_path / "m.pdf"), str(tmp_path / "page")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Error" not in done.stderr, done.stderr
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) == len(pypdf.PdfReader(io.BytesIO(pdf)).pages) >= 5
+    for page in pages:
+        darkest, lightest = Image.open(page).convert("L").getextrema()
+        assert darkest < 100 < lightest, f"{page.name} is blank"
