@@ -391,7 +391,10 @@ def _answer_evidence(control: Control, answer: AnswerFacts, inputs: Inputs) -> d
     else:
         question = control.evidence.question
         unit = f" {question.unit}" if question is not None and question.unit else ""
-        said = f"{value.get('number')}{unit}"
+        number = value.get("number")
+        # In French: 5 %, 12,5 % (not 5.0 %), as every report and page shows numbers.
+        shown = f"{number:g}".replace(".", ",") if isinstance(number, int | float) else number
+        said = f"{shown}{unit}"
     proof = " ; preuve jointe" if answer.proof_sha256 else ""
     review = " ; vérifiée par le CERT" if answer.proven else ""
     return {

@@ -92,6 +92,14 @@ def test_registry_validates_finess_and_derives_region(service: Service) -> None:
         assert "no establishment" in ghost.json()["detail"]
         renamed = client.patch(f"/establishments/{CORTE}", json={"beds": 120})
         assert renamed.json()["beds"] == 120
+        # The legal status the statistics are cut by: absent until said, then kept.
+        assert renamed.json()["legal_status"] is None
+        public = client.patch(f"/establishments/{CORTE}", json={"legal_status": "public"})
+        assert public.json()["legal_status"] == "public"
+        assert client.get(f"/establishments/{CORTE}").json()["legal_status"] == "public"
+        wrong = client.patch(f"/establishments/{CORTE}", json={"legal_status": "mutualiste"})
+        assert wrong.status_code == 422
+        assert "private_nonprofit" in wrong.text
 
 
 # (method, path, body) x role -> expected status; "own"/"other" paths for establishment data.
