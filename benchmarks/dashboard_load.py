@@ -657,12 +657,14 @@ def snapshot_rows(
     sites: list[Site], docs: list[dict[str, Any]], days: list[date], rng: random.Random
 ) -> Iterator[list[dict[str, Any]]]:
     framework = maturity_framework()
-    base = {s.finess: rng.gauss(2.4, 0.8) for s in sites}
+    # Scores out of 100 as the framework gives them (they were drawn on 0-5 until the
+    # statistics report showed medians of 2.4 / 100), levels rising with them.
+    base = {s.finess: rng.gauss(48.0, 16.0) for s in sites}
     for day in days:
         computed = datetime(day.year, day.month, day.day, 23, 50, tzinfo=UTC)
         rows = []
         for s in sites:
-            score = round(min(5.0, max(0.0, base[s.finess] + rng.gauss(0, 0.05))), 2)
+            score = round(min(100.0, max(0.0, base[s.finess] + rng.gauss(0, 1.0))), 1)
             rows.append(
                 {
                     "id": _uuid(rng),
@@ -675,7 +677,7 @@ def snapshot_rows(
                     "framework_digest": framework.digest,
                     "computed_at": computed + timedelta(seconds=rng.uniform(0, 70)),
                     "score": score,
-                    "level": max(1, min(5, int(score))),
+                    "level": max(1, min(5, 1 + int(score // 20))),
                     "coverage": round(rng.uniform(0.4, 1.0), 2),
                     "proof_ratio": round(rng.uniform(0.1, 0.9), 2),
                     "inputs_digest": f"{rng.getrandbits(256):064x}",
