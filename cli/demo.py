@@ -466,7 +466,9 @@ def _reports(client: Any, root: Path) -> None:
 
     clinic = next(s for s in SITES if s.key == "clinique")
     finess = clinic.first_eight + check_key(clinic.first_eight)
-    as_of = datetime.now(UTC).replace(microsecond=0).isoformat()
+    # To the microsecond: the maturity job ran within this second, and a report says what
+    # was known at its as_of.
+    as_of = datetime.now(UTC).isoformat()
     folder = root / "rapports"
     folder.mkdir(exist_ok=True)
     print("\nAuditor reports (GET /reports/{kind}, also `vigie report KIND`):", flush=True)
