@@ -25,6 +25,7 @@ from detection.sources.jsonlog import read_json
 from detection.sources.sniff import InputKind, sniff
 from detection.sources.stats import MAX_KEPT_ERRORS, ReadStats
 from detection.sources.syslog import read_syslog
+from detection.sources.zeek import read_zeek
 
 __all__ = ["InputKind", "iter_input_files", "read_events", "sniff"]
 
@@ -37,6 +38,7 @@ READERS: dict[InputKind, Reader] = {
     "json": read_json,
     "syslog": read_syslog,
     "csv": read_csv,
+    "zeek": read_zeek,
 }
 # What a reader raises when the file as a whole cannot be read (the evtx package raises
 # OSError for a broken file header; gzip raises EOFError for a truncated stream).

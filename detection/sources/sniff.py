@@ -16,7 +16,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-InputKind = Literal["evtx", "winjson", "json", "syslog", "csv", "pcap", "binary"]
+InputKind = Literal[
+    "evtx", "winjson", "json", "syslog", "csv", "zeek", "w3c", "eventviewer", "pcap", "binary"
+]
 
 EVTX_MAGIC = b"ElfFile\x00"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -75,6 +77,10 @@ def sniff(path: Path) -> InputKind:
 
 
 def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
+    # Headers that name their format outright come first, whatever the file is called.
+    header = _header_kind(text.lstrip("\ufeff"))
+    if header is not None:
+        return header
     start = text.lstrip()
     if not start:  # empty text: the name says what it would have been
         if suffix in _JSON_EXT:
@@ -95,6 +101,33 @@ def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
     if _looks_like_csv(lines[:2] if len(lines) > 2 else lines[:1]):
         return "csv"
     return "syslog" if _is_text_log_name(suffix, stem) else "binary"
+
+
+# W3C extended log directives (IIS, Exchange, proxies): `#Software:`, `#Version:`, `#Date:`,
+# `#Fields:`, `#Remark:`.
+_W3C_DIRECTIVE = re.compile(r"#(?:Software|Version|Date|Fields|Remark|Start-Date|End-Date):")
+# Event Viewer's "Save All Events As... CSV": its column names in English and in French. The
+# first column is `Level`, or `Keywords` for the Security log; the message has no name.
+_EVENT_VIEWER_HEADER = re.compile(
+    r"(?:Level|Keywords|Niveau|Mots-cl\w+),Date and Time,Source,Event ID,Task Category\s*$"
+    r"|(?:Level|Keywords|Niveau|Mots-cl\w+),Date et heure,Source,ID de l.\w+nement,"
+    r"Cat\w+gorie de la t\w+che\s*$"
+)
+
+
+def _header_kind(text: str) -> InputKind | None:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if _EVENT_VIEWER_HEADER.match(first):
+        return "eventviewer"
+    if _W3C_DIRECTIVE.match(first):
+        return "w3c"
+    # Zeek: `#separator` first, after `#` comment lines (Zeek's test baselines open with one).
+    for line in text.splitlines():
+        if line.startswith("#separator "):
+            return "zeek"
+        if not line.startswith("#"):
+            break
+    return None
 
 
 def _looks_like_csv(lines: list[str]) -> bool:
