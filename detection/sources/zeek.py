@@ -150,7 +150,11 @@ class _Columns:
     def _reader(self, zeek_type: str) -> Callable[[str], Any]:
         container, element = _element_type(zeek_type)
         scalar = _SCALARS.get(element)
-        unset, empty, set_separator = self.header.unset, self.header.empty, self.header.set_separator
+        unset, empty, set_separator = (
+            self.header.unset,
+            self.header.empty,
+            self.header.set_separator,
+        )
 
         def one(text: str) -> Any:
             if scalar is None:
@@ -222,4 +226,3 @@ def _path_from_name(path: Path) -> str | None:
     its header has no `#path`."""
     stem = path.name.split(".", 1)[0]
     return stem or None
-
