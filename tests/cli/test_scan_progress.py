@@ -4,9 +4,9 @@ never when it is piped, and never mixed into the detections on stdout."""
 from __future__ import annotations
 
 import json
-import re
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
