@@ -20,6 +20,7 @@ from pathlib import Path
 from detection.errors import InputError, RecordError
 from detection.event import Event
 from detection.sources.csvlog import read_csv
+from detection.sources.eventviewer import read_event_viewer
 from detection.sources.evtx import read_evtx
 from detection.sources.jsonlog import read_json
 from detection.sources.sniff import InputKind, sniff
@@ -39,6 +40,7 @@ READERS: dict[InputKind, Reader] = {
     "syslog": read_syslog,
     "csv": read_csv,
     "zeek": read_zeek,
+    "eventviewer": read_event_viewer,
 }
 # What a reader raises when the file as a whole cannot be read (the evtx package raises
 # OSError for a broken file header; gzip raises EOFError for a truncated stream).

@@ -72,7 +72,9 @@ def sniff(path: Path) -> InputKind:
         return "pcap"
     text = _decode_head(head)
     if text is None:
-        return "binary"
+        # Event Viewer may write its CSV in the ANSI code page (Windows-1252), not UTF-8.
+        ansi = head.decode("cp1252", errors="replace")
+        return "eventviewer" if _header_kind(ansi) == "eventviewer" else "binary"
     return _text_kind(text, suffix, _log_stem(path))
 
 
@@ -109,9 +111,9 @@ _W3C_DIRECTIVE = re.compile(r"#(?:Software|Version|Date|Fields|Remark|Start-Date
 # Event Viewer's "Save All Events As... CSV": its column names in English and in French. The
 # first column is `Level`, or `Keywords` for the Security log; the message has no name.
 _EVENT_VIEWER_HEADER = re.compile(
-    r"(?:Level|Keywords|Niveau|Mots-cl\w+),Date and Time,Source,Event ID,Task Category\s*$"
-    r"|(?:Level|Keywords|Niveau|Mots-cl\w+),Date et heure,Source,ID de l.\w+nement,"
-    r"Cat\w+gorie de la t\w+che\s*$"
+    r"(?:Level|Keywords|Niveau|Mots-cl\S*),Date and Time,Source,Event ID,Task Category\s*$"
+    r"|(?:Level|Keywords|Niveau|Mots-cl\S*),Date et heure,Source,ID de l.\S*nement,"
+    r"Cat\S*gorie de la t\S*che\s*$"
 )
 
 
