@@ -26,6 +26,7 @@ from detection.sources.jsonlog import read_json
 from detection.sources.sniff import InputKind, sniff
 from detection.sources.stats import MAX_KEPT_ERRORS, ReadStats
 from detection.sources.syslog import read_syslog
+from detection.sources.w3c import read_w3c
 from detection.sources.zeek import read_zeek
 
 __all__ = ["InputKind", "iter_input_files", "read_events", "sniff"]
@@ -41,6 +42,7 @@ READERS: dict[InputKind, Reader] = {
     "csv": read_csv,
     "zeek": read_zeek,
     "eventviewer": read_event_viewer,
+    "w3c": read_w3c,
 }
 # What a reader raises when the file as a whole cannot be read (the evtx package raises
 # OSError for a broken file header; gzip raises EOFError for a truncated stream).
