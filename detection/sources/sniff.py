@@ -153,6 +153,26 @@ def _is_text_log_name(suffix: str, stem: str) -> bool:
     return suffix in _TEXT_LOG_EXT or stem in _TEXT_LOG_NAMES
 
 
+# The logs Zeek writes (its base scripts and common packages), as named in `_path`.
+ZEEK_LOGS = frozenset(
+    (
+        *("conn", "dns", "http", "ssl", "x509", "files", "smtp", "ssh", "ftp", "irc", "sip"),
+        *("snmp", "socks", "rdp", "vnc", "mysql", "radius", "ntp", "dhcp", "dce_rpc", "tunnel"),
+        *("smb_files", "smb_mapping", "kerberos", "ntlm", "ldap", "ldap_search", "quic"),
+        *("weird", "notice", "software", "known_hosts", "known_services", "known_certs", "pe"),
+        *("ocsp", "modbus", "dnp3", "bacnet", "s7comm", "mqtt_connect", "mqtt_publish"),
+        "mqtt_subscribe",
+    )
+)
+
+
+def zeek_log_name(source: str) -> str | None:
+    """`/var/log/zeek/dns.log`, `conn.09:00:00-10:00:00.log.gz` -> `dns`, `conn`: the Zeek log
+    a file is named after, if it is one."""
+    stem = source.replace("\\", "/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    return stem if stem in ZEEK_LOGS else None
+
+
 def _log_suffix(path: Path) -> str:
     """The meaningful extension: `auth.log.2.gz` -> `.log`, `events.JSONL` -> `.jsonl`."""
     parts = [s.lower() for s in path.suffixes if not s[1:].isdigit() and s.lower() != ".gz"]

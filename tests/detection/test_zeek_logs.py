@@ -174,3 +174,35 @@ def test_vigie_scan_fires_sigmahq_zeek_rules_on_zeek_logs() -> None:
     }
     assert all(d["event"]["_path"] == "dns" and d["source"] == str(logs[0]) for d in found)
     assert "records skipped: 0" in result.stderr
+
+
+@pytest.mark.corpus
+def test_zeek_json_logs_get_their_path_from_the_file_name(tmp_path: Path) -> None:
+    """Zeek's JSON logs (`LogAscii::use_json`) carry no `_path`: the file's name gives it, so
+    the rules of that log apply to them as to the TSV logs."""
+    lines = [
+        {"ts": 1763632800.25, "uid": "C1", "id.orig_h": "10.1.2.3", "id.orig_p": 53211,
+         "id.resp_h": "10.1.0.53", "id.resp_p": 53, "proto": "udp", "query": "pacs.chu.fr",
+         "qtype_name": "A", "Z": 1, "rejected": False},
+        {"ts": "2025-11-20T10:00:01.000000Z", "uid": "C2", "id.orig_h": "10.1.2.3",
+         "id.orig_p": 53212, "id.resp_h": "10.1.0.53", "id.resp_p": 53, "proto": "udp",
+         "query": "ris.chu.fr", "qtype_name": "A", "Z": 0, "rejected": False},
+    ]  # fmt: skip
+    path = tmp_path / "dns.2025-11-20.log"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    events = list(read_events(path, ReadStats()))
+    assert [e.fields["_path"] for e in events] == ["dns", "dns"]
+    assert events[1].timestamp == datetime(2025, 11, 20, 10, 0, 1, tzinfo=UTC)
+    rules = corpus_path("sigma", "rules", "network", "zeek")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(rules), "--format", "jsonl"]
+        + [str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["rule_title"], d["event"]["uid"]) for d in found] == [
+        ("Suspicious DNS Z Flag Bit Set", "C1")
+    ]
