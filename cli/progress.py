@@ -82,7 +82,10 @@ class ScanProgress:
     def update(self, now: HuntProgress) -> None:
         fields: dict[str, Any] = {
             "files": f"{now.files_done}/{now.files_total}",
-            "rate": f"{now.events / now.seconds:,.0f}" if now.seconds else "0",
+            # YARA alone reads no events: no rate rather than a rate of 0.
+            "rate": "-"
+            if self._hunt.sigma is None
+            else f"{now.events / max(now.seconds, 1e-3):,.0f}",
         }
         self._progress.update(
             self._task, total=now.bytes_total or None, completed=now.bytes_done, **fields
