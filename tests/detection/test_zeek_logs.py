@@ -206,3 +206,30 @@ def test_zeek_json_logs_get_their_path_from_the_file_name(tmp_path: Path) -> Non
     assert [(d["rule_title"], d["event"]["uid"]) for d in found] == [
         ("Suspicious DNS Z Flag Bit Set", "C1")
     ]
+
+
+@pytest.mark.corpus
+def test_logs_without_endpoints_get_only_their_own_rules(tmp_path: Path) -> None:
+    """x509.log has no `id.orig_h`: its records still go to the x509 rules only, not to every
+    Zeek rule (SigmaHQ's RDP rule, `not id.orig_h|cidr: ...`, would fire on each of them)."""
+    text = (
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+        "#path\tx509\n#fields\tts\tfingerprint\tcertificate.version\tcertificate.serial"
+        "\tcertificate.subject\n#types\ttime\tstring\tcount\tstring\tstring\n"
+        "1763632800.1\tf1\t3\t8BB00EE\tCN=Major Cobalt Strike\n"
+        "1763632801.1\tf2\t3\t04A1B2\tCN=pacs.chu.fr\n"
+    )
+    path = write(tmp_path, text, "x509.log")
+    rules = corpus_path("sigma", "rules", "network", "zeek")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(rules), "--format", "jsonl"]
+        + [str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["rule_title"], d["event"]["fingerprint"]) for d in found] == [
+        ("Default Cobalt Strike Certificate", "f1")
+    ]
