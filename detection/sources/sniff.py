@@ -1,9 +1,10 @@
 """Which reader an input needs, from its name and its first bytes; and opening text inputs.
 
 Content decides where it is unambiguous (EVTX and pcap magic numbers, the header lines of Zeek,
-W3C and Event Viewer logs, a JSON opening brace, a syslog prefix); the name decides what content alone cannot (`.json` that starts badly is still
-read as JSON so that its bad records are reported, `.log` text without a syslog prefix is still
-read line by line). Whatever is neither is `binary`: YARA only.
+W3C and Event Viewer logs, a JSON opening brace, a syslog prefix); the name decides what content
+alone cannot (`.json` that starts badly is still read as JSON so that its bad records are
+reported, `.log` text without a syslog prefix is still read line by line). Whatever is neither
+is `binary`: YARA only.
 """
 
 from __future__ import annotations
