@@ -9,7 +9,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any, TextIO
 
-from cli import output
+from cli import output, progress
 from cli.common import fail, rule_paths
 from detection.errors import VigieDetectionError
 from detection.hunt import Hunt, HuntStats
@@ -42,6 +42,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="processes to use (default: every core)"
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress line (it is shown only when stderr is a terminal)",
+    )
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
     parser.set_defaults(run=run)
 
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("no usable rule (give --sigma or --yara, or fill rules/)")
 
     hunt = Hunt(engine, scanner, workers=args.workers)
-    with _open_output(args.output) as out:
+    with _progress(hunt, args), _open_output(args.output) as out:
         try:
             found = output.write(args.format, hunt.run(inputs), out)
         except VigieDetectionError as exc:
@@ -73,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if hunt.stats.events == 0 and hunt.stats.read.files_failed and not scanner:
         return fail("no input could be read", 1)
     return 0
+
+
+def _progress(hunt: Hunt, args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
+    if args.no_progress or not progress.wanted(sys.stderr):
+        return contextlib.nullcontext()
+    # Detections shown on the same terminal go above the progress line, not through it.
+    to_terminal = args.output is None and progress.wanted(sys.stdout)
+    return progress.ScanProgress(hunt, sys.stderr, redirect_stdout=to_terminal)
 
 
 def _sigma_engine(paths: list[Path]) -> SigmaEngine | None:

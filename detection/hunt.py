@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,11 @@ class HuntStats:
     hits: Counter[str] = field(default_factory=Counter)
     titles: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Work planned and done, for a progress display: each file once per engine that reads it.
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
 
     def count(self, detection: Detection) -> Detection:
         self.hits[detection.rule_id] += 1
@@ -62,6 +67,18 @@ class HuntStats:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HuntProgress:
+    """How far a hunt has gone: files and bytes done of the planned total, events read."""
+
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    events: int
+    seconds: float
 
 
 @dataclass
@@ -82,32 +99,77 @@ class Hunt:
         yara: Any | None = None,  # detection.yara.YaraScanner
         *,
         workers: int | None = None,
+        on_progress: Callable[[HuntProgress], None] | None = None,
     ) -> None:
         self.sigma = sigma
         self.yara = yara
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.stats = HuntStats()
+        # Called in this thread as work gets done (a unit of logs read, a file taken by YARA):
+        # no thread of its own, so that the worker pools can still fork.
+        self.on_progress = on_progress
+        self._started: float | None = None
 
     def run(self, inputs: Sequence[Path]) -> Iterator[Detection]:
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         files = list(iter_input_files(inputs))
+        engines = (self.sigma is not None) + (self.yara is not None)
+        self.stats.files_total = len(files) * engines
+        self.stats.bytes_total = sum(_size(p) for p in files) * engines
         try:
+            self._tick()
             if self.sigma is not None:
                 yield from self._sigma(files)
             if self.yara is not None:
-                for detection in self.yara.scan_paths(files):
+                for detection in self.yara.scan_paths(self._ticking(files)):
                     yield self.stats.count(detection)
+            self._tick()
         finally:
             self.stats.seconds = time.perf_counter() - started
+
+    def _tick(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def _ticking(self, files: list[Path]) -> Iterator[Path]:
+        """The files, reporting progress each time the YARA scanner takes the next one."""
+        for path in files:
+            self._tick()
+            yield path
+
+    def progress(self) -> HuntProgress:
+        """A snapshot of how far `run` has gone."""
+        stats = self.stats
+        files, size = stats.files_done, stats.bytes_done
+        if self.yara is not None:  # the YARA scanner counts its own files as they finish
+            ys = self.yara.stats
+            files += ys.files_scanned + ys.files_skipped
+            size += ys.bytes_scanned
+        seconds = time.perf_counter() - self._started if self._started is not None else 0.0
+        return HuntProgress(
+            files_done=min(files, stats.files_total),
+            files_total=stats.files_total,
+            bytes_done=min(size, stats.bytes_total),
+            bytes_total=stats.bytes_total,
+            events=stats.events,
+            seconds=seconds,
+        )
 
     def _sigma(self, files: list[Path]) -> Iterator[Detection]:
         assert self.sigma is not None
         units = list(_units(files, self.stats.read, self.workers))
         self.stats.bytes += sum(_size(p) for p in files)
+        # Files with no events to read (captures, binaries, unreadable) are done at once.
+        whole = {unit.path for unit in units}
+        self.stats.files_done += sum(1 for p in files if p not in whole)
+        self.stats.bytes_done += sum(_size(p) for p in files if p not in whole)
         correlated: list[tuple[str, Event]] = []
-        for result in self._map(units):
+        for unit, result in zip(units, self._map(units), strict=True):
+            self.stats.bytes_done += _unit_size(unit)
+            self.stats.files_done += int(unit.end is None or unit.end >= _size(unit.path))
             self.stats.read.merge(result.read)
             self.stats.events += result.events
+            self._tick()
             self.stats.rules_evaluated += result.rules_evaluated
             correlated.extend(result.correlated)
             for detection in result.detections:
@@ -215,6 +277,10 @@ def _read_slice(unit: Unit, read: ReadStats) -> Iterator[Event]:
                 continue
             read.records_read += 1
             yield event
+
+
+def _unit_size(unit: Unit) -> int:
+    return _size(unit.path) if unit.end is None else unit.end - unit.start
 
 
 def _size(path: Path) -> int:

@@ -26,6 +26,7 @@ from detection.sigma.context import MatchContext
 from detection.sigma.correlate import CorrelationHit, CorrelationState, group_label
 from detection.sigma.load import SigmaRuleSet
 from detection.sigma.values import as_number
+from detection.sources.sniff import ZEEK_LOGS
 
 # ("windows", channel, EventID), ("zeek", log path), or None: any other event.
 BucketKey = tuple[str, str | None, int | None] | tuple[str, str] | None
@@ -249,7 +250,10 @@ def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
     winlog = event.fields.get("winlog")
     if not isinstance(winlog, dict):
         path = event.fields.get("_path")  # Zeek's own name for the log a record belongs to
-        return ("zeek", path) if isinstance(path, str) and "id.orig_h" in ctx.view else None
+        # Logs without endpoints (x509, files, notice...) are Zeek's too when named as Zeek's.
+        if isinstance(path, str) and ("id.orig_h" in ctx.view or path in ZEEK_LOGS):
+            return ("zeek", path)
+        return None
     # From the System part: EventData/UserData may hold a `Channel` of their own (event 104).
     channel = winlog.get("channel")
     event_id = as_number(winlog.get("event_id"))

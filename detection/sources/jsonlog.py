@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from detection.event import Event, parse_timestamp
-from detection.sources.sniff import open_text
+from detection.sources.sniff import open_text, zeek_log_name
 from detection.sources.stats import ReadStats
 from detection.sources.windows import NotWindowsEvent, event_from_rendering, is_rendering
 
@@ -188,6 +188,11 @@ def event_from_object(obj: dict[str, Any], source: str = "") -> Event:
             return event_from_rendering(rendering, source)
         except NotWindowsEvent:
             pass  # {"Event": ...} without System: an ordinary object after all
+    if "id.orig_h" in obj and "_path" not in obj and source:
+        # Zeek's JSON logs name their log only by the file's name (`_path` is optional).
+        log = zeek_log_name(source)
+        if log is not None:
+            obj["_path"] = log
     return Event(timestamp=record_timestamp(obj) or EPOCH, fields=obj, source=source)
 
 

@@ -20,11 +20,14 @@ from pathlib import Path
 from detection.errors import InputError, RecordError
 from detection.event import Event
 from detection.sources.csvlog import read_csv
+from detection.sources.eventviewer import read_event_viewer
 from detection.sources.evtx import read_evtx
 from detection.sources.jsonlog import read_json
 from detection.sources.sniff import InputKind, sniff
 from detection.sources.stats import MAX_KEPT_ERRORS, ReadStats
 from detection.sources.syslog import read_syslog
+from detection.sources.w3c import read_w3c
+from detection.sources.zeek import read_zeek
 
 __all__ = ["InputKind", "iter_input_files", "read_events", "sniff"]
 
@@ -37,6 +40,9 @@ READERS: dict[InputKind, Reader] = {
     "json": read_json,
     "syslog": read_syslog,
     "csv": read_csv,
+    "zeek": read_zeek,
+    "eventviewer": read_event_viewer,
+    "w3c": read_w3c,
 }
 # What a reader raises when the file as a whole cannot be read (the evtx package raises
 # OSError for a broken file header; gzip raises EOFError for a truncated stream).

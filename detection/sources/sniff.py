@@ -1,9 +1,10 @@
 """Which reader an input needs, from its name and its first bytes; and opening text inputs.
 
-Content decides where it is unambiguous (EVTX and pcap magic numbers, a JSON opening brace, a
-syslog prefix); the name decides what content alone cannot (`.json` that starts badly is still
-read as JSON so that its bad records are reported, `.log` text without a syslog prefix is still
-read line by line). Whatever is neither is `binary`: YARA only.
+Content decides where it is unambiguous (EVTX and pcap magic numbers, the header lines of Zeek,
+W3C and Event Viewer logs, a JSON opening brace, a syslog prefix); the name decides what content
+alone cannot (`.json` that starts badly is still read as JSON so that its bad records are
+reported, `.log` text without a syslog prefix is still read line by line). Whatever is neither
+is `binary`: YARA only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-InputKind = Literal["evtx", "winjson", "json", "syslog", "csv", "pcap", "binary"]
+InputKind = Literal[
+    "evtx", "winjson", "json", "syslog", "csv", "zeek", "w3c", "eventviewer", "pcap", "binary"
+]
 
 EVTX_MAGIC = b"ElfFile\x00"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -70,11 +73,17 @@ def sniff(path: Path) -> InputKind:
         return "pcap"
     text = _decode_head(head)
     if text is None:
-        return "binary"
+        # Event Viewer may write its CSV in the ANSI code page (Windows-1252), not UTF-8.
+        ansi = head.decode("cp1252", errors="replace")
+        return "eventviewer" if _header_kind(ansi) == "eventviewer" else "binary"
     return _text_kind(text, suffix, _log_stem(path))
 
 
 def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
+    # Headers that name their format outright come first, whatever the file is called.
+    header = _header_kind(text.lstrip("\ufeff"))
+    if header is not None:
+        return header
     start = text.lstrip()
     if not start:  # empty text: the name says what it would have been
         if suffix in _JSON_EXT:
@@ -97,6 +106,33 @@ def _text_kind(text: str, suffix: str, stem: str) -> InputKind:
     return "syslog" if _is_text_log_name(suffix, stem) else "binary"
 
 
+# W3C extended log directives (IIS, Exchange, proxies): `#Software:`, `#Version:`, `#Date:`,
+# `#Fields:`, `#Remark:`.
+_W3C_DIRECTIVE = re.compile(r"#(?:Software|Version|Date|Fields|Remark|Start-Date|End-Date):")
+# Event Viewer's "Save All Events As... CSV": its column names in English and in French. The
+# first column is `Level`, or `Keywords` for the Security log; the message has no name.
+_EVENT_VIEWER_HEADER = re.compile(
+    r"(?:Level|Keywords|Niveau|Mots-cl\S*),Date and Time,Source,Event ID,Task Category\s*$"
+    r"|(?:Level|Keywords|Niveau|Mots-cl\S*),Date et heure,Source,ID de l.\S*nement,"
+    r"Cat\S*gorie de la t\S*che\s*$"
+)
+
+
+def _header_kind(text: str) -> InputKind | None:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if _EVENT_VIEWER_HEADER.match(first):
+        return "eventviewer"
+    if _W3C_DIRECTIVE.match(first):
+        return "w3c"
+    # Zeek: `#separator` first, after `#` comment lines (Zeek's test baselines open with one).
+    for line in text.splitlines():
+        if line.startswith("#separator "):
+            return "zeek"
+        if not line.startswith("#"):
+            break
+    return None
+
+
 def _looks_like_csv(lines: list[str]) -> bool:
     """A header of two or more short column names, and a first row with as many cells."""
     for delimiter in _CSV_DELIMITERS:
@@ -116,6 +152,26 @@ def _is_column_name(name: str) -> bool:
 
 def _is_text_log_name(suffix: str, stem: str) -> bool:
     return suffix in _TEXT_LOG_EXT or stem in _TEXT_LOG_NAMES
+
+
+# The logs Zeek writes (its base scripts and common packages), as named in `_path`.
+ZEEK_LOGS = frozenset(
+    (
+        *("conn", "dns", "http", "ssl", "x509", "files", "smtp", "ssh", "ftp", "irc", "sip"),
+        *("snmp", "socks", "rdp", "vnc", "mysql", "radius", "ntp", "dhcp", "dce_rpc", "tunnel"),
+        *("smb_files", "smb_mapping", "kerberos", "ntlm", "ldap", "ldap_search", "quic"),
+        *("weird", "notice", "software", "known_hosts", "known_services", "known_certs", "pe"),
+        *("ocsp", "modbus", "dnp3", "bacnet", "s7comm", "mqtt_connect", "mqtt_publish"),
+        "mqtt_subscribe",
+    )
+)
+
+
+def zeek_log_name(source: str) -> str | None:
+    """`/var/log/zeek/dns.log`, `conn.09:00:00-10:00:00.log.gz` -> `dns`, `conn`: the Zeek log
+    a file is named after, if it is one."""
+    stem = source.replace("\\", "/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    return stem if stem in ZEEK_LOGS else None
 
 
 def _log_suffix(path: Path) -> str:
