@@ -168,11 +168,12 @@ def run(args: argparse.Namespace) -> int:
             _summary(client, incidents)
             if not stop.is_set():
                 _maturity(client)
-                _reports(client, root)
-            logins = _dashboard_logins(client)
+            logins = _dashboard_logins(client)  # publishes the CERT's alert too
             print(f"\nDashboard: {url}/ (log in at {url}/login)", flush=True)
             for who, (username, secret) in logins.items():
                 print(f"  {who:44} {username:16} {secret}", flush=True)
+            if not stop.is_set():
+                _reports(client, root)  # after the alert: the acknowledgements list it
             print(
                 f"\nWhere to look: {url}/ (the dashboard), {url}/docs (the JSON API: log in "
                 f"with /auth/token), {url}/incidents, {url}/campaigns, {url}/agents, "

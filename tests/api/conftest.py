@@ -80,9 +80,10 @@ class Service:
     admin_password: str
     first_password: str = ""  # printed at the first start; changed into admin_password
 
-    def client(self, token: str | None = None) -> httpx.Client:
+    def client(self, token: str | None = None, timeout: float = 10) -> httpx.Client:
+        """`timeout`: longer for a request that makes reports (a busy machine's PDFs)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return clients.client(self.url, headers=headers)
+        return clients.client(self.url, headers=headers, timeout=timeout)
 
     def login(self, username: str, password: str) -> str:
         with self.client() as client:

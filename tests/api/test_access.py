@@ -142,7 +142,7 @@ def _kept_report(service: Service, admin: str, finess: str) -> str:
     """A maturity report the monthly job kept for the establishment (as of next month)."""
     now = datetime.now(UTC)
     month = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=3, minute=0)
-    with service.client(admin) as client:
+    with service.client(admin, timeout=120) as client:
         run = client.post("/jobs/report_maturity/run", params={"now": month.isoformat()})
         assert run.json()["outcome"] == "ok", run.text
         kept = client.get("/reports/runs", params={"finess": finess, "kind": "maturity"}).json()

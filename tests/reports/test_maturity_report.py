@@ -266,7 +266,7 @@ def test_the_monthly_job_keeps_each_report(service: Service, world: dict[str, An
     downloadable again byte for byte."""
     now = datetime.now(UTC)
     next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=2)
-    with service.client(world["admin"]) as client:
+    with service.client(world["admin"], timeout=120) as client:
         ran = client.post("/jobs/report_maturity/run", params={"now": iso(next_month)})
         assert ran.json()["outcome"] == "ok", ran.text
         counts = {"establishments": 2, "made": 4, "already_kept": 0, "failed": 0, "left": 0}

@@ -101,7 +101,7 @@ def test_scheduled_runs_are_kept_listed_and_downloadable(
     service: Service, world: dict[str, str]
 ) -> None:
     moment = _next_month_start(datetime.now(UTC)).isoformat()
-    with service.client(world["admin"]) as client:
+    with service.client(world["admin"], timeout=120) as client:
         run = client.post("/jobs/report_maturity/run", params={"now": moment}).json()
         assert run["outcome"] == "ok", run
         assert run["counts"] == {
