@@ -34,6 +34,18 @@ TIMEOUTS = {TCP: 300.0, UDP: 60.0}
 OTHER_TIMEOUT = 60.0
 SWEEP_EVERY = 10.0
 
+MASK = 0xFFFFFFFF
+NEVER = float("inf")
+# Zeek's TCP timers (init-bare.zeek): an unanswered SYN's connection is dropped after the
+# attempt delay, a closed one after the close delay, one whose side closed as its first
+# packet after the partial close delay; a packet after that starts a new connection.
+TCP_ATTEMPT_DELAY = TCP_CLOSE_DELAY = 5.0
+TCP_PARTIAL_CLOSE_DELAY = 3.0
+# A SYN or RST this far from the side's last sequence number does not move it (Zeek's).
+TOO_LARGE_SEQ_DELTA = 1_048_576
+# Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
+SCALED = frozenset(10**i for i in range(10))
+
 # TCP endpoint states, as Zeek names them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 
@@ -87,6 +99,8 @@ class Conn:
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
+        "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
+        "o_rx", "r_rx", "o_bad", "r_bad", "until", "attempt_at", "close_at", "pclose_at",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
@@ -108,6 +122,15 @@ class Conn:
         self.o_base: int | None = None
         self.r_base: int | None = None
         self.o_end = self.r_end = 0
+        # Zeek's per-side start sequence numbers, previous states and "did close" flags, for
+        # its reuse rule and timers; FIN seen; retransmissions and bad checksums counted.
+        self.o_start: int | None = None
+        self.r_start: int | None = None
+        self.o_prev = self.r_prev = INACTIVE
+        self.o_closed = self.r_closed = self.o_fin = self.r_fin = False
+        self.o_rx = self.r_rx = self.o_bad = self.r_bad = 0
+        # The TCP timers pending, and the earliest of them.
+        self.until = self.attempt_at = self.close_at = self.pclose_at = NEVER
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -165,8 +188,14 @@ class ConnTracker:
         if ts >= self.next_sweep:
             self.sweep(ts)
         conn = self.index.get((proto, src, sport, dst, dport))
-        if conn is None or ts - conn.last > conn.timeout or (flags & SYN and proto == TCP):
-            # New, timed out, or a SYN that may reuse the ports: the full look-up decides.
+        if (
+            conn is None
+            or ts - conn.last > conn.timeout
+            or ts >= conn.until
+            or (flags & SYN and proto == TCP)
+        ):
+            # New, timed out, a TCP timer due, or a SYN that may reuse the ports: the full
+            # look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
@@ -182,22 +211,31 @@ class ConnTracker:
                 or conn.o_state != ESTABLISHED
                 or conn.r_state != ESTABLISHED
             ):
-                self._tcp(conn, is_orig, flags, seq, plen)
+                self._tcp(conn, ts, is_orig, flags, seq, ack, plen)
             else:
-                # The bulk of a connection, both ends established: the highest byte reached and
-                # the D/A letters, without the state machine (_tcp does the same for these).
+                # The bulk of a connection, both ends established: the highest byte reached,
+                # retransmissions and the D/A letters, without the state machine (_tcp does
+                # the same for these).
                 if plen:
                     # An established end has its base: its own SYN or SYN-ACK went through _tcp.
                     if is_orig:
-                        rel = (seq - (conn.o_base or 0)) & 0xFFFFFFFF
-                        if rel < 0x80000000 and rel + plen > conn.o_end:
-                            conn.o_end = rel + plen
+                        # Zeek compares with the last byte reached modulo 2**32, so a
+                        # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
+                        step = (seq + plen - (conn.o_base or 0) - conn.o_end) & MASK
+                        if 0 < step < 0x80000000:
+                            conn.o_end += step
+                        else:
+                            self._rxmit(conn, True)
                         if "D" not in conn.seen:
                             conn.letter("D")
                     else:
-                        rel = (seq - (conn.r_base or 0)) & 0xFFFFFFFF
-                        if rel < 0x80000000 and rel + plen > conn.r_end:
-                            conn.r_end = rel + plen
+                        # Zeek compares with the last byte reached modulo 2**32, so a
+                        # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
+                        step = (seq + plen - (conn.r_base or 0) - conn.r_end) & MASK
+                        if 0 < step < 0x80000000:
+                            conn.r_end += step
+                        else:
+                            self._rxmit(conn, False)
                         if "d" not in conn.seen:
                             conn.letter("d")
                 elif flags & ACK:
@@ -246,7 +284,14 @@ class ConnTracker:
         conn = self._conn(ts, proto, src, dst, sport, dport, flags, 0)
         conn.last = ts
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
-        conn.letter("C" if is_orig else "c")
+        if is_orig:
+            conn.o_bad += 1
+            count = conn.o_bad
+        else:
+            conn.r_bad += 1
+            count = conn.r_bad
+        if count in SCALED:  # at the 1st, 10th, 100th... as Zeek's letters for repeated events
+            conn.hist.append("C" if is_orig else "c")
 
     def _conn(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
@@ -258,8 +303,8 @@ class ConnTracker:
             proto, dst, dport, src, sport)  # fmt: skip
         conn = self.table.get(key)
         if conn is not None and (
-            ts - conn.last > conn.timeout
-            or (proto == TCP and flags & SYN and self._is_reuse(conn, src, sport, flags, seq))
+            self._expired(conn, ts)
+            or (proto == TCP and flags & SYN and self._is_reuse(conn, flags, seq))
         ):
             self.finish(conn)
             conn = None
@@ -291,88 +336,219 @@ class ConnTracker:
         return conn
 
     @staticmethod
-    def _is_reuse(conn: Conn, src: bytes, sport: int, flags: int, seq: int) -> bool:
-        """A fresh SYN on a connection that ended starts a new connection (port reuse)."""
-        if flags & (SYN | ACK) != SYN:
-            return False
-        if not (conn.o_state in (CLOSED, RESET) or conn.r_state in (CLOSED, RESET)):
-            return False
-        base = conn.o_base if src == conn.orig_h and sport == conn.orig_p else conn.r_base
-        return base is None or (seq + 1) & 0xFFFFFFFF != base
+    def _is_reuse(conn: Conn, flags: int, seq: int) -> bool:
+        """Zeek's TCPSessionAdapter::IsReuse: does this SYN start a new connection?
 
-    def _tcp(self, conn: Conn, is_orig: bool, flags: int, seq: int, plen: int) -> None:
+        Once either side closed (FIN or RST), any SYN does. Before, a SYN whose sequence number
+        is not the originator's first one does too (a handshake retried with a new ISN); a
+        SYN-ACK only when the originator was never seen (a half connection).
+        """
+        start = conn.o_start
+        if flags & ACK:
+            if conn.o_state != INACTIVE:
+                return False
+            start = conn.r_start
+        if conn.o_closed or conn.r_closed:
+            return True
+        if seq == start:
+            return False
+        # A SYN arriving after its SYN-ACK (two interfaces read out of order): not a reuse.
+        return not (
+            not flags & ACK
+            and conn.o_state == SYN_ACK_SENT
+            and conn.r_state == INACTIVE
+            and seq == conn.r_start
+        )
+
+    def _expired(self, conn: Conn, ts: float) -> bool:
+        """Would Zeek have removed this connection by `ts`? Its idle timeout, or a TCP timer:
+        the close delay after a close, the attempt delay after an unanswered SYN, the partial
+        close delay after a FIN that was a side's first packet. Timers that find nothing to do
+        are dropped, as Zeek's are."""
+        if ts - conn.last > conn.timeout:
+            return True
+        if ts < conn.until:
+            return False
+        if ts >= conn.close_at:
+            return True
+        if ts >= conn.attempt_at:
+            conn.attempt_at = NEVER
+            if conn.o_state in (SYN_SENT, SYN_ACK_SENT) and conn.r_state == INACTIVE:
+                return True
+        if ts >= conn.pclose_at:
+            conn.pclose_at = NEVER
+            if (
+                conn.o_state != INACTIVE
+                and conn.r_state != INACTIVE
+                and not (conn.o_closed and conn.r_closed)
+                and RESET not in (conn.o_state, conn.r_state)
+            ):
+                return True
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at)
+        return False
+
+    def _tcp(
+        self, conn: Conn, ts: float, is_orig: bool, flags: int, seq: int, ack: int, plen: int
+    ) -> None:
+        """One TCP packet through Zeek's endpoint state machine (TCPSessionAdapter::Process):
+        sequence bases, history letters, retransmissions, states, and the close timers."""
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
-        # Payload sizes from sequence numbers: the highest byte reached minus the first one.
-        base = conn.o_base if is_orig else conn.r_base
-        if base is None or (syn and not flags & ACK and base != (seq + 1) & 0xFFFFFFFF):
-            base = (seq + 1) & 0xFFFFFFFF if syn else seq
-            if is_orig:
-                conn.o_base, conn.o_end = base, 0
-            else:
-                conn.r_base, conn.r_end = base, 0
-        rel = (seq - base) & 0xFFFFFFFF
-        if rel < 0x80000000 and plen:
-            end = rel + plen
-            if is_orig:
-                if end > conn.o_end:
-                    conn.o_end = end
-            elif end > conn.r_end:
-                conn.r_end = end
-
         state = conn.o_state if is_orig else conn.r_state
-        if not flags & (SYN | FIN | RST):
-            # The bulk of a connection: a data or ack letter seen once, and no state change
-            # once both ends are established.
-            if plen:
-                code = "D" if is_orig else "d"
-            elif flags & ACK:
-                code = "A" if is_orig else "a"
-            else:
-                code = ""
-            if code and code not in conn.seen:
-                conn.letter(code)
-            if state == ESTABLISHED and (conn.r_state if is_orig else conn.o_state) == ESTABLISHED:
-                return
-        else:
-            bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
-            up = str.upper if is_orig else str.lower
-            if bits > 1:
-                conn.letter(up("i") if fin and rst else up("q"))
-            elif syn:
-                conn.letter(up("h" if flags & ACK else "s"), rel)
-            elif fin:
-                conn.letter(up("f"), rel + plen)
-            else:
-                conn.letter(up("r"), rel)
-
         peer = conn.r_state if is_orig else conn.o_state
-        if rst:
-            # A RST after both FINs does not undo a clean close (Zeek keeps SF).
-            if not (state == CLOSED and peer == CLOSED):
-                state = RESET
-        elif state == RESET:
-            pass
-        elif syn:
-            if state in (INACTIVE, PARTIAL):
-                state = SYN_ACK_SENT if flags & ACK else SYN_SENT
-            if fin:
-                state = CLOSED
-        elif fin:
-            state = CLOSED
-        elif state == INACTIVE:
-            # Answering a SYN-ACK completes the handshake even when the SYN was missed.
-            if flags & ACK and peer == SYN_ACK_SENT:
-                state = peer = ESTABLISHED
+        seg = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
+        # Zeek's start sequence (init_endpoint); Vigie's base is the first payload byte, one
+        # past it, and `end` Zeek's last sequence number relative to that base.
+        base = conn.o_base if is_orig else conn.r_base
+        if (
+            base is None
+            or state == INACTIVE
+            or (syn and state in (SYN_SENT, SYN_ACK_SENT) and seq != (base - 1) & MASK)
+            or (syn and state in (ESTABLISHED, PARTIAL))
+            or (syn and state == RESET and (conn.o_prev if is_orig else conn.r_prev) == INACTIVE)
+        ):
+            start = seq if syn else (seq - 1) & MASK
+            base = (start + 1) & MASK
+            # A SYN starts "last" one past itself; a partial side at its first byte, so its
+            # first packet is not taken for a retransmission.
+            end = (seq + seg - base) & MASK if syn else 0
+            if is_orig:
+                conn.o_base, conn.o_end, conn.o_start = base, end, start
             else:
-                state = PARTIAL
-        elif state in (SYN_SENT, SYN_ACK_SENT) and (flags & ACK or plen):
-            state = ESTABLISHED
-            if peer == SYN_ACK_SENT:
-                peer = ESTABLISHED
+                conn.r_base, conn.r_end, conn.r_start = base, end, start
+        rel = (seq - base) & MASK  # for the history letters' repeats only
+        if flags & ACK and peer == INACTIVE:
+            # Zeek starts the silent side's numbering from what this packet acknowledges.
+            if is_orig:
+                conn.r_start = (ack - 1) & MASK
+            else:
+                conn.o_start = (ack - 1) & MASK
+
+        # History (update_history).
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        up = str.upper if is_orig else str.lower
+        if bits > 1:
+            conn.letter(up("i") if fin and rst else up("q"))
+        elif syn:
+            conn.letter(up("h" if flags & ACK else "s"), rel)
+        elif fin:
+            conn.letter(up("f"), rel + plen)
+        elif rst:
+            conn.letter(up("r"), rel)
+        elif plen:
+            conn.letter(up("d"))
+        elif flags & ACK:
+            conn.letter(up("a"))
+
+        # Last sequence number and retransmissions (update_last_seq).
+        end = conn.o_end if is_orig else conn.r_end
+        past = (rel + seg) & MASK
+        delta = (past - end) & MASK
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        if (syn or rst) and not -TOO_LARGE_SEQ_DELTA <= delta <= TOO_LARGE_SEQ_DELTA:
+            pass
+        elif (fin and end == 0) or (state != RESET and delta > 0):
+            if is_orig:
+                conn.o_end = end + delta
+            else:
+                conn.r_end = end + delta
+        elif state != RESET and plen:
+            self._rxmit(conn, is_orig)
+        if fin:
+            if is_orig:
+                conn.o_fin = True
+            else:
+                conn.r_fin = True
+
+        # The state machine (UpdateStateMachine).
+        close = False
+        prev = state
+        if state == INACTIVE:
+            if syn:
+                if is_orig:
+                    state = SYN_ACK_SENT if flags & ACK else SYN_SENT
+                    if conn.attempt_at == NEVER:
+                        conn.attempt_at = ts + TCP_ATTEMPT_DELAY
+                        conn.until = min(conn.until, conn.attempt_at)
+                else:
+                    if peer == SYN_SENT:
+                        peer = ESTABLISHED
+                    state = ESTABLISHED
+            if fin:
+                state, close = CLOSED, True
+            if rst:
+                state, close = RESET, True
+            if state == INACTIVE:
+                if not is_orig and not plen and peer == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not yet a partial side
+                elif flags & ACK and peer == ESTABLISHED:
+                    state = ESTABLISHED  # the SYN was missed, the handshake completes
+                else:
+                    state = PARTIAL
+        elif state in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                state, close = CLOSED, True
+            if rst:
+                state, close = RESET, True
+        elif state in (ESTABLISHED, PARTIAL):
+            if syn and state == PARTIAL and peer == INACTIVE and not flags & ACK:
+                state = SYN_SENT
+            if fin and not rst:
+                state, close = CLOSED, True
+                if peer == RESET and (conn.r_prev if is_orig else conn.o_prev) == CLOSED:
+                    peer = CLOSED  # a FIN then RST from the peer was a normal close
+            if rst:
+                state, close = RESET, True
+        elif state == CLOSED and rst and peer != CLOSED:
+            state = RESET
+            close = not (conn.o_closed if is_orig else conn.r_closed)
         if is_orig:
+            if state != conn.o_state:
+                conn.o_prev = conn.o_state
+            if peer != conn.r_state:
+                conn.r_prev = conn.r_state
             conn.o_state, conn.r_state = state, peer
         else:
+            if state != conn.r_state:
+                conn.r_prev = conn.r_state
+            if peer != conn.o_state:
+                conn.o_prev = conn.o_state
             conn.r_state, conn.o_state = state, peer
+        if close:
+            self._closed(conn, ts, is_orig, prev)
+
+    def _closed(self, conn: Conn, ts: float, is_orig: bool, prev: int) -> None:
+        """Zeek's ConnectionClosed: a side's first FIN or RST, and the timer that follows."""
+        if is_orig:
+            if conn.o_closed:
+                return
+            conn.o_closed = True
+            state, peer, peer_closed = conn.o_state, conn.r_state, conn.r_closed
+        else:
+            if conn.r_closed:
+                return
+            conn.r_closed = True
+            state, peer, peer_closed = conn.r_state, conn.o_state, conn.o_closed
+        if state == RESET or peer_closed or peer == INACTIVE:
+            # Closed for good: removed after the close delay, any other timer cancelled.
+            conn.attempt_at = conn.pclose_at = NEVER
+            conn.close_at = ts + TCP_CLOSE_DELAY
+        elif prev == INACTIVE:
+            conn.pclose_at = ts + TCP_PARTIAL_CLOSE_DELAY
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at)
+
+    @staticmethod
+    def _rxmit(conn: Conn, is_orig: bool) -> None:
+        """A retransmitted payload: T/t at the 1st, 10th, 100th... (Zeek's scaled letters)."""
+        if is_orig:
+            conn.o_rx += 1
+            count, code = conn.o_rx, "T"
+        else:
+            conn.r_rx += 1
+            count, code = conn.r_rx, "t"
+        if count in SCALED:
+            conn.hist.append(code)
+            conn.seen.add(code)
 
     def _dns_over_tcp(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
         """Length-prefixed messages, joined across in-order segments (a gap or a reordered
@@ -642,7 +818,7 @@ class ConnTracker:
     def sweep(self, now: float) -> None:
         """End connections idle for longer than their timeout."""
         self.next_sweep = now + SWEEP_EVERY
-        for conn in [c for c in self.table.values() if now - c.last > c.timeout]:
+        for conn in [c for c in self.table.values() if self._expired(c, now)]:
             self.finish(conn)
 
     def end_closed(self, before: float) -> None:
@@ -711,7 +887,9 @@ def _flip(conn: Conn) -> None:
 def conn_record(conn: Conn) -> ConnRecord:
     duration = conn.last - conn.start
     if conn.proto == TCP:
-        o_size, r_size = conn.o_end, conn.r_end
+        # Sequence space less the FIN's byte (the base already leaves out the SYN's).
+        o_size = max(conn.o_end - conn.o_fin, 0)
+        r_size = max(conn.r_end - conn.r_fin, 0)
     else:
         o_size, r_size = conn.o_bytes, conn.r_bytes
     # Zeek leaves duration and sizes unset for a connection of one instant.

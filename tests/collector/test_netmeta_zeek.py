@@ -79,7 +79,6 @@ CONN_KNOWN: Known = {
         ("service", "history", "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"),
         DYNAMIC_FILTER + ": Zeek saw one of the flow's packets, Vigie three (and the reply)",
     ),
-    ("core.pppoe-over-qinq", "tcp 1.1.1.1:20394 > 2.2.2.2:443"): (("history",), NO_RXMIT),
     ("core.reporter-limit-reached-weird", "row 1"): (("history",), X_LIMIT),
     ("core.tcp.large-file-reassembly", "tcp 192.168.56.1:59764 > 192.168.56.101:37150"): (
         ("history",),
@@ -117,10 +116,6 @@ CONN_KNOWN: Known = {
     ),
     ("scripts.base.protocols.gnutella.max-header-length", "row 1"): (("history",), X_LIMIT),
     ("scripts.base.protocols.gnutella.max-line-length", "row 1"): (("history",), X_LIMIT),
-    (
-        "scripts.base.protocols.http.concurrent-range-requests",
-        "tcp 192.168.0.107:58718 > 88.198.248.254:80",
-    ): (("history",), NO_RXMIT),
     ("scripts.base.protocols.http.deeply-nested-mime", "row 1"): (("history",), X_LIMIT),
     ("scripts.base.protocols.http.http-connect", "tcp 79.26.245.236:3378 > 254.228.86.79:8240"): (
         ("history",),
