@@ -26,6 +26,7 @@ _TCP_HEAD = struct.Struct("!HHIIBB")
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
 VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 MPLS_TYPES = frozenset((0x8847, 0x8848))
+FABRICPATH = 0x8903
 IPV6_EXT = frozenset((0, 43, 60, 135))  # hop-by-hop, routing, destination options, mobility
 
 # ICMP "request <-> reply" pairs: Zeek puts the counterpart type in id.resp_p, the code otherwise.
@@ -141,8 +142,19 @@ class Decoder:
                 self.ip(ts, data, 4, 0)
             else:
                 self.undecoded += 1
-        elif linktype in (9, 50):  # PPP, PPP in HDLC framing
-            self.ppp(ts, data, 0, 0)
+        elif linktype in (9, 50):  # PPP, PPP in HDLC framing (or Cisco HDLC in it)
+            if data[0] in (0x0F, 0x8F) and data[1] == 0:
+                self.ethertype(ts, data, 4, _H.unpack_from(data, 2)[0], 0)
+            else:
+                self.ppp(ts, data, 0, 0)
+        elif linktype == 104:  # Cisco HDLC: address, control, then an Ethernet type
+            self.ethertype(ts, data, 4, _H.unpack_from(data, 2)[0], 0)
+        elif linktype == 192:  # PPI: a header of its own length, then a frame of its DLT
+            length, dlt = struct.unpack_from("<HI", data, 2)
+            if length < 8 or dlt == 192:
+                self.malformed += 1
+                return
+            self._frame(ts, dlt, data[length:])
         elif linktype == 127:  # radiotap then 802.11
             self.wifi(ts, data, struct.unpack_from("<H", data, 2)[0], 0)
         elif linktype == 105:
@@ -156,8 +168,13 @@ class Decoder:
         etype = _H.unpack_from(data, off + 12)[0]
         if etype == ETH_IP4 and data[off + 14] >> 4 == 4:  # the common case, straight
             self.ip4(ts, data, off + 14, depth)
-        else:
-            self.ethertype(ts, data, off + 14, etype, depth)
+            return
+        if etype == FABRICPATH:
+            # Cisco FabricPath: outer addresses, its type and a 2-byte tag, then the host's
+            # own Ethernet frame (Zeek's Ethernet analyzer skips these 16 bytes the same way).
+            off += 16
+            etype = _H.unpack_from(data, off + 12)[0]
+        self.ethertype(ts, data, off + 14, etype, depth)
 
     def ethertype(self, ts: float, data: bytes, off: int, etype: int, depth: int) -> None:
         while True:
@@ -184,7 +201,7 @@ class Decoder:
             elif etype == 0x6558:  # transparent Ethernet bridging (GRE, Geneve)
                 self.ether(ts, data, off, depth)
                 return
-            elif etype == 0x88BE:  # ERSPAN type II
+            elif etype == 0x88BE:  # ERSPAN type II outside GRE (in GRE, see gre())
                 self.ether(ts, data, off + 8, depth)
                 return
             elif etype == 0x22EB:  # ERSPAN type III, optional platform subheader
@@ -206,6 +223,8 @@ class Decoder:
             proto, off = _H.unpack_from(data, off)[0], off + 2
         if proto in (0x21, 0x57):
             self.ip(ts, data, off, depth)
+        elif proto in (0x281, 0x283):  # MPLS unicast, multicast
+            self.ethertype(ts, data, off, 0x8847, depth)
         else:
             self.undecoded += 1
 
@@ -447,11 +466,20 @@ class Decoder:
 
     def gre(self, ts: float, data: bytes, off: int, depth: int) -> None:
         flags, proto = _HH.unpack_from(data, off)
+        version = flags & 7
+        if version > 1 or flags & 0x4078:
+            # As Zeek: other versions, the deprecated routing field and reserved flags are
+            # not decoded.
+            self.undecoded += 1
+            return
         hdr = 4 + 4 * bool(flags & 0x8000) + 4 * bool(flags & 0x2000) + 4 * bool(flags & 0x1000)
-        if flags & 7 == 1 and flags & 0x0080:  # enhanced GRE (PPTP) acknowledgment number
+        if flags & 0x0080:  # enhanced GRE (PPTP) acknowledgment number
             hdr += 4
         off += hdr
-        if proto == 0x880B:
+        if proto == 0x88BE:
+            # ERSPAN: type II has the sequence number flag and an 8-byte header, type I neither.
+            self.ether(ts, data, off + (8 if flags & 0x1000 else 0), depth)
+        elif proto == 0x880B:
             self.ppp(ts, data, off, depth)
         elif 0x8200 <= proto <= 0x82FF:  # Aruba: an 802.11 frame
             self.wifi(ts, data, off, depth)
@@ -465,6 +493,8 @@ class Decoder:
         if VXLAN in (sport, dport):
             if len(payload) >= 22 and payload[0] & 0x08:
                 self.ether(ts, payload, 8, depth)
+            else:
+                self.undecoded += 1  # no valid VNI flag, or too short for a frame
         elif GENEVE in (sport, dport):
             opt = (payload[0] & 0x3F) * 4
             self.ethertype(ts, payload, 8 + opt, _H.unpack_from(payload, 2)[0], depth)

@@ -20,11 +20,16 @@ from collector.netmeta import extract
 
 C, S = "10.0.0.1", "10.0.0.2"
 CP, SP = 40000, 8080  # 8080 is a likely server port for Zeek; the client's is not
+MAC = "02:00:00:00:00:01"  # set: left unset, scapy would look it up on the network
 
 
 def _tcp(t: float, client: bool, flags: str, seq: int, ack: int = 0, data: bytes = b"") -> Packet:
     src, dst, sport, dport = (C, S, CP, SP) if client else (S, C, SP, CP)
-    frame = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
+    frame = (
+        Ether(src=MAC, dst=MAC)
+        / IP(src=src, dst=dst)
+        / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
+    )
     frame[TCP].ack = ack
     if data:
         frame = frame / Raw(data)
@@ -142,8 +147,8 @@ def test_retransmitted_payload_is_t_in_the_history(tmp_path: Path) -> None:
 def test_idle_timeouts_per_protocol(tmp_path: Path) -> None:
     frames = []
     for t in (0, 59, 121):  # a minute idle ends UDP and ICMP flows, not TCP ones
-        udp = Ether() / IP(src=C, dst=S) / UDP(sport=5000, dport=6000) / Raw(b"x")
-        icmp = Ether() / IP(src=C, dst=S) / ICMP(type=8, id=1, seq=int(t))
+        udp = Ether(src=MAC, dst=MAC) / IP(src=C, dst=S) / UDP(sport=5000, dport=6000) / Raw(b"x")
+        icmp = Ether(src=MAC, dst=MAC) / IP(src=C, dst=S) / ICMP(type=8, id=1, seq=int(t))
         for frame in (udp, icmp):
             frame.time = 1_000_000 + t
             frames.append(frame)
