@@ -39,6 +39,14 @@ ICMP6_PAIRS = {
 # UDP ports whose payload Zeek decapsulates by default.
 VXLAN, GENEVE, GTPU, TEREDO, AYIYA, GRE_UDP = 4789, 6081, 2152, 3544, 5072, 4754
 TUNNEL_PORTS = frozenset((VXLAN, GENEVE, GTPU, TEREDO, AYIYA, GRE_UDP))
+# Zeek's Tunnel::Type names (tunnel.log), by port.
+TUNNEL_KINDS = {
+    VXLAN: "VXLAN", GENEVE: "GENEVE", GTPU: "GTPv1", TEREDO: "TEREDO", AYIYA: "AYIYA",
+    GRE_UDP: "GRE",
+}  # fmt: skip
+# The tunnel a packet is decoded from: (kind, carrier protocol, source, port, destination,
+# port); an IP tunnel (IP-in-IP, GRE) has ports 0, as in Zeek's tunnel.log.
+Parent = tuple[str, int, bytes, int, bytes, int]
 MAX_DEPTH = 4
 MAX_FRAGMENT_SETS = 10_000
 
@@ -58,6 +66,8 @@ def checksum_ok(data: bytes) -> bool:
 
 
 class Sink(Protocol):
+    parent: Parent | None  # set by the decoder while it decodes a tunnel's inner packets
+
     def packet(
         self,
         ts: float,
@@ -424,10 +434,15 @@ class Decoder:
                 # Teredo relays use any port: Zeek recognises the IPv6 inside by its content.
                 or (ulen >= 48 and data[off + 8] >> 4 == 6)
             ):
+                outer = sink.parent
                 try:
-                    self.udp_tunnel(ts, sport, dport, data, off + 8, off + ulen, depth + 1)
+                    self.udp_tunnel(
+                        ts, src, dst, sport, dport, data, off + 8, off + ulen, depth + 1
+                    )
                 except (struct.error, IndexError):
                     self.malformed += 1
+                finally:
+                    sink.parent = outer
         elif proto in (ICMP, ICMP6):
             if end - off < 4:
                 self.malformed += 1
@@ -441,9 +456,19 @@ class Decoder:
                 max(end - off - 8, 0), 1 if other is None else 0, 0, 0, data, off + 8,
             )  # fmt: skip
         elif proto == 47 and depth < MAX_DEPTH:
-            self.gre(ts, data, off, depth + 1)
+            outer = sink.parent
+            sink.parent = ("GRE", proto, src, 0, dst, 0)
+            try:
+                self.gre(ts, data, off, depth + 1)
+            finally:
+                sink.parent = outer
         elif proto in (4, 41) and depth < MAX_DEPTH:
-            self.ip(ts, data[off:end], 0, depth + 1)
+            outer = sink.parent
+            sink.parent = ("IP", proto, src, 0, dst, 0)
+            try:
+                self.ip(ts, data[off:end], 0, depth + 1)
+            finally:
+                sink.parent = outer
         elif proto != 59:  # 59: no next header (Teredo bubbles)
             sink.packet(ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 
@@ -487,9 +512,13 @@ class Decoder:
             self.ethertype(ts, data, off, proto, depth)
 
     def udp_tunnel(
-        self, ts: float, sport: int, dport: int, data: bytes, off: int, end: int, depth: int
-    ) -> None:
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, data: bytes, off: int,
+        end: int, depth: int,
+    ) -> None:  # fmt: skip
         payload = data[off:end]
+        kind = TUNNEL_KINDS.get(sport) or TUNNEL_KINDS.get(dport) or "TEREDO"
+        # Packets decoded from here on are carried by this UDP flow (its uid is their parent).
+        self.sink.parent = (kind, UDP, src, sport, dst, dport)
         if VXLAN in (sport, dport):
             if len(payload) >= 22 and payload[0] & 0x08:
                 self.ether(ts, payload, 8, depth)
@@ -508,6 +537,9 @@ class Decoder:
             if third & 15 == 1 and nxt in (4, 41):  # opcode "forward"
                 self.ip(ts, payload, hdr, depth)
         elif GRE_UDP in (sport, dport):
+            # Zeek makes GRE over UDP one GRE tunnel between the two addresses, whatever the
+            # UDP ports: its parent is that tunnel, not the UDP flow (gre-over-udp baseline).
+            self.sink.parent = ("GRE", 47, src, 0, dst, 0)
             self.gre(ts, payload, 0, depth)
         else:
             self.teredo(ts, payload, depth)

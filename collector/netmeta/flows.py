@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from collector.netmeta import dicom, dns, handshakes, hl7, http
+from collector.netmeta.decode import Parent
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -24,6 +25,7 @@ from collector.netmeta.records import (
     Record,
     SmbRecord,
     SslRecord,
+    TunnelRecord,
     addr,
 )
 
@@ -101,6 +103,7 @@ class Conn:
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
         "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
         "o_rx", "r_rx", "o_bad", "r_bad", "until", "attempt_at", "close_at", "pclose_at",
+        "parents", "tunnel",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
@@ -131,6 +134,10 @@ class Conn:
         self.o_rx = self.r_rx = self.o_bad = self.r_bad = 0
         # The TCP timers pending, and the earliest of them.
         self.until = self.attempt_at = self.close_at = self.pclose_at = NEVER
+        # The uids of the tunnels that carried it; for a UDP flow that carries a tunnel, the
+        # tunnel's kind (its tunnel.log line closes with it).
+        self.parents: list[str] | None = None
+        self.tunnel: str | None = None
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -178,6 +185,10 @@ class ConnTracker:
         self.dns_errors = 0
         self.hl7_records = 0
         self.dicom_records = 0
+        # Set by the decoder while it decodes a tunnel's inner packets (decode.Parent).
+        self.parent: Parent | None = None
+        # IP tunnels (IP-in-IP, GRE) by kind and address pair, either way: their uid.
+        self.ip_tunnels: dict[tuple[str, bytes, bytes], str] = {}
 
     # ---- packets ----
 
@@ -197,6 +208,8 @@ class ConnTracker:
             # New, timed out, a TCP timer due, or a SYN that may reuse the ports: the full
             # look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        if self.parent is not None:
+            self._tunnelled(conn, ts, self.parent)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
@@ -276,6 +289,43 @@ class ConnTracker:
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
 
+    def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
+        """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
+        tunnel_parents), and a tunnel first seen carrying something is logged (DISCOVER)."""
+        kind, carrier, src, sport, dst, dport = parent
+        if carrier == UDP:
+            outer = self.index.get((UDP, src, sport, dst, dport))
+            if outer is None:
+                return
+            uid = outer.uid
+            if outer.tunnel is None:
+                outer.tunnel = kind
+                self._tunnel_record(ts, uid, outer.orig_h, outer.orig_p, outer.resp_h,
+                                    outer.resp_p, kind, "DISCOVER")  # fmt: skip
+        else:
+            key = (kind, src, dst) if src <= dst else (kind, dst, src)
+            found = self.ip_tunnels.get(key)
+            if found is None:
+                found = self.ip_tunnels[key] = self._uid()
+                self._tunnel_record(ts, found, src, 0, dst, 0, kind, "DISCOVER")
+            uid = found
+        if conn.parents is None:
+            conn.parents = [uid]
+        elif uid not in conn.parents:
+            conn.parents.append(uid)
+
+    def _tunnel_record(
+        self, ts: float, uid: str, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int,
+        kind: str, action: str,
+    ) -> None:  # fmt: skip
+        self.done.append(
+            TunnelRecord(
+                ts=ts, uid=uid, orig_h=addr(orig_h), orig_p=orig_p, resp_h=addr(resp_h),
+                resp_p=resp_p, proto="udp" if orig_p else "unknown_transport", tunnel_type=kind,
+                action=action,
+            )
+        )  # fmt: skip
+
     def bad_checksum(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int
     ) -> None:
@@ -324,7 +374,7 @@ class ConnTracker:
                 flip = dport not in LIKELY_SERVER_PORTS or sport < dport
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
-        uid = "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
+        uid = self._uid()
         if flip:
             conn = Conn(uid, key, proto, (dst, dport), (src, sport), ts)
             conn.hist.append("^")
@@ -334,6 +384,9 @@ class ConnTracker:
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
         return conn
+
+    def _uid(self) -> str:
+        return "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
 
     @staticmethod
     def _is_reuse(conn: Conn, flags: int, seq: int) -> bool:
@@ -819,7 +872,7 @@ class ConnTracker:
         """End connections idle for longer than their timeout."""
         self.next_sweep = now + SWEEP_EVERY
         for conn in [c for c in self.table.values() if self._expired(c, now)]:
-            self.finish(conn)
+            self.finish(conn, now)
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came
@@ -840,7 +893,7 @@ class ConnTracker:
         for conn in sorted(ended, key=lambda c: c.start):
             self.finish(conn)
 
-    def finish(self, conn: Conn) -> None:
+    def finish(self, conn: Conn, now: float | None = None) -> None:
         if self.table.get(conn.key) is conn:
             del self.table[conn.key]
             proto, a, a_port, b, b_port = conn.key
@@ -858,11 +911,17 @@ class ConnTracker:
         conn.dns_pending.clear()
         self.connections += 1
         self.done.append(conn_record(conn))
+        if conn.tunnel is not None:
+            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE).
+            when = now if now is not None else conn.last
+            self._tunnel_record(when, conn.uid, conn.orig_h, conn.orig_p, conn.resp_h,
+                                conn.resp_p, conn.tunnel, "CLOSE")  # fmt: skip
 
     def flush(self) -> None:
         """End every connection (end of the capture)."""
+        now = max((c.last for c in self.table.values()), default=0.0)
         for conn in sorted(self.table.values(), key=lambda c: c.start):
-            self.finish(conn)
+            self.finish(conn, now)
 
     def drain(self) -> Iterator[Record]:
         while self.done:
@@ -913,6 +972,7 @@ def conn_record(conn: Conn) -> ConnRecord:
         orig_ip_bytes=conn.o_ipb,
         resp_pkts=conn.r_pkts,
         resp_ip_bytes=conn.r_ipb,
+        tunnel_parents=tuple(conn.parents) if conn.parents else (),
     )
 
 

@@ -198,6 +198,13 @@ ENCAPSULATIONS: dict[str, tuple[bool, int, Wrap]] = {
         lambda up, p: bytes(_eth() / IPv6(src=A6 if up else B6, dst=B6 if up else A6, nh=41) / p),
     ),
 }
+TUNNEL_TYPES = {
+    **{name: "Tunnel::GRE" for name in ENCAPSULATIONS if name.startswith(("gre", "erspan"))},
+    "vxlan": "Tunnel::VXLAN", "geneve": "Tunnel::GENEVE", "geneve-ip": "Tunnel::GENEVE",
+    "teredo": "Tunnel::TEREDO", "ayiya": "Tunnel::AYIYA", "ayiya-ipv6": "Tunnel::AYIYA",
+    "gtp-u": "Tunnel::GTPv1", "ip-in-ip": "Tunnel::IP", "6in4": "Tunnel::IP",
+    "4in6": "Tunnel::IP", "6in6": "Tunnel::IP",
+}  # fmt: skip
 UDP_TUNNELS = {"vxlan", "geneve", "geneve-ip", "teredo", "ayiya", "ayiya-ipv6", "gtp-u"}
 
 
@@ -263,6 +270,27 @@ def test_inner_connection_is_found_and_counted_as_zeek_counts_it(name: str, tmp_
     else:
         assert outer == []  # Zeek logs no conn for GRE, ERSPAN or IP-in-IP carriers
     assert len(conns) == 1 + len(outer)
+    # The tunnel is the inner connection's parent, and logged in tunnel.log as Zeek does:
+    # DISCOVER when it first carries something, CLOSE when its UDP flow ends.
+    (inner,) = (c for c in conns if c not in outer)
+    tunnels = [r.zeek() for r in extract([tmp_path / f"{name}.pcap"]) if r.path == "tunnel"]
+    kind = TUNNEL_TYPES.get(name)
+    if kind is None:
+        assert inner["tunnel_parents"] is None
+        assert tunnels == []
+    elif name in UDP_TUNNELS:
+        assert inner["tunnel_parents"] == [outer[0]["uid"]]
+        assert [(t["uid"], t["tunnel_type"], t["action"]) for t in tunnels] == [
+            (outer[0]["uid"], kind, "Tunnel::DISCOVER"),
+            (outer[0]["uid"], kind, "Tunnel::CLOSE"),
+        ]
+        assert tunnels[0]["id.resp_p"] == outer[0]["id.resp_p"]
+    else:
+        (discover,) = tunnels
+        assert inner["tunnel_parents"] == [discover["uid"]]
+        assert (discover["tunnel_type"], discover["action"]) == (kind, "Tunnel::DISCOVER")
+        assert (discover["id.orig_p"], discover["id.resp_p"]) == (0, 0)
+        assert {discover["id.orig_h"], discover["id.resp_h"]} in ({A4, B4}, {A6, B6})
 
 
 def test_mirrored_copies_are_each_counted(tmp_path: Path) -> None:

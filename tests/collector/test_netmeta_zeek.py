@@ -346,3 +346,36 @@ def test_ssl_log_agrees_with_zeek() -> None:
     lines, found, _extra = _compare("ssl.log", "ssl", SSL_FIELDS, ENDS)
     assert lines == 2
     _check("ssl.log", found, SSL_KNOWN)
+
+
+def _parents(value: Any) -> list[str]:
+    if value in (None, "-", "(empty)"):
+        return []
+    return value.split(",") if isinstance(value, str) else list(value)
+
+
+def test_tunnel_parents_agree_with_zeek() -> None:
+    """Uids differ run to run, so a parent is compared by what it is: the 4-tuple of the
+    conn.log line it names (a UDP tunnel's own connection), or, for a tunnel that has no
+    conn.log line (IP-in-IP, GRE), by being one of those."""
+    lines, differ = 0, []
+    for case in _cases("conn.log"):
+        names, rows = _zeek_log(case / "conn.log")
+        if "tunnel_parents" not in names or not set(ENDS) <= names:
+            continue
+        ours = _ours(case, "conn")
+        theirs_by_uid = {z["uid"]: _label(z) for z in rows}
+        ours_by_uid = {r["uid"]: _label(r) for r in ours}
+        by_label = {_label(r): r for r in ours}
+        for z in rows:
+            wanted = _parents(z["tunnel_parents"])
+            mine = by_label.get(_label(z))
+            if not wanted or mine is None:
+                continue
+            lines += 1
+            got = _parents(mine["tunnel_parents"])
+            expected = sorted(theirs_by_uid.get(uid, "ip tunnel") for uid in wanted)
+            if sorted(ours_by_uid.get(uid, "ip tunnel") for uid in got) != expected:
+                differ.append(f"{case.name}: {_label(z)}: {got} for {expected}")
+    assert lines == 31  # of 32: the other line is gre-aruba-amsdu's, flipped (BARE_TLS)
+    assert not differ, "tunnel_parents differ:\n" + "\n".join(differ)
