@@ -47,6 +47,7 @@ TCP_PARTIAL_CLOSE_DELAY = 3.0
 TOO_LARGE_SEQ_DELTA = 1_048_576
 # Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
 SCALED = frozenset(10**i for i in range(10))
+MAX_HOLES = 64
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -103,7 +104,7 @@ class Conn:
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
         "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
         "o_rx", "r_rx", "o_bad", "r_bad", "until", "attempt_at", "close_at", "pclose_at",
-        "parents", "tunnel",
+        "parents", "tunnel", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
@@ -134,6 +135,11 @@ class Conn:
         self.o_rx = self.r_rx = self.o_bad = self.r_bad = 0
         # The TCP timers pending, and the earliest of them.
         self.until = self.attempt_at = self.close_at = self.pclose_at = NEVER
+        # Content gaps as Zeek's reassembler finds them: ranges of a side's stream not seen
+        # (relative to its base), how far the peer acknowledged it, and gaps counted.
+        self.o_holes: list[list[int]] | None = None
+        self.r_holes: list[list[int]] | None = None
+        self.o_trim = self.r_trim = self.o_gaps = self.r_gaps = 0
         # The uids of the tunnels that carried it; for a UDP flow that carries a tunnel, the
         # tunnel's kind (its tunnel.log line closes with it).
         self.parents: list[str] | None = None
@@ -236,9 +242,14 @@ class ConnTracker:
                         # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
                         step = (seq + plen - (conn.o_base or 0) - conn.o_end) & MASK
                         if 0 < step < 0x80000000:
+                            if step > plen:  # bytes skipped: a hole, until they come
+                                self._hole(conn, True, conn.o_end, conn.o_end + step - plen)
                             conn.o_end += step
                         else:
                             self._rxmit(conn, True)
+                            if conn.o_holes:  # late bytes: where they start
+                                start = conn.o_end - plen + (step - 0x100000000 if step else 0)
+                                self._fill(conn, True, start, plen)
                         if "D" not in conn.seen:
                             conn.letter("D")
                     else:
@@ -246,15 +257,45 @@ class ConnTracker:
                         # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
                         step = (seq + plen - (conn.r_base or 0) - conn.r_end) & MASK
                         if 0 < step < 0x80000000:
+                            if step > plen:  # bytes skipped: a hole, until they come
+                                self._hole(conn, False, conn.r_end, conn.r_end + step - plen)
                             conn.r_end += step
                         else:
                             self._rxmit(conn, False)
+                            if conn.r_holes:  # late bytes: where they start
+                                start = conn.r_end - plen + (step - 0x100000000 if step else 0)
+                                self._fill(conn, False, start, plen)
                         if "d" not in conn.seen:
                             conn.letter("d")
-                elif flags & ACK:
-                    code = "A" if is_orig else "a"
-                    if code not in conn.seen:
-                        conn.letter(code)
+                else:
+                    if flags & ACK:
+                        code = "A" if is_orig else "a"
+                        if code not in conn.seen:
+                            conn.letter(code)
+                    # Zeek's last sequence number moves on an empty segment too: bytes skipped
+                    # before it are a hole, and their late arrival a retransmission.
+                    if is_orig:
+                        step = (seq - (conn.o_base or 0) - conn.o_end) & MASK
+                        if 0 < step < 0x80000000:
+                            self._hole(conn, True, conn.o_end, conn.o_end + step)
+                            conn.o_end += step
+                    else:
+                        step = (seq - (conn.r_base or 0) - conn.r_end) & MASK
+                        if 0 < step < 0x80000000:
+                            self._hole(conn, False, conn.r_end, conn.r_end + step)
+                            conn.r_end += step
+                # An acknowledgment beyond what the peer was seen sending, or over a hole in
+                # it: Zeek's content gap (G/g). Most acks are neither: one comparison.
+                if is_orig:
+                    if (
+                        conn.r_holes
+                        or 0 < (ack - (conn.r_base or 0) - conn.r_end) & MASK < 0x80000000
+                    ):
+                        self._acked(conn, False, ack)
+                elif (
+                    conn.o_holes or 0 < (ack - (conn.o_base or 0) - conn.o_end) & MASK < 0x80000000
+                ):
+                    self._acked(conn, True, ack)
             if plen and conn.inspect:
                 # Most payload packets belong to a connection already told apart (or found to
                 # be none of these): a few attribute checks, no copy of the payload.
@@ -501,12 +542,16 @@ class ConnTracker:
         if (syn or rst) and not -TOO_LARGE_SEQ_DELTA <= delta <= TOO_LARGE_SEQ_DELTA:
             pass
         elif (fin and end == 0) or (state != RESET and delta > 0):
+            if delta > seg and not (syn or rst):
+                self._hole(conn, is_orig, end, end + delta - seg)
             if is_orig:
                 conn.o_end = end + delta
             else:
                 conn.r_end = end + delta
         elif state != RESET and plen:
             self._rxmit(conn, is_orig)
+            if conn.o_holes if is_orig else conn.r_holes:
+                self._fill(conn, is_orig, end + delta - seg, plen)
         if fin:
             if is_orig:
                 conn.o_fin = True
@@ -569,6 +614,8 @@ class ConnTracker:
             conn.r_state, conn.o_state = state, peer
         if close:
             self._closed(conn, ts, is_orig, prev)
+        if flags & ACK and (conn.r_base if is_orig else conn.o_base) is not None:
+            self._acked(conn, not is_orig, ack)
 
     def _closed(self, conn: Conn, ts: float, is_orig: bool, prev: int) -> None:
         """Zeek's ConnectionClosed: a side's first FIN or RST, and the timer that follows."""
@@ -589,6 +636,86 @@ class ConnTracker:
         elif prev == INACTIVE:
             conn.pclose_at = ts + TCP_PARTIAL_CLOSE_DELAY
         conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at)
+
+    @staticmethod
+    def _hole(conn: Conn, is_orig: bool, start: int, end: int) -> None:
+        holes = conn.o_holes if is_orig else conn.r_holes
+        if holes is None:
+            holes = []
+            if is_orig:
+                conn.o_holes = holes
+            else:
+                conn.r_holes = holes
+        if len(holes) < MAX_HOLES:  # past that, a stream too broken to follow byte by byte
+            holes.append([start, end])
+
+    @staticmethod
+    def _fill(conn: Conn, is_orig: bool, start: int, length: int) -> None:
+        """Late bytes (reordered, or retransmitted) fill what they cover of the holes."""
+        holes = conn.o_holes if is_orig else conn.r_holes
+        if not holes:
+            return
+        end = start + length
+        kept = []
+        for low, high in holes:
+            if end <= low or start >= high:
+                kept.append([low, high])
+                continue
+            if low < start:
+                kept.append([low, start])
+            if end < high:
+                kept.append([end, high])
+        holes[:] = kept
+
+    def _acked(self, conn: Conn, side: bool, ack: int) -> None:
+        """The peer acknowledged `side`'s stream up to `ack` (Zeek's TCP_Reassembler
+        AckReceived): bytes acknowledged but never seen are a content gap, a G/g letter when
+        both sides are established or cleanly closing."""
+        if side:
+            base, end, fin, trim = conn.o_base, conn.o_end, conn.o_fin, conn.o_trim
+        else:
+            base, end, fin, trim = conn.r_base, conn.r_end, conn.r_fin, conn.r_trim
+        if base is None:
+            return
+        delta = (ack - base - end) & MASK
+        upto = end + (delta - 0x100000000 if delta >= 0x80000000 else delta)
+        data_end = end - 1 if fin else end
+        if fin and upto > data_end:
+            upto = data_end  # the FIN's own sequence number is no data
+        if upto <= trim:
+            return
+        if upto <= 1 and not {"S", "h"} <= conn.seen:
+            return  # a partial connection's first ack: Zeek made up its start, no gap
+        missing = 0
+        holes = conn.o_holes if side else conn.r_holes
+        if holes:
+            kept = []
+            for low, high in holes:
+                if low < upto and high > trim:
+                    missing += 1
+                if high > upto:
+                    kept.append([max(low, upto), high])
+            holes[:] = kept
+        if upto > max(data_end, trim):
+            missing += 1
+        if side:
+            conn.o_trim = upto
+        else:
+            conn.r_trim = upto
+        if not missing or not (
+            _clean(conn.o_state, conn.o_prev) and _clean(conn.r_state, conn.r_prev)
+        ):
+            return
+        for _ in range(missing):
+            if side:
+                conn.o_gaps += 1
+                count, code = conn.o_gaps, "G"
+            else:
+                conn.r_gaps += 1
+                count, code = conn.r_gaps, "g"
+            if count in SCALED:
+                conn.hist.append(code)
+                conn.seen.add(code)
 
     @staticmethod
     def _rxmit(conn: Conn, is_orig: bool) -> None:
@@ -926,6 +1053,11 @@ class ConnTracker:
     def drain(self) -> Iterator[Record]:
         while self.done:
             yield self.done.popleft()
+
+
+def _clean(state: int, prev: int) -> bool:
+    """Established, or closed from established: where Zeek trusts a gap."""
+    return state == ESTABLISHED or (state == CLOSED and prev == ESTABLISHED)
 
 
 def _flip(conn: Conn) -> None:

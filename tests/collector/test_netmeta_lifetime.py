@@ -158,3 +158,49 @@ def test_idle_timeouts_per_protocol(tmp_path: Path) -> None:
     for c in conns:
         counts.setdefault(c["proto"], []).append(c["orig_pkts"])
     assert counts == {"udp": [2, 1], "icmp": [2, 1], "tcp": [2, 1]}
+
+
+def _established(extra: list[Packet]) -> list[Packet]:
+    return [
+        _tcp(0, True, "S", 100),
+        _tcp(0.1, False, "SA", 500, 101),
+        _tcp(0.2, True, "A", 101, 501),
+        *extra,
+    ]
+
+
+def test_acknowledged_bytes_never_seen_are_a_content_gap(tmp_path: Path) -> None:
+    # The server's bytes 501-600 were lost to the capture, not to the client, which acks them.
+    frames = _established(
+        [
+            _tcp(0.3, False, "PA", 601, 101, b"x" * 100),
+            _tcp(0.4, True, "A", 101, 701),
+        ]
+    )
+    (conn,) = _conns(tmp_path, frames)
+    assert conn["history"] == "ShAdg"
+
+
+def test_reordered_bytes_fill_their_hole_no_gap(tmp_path: Path) -> None:
+    # Out of order, not lost: Zeek counts the late segment a retransmission, and no gap.
+    frames = _established(
+        [
+            _tcp(0.3, False, "PA", 601, 101, b"x" * 100),
+            _tcp(0.35, False, "PA", 501, 101, b"y" * 100),
+            _tcp(0.4, True, "A", 101, 701),
+        ]
+    )
+    (conn,) = _conns(tmp_path, frames)
+    assert conn["history"] == "ShAdt"
+
+
+def test_an_ack_of_the_fin_is_no_gap(tmp_path: Path) -> None:
+    frames = _established(
+        [
+            _tcp(0.3, False, "PA", 501, 101, b"x" * 10),
+            _tcp(0.4, False, "FA", 511, 101),
+            _tcp(0.5, True, "A", 101, 512),
+        ]
+    )
+    (conn,) = _conns(tmp_path, frames)
+    assert conn["history"] == "ShAdf"
