@@ -85,6 +85,23 @@ class Sink(Protocol):
         poff: int,
     ) -> None: ...
 
+    def inner_packet(
+        self,
+        ts: float,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        ip_len: int,
+        plen: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        data: bytes,
+        poff: int,
+    ) -> None: ...
+
     def bad_checksum(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int
     ) -> None: ...
@@ -392,6 +409,9 @@ class Decoder:
         complete: bool = True,
     ) -> None:
         sink = self.sink
+        # Inside a tunnel, packets go to inner_packet, which also records the tunnel: the
+        # common, untunnelled packet pays nothing for it.
+        emit = sink.inner_packet if depth else sink.packet
         if (
             self.verify_checksums
             and complete
@@ -416,7 +436,7 @@ class Decoder:
                 self.malformed += 1
                 return
             flags = data[off + 13]
-            sink.packet(
+            emit(
                 ts, TCP, src, dst, sport, dport, total, end - off - doff, flags, seq, ack, data,
                 off + doff,
             )  # fmt: skip
@@ -427,7 +447,7 @@ class Decoder:
             sport, dport, ulen = _HHH.unpack_from(data, off)
             if ulen < 8 or off + ulen > end:
                 ulen = end - off
-            sink.packet(ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
+            emit(ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
             if depth < MAX_DEPTH and (
                 sport in TUNNEL_PORTS
                 or dport in TUNNEL_PORTS
@@ -451,7 +471,7 @@ class Decoder:
             pairs = ICMP4_PAIRS if proto == ICMP else ICMP6_PAIRS
             other = pairs.get(itype)
             # flags=1 marks a one-way message (no counterpart): its "responder port" is the code.
-            sink.packet(
+            emit(
                 ts, proto, src, dst, itype, code if other is None else other, total,
                 max(end - off - 8, 0), 1 if other is None else 0, 0, 0, data, off + 8,
             )  # fmt: skip
@@ -470,7 +490,7 @@ class Decoder:
             finally:
                 sink.parent = outer
         elif proto != 59:  # 59: no next header (Teredo bubbles)
-            sink.packet(ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
+            emit(ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 
     @staticmethod
     def _transport_checksum(

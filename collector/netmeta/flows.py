@@ -101,10 +101,10 @@ class Conn:
     __slots__ = (
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
-        "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
+        "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "o_top", "r_top", "last_sfr",
         "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
         "o_rx", "r_rx", "o_bad", "r_bad", "until", "attempt_at", "close_at", "pclose_at",
-        "parents", "tunnel", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
+        "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
@@ -126,6 +126,9 @@ class Conn:
         self.o_base: int | None = None
         self.r_base: int | None = None
         self.o_end = self.r_end = 0
+        # The same end as an absolute sequence number ((base + end) mod 2**32): the bulk of
+        # packets compare with it in one subtraction.
+        self.o_top = self.r_top = 0
         # Zeek's per-side start sequence numbers, previous states and "did close" flags, for
         # its reuse rule and timers; FIN seen; retransmissions and bad checksums counted.
         self.o_start: int | None = None
@@ -134,9 +137,15 @@ class Conn:
         self.o_closed = self.r_closed = self.o_fin = self.r_fin = False
         self.o_rx = self.r_rx = self.o_bad = self.r_bad = 0
         # The TCP timers pending, and the earliest of them.
-        self.until = self.attempt_at = self.close_at = self.pclose_at = NEVER
+        self.attempt_at = self.close_at = self.pclose_at = NEVER
+        # When to look again whether Zeek would have dropped it: the earliest TCP timer, or
+        # the idle timeout as of some packet (an early look only finds it alive and moves on).
+        self.until = ts + self.timeout
         # Content gaps as Zeek's reassembler finds them: ranges of a side's stream not seen
         # (relative to its base), how far the peer acknowledged it, and gaps counted.
+        # Both sides established (or partial): a packet without SYN, FIN or RST changes no
+        # state, and takes ConnTracker.packet's short way.
+        self.fast = False
         self.o_holes: list[list[int]] | None = None
         self.r_holes: list[list[int]] | None = None
         self.o_trim = self.r_trim = self.o_gaps = self.r_gaps = 0
@@ -205,17 +214,10 @@ class ConnTracker:
         if ts >= self.next_sweep:
             self.sweep(ts)
         conn = self.index.get((proto, src, sport, dst, dport))
-        if (
-            conn is None
-            or ts - conn.last > conn.timeout
-            or ts >= conn.until
-            or (flags & SYN and proto == TCP)
-        ):
-            # New, timed out, a TCP timer due, or a SYN that may reuse the ports: the full
-            # look-up decides.
+        if conn is None or ts >= conn.until or (flags & SYN and proto == TCP):
+            # New, maybe idle too long or with a TCP timer due, or a SYN that may reuse the
+            # ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
-        if self.parent is not None:
-            self._tunnelled(conn, ts, self.parent)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
@@ -225,14 +227,11 @@ class ConnTracker:
             conn.r_pkts += 1
             conn.r_ipb += ip_len
         if proto == TCP:
-            if (
-                flags & (SYN | FIN | RST)
-                or conn.o_state != ESTABLISHED
-                or conn.r_state != ESTABLISHED
-            ):
+            if flags & (SYN | FIN | RST) or not conn.fast:
                 self._tcp(conn, ts, is_orig, flags, seq, ack, plen)
             else:
-                # The bulk of a connection, both ends established: the highest byte reached,
+                # The bulk of a connection, both ends established (or partial, which Zeek's
+                # state machine treats alike without SYN, FIN, RST): the highest byte reached,
                 # retransmissions and the D/A letters, without the state machine (_tcp does
                 # the same for these).
                 if plen:
@@ -240,11 +239,12 @@ class ConnTracker:
                     if is_orig:
                         # Zeek compares with the last byte reached modulo 2**32, so a
                         # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
-                        step = (seq + plen - (conn.o_base or 0) - conn.o_end) & MASK
+                        step = (seq + plen - conn.o_top) & MASK
                         if 0 < step < 0x80000000:
                             if step > plen:  # bytes skipped: a hole, until they come
                                 self._hole(conn, True, conn.o_end, conn.o_end + step - plen)
                             conn.o_end += step
+                            conn.o_top = (seq + plen) & MASK
                         else:
                             self._rxmit(conn, True)
                             if conn.o_holes:  # late bytes: where they start
@@ -255,11 +255,12 @@ class ConnTracker:
                     else:
                         # Zeek compares with the last byte reached modulo 2**32, so a
                         # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
-                        step = (seq + plen - (conn.r_base or 0) - conn.r_end) & MASK
+                        step = (seq + plen - conn.r_top) & MASK
                         if 0 < step < 0x80000000:
                             if step > plen:  # bytes skipped: a hole, until they come
                                 self._hole(conn, False, conn.r_end, conn.r_end + step - plen)
                             conn.r_end += step
+                            conn.r_top = (seq + plen) & MASK
                         else:
                             self._rxmit(conn, False)
                             if conn.r_holes:  # late bytes: where they start
@@ -275,26 +276,23 @@ class ConnTracker:
                     # Zeek's last sequence number moves on an empty segment too: bytes skipped
                     # before it are a hole, and their late arrival a retransmission.
                     if is_orig:
-                        step = (seq - (conn.o_base or 0) - conn.o_end) & MASK
+                        step = (seq - conn.o_top) & MASK
                         if 0 < step < 0x80000000:
                             self._hole(conn, True, conn.o_end, conn.o_end + step)
                             conn.o_end += step
+                            conn.o_top = seq
                     else:
-                        step = (seq - (conn.r_base or 0) - conn.r_end) & MASK
+                        step = (seq - conn.r_top) & MASK
                         if 0 < step < 0x80000000:
                             self._hole(conn, False, conn.r_end, conn.r_end + step)
                             conn.r_end += step
+                            conn.r_top = seq
                 # An acknowledgment beyond what the peer was seen sending, or over a hole in
                 # it: Zeek's content gap (G/g). Most acks are neither: one comparison.
                 if is_orig:
-                    if (
-                        conn.r_holes
-                        or 0 < (ack - (conn.r_base or 0) - conn.r_end) & MASK < 0x80000000
-                    ):
+                    if conn.r_holes or 0 < (ack - conn.r_top) & MASK < 0x80000000:
                         self._acked(conn, False, ack)
-                elif (
-                    conn.o_holes or 0 < (ack - (conn.o_base or 0) - conn.o_end) & MASK < 0x80000000
-                ):
+                elif conn.o_holes or 0 < (ack - conn.o_top) & MASK < 0x80000000:
                     self._acked(conn, True, ack)
             if plen and conn.inspect:
                 # Most payload packets belong to a connection already told apart (or found to
@@ -329,6 +327,16 @@ class ConnTracker:
                         conn.letter(code)
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
+
+    def inner_packet(
+        self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
+        ip_len: int, plen: int, flags: int, seq: int, ack: int, data: bytes, poff: int,
+    ) -> None:  # fmt: skip
+        """A packet decoded from inside a tunnel (decode.Decoder.transport at depth > 0)."""
+        self.packet(ts, proto, src, dst, sport, dport, ip_len, plen, flags, seq, ack, data, poff)
+        conn = self.index.get((proto, src, sport, dst, dport))
+        if conn is not None and self.parent is not None:
+            self._tunnelled(conn, ts, self.parent)
 
     def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
         """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
@@ -478,7 +486,7 @@ class ConnTracker:
                 and RESET not in (conn.o_state, conn.r_state)
             ):
                 return True
-        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at)
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at, conn.last + conn.timeout)
         return False
 
     def _tcp(
@@ -507,8 +515,10 @@ class ConnTracker:
             end = (seq + seg - base) & MASK if syn else 0
             if is_orig:
                 conn.o_base, conn.o_end, conn.o_start = base, end, start
+                conn.o_top = (base + end) & MASK
             else:
                 conn.r_base, conn.r_end, conn.r_start = base, end, start
+                conn.r_top = (base + end) & MASK
         rel = (seq - base) & MASK  # for the history letters' repeats only
         if flags & ACK and peer == INACTIVE:
             # Zeek starts the silent side's numbering from what this packet acknowledges.
@@ -546,8 +556,10 @@ class ConnTracker:
                 self._hole(conn, is_orig, end, end + delta - seg)
             if is_orig:
                 conn.o_end = end + delta
+                conn.o_top = (base + end + delta) & MASK
             else:
                 conn.r_end = end + delta
+                conn.r_top = (base + end + delta) & MASK
         elif state != RESET and plen:
             self._rxmit(conn, is_orig)
             if conn.o_holes if is_orig else conn.r_holes:
@@ -612,6 +624,7 @@ class ConnTracker:
             if peer != conn.o_state:
                 conn.o_prev = conn.o_state
             conn.r_state, conn.o_state = state, peer
+        conn.fast = state in (ESTABLISHED, PARTIAL) and peer in (ESTABLISHED, PARTIAL)
         if close:
             self._closed(conn, ts, is_orig, prev)
         if flags & ACK and (conn.r_base if is_orig else conn.o_base) is not None:
@@ -635,7 +648,7 @@ class ConnTracker:
             conn.close_at = ts + TCP_CLOSE_DELAY
         elif prev == INACTIVE:
             conn.pclose_at = ts + TCP_PARTIAL_CLOSE_DELAY
-        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at)
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at, conn.last + conn.timeout)
 
     @staticmethod
     def _hole(conn: Conn, is_orig: bool, start: int, end: int) -> None:
@@ -1070,6 +1083,7 @@ def _flip(conn: Conn) -> None:
     conn.o_state, conn.r_state = conn.r_state, conn.o_state
     conn.o_base, conn.r_base = conn.r_base, conn.o_base
     conn.o_end, conn.r_end = conn.r_end, conn.o_end
+    conn.o_top, conn.r_top = conn.r_top, conn.o_top
     hist = [c.swapcase() for c in conn.hist if c != "^"]
     conn.hist = hist if conn.hist[:1] == ["^"] else ["^", *hist]
     conn.seen = set(hist)
