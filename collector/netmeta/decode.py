@@ -21,7 +21,7 @@ _HHH = struct.Struct("!HHH")
 # Ethernet type, then IPv4's version/IHL, total length, flags/fragment offset, protocol and
 # addresses; then a TCP header's ports, numbers, data offset and flags.
 _ETH_V4 = struct.Struct("!12xHBxHxxHxBxx4s4s")
-_TCP_HEAD = struct.Struct("!HHIIBB")
+_TCP_HEAD = struct.Struct("!HHIIBBH")
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
 VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -66,6 +66,9 @@ def checksum_ok(data: bytes) -> bool:
 
 
 class Sink(Protocol):
+    """Where decoded packets go. For TCP, `flags` holds the flag bits and, above them, the
+    window (flags | window << 8): one argument less on the path every packet takes."""
+
     parent: Parent | None  # set by the decoder while it decodes a tunnel's inner packets
 
     def packet(
@@ -137,12 +140,12 @@ class Decoder:
                     and 20 <= total <= len(data) - 14
                 ):
                     if proto == TCP and total >= 40:
-                        sport, dport, seq, ack, doff, flags = _TCP_HEAD.unpack_from(data, 34)
+                        sport, dport, seq, ack, doff, flags, win = _TCP_HEAD.unpack_from(data, 34)
                         doff = (doff >> 4) * 4
                         if 20 <= doff <= total - 20:
                             self.sink.packet(
-                                ts, TCP, src, dst, sport, dport, total, total - 20 - doff, flags,
-                                seq, ack, data, 34 + doff,
+                                ts, TCP, src, dst, sport, dport, total, total - 20 - doff,
+                                flags | win << 8, seq, ack, data, 34 + doff,
                             )  # fmt: skip
                             return
                     self.transport(ts, proto, src, dst, total, data, 34, 14 + total, 0)
@@ -435,7 +438,8 @@ class Decoder:
             if doff < 20 or off + doff > end:
                 self.malformed += 1
                 return
-            flags = data[off + 13]
+            # The window rides above the flag bits (zero window: flags < 0x100), for Zeek's W.
+            flags = data[off + 13] | data[off + 14] << 16 | data[off + 15] << 8
             emit(
                 ts, TCP, src, dst, sport, dport, total, end - off - doff, flags, seq, ack, data,
                 off + doff,

@@ -103,7 +103,8 @@ class Conn:
         "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
         "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "o_top", "r_top", "last_sfr",
         "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
-        "o_rx", "r_rx", "o_bad", "r_bad", "until", "attempt_at", "close_at", "pclose_at",
+        "o_rx", "r_rx", "o_bad", "r_bad", "o_win0", "r_win0", "until", "attempt_at", "close_at",
+        "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
@@ -135,7 +136,7 @@ class Conn:
         self.r_start: int | None = None
         self.o_prev = self.r_prev = INACTIVE
         self.o_closed = self.r_closed = self.o_fin = self.r_fin = False
-        self.o_rx = self.r_rx = self.o_bad = self.r_bad = 0
+        self.o_rx = self.r_rx = self.o_bad = self.r_bad = self.o_win0 = self.r_win0 = 0
         # The TCP timers pending, and the earliest of them.
         self.attempt_at = self.close_at = self.pclose_at = NEVER
         # When to look again whether Zeek would have dropped it: the earliest TCP timer, or
@@ -287,6 +288,8 @@ class ConnTracker:
                             self._hole(conn, False, conn.r_end, conn.r_end + step)
                             conn.r_end += step
                             conn.r_top = seq
+                if flags < 0x100:  # a zero window (the window rides above the flag bits)
+                    self._zero_window(conn, is_orig)
                 # An acknowledgment beyond what the peer was seen sending, or over a hole in
                 # it: Zeek's content gap (G/g). Most acks are neither: one comparison.
                 if is_orig:
@@ -543,6 +546,10 @@ class ConnTracker:
         elif flags & ACK:
             conn.letter(up("a"))
 
+        # A zero window (update_window): not with or after a RST, nor once the peer closed.
+        if flags < 0x100 and not rst and peer != CLOSED and state != RESET:
+            self._zero_window(conn, is_orig)
+
         # Last sequence number and retransmissions (update_last_seq).
         end = conn.o_end if is_orig else conn.r_end
         past = (rel + seg) & MASK
@@ -729,6 +736,19 @@ class ConnTracker:
             if count in SCALED:
                 conn.hist.append(code)
                 conn.seen.add(code)
+
+    @staticmethod
+    def _zero_window(conn: Conn, is_orig: bool) -> None:
+        """A zero window advertised: W/w at the 1st, 10th, 100th... (Zeek's scaled letters)."""
+        if is_orig:
+            conn.o_win0 += 1
+            count, code = conn.o_win0, "W"
+        else:
+            conn.r_win0 += 1
+            count, code = conn.r_win0, "w"
+        if count in SCALED:
+            conn.hist.append(code)
+            conn.seen.add(code)
 
     @staticmethod
     def _rxmit(conn: Conn, is_orig: bool) -> None:

@@ -23,13 +23,12 @@ CP, SP = 40000, 8080  # 8080 is a likely server port for Zeek; the client's is n
 MAC = "02:00:00:00:00:01"  # set: left unset, scapy would look it up on the network
 
 
-def _tcp(t: float, client: bool, flags: str, seq: int, ack: int = 0, data: bytes = b"") -> Packet:
+def _tcp(
+    t: float, client: bool, flags: str, seq: int, ack: int = 0, data: bytes = b"", win: int = 8192
+) -> Packet:
     src, dst, sport, dport = (C, S, CP, SP) if client else (S, C, SP, CP)
-    frame = (
-        Ether(src=MAC, dst=MAC)
-        / IP(src=src, dst=dst)
-        / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
-    )
+    tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq, window=win)
+    frame = Ether(src=MAC, dst=MAC) / IP(src=src, dst=dst) / tcp
     frame[TCP].ack = ack
     if data:
         frame = frame / Raw(data)
@@ -204,3 +203,10 @@ def test_an_ack_of_the_fin_is_no_gap(tmp_path: Path) -> None:
     )
     (conn,) = _conns(tmp_path, frames)
     assert conn["history"] == "ShAdf"
+
+
+def test_zero_window_is_w_scaled(tmp_path: Path) -> None:
+    # The client's buffer is full 12 times: W at the 1st and at the 10th, as Zeek scales it.
+    frames = _established([_tcp(0.3 + i / 100, True, "A", 101, 501, win=0) for i in range(12)])
+    (conn,) = _conns(tmp_path, frames)
+    assert conn["history"] == "ShAWW"
