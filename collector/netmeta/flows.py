@@ -634,8 +634,17 @@ class ConnTracker:
         conn.fast = state in (ESTABLISHED, PARTIAL) and peer in (ESTABLISHED, PARTIAL)
         if close:
             self._closed(conn, ts, is_orig, prev)
-        if flags & ACK and (conn.r_base if is_orig else conn.o_base) is not None:
-            self._acked(conn, not is_orig, ack)
+        if flags & ACK:
+            # As on the short way: only an ack past the peer's last byte, or over a hole.
+            if is_orig:
+                if conn.r_base is not None and (
+                    conn.r_holes or 0 < (ack - conn.r_top) & MASK < 0x80000000
+                ):
+                    self._acked(conn, False, ack)
+            elif conn.o_base is not None and (
+                conn.o_holes or 0 < (ack - conn.o_top) & MASK < 0x80000000
+            ):
+                self._acked(conn, True, ack)
 
     def _closed(self, conn: Conn, ts: float, is_orig: bool, prev: int) -> None:
         """Zeek's ConnectionClosed: a side's first FIN or RST, and the timer that follows."""
@@ -1031,7 +1040,8 @@ class ConnTracker:
     def sweep(self, now: float) -> None:
         """End connections idle for longer than their timeout."""
         self.next_sweep = now + SWEEP_EVERY
-        for conn in [c for c in self.table.values() if self._expired(c, now)]:
+        # `until` is never later than the connection's end: most are passed over on it alone.
+        for conn in [c for c in self.table.values() if now >= c.until and self._expired(c, now)]:
             self.finish(conn, now)
 
     def end_closed(self, before: float) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.chdlc import CHDLC
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III
@@ -307,6 +307,10 @@ def test_mirrored_copies_are_each_counted(tmp_path: Path) -> None:
     assert conn["history"] == "ShADTdtFf"
 
 
+IPV6_OUTER = frozenset(("4in6", "6in6"))
+OUTER_IPV6_NEXT = 14 + 6  # Ethernet, then the IPv6 header's next-header byte
+
+
 def _key(conns: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(str(c[k]) for k in FIELDS) for c in conns)
 
@@ -331,6 +335,12 @@ def test_damaged_encapsulations_never_crash_and_are_counted(
     an address or a tunnel's identifier) or the damage is counted (malformed, undecoded, a bad
     checksum). Checksums are verified, as Zeek does by default."""
     linktype, frames = _frames(name)
+    # IPv6 has no header checksum: a changed next header in an outer IPv6 header makes another
+    # valid packet (an unknown protocol), which no decoder can tell from damage.
+    assume(
+        name not in IPV6_OUTER
+        or all(pos % len(frames[i]) != OUTER_IPV6_NEXT for i, pos, _ in damage)
+    )
     intact = _key(_conns(_pcap(tmp_path / "intact.pcap", linktype, frames)))
     broken = [bytearray(frame) for frame in frames]
     for index, pos, value in damage:
@@ -340,7 +350,7 @@ def test_damaged_encapsulations_never_crash_and_are_counted(
         index, keep = cut
         del broken[index][keep:]
     stats = NetmetaStats()
-    # Cut frames say so: their length on the wire stays the intact one's.
+    # A cut frame is written as that short on the wire too: its IP length then overruns it.
     path = _pcap(tmp_path / "broken.pcap", linktype, [bytes(f) for f in broken])
     got = _key(_conns(path, stats))
     counted = stats.malformed + stats.undecoded + stats.bad_checksums + stats.read.bad_records
