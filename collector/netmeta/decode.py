@@ -115,6 +115,9 @@ class Decoder:
 
     def __init__(self, sink: Sink, *, verify_checksums: bool = False) -> None:
         self.sink = sink
+        # Bound once: every packet goes to one of these.
+        self._packet = sink.packet
+        self._inner_packet = sink.inner_packet
         # Zeek verifies checksums unless run with -C; captures taken on the sending host carry
         # unfinished checksums (offload), hence off by default here.
         self.verify_checksums = verify_checksums
@@ -143,7 +146,7 @@ class Decoder:
                         sport, dport, seq, ack, doff, flags, win = _TCP_HEAD.unpack_from(data, 34)
                         doff = (doff >> 4) * 4
                         if 20 <= doff <= total - 20:
-                            self.sink.packet(
+                            self._packet(
                                 ts, TCP, src, dst, sport, dport, total, total - 20 - doff,
                                 flags | win << 8, seq, ack, data, 34 + doff,
                             )  # fmt: skip
@@ -414,7 +417,7 @@ class Decoder:
         sink = self.sink
         # Inside a tunnel, packets go to inner_packet, which also records the tunnel: the
         # common, untunnelled packet pays nothing for it.
-        emit = sink.inner_packet if depth else sink.packet
+        emit = self._inner_packet if depth else self._packet
         if (
             self.verify_checksums
             and complete

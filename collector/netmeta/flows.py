@@ -2,7 +2,11 @@
 
 Who is the originator, the TCP endpoint states that make `conn_state`, the `history` letters,
 payload sizes from sequence numbers: each follows what Zeek documents for conn.log, so the
-records compare field by field with Zeek's on the same capture.
+records compare field by field with Zeek's on the same capture. The TCP side is a port of
+Zeek's TCPSessionAdapter (src/packet_analysis/protocol/tcp/): its endpoint state machine, its
+rule for a 4-tuple reused by a new connection (IsReuse), its timers (attempt, close, partial
+close) and idle timeouts, retransmissions (T), zero windows (W) and, from its reassembler,
+content gaps (G). Tunnelled packets name their tunnel (tunnel_parents, tunnel records).
 """
 
 from __future__ import annotations
@@ -531,20 +535,19 @@ class ConnTracker:
                 conn.o_start = (ack - 1) & MASK
 
         # History (update_history).
-        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
-        up = str.upper if is_orig else str.lower
-        if bits > 1:
-            conn.letter(up("i") if fin and rst else up("q"))
+        codes = _ORIG_CODES if is_orig else _RESP_CODES
+        if (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0) > 1:
+            conn.letter(codes["i"] if fin and rst else codes["q"])
         elif syn:
-            conn.letter(up("h" if flags & ACK else "s"), rel)
+            conn.letter(codes["h"] if flags & ACK else codes["s"], rel)
         elif fin:
-            conn.letter(up("f"), rel + plen)
+            conn.letter(codes["f"], rel + plen)
         elif rst:
-            conn.letter(up("r"), rel)
+            conn.letter(codes["r"], rel)
         elif plen:
-            conn.letter(up("d"))
+            conn.letter(codes["d"])
         elif flags & ACK:
-            conn.letter(up("a"))
+            conn.letter(codes["a"])
 
         # A zero window (update_window): not with or after a RST, nor once the peer closed.
         if flags < 0x100 and not rst and peer != CLOSED and state != RESET:
@@ -1096,6 +1099,11 @@ class ConnTracker:
     def drain(self) -> Iterator[Record]:
         while self.done:
             yield self.done.popleft()
+
+
+# History letters by side: the originator's in capitals.
+_RESP_CODES = {c: c for c in "shfrdaiq"}
+_ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
 
 
 def _clean(state: int, prev: int) -> bool:
