@@ -241,36 +241,21 @@ class ConnTracker:
                 # the same for these).
                 if plen:
                     # An established end has its base: its own SYN or SYN-ACK went through _tcp.
+                    # In order, the common case, the bytes simply extend the side's stream.
                     if is_orig:
-                        # Zeek compares with the last byte reached modulo 2**32, so a
-                        # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
-                        step = (seq + plen - conn.o_top) & MASK
-                        if 0 < step < 0x80000000:
-                            if step > plen:  # bytes skipped: a hole, until they come
-                                self._hole(conn, True, conn.o_end, conn.o_end + step - plen)
-                            conn.o_end += step
+                        if seq == conn.o_top:
+                            conn.o_end += plen
                             conn.o_top = (seq + plen) & MASK
                         else:
-                            self._rxmit(conn, True)
-                            if conn.o_holes:  # late bytes: where they start
-                                start = conn.o_end - plen + (step - 0x100000000 if step else 0)
-                                self._fill(conn, True, start, plen)
+                            self._out_of_order(conn, True, seq, plen)
                         if "D" not in conn.seen:
                             conn.letter("D")
                     else:
-                        # Zeek compares with the last byte reached modulo 2**32, so a
-                        # transfer past 4 GB keeps counting (o_end/r_end are not wrapped).
-                        step = (seq + plen - conn.r_top) & MASK
-                        if 0 < step < 0x80000000:
-                            if step > plen:  # bytes skipped: a hole, until they come
-                                self._hole(conn, False, conn.r_end, conn.r_end + step - plen)
-                            conn.r_end += step
+                        if seq == conn.r_top:
+                            conn.r_end += plen
                             conn.r_top = (seq + plen) & MASK
                         else:
-                            self._rxmit(conn, False)
-                            if conn.r_holes:  # late bytes: where they start
-                                start = conn.r_end - plen + (step - 0x100000000 if step else 0)
-                                self._fill(conn, False, start, plen)
+                            self._out_of_order(conn, False, seq, plen)
                         if "d" not in conn.seen:
                             conn.letter("d")
                 else:
@@ -278,28 +263,17 @@ class ConnTracker:
                         code = "A" if is_orig else "a"
                         if code not in conn.seen:
                             conn.letter(code)
-                    # Zeek's last sequence number moves on an empty segment too: bytes skipped
-                    # before it are a hole, and their late arrival a retransmission.
-                    if is_orig:
-                        step = (seq - conn.o_top) & MASK
-                        if 0 < step < 0x80000000:
-                            self._hole(conn, True, conn.o_end, conn.o_end + step)
-                            conn.o_end += step
-                            conn.o_top = seq
-                    else:
-                        step = (seq - conn.r_top) & MASK
-                        if 0 < step < 0x80000000:
-                            self._hole(conn, False, conn.r_end, conn.r_end + step)
-                            conn.r_end += step
-                            conn.r_top = seq
+                    # Zeek's last sequence number moves on an empty segment too.
+                    if seq != (conn.o_top if is_orig else conn.r_top):
+                        self._out_of_order(conn, is_orig, seq, 0)
                 if flags < 0x100:  # a zero window (the window rides above the flag bits)
                     self._zero_window(conn, is_orig)
                 # An acknowledgment beyond what the peer was seen sending, or over a hole in
                 # it: Zeek's content gap (G/g). Most acks are neither: one comparison.
                 if is_orig:
-                    if conn.r_holes or 0 < (ack - conn.r_top) & MASK < 0x80000000:
+                    if conn.r_holes or (ack - conn.r_top - 1) & MASK < 0x7FFFFFFF:
                         self._acked(conn, False, ack)
-                elif conn.o_holes or 0 < (ack - conn.o_top) & MASK < 0x80000000:
+                elif conn.o_holes or (ack - conn.o_top - 1) & MASK < 0x7FFFFFFF:
                     self._acked(conn, True, ack)
             if plen and conn.inspect:
                 # Most payload packets belong to a connection already told apart (or found to
@@ -668,6 +642,26 @@ class ConnTracker:
         elif prev == INACTIVE:
             conn.pclose_at = ts + TCP_PARTIAL_CLOSE_DELAY
         conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at, conn.last + conn.timeout)
+
+    def _out_of_order(self, conn: Conn, is_orig: bool, seq: int, plen: int) -> None:
+        """A segment that does not start where the side's stream ends (ConnTracker.packet's
+        short way): past it, the bytes skipped are a hole; before it, a retransmission (T/t)
+        whose bytes may fill a hole. Zeek compares modulo 2**32, so a transfer past 4 GB keeps
+        counting (o_end/r_end are not wrapped)."""
+        end, top = (conn.o_end, conn.o_top) if is_orig else (conn.r_end, conn.r_top)
+        step = (seq + plen - top) & MASK
+        if 0 < step < 0x80000000:
+            if step > plen:  # bytes skipped: a hole, until they come
+                self._hole(conn, is_orig, end, end + step - plen)
+            if is_orig:
+                conn.o_end, conn.o_top = end + step, (seq + plen) & MASK
+            else:
+                conn.r_end, conn.r_top = end + step, (seq + plen) & MASK
+        elif plen:
+            self._rxmit(conn, is_orig)
+            if conn.o_holes if is_orig else conn.r_holes:  # late bytes: where they start
+                start = end - plen + (step - 0x100000000 if step else 0)
+                self._fill(conn, is_orig, start, plen)
 
     @staticmethod
     def _hole(conn: Conn, is_orig: bool, start: int, end: int) -> None:
