@@ -383,7 +383,7 @@ class ConnTracker:
             proto, dst, dport, src, sport)  # fmt: skip
         conn = self.table.get(key)
         if conn is not None and (
-            self._expired(conn, ts)
+            (ts >= conn.until and self._expired(conn, ts))
             or (proto == TCP and flags & SYN and self._is_reuse(conn, flags, seq))
         ):
             self.finish(conn)
