@@ -9,6 +9,7 @@ conn of ours equal on them, or, if none is, with one left over.
 
 Where Vigie differs, the line and the fields are listed below with the reason; the test fails
 on any other difference, and on a listed one that no longer differs, so the lists stay true.
+tunnel_parents is compared by what each parent is (the UDP flow it names, or an IP/GRE tunnel).
 Every case of the corpus is compared, none left out: the cases that have only an http.log are
 checked for the connection of each of its lines. The share of conn.log lines that agree on
 every field must stay at or above 95% (the issue's bar; the goal is 100%).
