@@ -21,6 +21,7 @@ from collector.netmeta.records import (
     Record,
     SmbRecord,
     SslRecord,
+    TunnelRecord,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Record",
     "SmbRecord",
     "SslRecord",
+    "TunnelRecord",
     "VigieNetmetaError",
     "extract",
 ]

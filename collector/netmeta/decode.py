@@ -21,11 +21,12 @@ _HHH = struct.Struct("!HHH")
 # Ethernet type, then IPv4's version/IHL, total length, flags/fragment offset, protocol and
 # addresses; then a TCP header's ports, numbers, data offset and flags.
 _ETH_V4 = struct.Struct("!12xHBxHxxHxBxx4s4s")
-_TCP_HEAD = struct.Struct("!HHIIBB")
+_TCP_HEAD = struct.Struct("!HHIIBBH")
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
 VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 MPLS_TYPES = frozenset((0x8847, 0x8848))
+FABRICPATH = 0x8903
 IPV6_EXT = frozenset((0, 43, 60, 135))  # hop-by-hop, routing, destination options, mobility
 
 # ICMP "request <-> reply" pairs: Zeek puts the counterpart type in id.resp_p, the code otherwise.
@@ -38,6 +39,14 @@ ICMP6_PAIRS = {
 # UDP ports whose payload Zeek decapsulates by default.
 VXLAN, GENEVE, GTPU, TEREDO, AYIYA, GRE_UDP = 4789, 6081, 2152, 3544, 5072, 4754
 TUNNEL_PORTS = frozenset((VXLAN, GENEVE, GTPU, TEREDO, AYIYA, GRE_UDP))
+# Zeek's Tunnel::Type names (tunnel.log), by port.
+TUNNEL_KINDS = {
+    VXLAN: "VXLAN", GENEVE: "GENEVE", GTPU: "GTPv1", TEREDO: "TEREDO", AYIYA: "AYIYA",
+    GRE_UDP: "GRE",
+}  # fmt: skip
+# The tunnel a packet is decoded from: (kind, carrier protocol, source, port, destination,
+# port); an IP tunnel (IP-in-IP, GRE) has ports 0, as in Zeek's tunnel.log.
+Parent = tuple[str, int, bytes, int, bytes, int]
 MAX_DEPTH = 4
 MAX_FRAGMENT_SETS = 10_000
 
@@ -57,7 +66,29 @@ def checksum_ok(data: bytes) -> bool:
 
 
 class Sink(Protocol):
+    """Where decoded packets go. For TCP, `flags` holds the flag bits and, above them, the
+    window (flags | window << 8): one argument less on the path every packet takes."""
+
+    parent: Parent | None  # set by the decoder while it decodes a tunnel's inner packets
+
     def packet(
+        self,
+        ts: float,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        ip_len: int,
+        plen: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        data: bytes,
+        poff: int,
+    ) -> None: ...
+
+    def inner_packet(
         self,
         ts: float,
         proto: int,
@@ -84,6 +115,9 @@ class Decoder:
 
     def __init__(self, sink: Sink, *, verify_checksums: bool = False) -> None:
         self.sink = sink
+        # Bound once: every packet goes to one of these.
+        self._packet = sink.packet
+        self._inner_packet = sink.inner_packet
         # Zeek verifies checksums unless run with -C; captures taken on the sending host carry
         # unfinished checksums (offload), hence off by default here.
         self.verify_checksums = verify_checksums
@@ -109,12 +143,12 @@ class Decoder:
                     and 20 <= total <= len(data) - 14
                 ):
                     if proto == TCP and total >= 40:
-                        sport, dport, seq, ack, doff, flags = _TCP_HEAD.unpack_from(data, 34)
+                        sport, dport, seq, ack, doff, flags, win = _TCP_HEAD.unpack_from(data, 34)
                         doff = (doff >> 4) * 4
                         if 20 <= doff <= total - 20:
-                            self.sink.packet(
-                                ts, TCP, src, dst, sport, dport, total, total - 20 - doff, flags,
-                                seq, ack, data, 34 + doff,
+                            self._packet(
+                                ts, TCP, src, dst, sport, dport, total, total - 20 - doff,
+                                flags | win << 8, seq, ack, data, 34 + doff,
                             )  # fmt: skip
                             return
                     self.transport(ts, proto, src, dst, total, data, 34, 14 + total, 0)
@@ -141,8 +175,19 @@ class Decoder:
                 self.ip(ts, data, 4, 0)
             else:
                 self.undecoded += 1
-        elif linktype in (9, 50):  # PPP, PPP in HDLC framing
-            self.ppp(ts, data, 0, 0)
+        elif linktype in (9, 50):  # PPP, PPP in HDLC framing (or Cisco HDLC in it)
+            if data[0] in (0x0F, 0x8F) and data[1] == 0:
+                self.ethertype(ts, data, 4, _H.unpack_from(data, 2)[0], 0)
+            else:
+                self.ppp(ts, data, 0, 0)
+        elif linktype == 104:  # Cisco HDLC: address, control, then an Ethernet type
+            self.ethertype(ts, data, 4, _H.unpack_from(data, 2)[0], 0)
+        elif linktype == 192:  # PPI: a header of its own length, then a frame of its DLT
+            length, dlt = struct.unpack_from("<HI", data, 2)
+            if length < 8 or dlt == 192:
+                self.malformed += 1
+                return
+            self._frame(ts, dlt, data[length:])
         elif linktype == 127:  # radiotap then 802.11
             self.wifi(ts, data, struct.unpack_from("<H", data, 2)[0], 0)
         elif linktype == 105:
@@ -156,8 +201,13 @@ class Decoder:
         etype = _H.unpack_from(data, off + 12)[0]
         if etype == ETH_IP4 and data[off + 14] >> 4 == 4:  # the common case, straight
             self.ip4(ts, data, off + 14, depth)
-        else:
-            self.ethertype(ts, data, off + 14, etype, depth)
+            return
+        if etype == FABRICPATH:
+            # Cisco FabricPath: outer addresses, its type and a 2-byte tag, then the host's
+            # own Ethernet frame (Zeek's Ethernet analyzer skips these 16 bytes the same way).
+            off += 16
+            etype = _H.unpack_from(data, off + 12)[0]
+        self.ethertype(ts, data, off + 14, etype, depth)
 
     def ethertype(self, ts: float, data: bytes, off: int, etype: int, depth: int) -> None:
         while True:
@@ -184,7 +234,7 @@ class Decoder:
             elif etype == 0x6558:  # transparent Ethernet bridging (GRE, Geneve)
                 self.ether(ts, data, off, depth)
                 return
-            elif etype == 0x88BE:  # ERSPAN type II
+            elif etype == 0x88BE:  # ERSPAN type II outside GRE (in GRE, see gre())
                 self.ether(ts, data, off + 8, depth)
                 return
             elif etype == 0x22EB:  # ERSPAN type III, optional platform subheader
@@ -206,6 +256,8 @@ class Decoder:
             proto, off = _H.unpack_from(data, off)[0], off + 2
         if proto in (0x21, 0x57):
             self.ip(ts, data, off, depth)
+        elif proto in (0x281, 0x283):  # MPLS unicast, multicast
+            self.ethertype(ts, data, off, 0x8847, depth)
         else:
             self.undecoded += 1
 
@@ -363,6 +415,9 @@ class Decoder:
         complete: bool = True,
     ) -> None:
         sink = self.sink
+        # Inside a tunnel, packets go to inner_packet, which also records the tunnel: the
+        # common, untunnelled packet pays nothing for it.
+        emit = self._inner_packet if depth else self._packet
         if (
             self.verify_checksums
             and complete
@@ -386,8 +441,9 @@ class Decoder:
             if doff < 20 or off + doff > end:
                 self.malformed += 1
                 return
-            flags = data[off + 13]
-            sink.packet(
+            # The window rides above the flag bits (zero window: flags < 0x100), for Zeek's W.
+            flags = data[off + 13] | data[off + 14] << 16 | data[off + 15] << 8
+            emit(
                 ts, TCP, src, dst, sport, dport, total, end - off - doff, flags, seq, ack, data,
                 off + doff,
             )  # fmt: skip
@@ -398,17 +454,22 @@ class Decoder:
             sport, dport, ulen = _HHH.unpack_from(data, off)
             if ulen < 8 or off + ulen > end:
                 ulen = end - off
-            sink.packet(ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
+            emit(ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
             if depth < MAX_DEPTH and (
                 sport in TUNNEL_PORTS
                 or dport in TUNNEL_PORTS
                 # Teredo relays use any port: Zeek recognises the IPv6 inside by its content.
                 or (ulen >= 48 and data[off + 8] >> 4 == 6)
             ):
+                outer = sink.parent
                 try:
-                    self.udp_tunnel(ts, sport, dport, data, off + 8, off + ulen, depth + 1)
+                    self.udp_tunnel(
+                        ts, src, dst, sport, dport, data, off + 8, off + ulen, depth + 1
+                    )
                 except (struct.error, IndexError):
                     self.malformed += 1
+                finally:
+                    sink.parent = outer
         elif proto in (ICMP, ICMP6):
             if end - off < 4:
                 self.malformed += 1
@@ -417,16 +478,26 @@ class Decoder:
             pairs = ICMP4_PAIRS if proto == ICMP else ICMP6_PAIRS
             other = pairs.get(itype)
             # flags=1 marks a one-way message (no counterpart): its "responder port" is the code.
-            sink.packet(
+            emit(
                 ts, proto, src, dst, itype, code if other is None else other, total,
                 max(end - off - 8, 0), 1 if other is None else 0, 0, 0, data, off + 8,
             )  # fmt: skip
         elif proto == 47 and depth < MAX_DEPTH:
-            self.gre(ts, data, off, depth + 1)
+            outer = sink.parent
+            sink.parent = ("GRE", proto, src, 0, dst, 0)
+            try:
+                self.gre(ts, data, off, depth + 1)
+            finally:
+                sink.parent = outer
         elif proto in (4, 41) and depth < MAX_DEPTH:
-            self.ip(ts, data[off:end], 0, depth + 1)
+            outer = sink.parent
+            sink.parent = ("IP", proto, src, 0, dst, 0)
+            try:
+                self.ip(ts, data[off:end], 0, depth + 1)
+            finally:
+                sink.parent = outer
         elif proto != 59:  # 59: no next header (Teredo bubbles)
-            sink.packet(ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
+            emit(ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 
     @staticmethod
     def _transport_checksum(
@@ -447,11 +518,20 @@ class Decoder:
 
     def gre(self, ts: float, data: bytes, off: int, depth: int) -> None:
         flags, proto = _HH.unpack_from(data, off)
+        version = flags & 7
+        if version > 1 or flags & 0x4078:
+            # As Zeek: other versions, the deprecated routing field and reserved flags are
+            # not decoded.
+            self.undecoded += 1
+            return
         hdr = 4 + 4 * bool(flags & 0x8000) + 4 * bool(flags & 0x2000) + 4 * bool(flags & 0x1000)
-        if flags & 7 == 1 and flags & 0x0080:  # enhanced GRE (PPTP) acknowledgment number
+        if flags & 0x0080:  # enhanced GRE (PPTP) acknowledgment number
             hdr += 4
         off += hdr
-        if proto == 0x880B:
+        if proto == 0x88BE:
+            # ERSPAN: type II has the sequence number flag and an 8-byte header, type I neither.
+            self.ether(ts, data, off + (8 if flags & 0x1000 else 0), depth)
+        elif proto == 0x880B:
             self.ppp(ts, data, off, depth)
         elif 0x8200 <= proto <= 0x82FF:  # Aruba: an 802.11 frame
             self.wifi(ts, data, off, depth)
@@ -459,12 +539,18 @@ class Decoder:
             self.ethertype(ts, data, off, proto, depth)
 
     def udp_tunnel(
-        self, ts: float, sport: int, dport: int, data: bytes, off: int, end: int, depth: int
-    ) -> None:
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, data: bytes, off: int,
+        end: int, depth: int,
+    ) -> None:  # fmt: skip
         payload = data[off:end]
+        kind = TUNNEL_KINDS.get(sport) or TUNNEL_KINDS.get(dport) or "TEREDO"
+        # Packets decoded from here on are carried by this UDP flow (its uid is their parent).
+        self.sink.parent = (kind, UDP, src, sport, dst, dport)
         if VXLAN in (sport, dport):
             if len(payload) >= 22 and payload[0] & 0x08:
                 self.ether(ts, payload, 8, depth)
+            else:
+                self.undecoded += 1  # no valid VNI flag, or too short for a frame
         elif GENEVE in (sport, dport):
             opt = (payload[0] & 0x3F) * 4
             self.ethertype(ts, payload, 8 + opt, _H.unpack_from(payload, 2)[0], depth)
@@ -478,6 +564,9 @@ class Decoder:
             if third & 15 == 1 and nxt in (4, 41):  # opcode "forward"
                 self.ip(ts, payload, hdr, depth)
         elif GRE_UDP in (sport, dport):
+            # Zeek makes GRE over UDP one GRE tunnel between the two addresses, whatever the
+            # UDP ports: its parent is that tunnel, not the UDP flow (gre-over-udp baseline).
+            self.sink.parent = ("GRE", 47, src, 0, dst, 0)
             self.gre(ts, payload, 0, depth)
         else:
             self.teredo(ts, payload, depth)

@@ -2,7 +2,11 @@
 
 Who is the originator, the TCP endpoint states that make `conn_state`, the `history` letters,
 payload sizes from sequence numbers: each follows what Zeek documents for conn.log, so the
-records compare field by field with Zeek's on the same capture.
+records compare field by field with Zeek's on the same capture. The TCP side is a port of
+Zeek's TCPSessionAdapter (src/packet_analysis/protocol/tcp/): its endpoint state machine, its
+rule for a 4-tuple reused by a new connection (IsReuse), its timers (attempt, close, partial
+close) and idle timeouts, retransmissions (T), zero windows (W) and, from its reassembler,
+content gaps (G). Tunnelled packets name their tunnel (tunnel_parents, tunnel records).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from collector.netmeta import dicom, dns, handshakes, hl7, http
+from collector.netmeta.decode import Parent
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -24,6 +29,7 @@ from collector.netmeta.records import (
     Record,
     SmbRecord,
     SslRecord,
+    TunnelRecord,
     addr,
 )
 
@@ -33,6 +39,19 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TIMEOUTS = {TCP: 300.0, UDP: 60.0}
 OTHER_TIMEOUT = 60.0
 SWEEP_EVERY = 10.0
+
+MASK = 0xFFFFFFFF
+NEVER = float("inf")
+# Zeek's TCP timers (init-bare.zeek): an unanswered SYN's connection is dropped after the
+# attempt delay, a closed one after the close delay, one whose side closed as its first
+# packet after the partial close delay; a packet after that starts a new connection.
+TCP_ATTEMPT_DELAY = TCP_CLOSE_DELAY = 5.0
+TCP_PARTIAL_CLOSE_DELAY = 3.0
+# A SYN or RST this far from the side's last sequence number does not move it (Zeek's).
+TOO_LARGE_SEQ_DELTA = 1_048_576
+# Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
+SCALED = frozenset(10**i for i in range(10))
+MAX_HOLES = 64
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -86,7 +105,11 @@ class Conn:
     __slots__ = (
         "uid", "key", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "start", "last",
         "timeout", "o_pkts", "r_pkts", "o_ipb", "r_ipb", "o_bytes", "r_bytes", "hist", "seen",
-        "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "last_sfr",
+        "o_state", "r_state", "o_base", "r_base", "o_end", "r_end", "o_top", "r_top", "last_sfr",
+        "o_start", "r_start", "o_prev", "r_prev", "o_closed", "r_closed", "o_fin", "r_fin",
+        "o_rx", "r_rx", "o_bad", "r_bad", "o_win0", "r_win0", "until", "attempt_at", "close_at",
+        "pclose_at",
+        "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
     )  # fmt: skip
 
@@ -108,6 +131,33 @@ class Conn:
         self.o_base: int | None = None
         self.r_base: int | None = None
         self.o_end = self.r_end = 0
+        # The same end as an absolute sequence number ((base + end) mod 2**32): the bulk of
+        # packets compare with it in one subtraction.
+        self.o_top = self.r_top = 0
+        # Zeek's per-side start sequence numbers, previous states and "did close" flags, for
+        # its reuse rule and timers; FIN seen; retransmissions and bad checksums counted.
+        self.o_start: int | None = None
+        self.r_start: int | None = None
+        self.o_prev = self.r_prev = INACTIVE
+        self.o_closed = self.r_closed = self.o_fin = self.r_fin = False
+        self.o_rx = self.r_rx = self.o_bad = self.r_bad = self.o_win0 = self.r_win0 = 0
+        # The TCP timers pending, and the earliest of them.
+        self.attempt_at = self.close_at = self.pclose_at = NEVER
+        # When to look again whether Zeek would have dropped it: the earliest TCP timer, or
+        # the idle timeout as of some packet (an early look only finds it alive and moves on).
+        self.until = ts + self.timeout
+        # Content gaps as Zeek's reassembler finds them: ranges of a side's stream not seen
+        # (relative to its base), how far the peer acknowledged it, and gaps counted.
+        # Both sides established (or partial): a packet without SYN, FIN or RST changes no
+        # state, and takes ConnTracker.packet's short way.
+        self.fast = False
+        self.o_holes: list[list[int]] | None = None
+        self.r_holes: list[list[int]] | None = None
+        self.o_trim = self.r_trim = self.o_gaps = self.r_gaps = 0
+        # The uids of the tunnels that carried it; for a UDP flow that carries a tunnel, the
+        # tunnel's kind (its tunnel.log line closes with it).
+        self.parents: list[str] | None = None
+        self.tunnel: str | None = None
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -155,6 +205,10 @@ class ConnTracker:
         self.dns_errors = 0
         self.hl7_records = 0
         self.dicom_records = 0
+        # Set by the decoder while it decodes a tunnel's inner packets (decode.Parent).
+        self.parent: Parent | None = None
+        # IP tunnels (IP-in-IP, GRE) by kind and address pair, either way: their uid.
+        self.ip_tunnels: dict[tuple[str, bytes, bytes], str] = {}
 
     # ---- packets ----
 
@@ -165,8 +219,9 @@ class ConnTracker:
         if ts >= self.next_sweep:
             self.sweep(ts)
         conn = self.index.get((proto, src, sport, dst, dport))
-        if conn is None or ts - conn.last > conn.timeout or (flags & SYN and proto == TCP):
-            # New, timed out, or a SYN that may reuse the ports: the full look-up decides.
+        if conn is None or ts >= conn.until or (flags & SYN and proto == TCP):
+            # New, maybe idle too long or with a TCP timer due, or a SYN that may reuse the
+            # ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
@@ -177,33 +232,49 @@ class ConnTracker:
             conn.r_pkts += 1
             conn.r_ipb += ip_len
         if proto == TCP:
-            if (
-                flags & (SYN | FIN | RST)
-                or conn.o_state != ESTABLISHED
-                or conn.r_state != ESTABLISHED
-            ):
-                self._tcp(conn, is_orig, flags, seq, plen)
+            if flags & (SYN | FIN | RST) or not conn.fast:
+                self._tcp(conn, ts, is_orig, flags, seq, ack, plen)
             else:
-                # The bulk of a connection, both ends established: the highest byte reached and
-                # the D/A letters, without the state machine (_tcp does the same for these).
+                # The bulk of a connection, both ends established (or partial, which Zeek's
+                # state machine treats alike without SYN, FIN, RST): the highest byte reached,
+                # retransmissions and the D/A letters, without the state machine (_tcp does
+                # the same for these).
                 if plen:
                     # An established end has its base: its own SYN or SYN-ACK went through _tcp.
+                    # In order, the common case, the bytes simply extend the side's stream.
                     if is_orig:
-                        rel = (seq - (conn.o_base or 0)) & 0xFFFFFFFF
-                        if rel < 0x80000000 and rel + plen > conn.o_end:
-                            conn.o_end = rel + plen
+                        if seq == conn.o_top:
+                            conn.o_end += plen
+                            conn.o_top = (seq + plen) & MASK
+                        else:
+                            self._out_of_order(conn, True, seq, plen)
                         if "D" not in conn.seen:
                             conn.letter("D")
                     else:
-                        rel = (seq - (conn.r_base or 0)) & 0xFFFFFFFF
-                        if rel < 0x80000000 and rel + plen > conn.r_end:
-                            conn.r_end = rel + plen
+                        if seq == conn.r_top:
+                            conn.r_end += plen
+                            conn.r_top = (seq + plen) & MASK
+                        else:
+                            self._out_of_order(conn, False, seq, plen)
                         if "d" not in conn.seen:
                             conn.letter("d")
-                elif flags & ACK:
-                    code = "A" if is_orig else "a"
-                    if code not in conn.seen:
-                        conn.letter(code)
+                else:
+                    if flags & ACK:
+                        code = "A" if is_orig else "a"
+                        if code not in conn.seen:
+                            conn.letter(code)
+                    # Zeek's last sequence number moves on an empty segment too.
+                    if seq != (conn.o_top if is_orig else conn.r_top):
+                        self._out_of_order(conn, is_orig, seq, 0)
+                if flags < 0x100:  # a zero window (the window rides above the flag bits)
+                    self._zero_window(conn, is_orig)
+                # An acknowledgment beyond what the peer was seen sending, or over a hole in
+                # it: Zeek's content gap (G/g). Most acks are neither: one comparison.
+                if is_orig:
+                    if conn.r_holes or (ack - conn.r_top - 1) & MASK < 0x7FFFFFFF:
+                        self._acked(conn, False, ack)
+                elif conn.o_holes or (ack - conn.o_top - 1) & MASK < 0x7FFFFFFF:
+                    self._acked(conn, True, ack)
             if plen and conn.inspect:
                 # Most payload packets belong to a connection already told apart (or found to
                 # be none of these): a few attribute checks, no copy of the payload.
@@ -238,6 +309,53 @@ class ConnTracker:
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
 
+    def inner_packet(
+        self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
+        ip_len: int, plen: int, flags: int, seq: int, ack: int, data: bytes, poff: int,
+    ) -> None:  # fmt: skip
+        """A packet decoded from inside a tunnel (decode.Decoder.transport at depth > 0)."""
+        self.packet(ts, proto, src, dst, sport, dport, ip_len, plen, flags, seq, ack, data, poff)
+        conn = self.index.get((proto, src, sport, dst, dport))
+        if conn is not None and self.parent is not None:
+            self._tunnelled(conn, ts, self.parent)
+
+    def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
+        """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
+        tunnel_parents), and a tunnel first seen carrying something is logged (DISCOVER)."""
+        kind, carrier, src, sport, dst, dport = parent
+        if carrier == UDP:
+            outer = self.index.get((UDP, src, sport, dst, dport))
+            if outer is None:
+                return
+            uid = outer.uid
+            if outer.tunnel is None:
+                outer.tunnel = kind
+                self._tunnel_record(ts, uid, outer.orig_h, outer.orig_p, outer.resp_h,
+                                    outer.resp_p, kind, "DISCOVER")  # fmt: skip
+        else:
+            key = (kind, src, dst) if src <= dst else (kind, dst, src)
+            found = self.ip_tunnels.get(key)
+            if found is None:
+                found = self.ip_tunnels[key] = self._uid()
+                self._tunnel_record(ts, found, src, 0, dst, 0, kind, "DISCOVER")
+            uid = found
+        if conn.parents is None:
+            conn.parents = [uid]
+        elif uid not in conn.parents:
+            conn.parents.append(uid)
+
+    def _tunnel_record(
+        self, ts: float, uid: str, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int,
+        kind: str, action: str,
+    ) -> None:  # fmt: skip
+        self.done.append(
+            TunnelRecord(
+                ts=ts, uid=uid, orig_h=addr(orig_h), orig_p=orig_p, resp_h=addr(resp_h),
+                resp_p=resp_p, proto="udp" if orig_p else "unknown_transport", tunnel_type=kind,
+                action=action,
+            )
+        )  # fmt: skip
+
     def bad_checksum(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int
     ) -> None:
@@ -246,7 +364,14 @@ class ConnTracker:
         conn = self._conn(ts, proto, src, dst, sport, dport, flags, 0)
         conn.last = ts
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
-        conn.letter("C" if is_orig else "c")
+        if is_orig:
+            conn.o_bad += 1
+            count = conn.o_bad
+        else:
+            conn.r_bad += 1
+            count = conn.r_bad
+        if count in SCALED:  # at the 1st, 10th, 100th... as Zeek's letters for repeated events
+            conn.hist.append("C" if is_orig else "c")
 
     def _conn(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
@@ -258,8 +383,8 @@ class ConnTracker:
             proto, dst, dport, src, sport)  # fmt: skip
         conn = self.table.get(key)
         if conn is not None and (
-            ts - conn.last > conn.timeout
-            or (proto == TCP and flags & SYN and self._is_reuse(conn, src, sport, flags, seq))
+            (ts >= conn.until and self._expired(conn, ts))
+            or (proto == TCP and flags & SYN and self._is_reuse(conn, flags, seq))
         ):
             self.finish(conn)
             conn = None
@@ -279,7 +404,7 @@ class ConnTracker:
                 flip = dport not in LIKELY_SERVER_PORTS or sport < dport
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
-        uid = "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
+        uid = self._uid()
         if flip:
             conn = Conn(uid, key, proto, (dst, dport), (src, sport), ts)
             conn.hist.append("^")
@@ -290,89 +415,359 @@ class ConnTracker:
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
         return conn
 
+    def _uid(self) -> str:
+        return "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
+
     @staticmethod
-    def _is_reuse(conn: Conn, src: bytes, sport: int, flags: int, seq: int) -> bool:
-        """A fresh SYN on a connection that ended starts a new connection (port reuse)."""
-        if flags & (SYN | ACK) != SYN:
-            return False
-        if not (conn.o_state in (CLOSED, RESET) or conn.r_state in (CLOSED, RESET)):
-            return False
-        base = conn.o_base if src == conn.orig_h and sport == conn.orig_p else conn.r_base
-        return base is None or (seq + 1) & 0xFFFFFFFF != base
+    def _is_reuse(conn: Conn, flags: int, seq: int) -> bool:
+        """Zeek's TCPSessionAdapter::IsReuse: does this SYN start a new connection?
 
-    def _tcp(self, conn: Conn, is_orig: bool, flags: int, seq: int, plen: int) -> None:
+        Once either side closed (FIN or RST), any SYN does. Before, a SYN whose sequence number
+        is not the originator's first one does too (a handshake retried with a new ISN); a
+        SYN-ACK only when the originator was never seen (a half connection).
+        """
+        start = conn.o_start
+        if flags & ACK:
+            if conn.o_state != INACTIVE:
+                return False
+            start = conn.r_start
+        if conn.o_closed or conn.r_closed:
+            return True
+        if seq == start:
+            return False
+        # A SYN arriving after its SYN-ACK (two interfaces read out of order): not a reuse.
+        return not (
+            not flags & ACK
+            and conn.o_state == SYN_ACK_SENT
+            and conn.r_state == INACTIVE
+            and seq == conn.r_start
+        )
+
+    def _expired(self, conn: Conn, ts: float) -> bool:
+        """Would Zeek have removed this connection by `ts`? Its idle timeout, or a TCP timer:
+        the close delay after a close, the attempt delay after an unanswered SYN, the partial
+        close delay after a FIN that was a side's first packet. Timers that find nothing to do
+        are dropped, as Zeek's are."""
+        if ts - conn.last > conn.timeout:
+            return True
+        if ts < conn.until:
+            return False
+        if ts >= conn.close_at:
+            return True
+        if ts >= conn.attempt_at:
+            conn.attempt_at = NEVER
+            if conn.o_state in (SYN_SENT, SYN_ACK_SENT) and conn.r_state == INACTIVE:
+                return True
+        if ts >= conn.pclose_at:
+            conn.pclose_at = NEVER
+            if (
+                conn.o_state != INACTIVE
+                and conn.r_state != INACTIVE
+                and not (conn.o_closed and conn.r_closed)
+                and RESET not in (conn.o_state, conn.r_state)
+            ):
+                return True
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at, conn.last + conn.timeout)
+        return False
+
+    def _tcp(
+        self, conn: Conn, ts: float, is_orig: bool, flags: int, seq: int, ack: int, plen: int
+    ) -> None:
+        """One TCP packet through Zeek's endpoint state machine (TCPSessionAdapter::Process):
+        sequence bases, history letters, retransmissions, states, and the close timers."""
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
-        # Payload sizes from sequence numbers: the highest byte reached minus the first one.
-        base = conn.o_base if is_orig else conn.r_base
-        if base is None or (syn and not flags & ACK and base != (seq + 1) & 0xFFFFFFFF):
-            base = (seq + 1) & 0xFFFFFFFF if syn else seq
-            if is_orig:
-                conn.o_base, conn.o_end = base, 0
-            else:
-                conn.r_base, conn.r_end = base, 0
-        rel = (seq - base) & 0xFFFFFFFF
-        if rel < 0x80000000 and plen:
-            end = rel + plen
-            if is_orig:
-                if end > conn.o_end:
-                    conn.o_end = end
-            elif end > conn.r_end:
-                conn.r_end = end
-
         state = conn.o_state if is_orig else conn.r_state
-        if not flags & (SYN | FIN | RST):
-            # The bulk of a connection: a data or ack letter seen once, and no state change
-            # once both ends are established.
-            if plen:
-                code = "D" if is_orig else "d"
-            elif flags & ACK:
-                code = "A" if is_orig else "a"
-            else:
-                code = ""
-            if code and code not in conn.seen:
-                conn.letter(code)
-            if state == ESTABLISHED and (conn.r_state if is_orig else conn.o_state) == ESTABLISHED:
-                return
-        else:
-            bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
-            up = str.upper if is_orig else str.lower
-            if bits > 1:
-                conn.letter(up("i") if fin and rst else up("q"))
-            elif syn:
-                conn.letter(up("h" if flags & ACK else "s"), rel)
-            elif fin:
-                conn.letter(up("f"), rel + plen)
-            else:
-                conn.letter(up("r"), rel)
-
         peer = conn.r_state if is_orig else conn.o_state
-        if rst:
-            # A RST after both FINs does not undo a clean close (Zeek keeps SF).
-            if not (state == CLOSED and peer == CLOSED):
-                state = RESET
-        elif state == RESET:
-            pass
-        elif syn:
-            if state in (INACTIVE, PARTIAL):
-                state = SYN_ACK_SENT if flags & ACK else SYN_SENT
-            if fin:
-                state = CLOSED
-        elif fin:
-            state = CLOSED
-        elif state == INACTIVE:
-            # Answering a SYN-ACK completes the handshake even when the SYN was missed.
-            if flags & ACK and peer == SYN_ACK_SENT:
-                state = peer = ESTABLISHED
+        seg = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
+        # Zeek's start sequence (init_endpoint); Vigie's base is the first payload byte, one
+        # past it, and `end` Zeek's last sequence number relative to that base.
+        base = conn.o_base if is_orig else conn.r_base
+        if (
+            base is None
+            or state == INACTIVE
+            or (syn and state in (SYN_SENT, SYN_ACK_SENT) and seq != (base - 1) & MASK)
+            or (syn and state in (ESTABLISHED, PARTIAL))
+            or (syn and state == RESET and (conn.o_prev if is_orig else conn.r_prev) == INACTIVE)
+        ):
+            start = seq if syn else (seq - 1) & MASK
+            base = (start + 1) & MASK
+            # A SYN starts "last" one past itself; a partial side at its first byte, so its
+            # first packet is not taken for a retransmission.
+            end = (seq + seg - base) & MASK if syn else 0
+            if is_orig:
+                conn.o_base, conn.o_end, conn.o_start = base, end, start
+                conn.o_top = (base + end) & MASK
             else:
-                state = PARTIAL
-        elif state in (SYN_SENT, SYN_ACK_SENT) and (flags & ACK or plen):
-            state = ESTABLISHED
-            if peer == SYN_ACK_SENT:
-                peer = ESTABLISHED
+                conn.r_base, conn.r_end, conn.r_start = base, end, start
+                conn.r_top = (base + end) & MASK
+        rel = (seq - base) & MASK  # for the history letters' repeats only
+        if flags & ACK and peer == INACTIVE:
+            # Zeek starts the silent side's numbering from what this packet acknowledges.
+            if is_orig:
+                conn.r_start = (ack - 1) & MASK
+            else:
+                conn.o_start = (ack - 1) & MASK
+
+        # History (update_history).
+        codes = _ORIG_CODES if is_orig else _RESP_CODES
+        if (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0) > 1:
+            conn.letter(codes["i"] if fin and rst else codes["q"])
+        elif syn:
+            conn.letter(codes["h"] if flags & ACK else codes["s"], rel)
+        elif fin:
+            conn.letter(codes["f"], rel + plen)
+        elif rst:
+            conn.letter(codes["r"], rel)
+        elif plen:
+            conn.letter(codes["d"])
+        elif flags & ACK:
+            conn.letter(codes["a"])
+
+        # A zero window (update_window): not with or after a RST, nor once the peer closed.
+        if flags < 0x100 and not rst and peer != CLOSED and state != RESET:
+            self._zero_window(conn, is_orig)
+
+        # Last sequence number and retransmissions (update_last_seq).
+        end = conn.o_end if is_orig else conn.r_end
+        past = (rel + seg) & MASK
+        delta = (past - end) & MASK
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        if (syn or rst) and not -TOO_LARGE_SEQ_DELTA <= delta <= TOO_LARGE_SEQ_DELTA:
+            pass
+        elif (fin and end == 0) or (state != RESET and delta > 0):
+            if delta > seg and not (syn or rst):
+                self._hole(conn, is_orig, end, end + delta - seg)
+            if is_orig:
+                conn.o_end = end + delta
+                conn.o_top = (base + end + delta) & MASK
+            else:
+                conn.r_end = end + delta
+                conn.r_top = (base + end + delta) & MASK
+        elif state != RESET and plen:
+            self._rxmit(conn, is_orig)
+            if conn.o_holes if is_orig else conn.r_holes:
+                self._fill(conn, is_orig, end + delta - seg, plen)
+        if fin:
+            if is_orig:
+                conn.o_fin = True
+            else:
+                conn.r_fin = True
+
+        # The state machine (UpdateStateMachine).
+        close = False
+        prev = state
+        if state == INACTIVE:
+            if syn:
+                if is_orig:
+                    state = SYN_ACK_SENT if flags & ACK else SYN_SENT
+                    if conn.attempt_at == NEVER:
+                        conn.attempt_at = ts + TCP_ATTEMPT_DELAY
+                        conn.until = min(conn.until, conn.attempt_at)
+                else:
+                    if peer == SYN_SENT:
+                        peer = ESTABLISHED
+                    state = ESTABLISHED
+            if fin:
+                state, close = CLOSED, True
+            if rst:
+                state, close = RESET, True
+            if state == INACTIVE:
+                if not is_orig and not plen and peer == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not yet a partial side
+                elif flags & ACK and peer == ESTABLISHED:
+                    state = ESTABLISHED  # the SYN was missed, the handshake completes
+                else:
+                    state = PARTIAL
+        elif state in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                state, close = CLOSED, True
+            if rst:
+                state, close = RESET, True
+        elif state in (ESTABLISHED, PARTIAL):
+            if syn and state == PARTIAL and peer == INACTIVE and not flags & ACK:
+                state = SYN_SENT
+            if fin and not rst:
+                state, close = CLOSED, True
+                if peer == RESET and (conn.r_prev if is_orig else conn.o_prev) == CLOSED:
+                    peer = CLOSED  # a FIN then RST from the peer was a normal close
+            if rst:
+                state, close = RESET, True
+        elif state == CLOSED and rst and peer != CLOSED:
+            state = RESET
+            close = not (conn.o_closed if is_orig else conn.r_closed)
         if is_orig:
+            if state != conn.o_state:
+                conn.o_prev = conn.o_state
+            if peer != conn.r_state:
+                conn.r_prev = conn.r_state
             conn.o_state, conn.r_state = state, peer
         else:
+            if state != conn.r_state:
+                conn.r_prev = conn.r_state
+            if peer != conn.o_state:
+                conn.o_prev = conn.o_state
             conn.r_state, conn.o_state = state, peer
+        conn.fast = state in (ESTABLISHED, PARTIAL) and peer in (ESTABLISHED, PARTIAL)
+        if close:
+            self._closed(conn, ts, is_orig, prev)
+        if flags & ACK:
+            # As on the short way: only an ack past the peer's last byte, or over a hole.
+            if is_orig:
+                if conn.r_base is not None and (
+                    conn.r_holes or 0 < (ack - conn.r_top) & MASK < 0x80000000
+                ):
+                    self._acked(conn, False, ack)
+            elif conn.o_base is not None and (
+                conn.o_holes or 0 < (ack - conn.o_top) & MASK < 0x80000000
+            ):
+                self._acked(conn, True, ack)
+
+    def _closed(self, conn: Conn, ts: float, is_orig: bool, prev: int) -> None:
+        """Zeek's ConnectionClosed: a side's first FIN or RST, and the timer that follows."""
+        if is_orig:
+            if conn.o_closed:
+                return
+            conn.o_closed = True
+            state, peer, peer_closed = conn.o_state, conn.r_state, conn.r_closed
+        else:
+            if conn.r_closed:
+                return
+            conn.r_closed = True
+            state, peer, peer_closed = conn.r_state, conn.o_state, conn.o_closed
+        if state == RESET or peer_closed or peer == INACTIVE:
+            # Closed for good: removed after the close delay, any other timer cancelled.
+            conn.attempt_at = conn.pclose_at = NEVER
+            conn.close_at = ts + TCP_CLOSE_DELAY
+        elif prev == INACTIVE:
+            conn.pclose_at = ts + TCP_PARTIAL_CLOSE_DELAY
+        conn.until = min(conn.close_at, conn.attempt_at, conn.pclose_at, conn.last + conn.timeout)
+
+    def _out_of_order(self, conn: Conn, is_orig: bool, seq: int, plen: int) -> None:
+        """A segment that does not start where the side's stream ends (ConnTracker.packet's
+        short way): past it, the bytes skipped are a hole; before it, a retransmission (T/t)
+        whose bytes may fill a hole. Zeek compares modulo 2**32, so a transfer past 4 GB keeps
+        counting (o_end/r_end are not wrapped)."""
+        end, top = (conn.o_end, conn.o_top) if is_orig else (conn.r_end, conn.r_top)
+        step = (seq + plen - top) & MASK
+        if 0 < step < 0x80000000:
+            if step > plen:  # bytes skipped: a hole, until they come
+                self._hole(conn, is_orig, end, end + step - plen)
+            if is_orig:
+                conn.o_end, conn.o_top = end + step, (seq + plen) & MASK
+            else:
+                conn.r_end, conn.r_top = end + step, (seq + plen) & MASK
+        elif plen:
+            self._rxmit(conn, is_orig)
+            if conn.o_holes if is_orig else conn.r_holes:  # late bytes: where they start
+                start = end - plen + (step - 0x100000000 if step else 0)
+                self._fill(conn, is_orig, start, plen)
+
+    @staticmethod
+    def _hole(conn: Conn, is_orig: bool, start: int, end: int) -> None:
+        holes = conn.o_holes if is_orig else conn.r_holes
+        if holes is None:
+            holes = []
+            if is_orig:
+                conn.o_holes = holes
+            else:
+                conn.r_holes = holes
+        if len(holes) < MAX_HOLES:  # past that, a stream too broken to follow byte by byte
+            holes.append([start, end])
+
+    @staticmethod
+    def _fill(conn: Conn, is_orig: bool, start: int, length: int) -> None:
+        """Late bytes (reordered, or retransmitted) fill what they cover of the holes."""
+        holes = conn.o_holes if is_orig else conn.r_holes
+        if not holes:
+            return
+        end = start + length
+        kept = []
+        for low, high in holes:
+            if end <= low or start >= high:
+                kept.append([low, high])
+                continue
+            if low < start:
+                kept.append([low, start])
+            if end < high:
+                kept.append([end, high])
+        holes[:] = kept
+
+    def _acked(self, conn: Conn, side: bool, ack: int) -> None:
+        """The peer acknowledged `side`'s stream up to `ack` (Zeek's TCP_Reassembler
+        AckReceived): bytes acknowledged but never seen are a content gap, a G/g letter when
+        both sides are established or cleanly closing."""
+        if side:
+            base, end, fin, trim = conn.o_base, conn.o_end, conn.o_fin, conn.o_trim
+        else:
+            base, end, fin, trim = conn.r_base, conn.r_end, conn.r_fin, conn.r_trim
+        if base is None:
+            return
+        delta = (ack - base - end) & MASK
+        upto = end + (delta - 0x100000000 if delta >= 0x80000000 else delta)
+        data_end = end - 1 if fin else end
+        if fin and upto > data_end:
+            upto = data_end  # the FIN's own sequence number is no data
+        if upto <= trim:
+            return
+        if upto <= 1 and not {"S", "h"} <= conn.seen:
+            return  # a partial connection's first ack: Zeek made up its start, no gap
+        missing = 0
+        holes = conn.o_holes if side else conn.r_holes
+        if holes:
+            kept = []
+            for low, high in holes:
+                if low < upto and high > trim:
+                    missing += 1
+                if high > upto:
+                    kept.append([max(low, upto), high])
+            holes[:] = kept
+        if upto > max(data_end, trim):
+            missing += 1
+        if side:
+            conn.o_trim = upto
+        else:
+            conn.r_trim = upto
+        if not missing or not (
+            _clean(conn.o_state, conn.o_prev) and _clean(conn.r_state, conn.r_prev)
+        ):
+            return
+        for _ in range(missing):
+            if side:
+                conn.o_gaps += 1
+                count, code = conn.o_gaps, "G"
+            else:
+                conn.r_gaps += 1
+                count, code = conn.r_gaps, "g"
+            if count in SCALED:
+                conn.hist.append(code)
+                conn.seen.add(code)
+
+    @staticmethod
+    def _zero_window(conn: Conn, is_orig: bool) -> None:
+        """A zero window advertised: W/w at the 1st, 10th, 100th... (Zeek's scaled letters)."""
+        if is_orig:
+            conn.o_win0 += 1
+            count, code = conn.o_win0, "W"
+        else:
+            conn.r_win0 += 1
+            count, code = conn.r_win0, "w"
+        if count in SCALED:
+            conn.hist.append(code)
+            conn.seen.add(code)
+
+    @staticmethod
+    def _rxmit(conn: Conn, is_orig: bool) -> None:
+        """A retransmitted payload: T/t at the 1st, 10th, 100th... (Zeek's scaled letters)."""
+        if is_orig:
+            conn.o_rx += 1
+            count, code = conn.o_rx, "T"
+        else:
+            conn.r_rx += 1
+            count, code = conn.r_rx, "t"
+        if count in SCALED:
+            conn.hist.append(code)
+            conn.seen.add(code)
 
     def _dns_over_tcp(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
         """Length-prefixed messages, joined across in-order segments (a gap or a reordered
@@ -642,8 +1037,9 @@ class ConnTracker:
     def sweep(self, now: float) -> None:
         """End connections idle for longer than their timeout."""
         self.next_sweep = now + SWEEP_EVERY
-        for conn in [c for c in self.table.values() if now - c.last > c.timeout]:
-            self.finish(conn)
+        # `until` is never later than the connection's end: most are passed over on it alone.
+        for conn in [c for c in self.table.values() if now >= c.until and self._expired(c, now)]:
+            self.finish(conn, now)
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came
@@ -664,7 +1060,7 @@ class ConnTracker:
         for conn in sorted(ended, key=lambda c: c.start):
             self.finish(conn)
 
-    def finish(self, conn: Conn) -> None:
+    def finish(self, conn: Conn, now: float | None = None) -> None:
         if self.table.get(conn.key) is conn:
             del self.table[conn.key]
             proto, a, a_port, b, b_port = conn.key
@@ -682,15 +1078,31 @@ class ConnTracker:
         conn.dns_pending.clear()
         self.connections += 1
         self.done.append(conn_record(conn))
+        if conn.tunnel is not None:
+            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE).
+            when = now if now is not None else conn.last
+            self._tunnel_record(when, conn.uid, conn.orig_h, conn.orig_p, conn.resp_h,
+                                conn.resp_p, conn.tunnel, "CLOSE")  # fmt: skip
 
     def flush(self) -> None:
         """End every connection (end of the capture)."""
+        now = max((c.last for c in self.table.values()), default=0.0)
         for conn in sorted(self.table.values(), key=lambda c: c.start):
-            self.finish(conn)
+            self.finish(conn, now)
 
     def drain(self) -> Iterator[Record]:
         while self.done:
             yield self.done.popleft()
+
+
+# History letters by side: the originator's in capitals.
+_RESP_CODES = {c: c for c in "shfrdaiq"}
+_ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
+
+
+def _clean(state: int, prev: int) -> bool:
+    """Established, or closed from established: where Zeek trusts a gap."""
+    return state == ESTABLISHED or (state == CLOSED and prev == ESTABLISHED)
 
 
 def _flip(conn: Conn) -> None:
@@ -703,6 +1115,7 @@ def _flip(conn: Conn) -> None:
     conn.o_state, conn.r_state = conn.r_state, conn.o_state
     conn.o_base, conn.r_base = conn.r_base, conn.o_base
     conn.o_end, conn.r_end = conn.r_end, conn.o_end
+    conn.o_top, conn.r_top = conn.r_top, conn.o_top
     hist = [c.swapcase() for c in conn.hist if c != "^"]
     conn.hist = hist if conn.hist[:1] == ["^"] else ["^", *hist]
     conn.seen = set(hist)
@@ -711,7 +1124,9 @@ def _flip(conn: Conn) -> None:
 def conn_record(conn: Conn) -> ConnRecord:
     duration = conn.last - conn.start
     if conn.proto == TCP:
-        o_size, r_size = conn.o_end, conn.r_end
+        # Sequence space less the FIN's byte (the base already leaves out the SYN's).
+        o_size = max(conn.o_end - conn.o_fin, 0)
+        r_size = max(conn.r_end - conn.r_fin, 0)
     else:
         o_size, r_size = conn.o_bytes, conn.r_bytes
     # Zeek leaves duration and sizes unset for a connection of one instant.
@@ -735,6 +1150,7 @@ def conn_record(conn: Conn) -> ConnRecord:
         orig_ip_bytes=conn.o_ipb,
         resp_pkts=conn.r_pkts,
         resp_ip_bytes=conn.r_ipb,
+        tunnel_parents=tuple(conn.parents) if conn.parents else (),
     )
 
 

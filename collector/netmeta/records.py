@@ -75,6 +75,8 @@ class ConnRecord(Envelope):
     orig_ip_bytes: int
     resp_pkts: int
     resp_ip_bytes: int
+    # The uids of the tunnels that carried the connection (Zeek's set, in the order seen).
+    tunnel_parents: tuple[str, ...] = ()
 
     path = "conn"
 
@@ -100,6 +102,7 @@ class ConnRecord(Envelope):
             "orig_ip_bytes": self.orig_ip_bytes,
             "resp_pkts": self.resp_pkts,
             "resp_ip_bytes": self.resp_ip_bytes,
+            "tunnel_parents": list(self.tunnel_parents) if self.tunnel_parents else None,
         }
 
     def ecs(self) -> dict[str, Any]:
@@ -118,8 +121,32 @@ class ConnRecord(Envelope):
                 "zeek.conn.resp_bytes": self.resp_bytes,
                 "zeek.conn.state": self.conn_state,
                 "zeek.conn.history": self.history,
+                "zeek.conn.tunnel_parents": list(self.tunnel_parents) or None,
             }
         )
+        return out
+
+
+@dataclass(slots=True)
+class TunnelRecord(Envelope):
+    """One line of Zeek's tunnel.log: a tunnel first carrying a connection (DISCOVER), or
+    the UDP flow of one ending (CLOSE). IP tunnels (IP-in-IP, GRE) have ports 0."""
+
+    tunnel_type: str  # Zeek's Tunnel::Type name: IP, GRE, VXLAN, GENEVE, TEREDO, AYIYA, GTPv1
+    action: str  # DISCOVER or CLOSE
+
+    path = "tunnel"
+
+    def zeek(self) -> dict[str, Any]:
+        out = {"_path": "tunnel", **self.zeek_envelope()}
+        del out["proto"]  # tunnel.log has no proto field
+        out["tunnel_type"] = f"Tunnel::{self.tunnel_type}"
+        out["action"] = f"Tunnel::{self.action}"
+        return out
+
+    def ecs(self) -> dict[str, Any]:
+        out = self.ecs_envelope("network.tunnel")
+        out.update({"network.type": self.tunnel_type.lower(), "event.action": self.action.lower()})
         return out
 
 
@@ -364,4 +391,13 @@ class HttpRecord(Envelope):
         return out
 
 
-Record = ConnRecord | DnsRecord | Hl7Record | DicomRecord | SslRecord | SmbRecord | HttpRecord
+Record = (
+    ConnRecord
+    | DnsRecord
+    | Hl7Record
+    | DicomRecord
+    | SslRecord
+    | SmbRecord
+    | HttpRecord
+    | TunnelRecord
+)

@@ -56,12 +56,14 @@ REASONS = {
     "and drops it, nDPI reads what it can (DNS, HTTP, NetBIOS in garbage included)",
     "lone-fragment": "a lone fragment (ports 0, or a first fragment whose rest never comes): "
     "nDPI makes a flow of it, Vigie waits for reassembly",
-    "cisco-hdlc": "Cisco HDLC link layer, which Vigie does not read",
-    "ppi": "PPI link layer, which Vigie does not read",
+    "fabricpath": "Cisco FabricPath copies of the flow's frames, which Vigie decodes and counts "
+    "as Zeek does (each copy a packet), nDPI does not",
     "ndpi-ipv6": "nDPI misprints the IPv6 address ('2600:1900:4160:5999::19::')",
     "snaplen": "frames cut at the snapshot length: Vigie, like Zeek, counts them, nDPI does not",
     "tunnel": "tunnelled (4in6, 6in4, 6in6): this test's own frame reading does not decode "
     "tunnels, so frame bytes are not compared",
+    "link-layer": "a link layer this test's own frame reading does not decode (Cisco HDLC, "
+    "PPI, FabricPath), so frame bytes are not compared",
     "fragments": "fragmented: this test's frame reading skips fragments, bytes not compared",
     "ipv6-ext": "IPv6 with an extension header: this test's frame reading skips it",
     "ip-length": "an IP total length beyond the frame on the wire: Vigie counts the packet "

@@ -127,13 +127,14 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["netmeta", "--stats", str(capture)]) == 0
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
-    assert {line["event.dataset"] for line in lines} == {"network.conn", "network.dns"}
+    datasets = {line["event.dataset"] for line in lines}
+    assert datasets == {"network.conn", "network.dns", "network.tunnel"}
     assert any(line.get("dns.question.name") == "www.gleeble.org" for line in lines)
     assert "packets 40" in err
 
     assert main(["netmeta", "--format", "zeek", str(capture)]) == 0
     out, _ = capsys.readouterr()
-    assert {json.loads(line)["_path"] for line in out.splitlines()} == {"conn", "dns"}
+    assert {json.loads(line)["_path"] for line in out.splitlines()} == {"conn", "dns", "tunnel"}
 
     assert main(["netmeta", str(tmp_path / "missing.pcap")]) == 2
     not_a_capture = tmp_path / "notes.txt"
