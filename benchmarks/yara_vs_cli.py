@@ -111,12 +111,14 @@ def _pss_kb(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str]) -> dict[str, float | str]:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float | str]:
     """Run `cmd`; its wall time, CPU time (with its children) and peak PSS of its tree."""
     peak = 0
     done = threading.Event()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
     def sample() -> None:
         nonlocal peak
