@@ -17,7 +17,7 @@ Debian's `yarac` (as in yara_vs_cli.py). Each run measures, for each command in 
 rule cache is filled before the first measured run, yara loads a `yarac` file (`-C`).
 
 Peers: `yara -C -p 2 -r`; the `vigie scan --yara` command as installed (its own engine choice);
-the same forced to each engine (`VIGIE_YARA_ENGINE`); the yara-x CLI `yr` only when installed.
+the same forced to each engine (`--yara-engine`); the yara-x CLI `yr` only when installed.
 With `--write`, the section below is written into benchmarks/RESULTS.md (added at the end of the
 YARA sections when absent).
 """
@@ -164,8 +164,8 @@ def main() -> None:
             env,
         ),
         "vigie scan": (scan, env),
-        "vigie scan, yara-x": (scan, {**env, "VIGIE_YARA_ENGINE": "yara-x"}),
-        "vigie scan, yara-python": (scan, {**env, "VIGIE_YARA_ENGINE": "yara-python"}),
+        "vigie scan --yara-engine yara-x": ([*scan, "--yara-engine", "yara-x"], env),
+        "vigie scan --yara-engine yara-python": ([*scan, "--yara-engine", "yara-python"], env),
     }
     yr = shutil.which("yr")
     if yr:
@@ -230,7 +230,7 @@ def report_text(
         f", yara-x {version('yara-x')}, Python {platform.python_version()}.",
         f"- Commands: `yara -w -C -p 2 -a 60 -r rules.yarc TREE`; `vigie scan --yara RULE ... "
         "--format jsonl TREE` (its default workers: every core), with a warm compiled-rule "
-        "cache; `VIGIE_YARA_ENGINE=yara-x|yara-python` forces an engine. Whole commands timed "
+        "cache; `--yara-engine yara-x|yara-python` forces an engine. Whole commands timed "
         f"(start, rule loading, scan, output, exit). Medians of {args.runs} interleaved runs.",
         "",
         "| command | wall s | MB/s | CPU s | peak MB | ratio (speed vs yara) | matches |",

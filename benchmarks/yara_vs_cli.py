@@ -116,9 +116,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
     peak = 0
     done = threading.Event()
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def sample() -> None:
         nonlocal peak
