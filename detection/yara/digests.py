@@ -82,9 +82,13 @@ class DigestIndex:
                 info.st_ctime_ns,
             )
             known = self._entries.get(str(path))
-            if known is not None and tuple(known[:5]) == stamp and isinstance(known[5], str):
-                out.digests.append((path, bytes.fromhex(known[5])))
-                continue
+            if isinstance(known, list) and len(known) == 6 and tuple(known[:5]) == stamp:
+                try:
+                    out.digests.append((path, bytes.fromhex(str(known[5]))))
+                    continue
+                except ValueError:
+                    pass  # a damaged entry: hash the file
+
             try:
                 content = path.read_bytes()
             except OSError as exc:
