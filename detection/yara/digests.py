@@ -10,6 +10,9 @@ Why the status-change time (ctime) and not only the modification time: mtime can
 by anyone (`touch -d`, `cp -p`, `rsync -t`, archive extraction), ctime cannot; any write, rename
 onto the path, or change of mtime moves it. A new file under the old name has a new inode.
 
+On Windows `st_ctime` is the creation time, which an edit does not move: there the index is
+not trusted and every file is hashed (a few tens of milliseconds for signature-base).
+
 Timestamps have a coarse grain (a kernel tick): a file written twice within one tick, with the
 same size, keeps the same metadata. So, as git does for its index, an entry is only recorded
 once the file's times are older than `SETTLED_NS`; a file changed just before a load is hashed
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 INDEX_NAME = "sources.index"  # not *.json: the cache's pruning counts those as entries
 SETTLED_NS = 2_000_000_000
+# Where st_ctime_ns is the time of the last change of the file (POSIX), not its creation.
+TRUST_METADATA = os.name == "posix"
 # Files remembered per cache folder (several rule sets may share it); past this, the entries
 # of files not in the current load are dropped.
 MAX_INDEXED = 50_000
@@ -81,7 +86,7 @@ class DigestIndex:
                 info.st_mtime_ns,
                 info.st_ctime_ns,
             )
-            known = self._entries.get(str(path))
+            known = self._entries.get(str(path)) if TRUST_METADATA else None
             if isinstance(known, list) and len(known) == 6 and tuple(known[:5]) == stamp:
                 try:
                     out.digests.append((path, bytes.fromhex(str(known[5]))))

@@ -135,3 +135,19 @@ def test_damaged_or_unwritable_index_only_costs_reading_the_files(tmp_path: Path
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     assert _hits(rules_dir, blocker, b"first") == (False, ["marker"])
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_index_not_trusted_where_ctime_is_the_creation_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rule = tmp_path / "r.yar"
+    rule.write_text(RULE_V1)
+    index = DigestIndex(tmp_path / "cache")
+    index.digests([rule])
+    index.save()
+    monkeypatch.setattr(yara_digests, "TRUST_METADATA", False)  # as on Windows
+
+    again = DigestIndex(tmp_path / "cache").digests([rule])
+
+    assert again.contents == {rule: RULE_V1.encode()}
