@@ -82,25 +82,24 @@ def load_yara_rules(
     """
     files = list(iter_rule_files(paths))
     index = DigestIndex(cache_dir) if cache_dir is not None else None
-    if index is not None:
-        found = index.digests(files)
-    else:
-        found = Digests()
-        for path in files:
-            try:
-                found.contents[path] = path.read_bytes()
-                found.digests.append((path, b""))
-            except OSError as exc:
-                found.unreadable[path] = f"cannot read: {exc.strerror or exc}"
-
-    key = cache.cache_key(found.digests, engine)
+    key = ""
     if cache_dir is not None and index is not None:
+        found = index.digests(files)
+        key = cache.cache_key(found.digests, engine)
         entry = cache.load_entry(cache_dir, key)
         if entry is not None:
             ruleset = _from_entry(entry)
             if ruleset is not None:
                 index.save()
                 return ruleset
+    else:
+        found = Digests()
+        for path in files:
+            try:
+                found.contents[path] = path.read_bytes()
+                found.digests.append((path, b""))  # no cache: no digest needed
+            except OSError as exc:
+                found.unreadable[path] = f"cannot read: {exc.strerror or exc}"
 
     errors = [YaraRuleError(str(p), reason) for p, reason in found.unreadable.items()]
     sources: list[tuple[Path, str]] = []
