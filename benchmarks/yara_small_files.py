@@ -1,15 +1,17 @@
 """YARA on many small files: `vigie scan --yara` against Debian's `yara -p 2`, whole commands.
 
-    python benchmarks/yara_small_files.py [--runs 5] [--files 4600] [--seed 12] [--write]
+    python benchmarks/yara_small_files.py [--runs 5] [--files 4412] [--seed 12] [--write]
 
-Data: a tree of about 4,600 files, 180 MB (sizes log-normal, median 16 KiB, at most 2 MiB),
-generated from a seed into benchmarks/out/yara-small-files (ignored by git): each file is a
+Data: a tree of 4,600 files, about 190 MB: 4,412 files (sizes log-normal, median 16 KiB, at most
+2 MiB) generated from a seed into benchmarks/out/yara-small-files (ignored by git), and the 188
+files of the EVTX corpus (../shared/corpora/evtx, 12 MB), in which signature-base finds
+PowerShell loaders, so that the matches of every tool can be compared. Each generated file is a
 slice of a real file of this machine (Python's standard library and this venv's packages: text,
 scripts, ELF libraries, Windows launchers; /usr/share/doc and /usr/lib text and binaries), chosen
 and cut by the seeded generator, keeping the source's extension so that the `extension` and
 `filetype` externals vary as on a file share. It is the kind of tree an establishment's file
-share or web root is, where the start of a command weighs as much as the scan. The tree is then
-copied to tmpfs so that every tool reads from memory.
+share or web root is, where the start of a command weighs as much as the scan. Both are copied
+to tmpfs so that every tool reads from memory.
 
 Rules: the signature-base files of ../shared/corpora/yara that compile both in Vigie and in
 Debian's `yarac` (as in yara_vs_cli.py). Each run measures, for each command in turn
@@ -53,6 +55,7 @@ from benchmarks.yara_vs_cli import (  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out" / "yara-small-files"
 SHM = Path("/dev/shm/vigie-yara-small-files")
+EVTX = REPO.parent / "shared" / "corpora" / "evtx"
 SECTION = "## YARA on many small files"
 AFTER = "## YARA: reading the figures"
 MAX_FILE = 2 * 2**20
@@ -136,17 +139,18 @@ def vigie_matches(stdout: str) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--files", type=int, default=4600)
+    parser.add_argument("--files", type=int, default=4412, help="generated files")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args()
     vigie = shutil.which("vigie", path=str(Path(sys.executable).parent))
-    if not shutil.which("yara") or not RULES.exists() or vigie is None:
-        sys.exit("needs Debian's yara, ../shared/corpora/yara and `vigie` installed in this venv")
+    if not shutil.which("yara") or not RULES.exists() or not EVTX.exists() or vigie is None:
+        sys.exit("needs Debian's yara, ../shared/corpora (yara, evtx) and `vigie` in this venv")
 
     build_tree(OUT, args.files, args.seed)
     shutil.rmtree(SHM, ignore_errors=True)
-    shutil.copytree(OUT, SHM)
+    shutil.copytree(OUT, SHM, ignore=shutil.ignore_patterns(".generated"))
+    shutil.copytree(EVTX, SHM / "evtx")
     files = tree_files(SHM)
     total = sum(p.stat().st_size for p in files)
     listing = "\n".join(f"{p.relative_to(SHM)} {p.stat().st_size}" for p in files)
@@ -221,8 +225,9 @@ def report_text(
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}).",
         "",
         f"- Data: {len(files)} files, {total / 1e6:.1f} MB (median {sizes[len(sizes) // 2]} "
-        f"bytes, largest {sizes[-1]}), slices of this machine's files cut by a seeded generator "
-        f"(see the script), copied to tmpfs (`{SHM}`); listing digest sha256 "
+        f"bytes, largest {sizes[-1]}): {args.files} slices of this machine's files cut by a "
+        "seeded generator (see the script) and the EVTX corpus (`../shared/corpora/evtx`), "
+        f"copied to tmpfs (`{SHM}`); listing digest sha256 "
         f"`{hashlib.sha256(listing.encode()).hexdigest()[:16]}`.",
         f"- Rules: {len(rules)} signature-base files that compile in both "
         f"({len(dropped)} left out{': ' + '; '.join(dropped[:5]) if dropped else ''}).",
