@@ -196,6 +196,7 @@ def main() -> None:
     if args.write:
         write_section(text)
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(SHM, ignore_errors=True)  # memory; the tree stays in benchmarks/out
 
 
 def report_text(
