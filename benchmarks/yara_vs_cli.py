@@ -12,7 +12,9 @@ and peak memory (PSS summed over the process tree, sampled every 20 ms: Vigie's 
 share pages with their parent, RSS would count them twice). Medians over the runs.
 
 Peers: `yara -C -p 2` on a rule file compiled beforehand by `yarac` (its fastest start); Vigie
-with its default engine choice (yara-x, worker processes); Vigie forced to yara-python (threads).
+with its default engine choice (yara-x, worker processes); Vigie forced to yara-python (threads);
+and the `vigie scan --yara ... --format jsonl` command itself (its engine chosen by the size of
+the work, its cache warm).
 With `--write`, the YARA section of benchmarks/RESULTS.md is replaced by the results.
 """
 
@@ -41,6 +43,7 @@ DATA_DIR = Path("/dev/shm/vigie-yara-bench")
 MAX_SIZE = 64 * 2**20
 EXTERNALS = ("filename", "filepath", "extension", "filetype", "owner")
 SECTION = "## YARA"
+SCAN = "vigie scan --yara (whole command)"
 
 
 def build_dataset(dest: Path) -> list[Path]:
@@ -111,12 +114,12 @@ def _pss_kb(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str]) -> dict[str, float | str]:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float | str]:
     """Run `cmd`; its wall time, CPU time (with its children) and peak PSS of its tree."""
     peak = 0
     done = threading.Event()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def sample() -> None:
         nonlocal peak
@@ -208,20 +211,31 @@ def main() -> None:
         "Vigie, yara-x": [*vigie, "--engine", "auto"],
         "Vigie, yara-python": [*vigie, "--engine", "yara-python"],
     }
-    for name in ("Vigie, yara-x", "Vigie, yara-python"):  # fill the compiled cache first
-        measure(tools[name])
+    # The command as users run it, with its own engine choice; its cache in `work`.
+    scan_env = {**os.environ, "XDG_CACHE_HOME": str(work / "xdg-cache")}
+    command = shutil.which("vigie", path=str(Path(sys.executable).parent))
+    if command:
+        rule_args = [arg for path in rules for arg in ("--yara", str(path))]
+        tools[SCAN] = [command, "scan", *rule_args, "--format", "jsonl", str(DATA_DIR)]
+    for name in ("Vigie, yara-x", "Vigie, yara-python", SCAN):  # fill the compiled caches first
+        if name in tools:
+            measure(tools[name], scan_env)
 
     runs: dict[str, list[dict[str, float | str]]] = {name: [] for name in tools}
     for i in range(args.runs):
         for name, cmd in tools.items():
-            runs[name].append(measure(cmd))
+            runs[name].append(measure(cmd, scan_env))
         print(f"run {i + 1}/{args.runs} done", flush=True)
 
     matches: dict[str, list[tuple[str, str]]] = {}
     scan_s: dict[str, float] = {}
     for name, results in runs.items():
         last = str(results[-1]["stdout"])
-        if name.startswith("Vigie"):
+        if name == SCAN:
+            matches[name] = sorted(
+                (d["rule_id"], d["file"]) for d in map(json.loads, last.splitlines())
+            )
+        elif name.startswith("Vigie"):
             report = json.loads(last)
             matches[name] = [tuple(m) for m in report["matches"]]
             scans = [json.loads(str(r["stdout"]))["scan_s"] for r in results]

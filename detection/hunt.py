@@ -16,19 +16,22 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from detection.detection import Detection
 from detection.errors import RecordError
 from detection.event import Event
-from detection.sigma.context import MatchContext
-from detection.sigma.engine import Correlator, SigmaEngine
 from detection.sources.jsonlog import event_from_object
 from detection.sources.read import iter_input_files, read_events
 from detection.sources.sniff import sniff
 from detection.sources.stats import ReadStats
+
+if TYPE_CHECKING:
+    # Imported where used: loading pySigma takes a quarter of a second that a YARA-only scan
+    # need not pay.
+    from detection.sigma.engine import SigmaEngine
 
 # Large JSONL files are cut into slices of at most this size so every core shares one file;
 # smaller ones when that gives each worker several slices (the last slice is not left alone).
@@ -175,6 +178,9 @@ class Hunt:
             for detection in result.detections:
                 yield self.stats.count(detection)
         if self.sigma.ruleset.correlations:
+            from detection.sigma.context import MatchContext
+            from detection.sigma.engine import Correlator
+
             correlator = Correlator(self.sigma)
             correlated.sort(key=lambda pair: pair[1].timestamp)
             for rule_id, event in correlated:

@@ -57,27 +57,49 @@ def iter_input_files(paths: Iterable[Path]) -> Iterator[Path]:
     for path in given:
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for path in given:
-        files = _walk(path) if path.is_dir() else iter([path])
-        for file in files:
-            key = file.resolve()
+        # Each file once, by its real path: computed from the folder's for plain files (the
+        # walk enters no linked folder), so only links cost a `realpath`, not every file.
+        if path.is_dir():
+            files: Iterator[tuple[Path, str]] = _walk(path, os.path.realpath(path))
+        else:
+            files = iter([(path, os.path.realpath(path))])
+        for file, key in files:
             if key not in seen:
                 seen.add(key)
                 yield file
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    def report(error: OSError) -> None:
+def _walk(folder: Path, real: str) -> Iterator[tuple[Path, str]]:
+    """Files under `folder` with their real paths: a folder's files in sorted order, then its
+    sub-folders; hidden ones left out, links to folders not followed. One `scandir` per folder
+    and no `stat` per plain file (the kind of entry comes with the listing)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as error:
         # iter_input_files has no stats to count into; the scan's log says what was left out.
-        log.warning("cannot list %s: %s", error.filename, error.strerror)
-
-    for root, dirs, files in os.walk(folder, onerror=report):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root, name)
-            if not name.startswith(".") and path.is_file():
-                yield path
+        log.warning("cannot list %s: %s", folder, error.strerror)
+        return
+    subfolders = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    subfolders.append(entry)
+            elif entry.is_file():
+                link = entry.is_symlink()
+                yield (
+                    Path(entry.path),
+                    os.path.realpath(entry.path) if link else os.path.join(real, entry.name),
+                )
+        except OSError:
+            continue  # gone meanwhile
+    for sub in subfolders:
+        yield from _walk(Path(sub.path), os.path.join(real, sub.name))
 
 
 def read_events(path: Path, stats: ReadStats, kind: InputKind | None = None) -> Iterator[Event]:

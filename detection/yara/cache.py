@@ -4,7 +4,11 @@ Rule *sources* are what Vigie ships and what the key is computed from; compiled 
 in the library version that wrote them, so the key also holds both engines' versions and the
 machine. Changing any rule file, or upgrading yara-python or yara-x, gives a new key and so a
 rebuild. An entry is two files: `<key>.rules` (the compiled blob) written first, then
-`<key>.json` (what `load_yara_rules` reports), whose presence marks the entry complete.
+`<key>.json` (what `load_yara_rules` reports), whose presence marks the entry complete. The
+blob is loaded by the engine from its path: yara-python reading it through a Python file object
+takes four times as long.
+
+The key is made of the files' content digests; `digests.py` saves re-reading every rule file.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class CacheEntry:
     paths: list[Path]
     errors: list[YaraRuleError]
     rule_count: int
-    blob: bytes
+    blob: bytes = b""  # what store_entry writes
+    blob_path: Path | None = None  # what load_entry found, for the engine to load from
 
 
 def library_versions() -> dict[str, str]:
@@ -49,13 +54,14 @@ def library_versions() -> dict[str, str]:
 
 
 def cache_key(sources: Sequence[tuple[Path, bytes]], engine: str) -> str:
-    """A digest of every rule file's path and content, the requested engine and the libraries."""
+    """A digest of every rule file's path and content digest (SHA-256), the requested engine
+    and the libraries."""
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "engine": engine, **library_versions()}
     digest.update(json.dumps(header, sort_keys=True).encode())
-    for path, content in sources:
+    for path, content_digest in sources:
         digest.update(b"\0" + str(path).encode("utf-8", "surrogateescape") + b"\0")
-        digest.update(hashlib.sha256(content).digest())
+        digest.update(content_digest)
     return digest.hexdigest()
 
 
@@ -64,15 +70,17 @@ def load_entry(cache_dir: Path, key: str) -> CacheEntry | None:
     meta_path = cache_dir / f"{key}.json"
     if not meta_path.exists():
         return None
+    blob_path = cache_dir / f"{key}.rules"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        blob = (cache_dir / f"{key}.rules").read_bytes()
+        if not blob_path.is_file():
+            raise ValueError("its compiled rules are missing")
         entry = CacheEntry(
             engine=meta["engine"],
             paths=[Path(p) for p in meta["paths"]],
             errors=[YaraRuleError(e["path"], e["reason"], e["line"]) for e in meta["errors"]],
             rule_count=int(meta["rule_count"]),
-            blob=blob,
+            blob_path=blob_path,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable YARA cache entry %s: %s", meta_path, exc)

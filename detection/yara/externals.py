@@ -57,9 +57,18 @@ _BY_EXTENSION = {
 }
 
 
+# The magics by length, looked up rather than tried one by one (this runs for every file). No
+# magic is the start of another, so the order of the lookups does not matter.
+_MAGIC_BY_LENGTH = {
+    length: {magic: kind for magic, kind in _MAGIC if len(magic) == length}
+    for length in sorted({len(magic) for magic, _ in _MAGIC})
+}
+
+
 def guess_filetype(head: bytes, extension: str) -> str:
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
+    for length, kinds in _MAGIC_BY_LENGTH.items():
+        kind = kinds.get(head[:length])
+        if kind is not None:
             return kind
     return _BY_EXTENSION.get(extension, "")
 
@@ -77,10 +86,14 @@ def owner_name(uid: int) -> str:
 
 def externals_for(name: str, head: bytes, uid: int | None = None) -> dict[str, str]:
     """External variable values for one file (or buffer) called `name`."""
-    pure = PurePath(name)
-    extension = pure.suffix.lower()
+    filename = os.path.basename(name)
+    if filename in ("", "."):  # "dir/", "dir/.": what pathlib makes of them
+        filename = PurePath(name).name
+    # As PurePath.suffix, without building a path object for every file scanned.
+    dot = filename.rfind(".")
+    extension = filename[dot:].lower() if 0 < dot < len(filename) - 1 else ""
     return {
-        "filename": pure.name,
+        "filename": filename,
         "filepath": name,
         "extension": extension,
         "filetype": guess_filetype(head, extension),

@@ -26,6 +26,7 @@ import yara_x
 
 from detection.errors import InputError, YaraRuleError
 from detection.yara import cache
+from detection.yara.digests import DigestIndex, Digests
 from detection.yara.externals import DEFAULT_EXTERNALS
 
 log = logging.getLogger(__name__)
@@ -79,31 +80,42 @@ def load_yara_rules(
 
     Raises InputError only when a path given does not exist.
     """
-    errors: list[YaraRuleError] = []
-    raw: list[tuple[Path, bytes]] = []
-    for path in iter_rule_files(paths):
-        try:
-            raw.append((path, path.read_bytes()))
-        except OSError as exc:
-            errors.append(YaraRuleError(str(path), f"cannot read: {exc.strerror or exc}"))
-
-    key = cache.cache_key(raw, engine)
-    if cache_dir is not None:
+    files = list(iter_rule_files(paths))
+    index = DigestIndex(cache_dir) if cache_dir is not None else None
+    key = ""
+    if cache_dir is not None and index is not None:
+        found = index.digests(files)
+        key = cache.cache_key(found.digests, engine)
         entry = cache.load_entry(cache_dir, key)
         if entry is not None:
             ruleset = _from_entry(entry)
             if ruleset is not None:
+                index.save()
                 return ruleset
+    else:
+        found = Digests()
+        for path in files:
+            try:
+                found.contents[path] = path.read_bytes()
+                found.digests.append((path, b""))  # no cache: no digest needed
+            except OSError as exc:
+                found.unreadable[path] = f"cannot read: {exc.strerror or exc}"
 
+    errors = [YaraRuleError(str(p), reason) for p, reason in found.unreadable.items()]
     sources: list[tuple[Path, str]] = []
-    for path, content in raw:
+    for path, _ in found.digests:
         try:
+            content = found.contents.get(path)
+            if content is None:
+                content = path.read_bytes()  # its digest came from the index
             sources.append((path, content.decode("utf-8")))
+        except OSError as exc:
+            errors.append(YaraRuleError(str(path), f"cannot read: {exc.strerror or exc}"))
         except UnicodeDecodeError as exc:
             errors.append(YaraRuleError(str(path), f"not UTF-8 text (byte {exc.start})"))
 
     ruleset = _compile(sources, errors, engine)
-    if cache_dir is not None:
+    if cache_dir is not None and index is not None:
         entry = cache.CacheEntry(
             engine=ruleset.engine,
             paths=ruleset.paths,
@@ -112,6 +124,7 @@ def load_yara_rules(
             blob=serialize_rules(ruleset.compiled),
         )
         cache.store_entry(cache_dir, key, entry)
+        index.save()
     return ruleset
 
 
@@ -211,12 +224,14 @@ def serialize_rules(rules: CompiledRules) -> bytes:
 
 
 def _from_entry(entry: cache.CacheEntry) -> YaraRuleSet | None:
+    assert entry.blob_path is not None, "an entry loaded from the cache has its blob's path"
     try:
         compiled: CompiledRules
         if entry.engine == "yara-x":
-            compiled = yara_x.Rules.deserialize_from(io.BytesIO(entry.blob))
+            with entry.blob_path.open("rb") as blob:
+                compiled = yara_x.Rules.deserialize_from(blob)
         else:
-            compiled = yara.load(file=io.BytesIO(entry.blob))
+            compiled = yara.load(filepath=str(entry.blob_path))
     except (yara.Error, ValueError, OSError) as exc:
         log.warning("ignoring a YARA cache entry that does not load: %s", exc)
         return None
