@@ -12,6 +12,7 @@ that view.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +74,9 @@ def _with(current: Any, key: str, value: Any) -> dict[str, Any]:
     return {key: value} if current is None else {"value": current, key: value}
 
 
+# Consecutive records mostly share their time (a log's second, a poll's `now`): the string is
+# made once per distinct time. `typed`: a datetime subclass equal to a datetime may print more.
+@functools.lru_cache(maxsize=1024, typed=True)
 def iso_utc(ts: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, microseconds kept."""
     if ts.tzinfo is None:

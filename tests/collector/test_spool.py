@@ -133,7 +133,7 @@ def test_the_body_spliced_from_stored_items_is_their_encoding_byte_for_byte(
     # The body is joined from the stored JSON, not decoded and encoded again: it must be the
     # very bytes the decoded batch encodes to (unicode, nesting, numbers, empty lists).
     events: list[dict[str, object]] = [
-        {"@timestamp": "2026-11-20T10:00:00Z", "message": "Pitié-Salpêtrière \u2028 \"q\" \\"},
+        {"@timestamp": "2026-11-20T10:00:00Z", "message": 'Pitié-Salpêtrière \u2028 "q" \\'},
         {"n": 2**62, "x": -1.5e-7, "ok": True, "none": None, "log": {"a": [1, {"b": []}]}},
     ]
     spool = Spool(tmp_path)
