@@ -3,7 +3,12 @@
 Imports nothing from `collector` or `api`; knows nothing of HTTP or databases.
 """
 
-from detection.detection import Detection, StringMatch
+from detection.compiled import prefer_pure_python, pure_python_wanted
+
+if pure_python_wanted():  # before any compiled module is imported: their `.py` files instead
+    prefer_pure_python()
+
+from detection.detection import Detection, StringMatch  # noqa: E402 - after the choice above
 from detection.errors import (
     InputError,
     RecordError,
