@@ -23,6 +23,7 @@ COMPILED = [
     "detection/sources/syslog.py",
     "collector/sources/lines.py",
     "collector/privacy.py",
+    "detection/flatten.py",
 ]
 # mypy runs on these only to compile them: the imports they follow are not checked here (the
 # build environment holds no stubs of third-party libraries), only with the project's mypy.

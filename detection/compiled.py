@@ -24,6 +24,7 @@ COMPILED = (
     "detection.sources.syslog",
     "collector.sources.lines",
     "collector.privacy",
+    "detection.flatten",
 )
 ENVIRONMENT = "VIGIE_PURE_PYTHON"
 

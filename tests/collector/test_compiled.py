@@ -27,7 +27,7 @@ from collector.privacy import PrivacyFilter
 from collector.sources.base import BadRecord
 from collector.sources.lines import decode_line, parse_text
 from detection.compiled import compiled_modules
-from detection.event import Event
+from detection.event import Event, sigma_view
 
 now = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
 privacy = PrivacyFilter(b"k" * 32, ["user.name", "client.ip"])
@@ -40,6 +40,7 @@ for number, raw in enumerate(open(sys.argv[1], "rb").read().split(b"\n")):
         continue
     clean = Event(event.timestamp, privacy.clean(event.fields), event.source, "750100125", "a1")
     out.append(orjson.dumps(clean.to_ecs()).decode())
+    out.append(orjson.dumps(sigma_view(clean.fields), option=orjson.OPT_NON_STR_KEYS).decode())
 out.append(f"pseudonymised: {privacy.pseudonymised}")
 print(json.dumps({"compiled": compiled_modules(), "records": out}))
 """
@@ -54,6 +55,7 @@ LINES = [
     "<30>Patient admitted: no segment here | a pipe",
     "<14>just a priority and text",
     "plain text without any header, accents: Pitié-Salpêtrière",
+    '{"n": {"1": {"2": [1, {"x": 2}]}}, "winlog": "not an object", "": {"": 0}}',
     '{"@timestamp": "2026-11-20T09:59:00Z", "user": {"name": "jdupont"}, "PatientName": "X^Y"}',
     '{"message": "OBX|1|TX|||résultat", "client": {"ip": "10.1.2.3"}, "Patient ID": 12}',
     '{"brace": "unclosed"',
@@ -101,7 +103,8 @@ def test_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None
     # The input exercised what it is meant to: skips, pseudonyms, every kind of line.
     assert any(r.startswith("skipped: binary data") for r in records)
     assert records[-1] != "pseudonymised: 0"
-    assert sum(r.startswith("{") for r in records) >= len(LINES) + len(samples) - 3
+    assert sum(r.startswith("{") for r in records) >= 2 * (len(LINES) + len(samples) - 3)
+    assert any('"log.syslog.facility.name":"local0"' in r for r in records)  # a flat view
 
 
 def test_setup_compiles_the_modules_detection_compiled_names() -> None:
@@ -113,3 +116,11 @@ def test_setup_compiles_the_modules_detection_compiled_names() -> None:
         and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets)
     )
     assert [p.removesuffix(".py").replace("/", ".") for p in paths] == list(COMPILED)
+
+
+def test_flatten_compiled_takes_keys_that_are_no_strings() -> None:
+    from detection.flatten import flatten
+
+    doc = {1: {2: "a", "b": None}, "c": {"d": [1, {"e": 2}]}, "f": {}}
+    assert flatten(doc) == {"1.2": "a", "1.b": None, "c.d": [1, {"e": 2}]}  # type: ignore[arg-type]
+    assert flatten({"x": 1}, "p.") == {"p.x": 1}
