@@ -3,12 +3,10 @@
 Imports nothing from `collector` or `api`; knows nothing of HTTP or databases.
 """
 
-from detection.compiled import prefer_pure_python, pure_python_wanted
-
-if pure_python_wanted():  # before any compiled module is imported: their `.py` files instead
-    prefer_pure_python()
-
-from detection.detection import Detection, StringMatch  # noqa: E402 - after the choice above
+# First (and first in sorted order): it installs the finder that picks the `.py` files of the
+# compiled modules when asked, or when edited since their extension was built.
+import detection.compiled  # noqa: F401 - imported for its effect
+from detection.detection import Detection, StringMatch
 from detection.errors import (
     InputError,
     RecordError,

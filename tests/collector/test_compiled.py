@@ -5,6 +5,7 @@ VIGIE_PURE_PYTHON=1), from the raw bytes of a line to the JSON the agent spools.
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.compiled import COMPILED
+from detection.compiled import COMPILED, SourceFirst
 
 ROOT = Path(__file__).resolve().parents[2]
 # One process's side: every line of LINES through decode -> parse -> privacy -> ECS -> JSON.
@@ -124,3 +125,25 @@ def test_flatten_compiled_takes_keys_that_are_no_strings() -> None:
     doc = {1: {2: "a", "b": None}, "c": {"d": [1, {"e": 2}]}, "f": {}}
     assert flatten(doc) == {"1.2": "a", "1.b": None, "c.d": [1, {"e": 2}]}  # type: ignore[arg-type]
     assert flatten({"x": 1}, "p.") == {"p.x": 1}
+
+
+def test_an_edited_module_runs_from_its_source_until_built_again(tmp_path: Path) -> None:
+    # The extension left from before an edit must not hide the edit; a fresh one is used.
+    source = tmp_path / "mod.py"
+    source.write_text("VALUE = 1\n")
+    built = tmp_path / f"mod{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    built.write_bytes(b"not really an extension")
+    finder = SourceFirst({"pkg.mod"}, always=False)
+    os.utime(built, (1_000_000, 1_000_000))
+    os.utime(source, (2_000_000, 2_000_000))
+    spec = finder.find_spec("pkg.mod", [str(tmp_path)])
+    assert spec is not None
+    assert spec.origin == str(source)
+    os.utime(built, (3_000_000, 3_000_000))  # built again after the edit
+    assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None  # the usual finders: the .so
+    assert finder.find_spec("pkg.other", [str(tmp_path)]) is None  # not one of its modules
+    always = SourceFirst({"pkg.mod"}, always=True).find_spec("pkg.mod", [str(tmp_path)])
+    assert always is not None
+    assert always.origin == str(source)
+    built.unlink()  # nothing built: the source, by the usual finders
+    assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None
