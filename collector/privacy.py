@@ -43,6 +43,7 @@ _SEGMENT = re.compile(
     r"(?P<lead>^|[\s\x0b])(?P<name>" + "|".join(PATIENT_SEGMENTS) + r")(?P<sep>[|^])[^\r\n\x1c]*"
 )
 _SCALARS = frozenset((int, float, bool, type(None)))
+_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 _TOKEN = re.compile(r"pseudo:[0-9a-f]{20}")
 DICOM_PATIENT_KEYS = {
     "patientname", "patientid", "patientbirthdate", "patientsex", "patientaddress",
@@ -178,8 +179,10 @@ def _may_hold_patient_data(doc: Mapping[str, Any]) -> bool:
         return True  # what JSON cannot hold is walked
     if b"|" in text:
         return True
-    squeezed = text.lower().replace(b"_", b"").replace(b" ", b"")
-    return any(name in squeezed for name in (b"patient", b"ethnicgroup", b"medicalrecordlocator"))
+    squeezed = text.translate(_ASCII_LOWER, b"_ ")  # lower case, without "_" and " ": one pass
+    return (
+        b"patient" in squeezed or b"ethnicgroup" in squeezed or b"medicalrecordlocator" in squeezed
+    )
 
 
 def _may_hold_hl7(text: str) -> bool:

@@ -52,27 +52,49 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class Batch:
+    """A batch to send. Its items are kept as the JSON the spool stored: the request body is
+    spliced from them (byte for byte what encoding the decoded items gives, without decoding
+    and encoding every item again on each send); `events` and `detections` decode them."""
+
     batch_id: str
     first_id: int
     last_id: int
-    events: list[dict[str, Any]]
-    detections: list[dict[str, Any]]
+    raw_events: list[bytes]
+    raw_detections: list[bytes]
     event_ids: list[str] = field(default_factory=list)
     detection_ids: list[str] = field(default_factory=list)
 
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(doc) for doc in self.raw_events]
+
+    @property
+    def detections(self) -> list[dict[str, Any]]:
+        return [orjson.loads(doc) for doc in self.raw_detections]
+
     def body(self, *, item_ids: bool = True) -> bytes:
-        doc: dict[str, Any] = {
-            "batch_id": self.batch_id,
-            "events": self.events,
-            "detections": self.detections,
-        }
+        """`{"batch_id", "events", "detections"[, "event_ids", "detection_ids"]}` as JSON."""
+        parts = [
+            b'{"batch_id":',
+            orjson.dumps(self.batch_id),
+            b',"events":[',
+            b",".join(self.raw_events),
+            b'],"detections":[',
+            b",".join(self.raw_detections),
+            b"]",
+        ]
         if item_ids and (self.event_ids or self.detection_ids):
-            doc["event_ids"] = self.event_ids
-            doc["detection_ids"] = self.detection_ids
-        return orjson.dumps(doc)
+            parts += [
+                b',"event_ids":',
+                orjson.dumps(self.event_ids),
+                b',"detection_ids":',
+                orjson.dumps(self.detection_ids),
+            ]
+        parts.append(b"}")
+        return b"".join(parts)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.detections)
+        return len(self.raw_events) + len(self.raw_detections)
 
 
 class Spool:
@@ -183,11 +205,11 @@ class Spool:
         batch = Batch(batch_id, first, last, [], [])
         for item_id, kind, doc in items:
             docs, ids = (
-                (batch.events, batch.event_ids)
+                (batch.raw_events, batch.event_ids)
                 if kind == "event"
-                else (batch.detections, batch.detection_ids)
+                else (batch.raw_detections, batch.detection_ids)
             )
-            docs.append(orjson.loads(doc))
+            docs.append(doc)
             ids.append(f"{self.spool_id}-{item_id}")
         return batch
 

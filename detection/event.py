@@ -12,10 +12,13 @@ that view.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from detection.flatten import flatten
 
 # ECS winlog keys -> the System field names that Sigma rules use.
 _WINLOG_SYSTEM = {
@@ -73,6 +76,9 @@ def _with(current: Any, key: str, value: Any) -> dict[str, Any]:
     return {key: value} if current is None else {"value": current, key: value}
 
 
+# Consecutive records mostly share their time (a log's second, a poll's `now`): the string is
+# made once per distinct time. `typed`: a datetime subclass equal to a datetime may print more.
+@functools.lru_cache(maxsize=1024, typed=True)
 def iso_utc(ts: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, microseconds kept."""
     if ts.tzinfo is None:
@@ -175,24 +181,3 @@ def _add_process_creation_names(view: dict[str, Any]) -> None:
             "User", f"{view.get('SubjectDomainName') or ''}\\{view['SubjectUserName']}".lstrip("\\")
         )
     put("IntegrityLevel", _INTEGRITY.get(str(view.get("MandatoryLabel") or "")))
-
-
-_LEAF_TYPES = frozenset((str, int, float, bool, list, type(None)))
-
-
-def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The dotted keys and leaf values of a nested document; lists are leaves."""
-    flat: dict[str, Any] = {}
-    _flatten_into(flat, doc, prefix)
-    return flat
-
-
-def _flatten_into(flat: dict[str, Any], doc: Mapping[str, Any], prefix: str) -> None:
-    # Into one dict, without generators: this runs for every event Sigma looks at.
-    for key, value in doc.items():
-        kind = type(value)
-        # The ABC test only for the rare types that are neither a dict nor a plain leaf.
-        if kind is dict or (kind not in _LEAF_TYPES and isinstance(value, Mapping)):
-            _flatten_into(flat, value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value

@@ -86,7 +86,7 @@ def parse_line(
             return parsed
     match = _RFC3164.match(line)
     if match:
-        timestamp = _rfc3164_time(match, year, now or datetime.now(UTC))
+        timestamp = _stamp(line, match, year, now)
         if timestamp is not None:
             return timestamp, _rfc3164_fields(line, match)
     return None, {"message": line}
@@ -163,6 +163,28 @@ def _rfc3164_fields(line: str, match: re.Match[str]) -> dict[str, Any]:
     if not syslog:
         del fields["log"]
     return fields
+
+
+# Stamps already read, by their text, year and reference time: a log's lines share their
+# second, and a file is read with one reference time (a followed file: one per poll).
+_STAMPS: dict[tuple[str, int | None, datetime], datetime | None] = {}
+_MAX_STAMPS = 4096
+
+
+def _stamp(
+    line: str, match: re.Match[str], year: int | None, now: datetime | None
+) -> datetime | None:
+    if now is None:  # the reference is this very moment: nothing to share with other lines
+        return _rfc3164_time(match, year, datetime.now(UTC))
+    key = (line[: match.start("rest")], year, now)  # the text up to the host or tag
+    try:
+        return _STAMPS[key]
+    except KeyError:
+        pass
+    if len(_STAMPS) >= _MAX_STAMPS:
+        _STAMPS.clear()
+    found = _STAMPS[key] = _rfc3164_time(match, year, now)
+    return found
 
 
 def _rfc3164_time(match: re.Match[str], year: int | None, now: datetime) -> datetime | None:

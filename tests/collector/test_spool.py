@@ -125,3 +125,41 @@ def test_put_within_the_budget_is_one_step_for_another_thread(tmp_path: Path) ->
     assert spool.stats()["dropped"] == 90
     other.close()
     spool.close()
+
+
+def test_the_body_spliced_from_stored_items_is_their_encoding_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    # The body is joined from the stored JSON, not decoded and encoded again: it must be the
+    # very bytes the decoded batch encodes to (unicode, nesting, numbers, empty lists).
+    events: list[dict[str, object]] = [
+        {"@timestamp": "2026-11-20T10:00:00Z", "message": 'Pitié-Salpêtrière \u2028 "q" \\'},
+        {"n": 2**62, "x": -1.5e-7, "ok": True, "none": None, "log": {"a": [1, {"b": []}]}},
+    ]
+    spool = Spool(tmp_path)
+    spool.put(events, [{"rule_id": "r", "tags": ["a", "é"]}])
+    batch = spool.next_batch(max_items=10)
+    assert batch is not None
+    for item_ids in (True, False):
+        expected: dict[str, object] = {
+            "batch_id": batch.batch_id,
+            "events": batch.events,
+            "detections": batch.detections,
+        }
+        if item_ids:
+            expected["event_ids"] = batch.event_ids
+            expected["detection_ids"] = batch.detection_ids
+        assert batch.body(item_ids=item_ids) == orjson.dumps(expected)
+    assert batch.events == events
+    assert orjson.loads(batch.body())["detection_ids"] == [f"{spool.spool_id}-3"]
+    spool.put(events[:1])
+    spool.ack(batch)
+    only_events = spool.next_batch(max_items=10)
+    assert only_events is not None
+    assert orjson.loads(only_events.body()) == {
+        "batch_id": only_events.batch_id,
+        "events": events[:1],
+        "detections": [],
+        "event_ids": [f"{spool.spool_id}-4"],
+        "detection_ids": [],
+    }

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
 
-from detection.event import Event, parse_timestamp
+from detection.event import Event, iso_utc, parse_timestamp
 
 WHEN = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -39,3 +39,15 @@ def test_parse_timestamp_of_a_number_out_of_range_is_none(value: float) -> None:
 
 def test_parse_timestamp_of_epoch_seconds() -> None:
     assert parse_timestamp(1714557600) == WHEN
+
+
+def test_iso_utc_of_equal_instants_and_of_naive_times() -> None:
+    # iso_utc remembers what it wrote: equal instants in other zones write the same UTC
+    # text, and a naive time (taken as UTC) is not confused with an aware one.
+    paris = timezone(timedelta(hours=1))
+    utc = datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
+    for _ in range(2):
+        assert iso_utc(utc) == "2026-11-20T10:00:00.123456Z"
+        assert iso_utc(utc.astimezone(paris)) == "2026-11-20T10:00:00.123456Z"
+        assert iso_utc(datetime(2026, 11, 20, 11, 0)) == "2026-11-20T11:00:00Z"
+        assert iso_utc(datetime(2026, 11, 20, 11, 0, tzinfo=paris)) == "2026-11-20T10:00:00Z"

@@ -108,6 +108,34 @@ def test_year_rolls_back_when_the_stamp_would_be_in_the_future() -> None:
     assert stamp == datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
+def test_a_stamp_read_again_depends_on_its_year_and_reference_time() -> None:
+    # Stamps are remembered by their text, the year given and the reference time: the same
+    # text read against another reference or year must not take the first answer.
+    line = "<13>Dec 31 23:59:59 h cron[1]: x"
+    january, june = datetime(2025, 1, 2, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)
+    next_january = datetime(2026, 1, 2, tzinfo=UTC)
+    for _ in range(2):  # the second round is answered from what was remembered
+        assert parse_line(line, now=january)[0] == datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)
+        assert parse_line(line, now=next_january)[0] == datetime(
+            2025, 12, 31, 23, 59, 59, tzinfo=UTC
+        )
+        assert parse_line(line, year=2023, now=june)[0] == datetime(
+            2023, 12, 31, 23, 59, 59, tzinfo=UTC
+        )
+        assert parse_line("Feb 29 10:00:00 h p: x", now=june)[0] is None  # 2025: no 29 Feb
+        assert parse_line("Feb 29 10:00:00 h p: x", year=2024, now=june)[0] == datetime(
+            2024, 2, 29, 10, tzinfo=UTC
+        )
+    # Only the text up to the host is the key: the rest of the line is parsed each time.
+    _, first = parse_line("Nov 20 10:00:00 srv-a nginx[80]: one", now=june)
+    _, second = parse_line("Nov 20 10:00:00 srv-b sshd[22]: two", now=june)
+    assert (first["host"], first["log"]["syslog"]["message"]) == ({"hostname": "srv-a"}, "one")
+    assert (second["host"], second["process"]) == (
+        {"hostname": "srv-b"},
+        {"name": "sshd", "pid": 22},
+    )
+
+
 @pytest.mark.parametrize(
     "line",
     ["just some text", "Foo 12 10:00:00 not a month", "<999 broken", "Feb 30 10:00:00 h p: x"],

@@ -1,0 +1,149 @@
+"""The compiled hot paths (setup.py, detection/compiled.py) give the very records of their
+pure-Python source: the same lines go through both, each in a process of its own (one with
+VIGIE_PURE_PYTHON=1), from the raw bytes of a line to the JSON the agent spools."""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detection.compiled import COMPILED, SourceFirst
+
+ROOT = Path(__file__).resolve().parents[2]
+# One process's side: every line of LINES through decode -> parse -> privacy -> ECS -> JSON.
+PIPELINE = r"""
+import json, sys
+from datetime import UTC, datetime
+
+import orjson
+
+from collector.privacy import PrivacyFilter
+from collector.sources.base import BadRecord
+from collector.sources.lines import decode_line, parse_text
+from detection.compiled import compiled_modules
+from detection.event import Event, sigma_view
+
+now = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
+privacy = PrivacyFilter(b"k" * 32, ["user.name", "client.ip"])
+out = []
+for number, raw in enumerate(open(sys.argv[1], "rb").read().split(b"\n")):
+    try:
+        event = parse_text(decode_line(raw), "auto", "/var/log/app.log", now, {"offset": number})
+    except BadRecord as exc:
+        out.append(f"skipped: {exc}")
+        continue
+    clean = Event(event.timestamp, privacy.clean(event.fields), event.source, "750100125", "a1")
+    out.append(orjson.dumps(clean.to_ecs()).decode())
+    out.append(orjson.dumps(sigma_view(clean.fields), option=orjson.OPT_NON_STR_KEYS).decode())
+out.append(f"pseudonymised: {privacy.pseudonymised}")
+print(json.dumps({"compiled": compiled_modules(), "records": out}))
+"""
+LINES = [
+    "<134>Nov 20 10:00:00 srv-web-01 nginx[80]: GET /index.html 200 n=1",
+    "<134>Nov 20 10:00:00 srv-web-01 nginx[80]: GET /index.html 200 n=2",
+    "Dec 31 23:59:59 dpi-01 sudo: alice : TTY=pts/0 ; PWD=/root ; USER=root ; COMMAND=/bin/id",
+    "2026-11-20T10:00:00.123+01:00 pacs-01 dcmqrscp[4242]: C-STORE from MODALITY1",
+    '<165>1 2026-11-20T10:00:00.003Z mllp-gw hl7d 77 ID47 [exampleSDID@32473 iut="3" a="\\"x\\""]'
+    " MSH|^~\\&|ADT|HOSP|LAB|HOSP|202611201000||ADT^A01|1|P|2.5 PID|1||123456^^^HOSP||DUPONT^JEAN",
+    "<13>1 - - - - - - no time at all",
+    "<30>Patient admitted: no segment here | a pipe",
+    "<14>just a priority and text",
+    "plain text without any header, accents: Pitié-Salpêtrière",
+    '{"n": {"1": {"2": [1, {"x": 2}]}}, "winlog": "not an object", "": {"": 0}}',
+    '{"@timestamp": "2026-11-20T09:59:00Z", "user": {"name": "jdupont"}, "PatientName": "X^Y"}',
+    '{"message": "OBX|1|TX|||résultat", "client": {"ip": "10.1.2.3"}, "Patient ID": 12}',
+    '{"brace": "unclosed"',
+    "Feb 30 10:00:00 h p: no such day",
+    "bad \x01 control character",
+    "\ufeffFoo 12 10:00:00 not a month",
+]
+
+
+def _pipeline(lines: Path, *, pure: bool) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
+    if pure:
+        env["VIGIE_PURE_PYTHON"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", PIPELINE, str(lines)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None:
+    samples = [
+        line
+        for name in ("network-and-web.jsonl", "windows-events.jsonl")
+        for line in (ROOT / "samples" / name).read_text(encoding="utf-8").splitlines()
+    ]
+    lines = tmp_path / "lines.log"
+    text = "\n".join(LINES + samples).encode("utf-8")
+    lines.write_bytes(text + b"\n\xff\xfe\xfd binary \xfa\xfb\n")
+    pure = _pipeline(lines, pure=True)
+    assert pure["compiled"] == dict.fromkeys(COMPILED, False)
+    native = _pipeline(lines, pure=False)
+    if not any(native["compiled"].values()):  # type: ignore[attr-defined]
+        pytest.skip("no compiled module is built here (pip install -e . builds them)")
+    assert native["compiled"] == dict.fromkeys(COMPILED, True)
+    assert native["records"] == pure["records"]
+    records = pure["records"]
+    assert isinstance(records, list)
+    # The input exercised what it is meant to: skips, pseudonyms, every kind of line.
+    assert any(r.startswith("skipped: binary data") for r in records)
+    assert records[-1] != "pseudonymised: 0"
+    assert sum(r.startswith("{") for r in records) >= 2 * (len(LINES) + len(samples) - 3)
+    assert any('"log.syslog.facility.name":"local0"' in r for r in records)  # a flat view
+
+
+def test_setup_compiles_the_modules_detection_compiled_names() -> None:
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    paths = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets)
+    )
+    assert [p.removesuffix(".py").replace("/", ".") for p in paths] == list(COMPILED)
+
+
+def test_flatten_compiled_takes_keys_that_are_no_strings() -> None:
+    from detection.flatten import flatten
+
+    doc = {1: {2: "a", "b": None}, "c": {"d": [1, {"e": 2}]}, "f": {}}
+    assert flatten(doc) == {"1.2": "a", "1.b": None, "c.d": [1, {"e": 2}]}  # type: ignore[arg-type]
+    assert flatten({"x": 1}, "p.") == {"p.x": 1}
+
+
+def test_an_edited_module_runs_from_its_source_until_built_again(tmp_path: Path) -> None:
+    # The extension left from before an edit must not hide the edit; a fresh one is used.
+    source = tmp_path / "mod.py"
+    source.write_text("VALUE = 1\n")
+    built = tmp_path / f"mod{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    built.write_bytes(b"not really an extension")
+    finder = SourceFirst({"pkg.mod"}, always=False)
+    os.utime(built, (1_000_000, 1_000_000))
+    os.utime(source, (2_000_000, 2_000_000))
+    spec = finder.find_spec("pkg.mod", [str(tmp_path)])
+    assert spec is not None
+    assert spec.origin == str(source)
+    os.utime(built, (3_000_000, 3_000_000))  # built again after the edit
+    assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None  # the usual finders: the .so
+    assert finder.find_spec("pkg.other", [str(tmp_path)]) is None  # not one of its modules
+    always = SourceFirst({"pkg.mod"}, always=True).find_spec("pkg.mod", [str(tmp_path)])
+    assert always is not None
+    assert always.origin == str(source)
+    built.unlink()  # nothing built: the source, by the usual finders
+    assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None
