@@ -739,9 +739,7 @@ class ConnTracker:
             else:
                 conn.r_gaps += 1
                 count, code = conn.r_gaps, "g"
-            if count in SCALED:
-                conn.hist.append(code)
-                conn.seen.add(code)
+            _scaled(conn, count, code)
 
     @staticmethod
     def _zero_window(conn: Conn, is_orig: bool) -> None:
@@ -752,9 +750,7 @@ class ConnTracker:
         else:
             conn.r_win0 += 1
             count, code = conn.r_win0, "w"
-        if count in SCALED:
-            conn.hist.append(code)
-            conn.seen.add(code)
+        _scaled(conn, count, code)
 
     @staticmethod
     def _rxmit(conn: Conn, is_orig: bool) -> None:
@@ -765,9 +761,7 @@ class ConnTracker:
         else:
             conn.r_rx += 1
             count, code = conn.r_rx, "t"
-        if count in SCALED:
-            conn.hist.append(code)
-            conn.seen.add(code)
+        _scaled(conn, count, code)
 
     def _dns_over_tcp(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
         """Length-prefixed messages, joined across in-order segments (a gap or a reordered
@@ -1202,3 +1196,11 @@ def _syn_then_reset(rest: str) -> bool:
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Random bytes to base62 letters in one C call (byte % 62: a slight bias is no matter for ids).
 _B62_BYTES = bytes(ord(_B62[i % 62]) for i in range(256))
+
+
+def _scaled(conn: Conn, count: int, code: str) -> None:
+    """A repeated event's history letter, at its 1st, 10th, 100th... occurrence (Zeek's
+    scaled letters: T/t, G/g, W/w)."""
+    if count in SCALED:
+        conn.hist.append(code)
+        conn.seen.add(code)
