@@ -154,7 +154,9 @@ class SigmaEngine:
         bucket = self._buckets.get(key)
         if bucket is None:
             if key is None:
-                rules = self._other
+                # Not a Zeek record: a `product: zeek` rule written as `not <condition>` (SigmaHQ's
+                # RDP one) would otherwise fire on every syslog line, which has no Zeek field.
+                rules = [r for r in self._other if r.logsource.product != "zeek"]
             elif key[0] == "zeek":
                 # A Zeek record: rules for Zeek (this log, or any) and rules naming no product.
                 rules = [

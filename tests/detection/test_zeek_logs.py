@@ -233,3 +233,33 @@ def test_logs_without_endpoints_get_only_their_own_rules(tmp_path: Path) -> None
     assert [(d["rule_title"], d["event"]["fingerprint"]) for d in found] == [
         ("Default Cobalt Strike Certificate", "f1")
     ]
+
+
+@pytest.mark.corpus
+def test_zeek_rules_leave_other_logs_alone(tmp_path: Path) -> None:
+    """A syslog line is no Zeek record: SigmaHQ's RDP rule (`not id.orig_h|cidr: ...`) used to
+    fire on each line of any log that was not Zeek's, since the field is missing there."""
+    path = write(
+        tmp_path,
+        "<34>Oct 11 22:14:15 pacs su: 'su root' failed for lonvick on /dev/pts/8\n"
+        "<34>Oct 11 22:14:16 pacs sshd[12]: Failed password for root from 203.0.113.9\n",
+        "auth.log",
+    )
+    zeek_rules = corpus_path("sigma", "rules", "network", "zeek")
+    linux_rule = tmp_path / "su.yml"
+    linux_rule.write_text(
+        "title: su failed\nid: 0d3a3a34-5b8d-4c8e-9a53-0a4c5b0c0e11\nlogsource:\n"
+        "  product: linux\ndetection:\n  selection:\n    - 'failed for'\n"
+        "  condition: selection\nlevel: low\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(zeek_rules)]
+        + ["--sigma", str(linux_rule), "--format", "jsonl", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = [json.loads(line)["rule_title"] for line in result.stdout.splitlines()]
+    assert found == ["su failed"]
