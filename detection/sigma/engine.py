@@ -28,8 +28,9 @@ from detection.sigma.load import SigmaRuleSet
 from detection.sigma.values import as_number
 from detection.sources.sniff import ZEEK_LOGS
 
-# ("windows", channel, EventID), ("zeek", log path), or None: any other event.
-BucketKey = tuple[str, str | None, int | None] | tuple[str, str] | None
+# ("windows", channel, EventID), ("zeek", log path or None: a log not named), or None: any
+# other event.
+BucketKey = tuple[str, str | None, int | None] | tuple[str, str | None] | None
 
 
 @dataclass
@@ -158,12 +159,16 @@ class SigmaEngine:
                 # RDP one) would otherwise fire on every syslog line, which has no Zeek field.
                 rules = [r for r in self._other if r.logsource.product != "zeek"]
             elif key[0] == "zeek":
-                # A Zeek record: rules for Zeek (this log, or any) and rules naming no product.
+                # A Zeek record: rules for Zeek (this log, or any: its log is not named) and rules
+                # naming no product.
                 rules = [
                     r
                     for r in self._other
                     if r.logsource.product is None
-                    or (r.logsource.product == "zeek" and r.logsource.service in (None, key[1]))
+                    or (
+                        r.logsource.product == "zeek"
+                        and (key[1] is None or r.logsource.service in (None, key[1]))
+                    )
                 ]
             else:
                 _, channel, event_id = key  # type: ignore[misc]
@@ -255,6 +260,8 @@ def _bucket_key(event: Event, ctx: MatchContext) -> BucketKey:
         # Logs without endpoints (x509, files, notice...) are Zeek's too when named as Zeek's.
         if isinstance(path, str) and ("id.orig_h" in ctx.view or path in ZEEK_LOGS):
             return ("zeek", path)
+        if path is None and "id.orig_h" in ctx.view:
+            return ("zeek", None)  # Zeek's own field names, its log not named (a JSON export)
         return None
     # From the System part: EventData/UserData may hold a `Channel` of their own (event 104).
     channel = winlog.get("channel")

@@ -109,6 +109,9 @@ def test_zeek_records_meet_zeek_rules_only(tmp_path: Path) -> None:
     assert fired(tmp_path, conn) == ["zeek dicom"]
     dns = {**conn, "_path": "dns"}
     assert fired(tmp_path, dns) == []
-    # Not a Zeek record (no `_path`, whatever its fields): every rule but Windows' and Zeek's.
+    # Zeek's endpoint names without a log name: the rules of any Zeek log.
+    unnamed = {"id.orig_h": "203.0.113.9", "id.resp_p": 104, "note": "cmd.exe"}
+    assert fired(tmp_path, unnamed) == ["zeek dicom"]
+    # Not a Zeek record: every rule but Windows' and Zeek's.
     plain = {"message": "cmd.exe", "id.resp_p": 104}
     assert sorted(fired(tmp_path, plain)) == ["linux keyword"]
