@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from collector.netmeta import dicom, dns, handshakes, hl7, http
+from collector.netmeta import dicom, dns, handshakes, hl7, http, starttls
 from collector.netmeta.decode import Parent
 from collector.netmeta.records import (
     PROTO_NAMES,
@@ -111,6 +111,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
+        "partial", "upgrade",
     )  # fmt: skip
 
     def __init__(
@@ -175,6 +176,13 @@ class Conn:
         self.app: AppState | None = None
         # HTTP: the originator's stream, read for requests, once its first byte could be one.
         self.http: http.RequestStream | None = None
+        # Zeek's "partial" connection (TCPSessionAdapter::IsPartial): a side's first packet
+        # was no SYN (or the originator's a SYN-ACK). Zeek's HTTP, SSL, RDP and IMAP analyzers
+        # ignore the payload of such a connection.
+        self.partial = False
+        # A clear-text protocol that may hand over to TLS (collector/netmeta/starttls.py), or
+        # an HTTP CONNECT tunnel, once open: what the client's next payload starts.
+        self.upgrade: starttls.Handover | None = None
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -291,6 +299,8 @@ class ConnTracker:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
                 elif conn.dicom is not None:
                     self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.upgrade is not None:
+                    self._handover(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
                 elif conn.probed:
@@ -827,7 +837,7 @@ class ConnTracker:
                 self._dicom_record(conn, ts, None, None, tls=True)
                 return
             else:
-                self._opening(conn, ts, segment)
+                self._opening(conn, ts, seq, segment)
                 return
         if state.done:
             return
@@ -851,10 +861,12 @@ class ConnTracker:
         """The originator's first payload says what the connection speaks, if anything."""
         if hl7.may_start(segment):
             self._hl7(conn, ts, True, seq, segment)
-        elif http.could_start(segment):
+        elif http.could_start(segment) and not conn.partial:
             conn.probed = True
             conn.http = http.RequestStream(seq, conn.resp_p)
             self._http_request(conn, ts, seq, segment)
+            if conn.http is None:  # no request: perhaps commands that may start TLS later
+                self._commands(conn, seq, segment)
         else:
             self._dicom(conn, ts, True, seq, segment)  # DICOM, then TLS and SMB openings
 
@@ -863,7 +875,7 @@ class ConnTracker:
         if stream is None:
             return
         for found in stream.feed(seq, segment):
-            conn.service = conn.service or "http"
+            _name(conn, "http")
             stream.pending.append((ts, found))
         if stream.http is False:
             conn.http = None  # its first line was no request: not HTTP
@@ -877,6 +889,12 @@ class ConnTracker:
             return  # an interim answer: the real one follows
         ts, found = stream.pending.popleft()
         self._http_record(conn, ts, found, code)
+        if found.method == "CONNECT" and code == 200:
+            # A proxy's tunnel opened: Zeek's HTTP analyzer hands the rest of the stream to
+            # protocol detection, as a new connection's (TLS, most often).
+            conn.http = None
+            conn.upgrade = starttls.Handover()
+            conn.upgrade.handed = True
 
     def _http_record(self, conn: Conn, ts: float, found: http.Request, code: int | None) -> None:
         self.done.append(
@@ -888,12 +906,14 @@ class ConnTracker:
             )
         )  # fmt: skip
 
-    def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
+    def _opening(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
         """The originator's first payload: a TLS ClientHello, an SMB message (or the NetBIOS
-        session request before one), an RDP connection request?"""
-        hello = handshakes.client_hello(segment)
+        session request before one), an RDP connection request, a command of a clear-text
+        protocol that may start TLS later? Zeek's SSL and RDP analyzers ignore a partial
+        connection; its SMB analyzer does not."""
+        hello = None if conn.partial else handshakes.client_hello(segment)
         if hello is not None:
-            conn.service = "ssl"
+            _name(conn, "ssl")
             conn.app = AppState("ssl", ts, client=hello)
             return
         version = handshakes.smb_version(segment)
@@ -902,8 +922,34 @@ class ConnTracker:
             conn.app = AppState("smb", ts, smb=version)
         elif handshakes.netbios_session_request(segment):
             conn.app = AppState("smb", ts)  # port 139: the SMB negotiate comes next
+        elif conn.partial:
+            return
         elif handshakes.rdp_request(segment):
-            conn.service = "rdp"  # as Zeek names it, on any port
+            _name(conn, "rdp")  # as Zeek names it, on any port
+        else:
+            self._commands(conn, seq, segment)
+
+    def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
+        """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,
+        POP3, IMAP, XMPP): followed until it does, or is clearly not going to."""
+        if starttls.may_start(segment):
+            conn.upgrade = starttls.Handover()
+            self._handover(conn, 0.0, True, seq, segment)
+
+    def _handover(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
+        state = conn.upgrade
+        if state is None:
+            return
+        if state.handed:
+            if is_orig:  # the client speaks first: its TLS ClientHello, or the tunnel's opening
+                conn.upgrade = None
+                self._opening(conn, ts, seq, segment)
+            return
+        verdict = state.feed(is_orig, seq, segment)
+        if verdict:
+            state.handed = True
+        elif verdict is False:
+            conn.upgrade, conn.inspect = None, False
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app
@@ -1092,6 +1138,16 @@ class ConnTracker:
 # History letters by side: the originator's in capitals.
 _RESP_CODES = {c: c for c in "shfrdaiq"}
 _ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
+
+
+def _name(conn: Conn, service: str) -> None:
+    """Add a service to the connection's (Zeek logs the set of analyzers confirmed, joined by
+    commas: "http,ssl" for TLS through an HTTP CONNECT tunnel)."""
+    found = conn.service
+    if found is None:
+        conn.service = service
+    elif service not in found.split(","):
+        conn.service = ",".join(sorted((*found.split(","), service)))
 
 
 def _clean(state: int, prev: int) -> bool:

@@ -1,0 +1,148 @@
+"""Clear-text protocols that hand their connection over to TLS mid-stream.
+
+Zeek's FTP, SMTP, POP3, IMAP and XMPP analyzers read the commands and replies of their
+protocol, and when the client asks for TLS and the server agrees, they hand the rest of the
+stream to the SSL analyzer, which names `ssl` in the connection's services once it reads a
+ClientHello. The pairs that start TLS, as those analyzers read them:
+
+- FTP: `AUTH TLS` (RFC 4217), answered with reply code 234;
+- SMTP: `STARTTLS` (RFC 3207), answered with 220;
+- POP3: `STLS` (RFC 2595), answered with `+OK`;
+- IMAP: `<tag> STARTTLS` (RFC 3501), answered with `<tag> OK`;
+- XMPP: `<starttls .../>`, answered with `<proceed .../>` (RFC 6120).
+
+A refusal ends the request; anything else waits. The client's lines are read in sequence order
+(a command split across segments is read whole, a retransmission once); a client that sent many
+commands without asking, or a line longer than any command, is not followed further.
+"""
+
+from __future__ import annotations
+
+MASK = 0xFFFFFFFF
+MAX_COMMANDS = 32  # client lines read before giving up: TLS is asked for near the start
+MAX_LINE = 2048
+FTP, SMTP, POP3, IMAP, XMPP = "ftp", "smtp", "pop3", "imap", "xmpp"
+
+
+def may_start(segment: bytes) -> bool:
+    """Could this originator's first payload be a command of one of these protocols (a line
+    of printable text, or XMPP's opening XML)?"""
+    line = segment[:64].split(b"\n", 1)[0].rstrip(b"\r")
+    return bool(line) and all(0x20 <= c < 0x7F or c == 0x09 for c in line)
+
+
+class Handover:
+    """The commands of one connection and the server's replies, until TLS starts.
+
+    `feed` answers True once the server agreed to start TLS (the client's next bytes are its
+    TLS handshake), False when the connection is no longer worth following, None otherwise.
+    """
+
+    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed")
+
+    def __init__(self) -> None:
+        # Per direction (True: originator): the next sequence number expected, and a partial
+        # line.
+        self.expected: dict[bool, int] = {}
+        self.buffers: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
+        self.asked: str | None = None  # the protocol whose request for TLS awaits its answer
+        self.tag = b""  # IMAP: the request's tag, which its answer repeats
+        self.commands = 0
+        # TLS was agreed (or an HTTP CONNECT tunnel opened): the client's next payload opens
+        # what follows.
+        self.handed = False
+
+    def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
+        segment = self._in_order(is_orig, seq, segment)
+        if not segment:
+            return None
+        if self.asked == XMPP or b"<starttls" in segment or b"<proceed" in segment:
+            return self._xmpp(is_orig, segment)
+        buf = self.buffers[is_orig]
+        buf += segment
+        while True:
+            end = buf.find(b"\n")
+            if end < 0:
+                if len(buf) > MAX_LINE:
+                    return False
+                return None
+            line = bytes(buf[:end]).rstrip(b"\r")
+            del buf[: end + 1]
+            verdict = self._command(line) if is_orig else self._reply(line)
+            if verdict is not None:
+                return verdict
+
+    def _in_order(self, is_orig: bool, seq: int, segment: bytes) -> bytes:
+        """The new bytes of a segment: none of a retransmission; after a gap, the partial
+        line is lost."""
+        expected = self.expected.get(is_orig)
+        start = seq
+        if expected is not None:
+            ahead = (seq - expected) & MASK
+            if ahead >= 0x80000000:  # starts before what was read: an overlap
+                overlap = (expected - seq) & MASK
+                if overlap >= len(segment):
+                    return b""
+                segment, start = segment[overlap:], expected
+            elif ahead:
+                self.buffers[is_orig].clear()
+        self.expected[is_orig] = (start + len(segment)) & MASK
+        return segment
+
+    def _command(self, line: bytes) -> bool | None:
+        words = line.split()
+        if not words:
+            return None
+        self.commands += 1
+        verb = words[0].upper()
+        if verb == b"AUTH":
+            # Zeek's FTP analyzer: the argument exactly "TLS".
+            if line.lstrip()[4:].lstrip() == b"TLS":
+                self.asked = FTP
+        elif verb == b"STARTTLS":
+            self.asked = SMTP
+        elif verb == b"STLS":
+            self.asked = POP3
+        elif len(words) > 1 and words[1].upper() == b"STARTTLS":
+            self.asked, self.tag = IMAP, words[0]
+        elif self.commands >= MAX_COMMANDS and self.asked is None:
+            return False
+        return None
+
+    def _reply(self, line: bytes) -> bool | None:
+        asked = self.asked
+        if asked is None:
+            return None
+        if asked in (FTP, SMTP):
+            code = line[:3]
+            if not code.isdigit():
+                return None
+            if code == (b"234" if asked == FTP else b"220"):
+                return True
+            if line[3:4] != b"-":  # another final reply: refused
+                self.asked = None
+        elif asked == POP3:
+            if line.startswith(b"+OK"):
+                return True
+            if line.startswith(b"-ERR"):
+                self.asked = None
+        else:
+            words = line.split(None, 2)
+            if len(words) >= 2 and words[0] == self.tag:
+                if words[1].upper() == b"OK":
+                    return True
+                self.asked = None
+        return None
+
+    def _xmpp(self, is_orig: bool, segment: bytes) -> bool | None:
+        if is_orig:
+            if b"<starttls" in segment:
+                self.asked = XMPP
+            return None
+        if self.asked != XMPP:
+            return None
+        if b"<proceed" in segment:
+            return True
+        if b"<failure" in segment:
+            self.asked = None
+        return None

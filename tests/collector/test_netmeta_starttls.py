@@ -1,0 +1,214 @@
+"""TLS begun mid-connection, as Zeek's analyzers hand over to its SSL analyzer: FTP's AUTH TLS
+(234), SMTP's STARTTLS (220), POP3's STLS (+OK), IMAP's tagged STARTTLS (tagged OK), XMPP's
+<starttls/> (<proceed/>), and an HTTP CONNECT tunnel (200). Zeek then names ssl among the
+connection's services and writes an ssl.log line; a refusal leaves the connection clear text.
+
+Each capture is made with scapy and written to tmp_path. The corpus cases (Zeek's ftp-auth-tls,
+imap starttls, http-connect-with-header) are compared in test_netmeta_zeek.py.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, Raw
+from scapy.utils import wrpcap
+
+from collector.netmeta import extract
+
+C, S = "10.0.0.1", "10.0.0.2"
+MAC = "02:00:00:00:00:01"
+
+
+def _tls(kind: int, body: bytes) -> bytes:
+    handshake = bytes([kind]) + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
+
+
+def _client_hello(name: str) -> bytes:
+    host = name.encode()
+    sni = struct.pack("!HBH", len(host) + 3, 0, len(host)) + host
+    extensions = struct.pack("!HH", 0, len(sni)) + sni
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    return _tls(1, body + struct.pack("!H", len(extensions)) + extensions)
+
+
+SERVER_HELLO = _tls(2, b"\x03\x03" + bytes(32) + b"\x00" + b"\x13\x01" + b"\x00" + b"\x00\x00")
+
+
+def _session(port: int, talk: list[tuple[bool, bytes]], *, handshake: bool = True) -> list[Packet]:
+    """A TCP connection on `port`: its handshake (unless left out), then each (from the
+    client?, bytes) in turn, acknowledged, then both FINs."""
+    frames: list[Packet] = []
+    seq = {True: 1000, False: 5000}
+    t = [0.0]
+
+    def send(client: bool, flags: str, data: bytes = b"") -> None:
+        src, dst, sport, dport = (C, S, 40000, port) if client else (S, C, port, 40000)
+        frame = (
+            Ether(src=MAC, dst=MAC)
+            / IP(src=src, dst=dst)
+            / TCP(sport=sport, dport=dport, flags=flags, seq=seq[client], ack=seq[not client])
+        )
+        if data:
+            frame = frame / Raw(data)
+        t[0] += 0.01
+        frame.time = 1_000_000 + t[0]
+        frames.append(frame)
+        seq[client] = (seq[client] + len(data) + (1 if "S" in flags or "F" in flags else 0)) & (
+            0xFFFFFFFF
+        )
+
+    if handshake:
+        send(True, "S")
+        frame = frames[-1]
+        frame[TCP].ack = 0
+        send(False, "SA")
+        send(True, "A")
+    for client, data in talk:
+        send(client, "PA", data)
+    send(True, "FA")
+    send(False, "FA")
+    send(True, "A")
+    return frames
+
+
+def _records(tmp_path: Path, frames: list[Packet]) -> dict[str, list[dict[str, Any]]]:
+    path = tmp_path / "capture.pcap"
+    wrpcap(str(path), frames)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in extract([path]):
+        z = record.zeek()
+        found.setdefault(z["_path"], []).append(z)
+    return found
+
+
+HELLO = [(True, _client_hello("mail.example.org")), (False, SERVER_HELLO)]
+
+CASES = {
+    "ftp": (
+        21,
+        [
+            (False, b"220 FTP ready\r\n"),
+            (True, b"FEAT\r\n"),
+            (False, b"211-Features:\r\n AUTH TLS\r\n211 End\r\n"),
+            (True, b"AUTH TLS\r\n"),
+            (False, b"234 Proceed with negotiation.\r\n"),
+        ],
+    ),
+    "smtp": (
+        25,
+        [
+            (False, b"220 mx.example.org ESMTP\r\n"),
+            (True, b"EHLO client.example.org\r\n"),
+            (False, b"250-mx.example.org\r\n250-PIPELINING\r\n250 STARTTLS\r\n"),
+            (True, b"STARTTLS\r\n"),
+            (False, b"220 2.0.0 Ready to start TLS\r\n"),
+        ],
+    ),
+    "pop3": (
+        110,
+        [
+            (False, b"+OK POP3 ready\r\n"),
+            (True, b"CAPA\r\n"),
+            (False, b"+OK\r\nSTLS\r\nUSER\r\n.\r\n"),
+            (True, b"STLS\r\n"),
+            (False, b"+OK Begin TLS negotiation\r\n"),
+        ],
+    ),
+    "imap": (
+        143,
+        [
+            (False, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"),
+            (True, b"a1 CAPABILITY\r\n"),
+            (False, b"* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\n"),
+            (True, b"a2 starttls\r\n"),
+            (False, b"a2 OK Begin TLS negotiation now\r\n"),
+        ],
+    ),
+    "xmpp": (
+        5222,
+        [
+            (True, b"<?xml version='1.0'?><stream:stream to='example.org' version='1.0'>"),
+            (False, b"<stream:stream from='example.org'><stream:features><starttls/>"),
+            (True, b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            (False, b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(CASES))
+def test_tls_started_mid_connection_is_ssl(tmp_path: Path, protocol: str) -> None:
+    port, talk = CASES[protocol]
+    found = _records(tmp_path, _session(port, [*talk, *HELLO]))
+    assert [c["service"] for c in found["conn"]] == ["ssl"]
+    (ssl,) = found["ssl"]
+    assert (ssl["server_name"], ssl["version"], ssl["cipher"]) == (
+        "mail.example.org",
+        "TLSv12",
+        "TLS_AES_128_GCM_SHA256",
+    )
+
+
+def test_a_command_split_across_segments_is_read_whole(tmp_path: Path) -> None:
+    talk = [
+        (False, b"220 mx ESMTP\r\n"),
+        (True, b"EHLO c\r\n"),
+        (False, b"250 STARTTLS\r\n"),
+        (True, b"START"),
+        (True, b"TLS\r\n"),
+        (False, b"220 go ahead\r\n"),
+    ]
+    found = _records(tmp_path, _session(25, [*talk, *HELLO]))
+    assert [c["service"] for c in found["conn"]] == ["ssl"]
+
+
+@pytest.mark.parametrize(
+    ("port", "talk"),
+    [
+        # The server refuses: the client carries on in clear text (bytes that happen to start
+        # like a TLS record are no ClientHello read as one).
+        (25, [(True, b"STARTTLS\r\n"), (False, b"454 TLS not available\r\n")]),
+        (143, [(True, b"a1 STARTTLS\r\n"), (False, b"a1 NO not now\r\n")]),
+        (110, [(True, b"STLS\r\n"), (False, b"-ERR no\r\n")]),
+        # FTP's AUTH SSL is not the AUTH TLS that Zeek's FTP analyzer hands over on.
+        (21, [(True, b"AUTH SSL\r\n"), (False, b"234 ok\r\n")]),
+        # An answer with another tag is not the answer to STARTTLS.
+        (143, [(True, b"a1 STARTTLS\r\n"), (False, b"a0 OK other\r\n")]),
+    ],
+)
+def test_refused_or_other_requests_stay_clear_text(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]]
+) -> None:
+    found = _records(tmp_path, _session(port, [*talk, *HELLO]))
+    assert [c["service"] for c in found["conn"]] == [None]
+    assert "ssl" not in found
+
+
+def test_tls_through_an_http_connect_tunnel(tmp_path: Path) -> None:
+    talk = [
+        (True, b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"),
+        (False, b"HTTP/1.1 200 Connection established\r\nProxy-Agent: p\r\n\r\n"),
+        *HELLO,
+    ]
+    found = _records(tmp_path, _session(3128, talk))
+    assert [c["service"] for c in found["conn"]] == ["http,ssl"]
+    assert [(h["method"], h["status_code"]) for h in found["http"]] == [("CONNECT", 200)]
+    assert [s["server_name"] for s in found["ssl"]] == ["mail.example.org"]
+
+
+def test_a_refused_connect_opens_no_tunnel(tmp_path: Path) -> None:
+    talk = [
+        (True, b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"),
+        (False, b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
+        *HELLO,
+    ]
+    found = _records(tmp_path, _session(3128, talk))
+    assert [c["service"] for c in found["conn"]] == ["http"]
+    assert "ssl" not in found
