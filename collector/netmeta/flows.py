@@ -486,6 +486,12 @@ class ConnTracker:
         """One TCP packet through Zeek's endpoint state machine (TCPSessionAdapter::Process):
         sequence bases, history letters, retransmissions, states, and the close timers."""
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        if (conn.o_pkts if is_orig else conn.r_pkts) == 1:
+            # A side's first packet: Zeek's SetPartialStatus.
+            if is_orig:
+                conn.partial = not syn or bool(flags & ACK)
+            elif not conn.partial:
+                conn.partial = not syn
         state = conn.o_state if is_orig else conn.r_state
         peer = conn.r_state if is_orig else conn.o_state
         seg = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
@@ -587,6 +593,7 @@ class ConnTracker:
                     pass  # an ACK of the SYN before the SYN-ACK: not yet a partial side
                 elif flags & ACK and peer == ESTABLISHED:
                     state = ESTABLISHED  # the SYN was missed, the handshake completes
+                    conn.partial = False
                 else:
                     state = PARTIAL
         elif state in (SYN_SENT, SYN_ACK_SENT):

@@ -72,6 +72,9 @@ REASONS = {
     "which are no SMB session",
     "rdp-udp": "RDP's UDP transport (MS-RDPEUDP), which Vigie does not name: it names rdp "
     "from the X.224 connection request over TCP",
+    "partial": "a partial connection (no SYN seen from a side at its first packet: the capture "
+    "starts mid-connection): Zeek's HTTP, SSL, RDP and IMAP analyzers ignore its payload, so "
+    "Vigie names nothing from it either; nDPI reads the request or ClientHello",
     "tls-midstream": "no SYN: the capture starts mid-session (or holds only the server's side), "
     "so there is no ClientHello, from which Vigie, like Zeek, names ssl; nDPI recognises TLS "
     "from later records",

@@ -212,3 +212,11 @@ def test_a_refused_connect_opens_no_tunnel(tmp_path: Path) -> None:
     found = _records(tmp_path, _session(3128, talk))
     assert [c["service"] for c in found["conn"]] == ["http"]
     assert "ssl" not in found
+
+
+def test_a_handover_seen_mid_stream_is_not_followed(tmp_path: Path) -> None:
+    # No handshake seen: a partial connection, whose payload Zeek's analyzers ignore.
+    port, talk = CASES["smtp"]
+    found = _records(tmp_path, _session(port, [*talk, *HELLO], handshake=False))
+    assert [c["service"] for c in found["conn"]] == [None]
+    assert "ssl" not in found

@@ -53,25 +53,13 @@ BARE_TLS = (
     "in bare mode (zeek -b) 443 is not a likely server port, so Zeek keeps the capture's first "
     "sender, the server, as originator; Vigie, like Zeek by default, makes the client it"
 )
-HTTP_UNANSWERED = (
-    "one mid-stream request, no reply: Zeek confirms HTTP only from a reply, Vigie names http "
-    "from the request"
-)
 DYNAMIC_FILTER = "Zeek's script installs a packet filter mid-trace; Vigie reads every packet"
 
 # (case, connection) -> (the fields that differ, why); "missing": no conn of ours for the line.
 # A connection is "proto orig_h:orig_p > resp_h:resp_p", or "row N" in a zeek-cut log.
 CONN_KNOWN: Known = {
-    ("core.mpls-in-vlan", "tcp 65.65.65.65:19244 > 65.65.65.65:80"): (
-        ("service",),
-        HTTP_UNANSWERED,
-    ),
-    ("core.mpls-in-vlan", "tcp 65.65.65.65:61193 > 65.65.65.65:80"): (
-        ("service",),
-        HTTP_UNANSWERED,
-    ),
     ("core.pcap.dynamic-filter", "tcp 141.142.220.118:35634 > 208.80.152.2:80"): (
-        ("service", "history", "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"),
+        ("history", "orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes"),
         DYNAMIC_FILTER + ": Zeek saw one of the flow's packets, Vigie three (and the reply)",
     ),
     ("core.reporter-limit-reached-weird", "row 1"): (("history",), X_LIMIT),
@@ -249,7 +237,7 @@ def _line(path: str, z: dict[str, str]) -> str:
 # The bar is 95% of conn.log lines agreeing on every field (goal 100%). FLOOR is what
 # Vigie reaches today: it may only rise, until it meets BAR.
 BAR = 0.95
-FLOOR = 128 / 139
+FLOOR = 130 / 139
 
 
 def test_every_case_is_compared() -> None:
