@@ -295,6 +295,8 @@ class ConnTracker:
                         self._http_request(conn, ts, seq, data[poff : poff + plen])
                     elif data.startswith(http.RESPONSE, poff):
                         self._http_response(conn, data[poff : poff + plen])
+                    elif not conn.http.replied:
+                        conn.http.replied = True  # the server's first bytes: no status line
                 elif conn.app is not None:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
                 elif conn.dicom is not None:
@@ -882,7 +884,8 @@ class ConnTracker:
         if stream is None:
             return
         for found in stream.feed(seq, segment):
-            _name(conn, "http")
+            if stream.confirmed:
+                _name(conn, "http")
             stream.pending.append((ts, found))
         if stream.http is False:
             conn.http = None  # its first line was no request: not HTTP
@@ -890,7 +893,15 @@ class ConnTracker:
     def _http_response(self, conn: Conn, segment: bytes) -> None:
         code = http.status(segment)
         stream = conn.http
-        if code is None or stream is None or not stream.pending:
+        if stream is None:
+            return
+        if not stream.replied:
+            stream.replied = True
+            if not stream.confirmed:  # Zeek's signature matched: its analyzer reads the requests
+                stream.confirmed = True
+                if stream.http:
+                    _name(conn, "http")
+        if code is None or not stream.pending or not stream.confirmed:
             return
         if code == 100:
             return  # an interim answer: the real one follows
@@ -1115,8 +1126,10 @@ class ConnTracker:
             self.index.pop((proto, b, b_port, a, a_port), None)
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
-        for ts, found in conn.http.pending if conn.http is not None else ():
-            self._http_record(conn, ts, found, None)  # no answer seen
+        stream = conn.http
+        if stream is not None and stream.confirmed:
+            for ts, found in stream.pending:
+                self._http_record(conn, ts, found, None)  # no answer seen
         if conn.app is not None and not conn.app.done:
             self._app_record(conn, conn.app)  # no answer seen: what the client said
         state = conn.dicom

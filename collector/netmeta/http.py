@@ -6,8 +6,9 @@ segments (or typed one character at a time) is read whole, retransmissions are r
 request bodies are skipped by their Content-Length. What counts as a request line follows
 Zeek: on the ports Zeek's HTTP analyzer is registered for, any method token; elsewhere the
 methods its detection signature knows (and, for HTTP/0.9's line without a version, only
-those). Responses are read from the segments that start with a status line (servers write it
-first), and the i-th response answers the i-th request, as HTTP/1.1 without pipelining has it.
+those), and only once the server's first bytes were a status line, as that signature needs.
+Responses are read from the segments that start with a status line (servers write it first),
+and the i-th response answers the i-th request, as HTTP/1.1 without pipelining has it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ RESPONSE = b"HTTP/1."
 MAX_HEAD = 16 * 1024
 MASK = 0xFFFFFFFF
 # Zeek's HTTP analyzer ports, and the methods of its signature for HTTP on other ports.
-HTTP_PORTS = frozenset((80, 81, 631, 1080, 3138, 8000, 8080, 8888))
+HTTP_PORTS = frozenset((80, 81, 631, 1080, 3128, 8000, 8080, 8888))
 KNOWN_METHODS = frozenset(
     (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
      b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"POLL",
@@ -56,10 +57,19 @@ class RequestStream:
     line was read, then True, or False when the stream turned out not to be HTTP.
     """
 
-    __slots__ = ("any_method", "expected", "buffer", "skip", "hunting", "http", "pending")
+    __slots__ = (
+        "any_method", "expected", "buffer", "skip", "hunting", "http", "pending", "confirmed",
+        "replied",
+    )  # fmt: skip
 
     def __init__(self, seq: int, resp_port: int) -> None:
         self.any_method = resp_port in HTTP_PORTS
+        # Zeek's HTTP analyzer reads the connection: on its ports from the start; elsewhere
+        # once its signature matched both ways, the server's first bytes a status line
+        # ("HTTP/" and a digit), and then it reads the requests it held back. Until then, the
+        # requests read here are no HTTP of Zeek's. `replied`: the server's first bytes came.
+        self.confirmed = self.any_method
+        self.replied = False
         self.expected = seq
         self.buffer = bytearray()
         self.skip = 0  # body bytes still to pass over
