@@ -385,9 +385,17 @@ class ConnTracker:
         if count in SCALED:  # at the 1st, 10th, 100th... as Zeek's letters for repeated events
             conn.hist.append("C" if is_orig else "c")
 
+    def header_cut(
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> None:
+        """A TCP packet whose header is cut short (its options past the captured bytes): Zeek
+        opens (or finds) its connection from the fixed header, the roles guessed from the
+        ports alone, then drops the packet uncounted."""
+        self._conn(ts, TCP, src, dst, sport, dport, flags, 0, whole=False)
+
     def _conn(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
-        seq: int,
+        seq: int, *, whole: bool = True,
     ) -> Conn:  # fmt: skip
         if ts >= self.next_sweep:
             self.sweep(ts)
@@ -401,19 +409,21 @@ class ConnTracker:
             self.finish(conn)
             conn = None
         if conn is None:
-            conn = self._new(key, ts, proto, src, dst, sport, dport, flags)
+            conn = self._new(key, ts, proto, src, dst, sport, dport, flags, whole=whole)
         return conn
 
     def _new(
         self, key: tuple[object, ...], ts: float, proto: int, src: bytes, dst: bytes,
-        sport: int, dport: int, flags: int,
+        sport: int, dport: int, flags: int, *, whole: bool = True,
     ) -> Conn:  # fmt: skip
+        """A new connection; `whole`: its first packet reaches Zeek's TCP analysis, which
+        flips a connection first seen at its SYN-ACK (else only the ports guess the roles)."""
         flip = False
         if proto == TCP:
-            if flags & SYN and flags & ACK:
+            if flags & SYN and flags & ACK and whole:
                 flip = True  # Zeek flips a connection first seen at its SYN-ACK
-            elif not flags & SYN and sport in LIKELY_SERVER_PORTS:
-                flip = dport not in LIKELY_SERVER_PORTS or sport < dport
+            elif (not flags & SYN or flags & ACK) and sport in LIKELY_SERVER_PORTS:
+                flip = dport not in LIKELY_SERVER_PORTS or (not flags & SYN and sport < dport)
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
         uid = self._uid()

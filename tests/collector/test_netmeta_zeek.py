@@ -74,8 +74,10 @@ CONN_KNOWN: Known = {
     ),
     ("core.vntag-in-vlan", "tcp 10.10.10.1:443 > 10.10.10.2:56960"): (
         ("missing",),
-        "the only packet is cut by the snapshot length inside its TCP options: Zeek opens a "
-        "connection and counts no packet, Vigie counts the packet malformed and opens none",
+        "the only packet, a SYN-ACK from 443, is cut by the snapshot length inside its TCP "
+        "options: Zeek, as Vigie, opens the connection from the ports alone and counts no "
+        "packet; in bare mode (zeek -b) 443 is not a likely server port, so Zeek keeps the "
+        "sender as originator, Vigie, like Zeek by default, makes it the responder",
     ),
     ("scripts.base.protocols.gnutella.max-header-length", "row 1"): (("history",), X_LIMIT),
     ("scripts.base.protocols.gnutella.max-line-length", "row 1"): (("history",), X_LIMIT),
@@ -86,6 +88,7 @@ CONN_EXTRA: dict[str, tuple[int, str]] = {
     "core.pcap.dynamic-filter": (18, DYNAMIC_FILTER),
     "core.pcap.read-trace-with-filter": (33, "Zeek read only port 50000 (-f); Vigie reads all"),
     "core.tunnels.gre-aruba-amsdu": (1, "the missing line's connection, client first: " + BARE_TLS),
+    "core.vntag-in-vlan": (1, "the missing line's connection, the SYN-ACK's sender responder"),
 }
 # (case, "trans_id query") -> (fields, why); dns.log lines are found by 4-tuple, trans_id, query.
 DNS_KNOWN: Known = {
