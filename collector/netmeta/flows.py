@@ -894,9 +894,9 @@ class ConnTracker:
         if stream is None:
             return
         for found in stream.feed(seq, segment):
-            if stream.confirmed:
-                _name(conn, "http")
             stream.pending.append((ts, found))
+        if stream.http and stream.confirmed:  # a request line read (its head may still come)
+            _name(conn, "http")
         if stream.http is False:
             conn.http = None  # its first line was no request: not HTTP
 

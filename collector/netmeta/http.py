@@ -129,6 +129,7 @@ class RequestStream:
                     self._lost()
                 return
             method, uri, version = found
+            self.http = True  # Zeek's analyzer confirms HTTP at the request line
             if version is None:  # HTTP/0.9: a request line alone, no headers
                 end = line_end + 1
             else:
@@ -140,7 +141,6 @@ class RequestStream:
                 end = blank
             head = bytes(buf[line_end:end])
             del buf[:end]
-            self.http = True
             headers = _headers(head)
             yield Request(method, uri, version, headers.get("host"), headers.get("user-agent"))
             if _CHUNKED.search(head):

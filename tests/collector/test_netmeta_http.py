@@ -125,10 +125,11 @@ def test_other_text_protocols_are_not_http() -> None:
     assert smtp.http is False
 
 
-def _http_capture(tmp_path: Path, port: int, replies: list[bytes]) -> tuple[list[Any], list[Any]]:
-    """A client's GET to `port` after a full handshake, and the server's `replies` in turn."""
+def _http_capture(
+    tmp_path: Path, port: int, replies: list[bytes], request: bytes = b"GET /x HTTP/1.1\r\n\r\n"
+) -> tuple[list[Any], list[Any]]:
+    """A client's request to `port` after a full handshake, and the server's `replies`."""
     c, s = 1000, 5000
-    request = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
 
     def pkt(t: float, up: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> Packet:
         src, dst, sport, dport = ("10.0.0.1", "10.0.0.2", 40000, port)
@@ -169,3 +170,13 @@ def test_http_on_another_port_needs_the_servers_status_line(tmp_path: Path) -> N
     # On its ports (3128, a proxy's, among them) the request alone is HTTP.
     for port in (80, 3128):
         assert _http_capture(tmp_path, port, []) == (["http"], [("GET", None)])
+
+
+def test_http_is_named_at_the_request_line(tmp_path: Path) -> None:
+    # Zeek's HTTP analyzer confirms at the request line, before the head is complete.
+    stream = RequestStream(0, 80)
+    assert _requests(stream, (0, b"GET /a HTTP/1.1\r\nHost: exa")) == []
+    assert stream.http is True
+    cut = b"GET /a HTTP/1.1\r\nHost: exa"
+    assert _http_capture(tmp_path, 80, [], cut) == (["http"], [])
+    assert _http_capture(tmp_path, 80, [], b"GET /a HTT") == ([None], [])
