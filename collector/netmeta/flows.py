@@ -52,6 +52,9 @@ TOO_LARGE_SEQ_DELTA = 1_048_576
 # Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
 SCALED = frozenset(10**i for i in range(10))
 MAX_HOLES = 64
+# Zeek's Tunnel::max_changes_per_connection: past this many changes of the tunnel a
+# connection's packets come through, Zeek marks its analysis partial (X in the history).
+MAX_TUNNEL_CHANGES = 5
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -111,7 +114,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
-        "partial", "upgrade",
+        "partial", "upgrade", "encap", "encap_changes",
     )  # fmt: skip
 
     def __init__(
@@ -183,6 +186,10 @@ class Conn:
         # A clear-text protocol that may hand over to TLS (collector/netmeta/starttls.py), or
         # an HTTP CONNECT tunnel, once open: what the client's next payload starts.
         self.upgrade: starttls.Handover | None = None
+        # The tunnel its last packet came through (None: none), and how often that changed
+        # (Zeek's tunnel_changed, limited to Tunnel::max_changes_per_connection).
+        self.encap: tuple[object, ...] | None = None
+        self.encap_changes = 0
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -231,6 +238,9 @@ class ConnTracker:
             # New, maybe idle too long or with a TCP timer due, or a SYN that may reuse the
             # ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        parent = self.parent
+        if parent is not None or conn.encap is not None:
+            self._encapsulation(conn, parent)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
@@ -330,6 +340,19 @@ class ConnTracker:
         conn = self.index.get((proto, src, sport, dst, dport))
         if conn is not None and self.parent is not None:
             self._tunnelled(conn, ts, self.parent)
+
+    @staticmethod
+    def _encapsulation(conn: Conn, parent: Parent | None) -> None:
+        """The tunnel this packet came through (Zeek's Connection::CheckEncapsulation): a
+        tunnel is the same either way (a UDP tunnel's flow, an IP tunnel's address pair)."""
+        encap = _tunnel_key(parent)
+        if encap == conn.encap:
+            return
+        conn.encap = encap
+        if conn.encap_changes < MAX_TUNNEL_CHANGES:
+            conn.encap_changes += 1
+        elif "X" not in conn.seen:
+            conn.letter("X")
 
     def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
         """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
@@ -432,6 +455,7 @@ class ConnTracker:
             conn.hist.append("^")
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
+        conn.encap = _tunnel_key(self.parent)
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
@@ -1168,6 +1192,15 @@ class ConnTracker:
 # History letters by side: the originator's in capitals.
 _RESP_CODES = {c: c for c in "shfrdaiq"}
 _ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
+
+
+def _tunnel_key(parent: Parent | None) -> tuple[object, ...] | None:
+    """A tunnel's identity, whichever way its packet went."""
+    if parent is None:
+        return None
+    kind, carrier, src, sport, dst, dport = parent
+    a, b = (src, sport), (dst, dport)
+    return (kind, carrier, a, b) if a <= b else (kind, carrier, b, a)
 
 
 def _name(conn: Conn, service: str) -> None:

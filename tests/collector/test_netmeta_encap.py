@@ -369,3 +369,21 @@ def test_damaged_encapsulations_never_crash_and_are_counted(
     got = _key(_conns(path, stats))
     counted = stats.malformed + stats.undecoded + stats.bad_checksums + stats.read.bad_records
     assert got == intact or counted, f"{name}: records changed, no damage counted"
+
+
+@pytest.mark.parametrize(("changes", "history"), [(5, "ShADdFf"), (6, "ShADdFXf")])
+def test_a_connection_changing_tunnels_too_often_is_marked_x(
+    tmp_path: Path, changes: int, history: str
+) -> None:
+    """Zeek counts the changes of the tunnel a connection's packets come through (direct, or a
+    GRE tunnel, here), up to Tunnel::max_changes_per_connection (5); a change past that marks
+    the connection's analysis partial: X in the history, before that packet's own letter (the
+    sixth change comes with the server's FIN)."""
+    frames = []
+    for n, (_up, inner) in enumerate(_flow(False)):
+        # Packets 1..changes alternate tunnelled and direct; the rest stay as the last one.
+        tunnelled = min(n, changes) % 2 == 1
+        outer = _outer4(True, 47) / GRE(proto=0x0800) / inner if tunnelled else _eth() / inner
+        frames.append(bytes(outer))
+    (conn,) = _inner(_conns(_pcap(tmp_path / "x.pcap", 1, frames)), False)
+    assert conn["history"] == history
