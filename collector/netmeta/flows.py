@@ -1080,7 +1080,7 @@ class ConnTracker:
             and is_orig
             and not conn.dns_pending
             and conn.proto == UDP
-            and conn.orig_p not in (5353, 5355)  # multicast answers are unsolicited
+            and not _multicast(conn.resp_h)  # multicast answers are unsolicited (Zeek's)
         ):
             # The first DNS message is a response: its sender is the server (Zeek flips too).
             _flip(conn)
@@ -1192,6 +1192,13 @@ class ConnTracker:
 # History letters by side: the originator's in capitals.
 _RESP_CODES = {c: c for c in "shfrdaiq"}
 _ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
+
+
+def _multicast(address: bytes) -> bool:
+    """An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address."""
+    return (len(address) == 4 and address[0] >> 4 == 14) or (
+        len(address) == 16 and address[0] == 0xFF
+    )
 
 
 def _tunnel_key(parent: Parent | None) -> tuple[object, ...] | None:

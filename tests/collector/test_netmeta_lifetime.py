@@ -258,3 +258,21 @@ def test_a_missed_syn_completed_by_the_ack_is_no_partial_connection(tmp_path: Pa
         _tcp(0.2, False, "PA", 501, 101 + len(REQUEST), REPLY),
     ]
     assert _services(tmp_path, frames) == (["http"], ["http"])
+
+
+def test_a_dns_answer_seen_first_flips_unless_multicast(tmp_path: Path) -> None:
+    # Zeek's DNS analyzer makes the sender of a first message that is a response the
+    # responder, unless the connection's responder address is multicast (an mDNS announcement).
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    def answer(dst: str, port: int) -> Packet:
+        dns = DNS(id=7, qr=1, qd=DNSQR(qname="host.local"), an=DNSRR(rrname="host.local"))
+        frame = Ether(src=MAC, dst=MAC) / IP(src=S, dst=dst) / UDP(sport=port, dport=port) / dns
+        frame.time = 1_000_000
+        return frame
+
+    for dst, port, orig in (("10.0.0.1", 5355, "10.0.0.1"), ("224.0.0.251", 5353, S)):
+        path = tmp_path / "dns.pcap"
+        wrpcap(str(path), [answer(dst, port)])
+        (conn,) = [r.zeek() for r in extract([path]) if r.path == "conn"]
+        assert conn["id.orig_h"] == orig
