@@ -56,6 +56,11 @@ class Handover:
         segment = self._in_order(is_orig, seq, segment)
         if not segment:
             return None
+        if not is_orig and self.asked is None:
+            # Nothing asked: the server's bytes (a mailbox, a listing) need no reading; its
+            # answer to a request starts a segment of its own.
+            self.buffers[False].clear()
+            return None
         if self.asked == XMPP or b"<starttls" in segment or b"<proceed" in segment:
             return self._xmpp(is_orig, segment)
         buf = self.buffers[is_orig]
