@@ -220,3 +220,19 @@ def test_a_handover_seen_mid_stream_is_not_followed(tmp_path: Path) -> None:
     found = _records(tmp_path, _session(port, [*talk, *HELLO], handshake=False))
     assert [c["service"] for c in found["conn"]] == [None]
     assert "ssl" not in found
+
+
+def test_retransmitted_and_overlapping_bytes_are_read_once() -> None:
+    from collector.netmeta.starttls import Handover
+
+    state = Handover()
+    assert state.feed(True, 100, b"EHLO c\r\n") is None
+    assert state.feed(True, 100, b"EHLO c\r\n") is None  # a retransmission: not a command
+    assert state.commands == 1
+    # Overlapping the bytes read: only the new ones count.
+    assert state.feed(True, 104, b" c\r\nSTARTTLS\r\n") is None
+    assert (state.commands, state.asked) == (2, "smtp")
+    assert state.feed(False, 900, b"454 not now\r\n") is None  # refused
+    assert state.asked is None
+    assert state.feed(True, 118, b"STARTTLS\r\n") is None  # asked again
+    assert state.feed(False, 913, b"220-go\r\n220 ahead\r\n") is True
