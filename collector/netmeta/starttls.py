@@ -13,7 +13,10 @@ ClientHello. The pairs that start TLS, as those analyzers read them:
 
 A refusal ends the request; anything else waits. The client's lines are read in sequence order
 (a command split across segments is read whole, a retransmission once); a client that sent many
-commands without asking, or a line longer than any command, is not followed further.
+commands without asking, or a line longer than any command, is not followed further. The
+server's bytes are read only while a request awaits its answer (which starts a segment: the
+server writes it after reading the request). XMPP's XML stream has no lines: its segments are
+searched for the two elements.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Handover:
     TLS handshake), False when the connection is no longer worth following, None otherwise.
     """
 
-    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed")
+    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "xml")
 
     def __init__(self) -> None:
         # Per direction (True: originator): the next sequence number expected, and a partial
@@ -51,6 +54,7 @@ class Handover:
         # TLS was agreed (or an HTTP CONNECT tunnel opened): the client's next payload opens
         # what follows.
         self.handed = False
+        self.xml: bool | None = None  # XMPP's XML stream (no lines), known at the first bytes
 
     def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
         segment = self._in_order(is_orig, seq, segment)
@@ -61,7 +65,9 @@ class Handover:
             # answer to a request starts a segment of its own.
             self.buffers[False].clear()
             return None
-        if self.asked == XMPP or b"<starttls" in segment or b"<proceed" in segment:
+        if self.xml is None:
+            self.xml = segment.lstrip()[:1] == b"<"
+        if self.xml:
             return self._xmpp(is_orig, segment)
         buf = self.buffers[is_orig]
         buf += segment
@@ -143,7 +149,8 @@ class Handover:
         if is_orig:
             if b"<starttls" in segment:
                 self.asked = XMPP
-            return None
+            self.commands += 1  # here: the client's segments
+            return False if self.commands >= MAX_COMMANDS and self.asked is None else None
         if self.asked != XMPP:
             return None
         if b"<proceed" in segment:

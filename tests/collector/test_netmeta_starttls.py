@@ -236,3 +236,11 @@ def test_retransmitted_and_overlapping_bytes_are_read_once() -> None:
     assert state.asked is None
     assert state.feed(True, 118, b"STARTTLS\r\n") is None  # asked again
     assert state.feed(False, 913, b"220-go\r\n220 ahead\r\n") is True
+
+
+def test_xmpp_streams_are_not_lines(tmp_path: Path) -> None:
+    # An XML stream has no line ends: a long opening is no reason to stop following it.
+    port, talk = CASES["xmpp"]
+    opening = (True, b"<?xml version='1.0'?><stream:stream to='example.org'>" + b" " * 3000)
+    found = _records(tmp_path, _session(port, [opening, *talk[1:], *HELLO]))
+    assert [c["service"] for c in found["conn"]] == ["ssl"]
