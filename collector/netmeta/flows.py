@@ -983,8 +983,16 @@ class ConnTracker:
 
     def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
         """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,
-        POP3, IMAP, XMPP): followed until it does, or is clearly not going to."""
-        if starttls.may_start(segment):
+        POP3, IMAP, XMPP), followed until it does, or is clearly not going to; or a database
+        client's request for TLS (PostgreSQL, MySQL)."""
+        request = starttls.tls_request(segment, conn.resp_p)
+        if request is not None:
+            conn.upgrade = state = starttls.Handover()
+            if request == starttls.MYSQL:
+                state.handed = True  # its TLS handshake follows, unanswered
+            else:
+                state.asked = request
+        elif starttls.may_start(segment):
             conn.upgrade = starttls.Handover()
             self._handover(conn, 0.0, True, seq, segment)
 

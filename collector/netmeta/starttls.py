@@ -9,7 +9,10 @@ ClientHello. The pairs that start TLS, as those analyzers read them:
 - SMTP: `STARTTLS` (RFC 3207), answered with 220;
 - POP3: `STLS` (RFC 2595), answered with `+OK`;
 - IMAP: `<tag> STARTTLS` (RFC 3501), answered with `<tag> OK`;
-- XMPP: `<starttls .../>`, answered with `<proceed .../>` (RFC 6120).
+- XMPP: `<starttls .../>`, answered with `<proceed .../>` (RFC 6120);
+- PostgreSQL: the SSLRequest message, answered with the byte `S`;
+- MySQL: a handshake response with the CLIENT_SSL capability (the SSL request), unanswered:
+  the client's TLS handshake follows it.
 
 A refusal ends the request; anything else waits. The client's lines are read in sequence order
 (a command split across segments is read whole, a retransmission once); a client that sent many
@@ -21,10 +24,34 @@ searched for the two elements.
 
 from __future__ import annotations
 
+import re
+import struct
+
 MASK = 0xFFFFFFFF
 MAX_COMMANDS = 32  # client lines read before giving up: TLS is asked for near the start
 MAX_LINE = 2048
 FTP, SMTP, POP3, IMAP, XMPP = "ftp", "smtp", "pop3", "imap", "xmpp"
+POSTGRESQL, MYSQL = "postgresql", "mysql"
+POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+MYSQL_PORTS = frozenset((1434, 3306))  # Zeek's MySQL analyzer's ports
+CLIENT_PROTOCOL_41, CLIENT_SSL = 0x0200, 0x0800
+# XMPP's elements, with or without a namespace prefix ("<tls:starttls").
+_XMPP_STARTTLS = re.compile(rb"<(?:[\w.-]+:)?starttls[\s/>]")
+_XMPP_PROCEED = re.compile(rb"<(?:[\w.-]+:)?proceed[\s/>]")
+_XMPP_FAILURE = re.compile(rb"<(?:[\w.-]+:)?failure[\s/>]")
+
+
+def tls_request(segment: bytes, resp_port: int) -> str | None:
+    """A database client's binary request for TLS, as its first payload: PostgreSQL's
+    SSLRequest, or MySQL's SSL request (a 32-byte handshake response with CLIENT_SSL, its
+    packet number 1) on Zeek's MySQL ports."""
+    if segment == POSTGRESQL_SSL_REQUEST:
+        return POSTGRESQL
+    if resp_port in MYSQL_PORTS and len(segment) == 36 and segment[:4] == b"\x20\x00\x00\x01":
+        flags = int.from_bytes(segment[4:8], "little")
+        if flags & CLIENT_PROTOCOL_41 and flags & CLIENT_SSL:
+            return MYSQL
+    return None
 
 
 def may_start(segment: bytes) -> bool:
@@ -60,6 +87,9 @@ class Handover:
         segment = self._in_order(is_orig, seq, segment)
         if not segment:
             return None
+        if self.asked == POSTGRESQL:
+            # The server's one-byte answer: S, TLS follows; N (or anything else), it does not.
+            return None if is_orig else (segment[:1] == b"S" or False)
         if not is_orig and self.asked is None:
             # Nothing asked: the server's bytes (a mailbox, a listing) need no reading; its
             # answer to a request starts a segment of its own.
@@ -147,14 +177,14 @@ class Handover:
 
     def _xmpp(self, is_orig: bool, segment: bytes) -> bool | None:
         if is_orig:
-            if b"<starttls" in segment:
+            if _XMPP_STARTTLS.search(segment):
                 self.asked = XMPP
             self.commands += 1  # here: the client's segments
             return False if self.commands >= MAX_COMMANDS and self.asked is None else None
         if self.asked != XMPP:
             return None
-        if b"<proceed" in segment:
+        if _XMPP_PROCEED.search(segment):
             return True
-        if b"<failure" in segment:
+        if _XMPP_FAILURE.search(segment):
             self.asked = None
         return None

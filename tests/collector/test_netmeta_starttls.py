@@ -244,3 +244,42 @@ def test_xmpp_streams_are_not_lines(tmp_path: Path) -> None:
     opening = (True, b"<?xml version='1.0'?><stream:stream to='example.org'>" + b" " * 3000)
     found = _records(tmp_path, _session(port, [opening, *talk[1:], *HELLO]))
     assert [c["service"] for c in found["conn"]] == ["ssl"]
+
+
+def _mysql_ssl_request() -> bytes:
+    flags = 0x0200 | 0x0800 | 0x8000  # protocol 4.1, SSL, secure connection
+    payload = struct.pack("<IIB", flags, 16 * 1024 * 1024, 33) + bytes(23)
+    return len(payload).to_bytes(3, "little") + b"\x01" + payload
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # PostgreSQL's SSLRequest, answered S: TLS follows (Zeek: postgresql,ssl).
+        (5432, [(True, struct.pack("!II", 8, 80877103)), (False, b"S")], "ssl"),
+        # Answered N: the client goes on in clear text.
+        (5432, [(True, struct.pack("!II", 8, 80877103)), (False, b"N")], None),
+        # MySQL: the server's greeting, then the client's SSL request, unanswered.
+        (
+            3306,
+            [(False, b"\x4a\x00\x00\x00\x0a8.0.36\x00" + bytes(66)), (True, _mysql_ssl_request())],
+            "ssl",
+        ),
+        # XMPP with a namespace prefix on its elements.
+        (
+            5222,
+            [
+                (True, b"<stream:stream to='example.org' version='1.0'>"),
+                (True, b"<tls:starttls xmlns:tls='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+                (False, b"<tls:proceed xmlns:tls='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            ],
+            "ssl",
+        ),
+    ],
+)
+def test_binary_and_namespaced_requests_for_tls(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, [*talk, *HELLO]))
+    assert [c["service"] for c in found["conn"]] == [service]
+    assert ("ssl" in found) == (service == "ssl")
