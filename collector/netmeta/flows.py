@@ -992,6 +992,11 @@ class ConnTracker:
                 state.handed = True  # its TLS handshake follows, unanswered
             else:
                 state.asked = request
+        elif segment[:1] == b"\x30" and conn.resp_p in starttls.LDAP_PORTS:
+            # LDAP: its StartTLS may follow other messages.
+            conn.upgrade = state = starttls.Handover()
+            state.mode = starttls.BER
+            state.feed(True, seq, segment)
         elif starttls.may_start(segment):
             conn.upgrade = starttls.Handover()
             self._handover(conn, 0.0, True, seq, segment)

@@ -12,7 +12,9 @@ ClientHello. The pairs that start TLS, as those analyzers read them:
 - XMPP: `<starttls .../>`, answered with `<proceed .../>` (RFC 6120);
 - PostgreSQL: the SSLRequest message, answered with the byte `S`;
 - MySQL: a handshake response with the CLIENT_SSL capability (the SSL request), unanswered:
-  the client's TLS handshake follows it.
+  the client's TLS handshake follows it;
+- LDAP: the extended request StartTLS (OID 1.3.6.1.4.1.1466.20037, RFC 4511), answered with
+  an extended response of result success.
 
 A refusal ends the request; anything else waits. The client's lines are read in sequence order
 (a command split across segments is read whole, a retransmission once); a client that sent many
@@ -31,7 +33,10 @@ MASK = 0xFFFFFFFF
 MAX_COMMANDS = 32  # client lines read before giving up: TLS is asked for near the start
 MAX_LINE = 2048
 FTP, SMTP, POP3, IMAP, XMPP = "ftp", "smtp", "pop3", "imap", "xmpp"
-POSTGRESQL, MYSQL = "postgresql", "mysql"
+POSTGRESQL, MYSQL, LDAP = "postgresql", "mysql", "ldap"
+LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
+LDAP_PORTS = frozenset((389, 3268))  # Zeek's LDAP analyzer's TCP ports
+XML, BER, LINES = "xml", "ber", "lines"
 POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 MYSQL_PORTS = frozenset((1434, 3306))  # Zeek's MySQL analyzer's ports
 CLIENT_PROTOCOL_41, CLIENT_SSL = 0x0200, 0x0800
@@ -42,11 +47,13 @@ _XMPP_FAILURE = re.compile(rb"<(?:[\w.-]+:)?failure[\s/>]")
 
 
 def tls_request(segment: bytes, resp_port: int) -> str | None:
-    """A database client's binary request for TLS, as its first payload: PostgreSQL's
-    SSLRequest, or MySQL's SSL request (a 32-byte handshake response with CLIENT_SSL, its
-    packet number 1) on Zeek's MySQL ports."""
+    """A client's binary request for TLS, as its first payload: PostgreSQL's SSLRequest,
+    MySQL's SSL request (a 32-byte handshake response with CLIENT_SSL, its packet number 1)
+    on Zeek's MySQL ports, LDAP's StartTLS extended request."""
     if segment == POSTGRESQL_SSL_REQUEST:
         return POSTGRESQL
+    if segment[:1] == b"\x30" and LDAP_STARTTLS in segment:
+        return LDAP
     if resp_port in MYSQL_PORTS and len(segment) == 36 and segment[:4] == b"\x20\x00\x00\x01":
         flags = int.from_bytes(segment[4:8], "little")
         if flags & CLIENT_PROTOCOL_41 and flags & CLIENT_SSL:
@@ -68,7 +75,7 @@ class Handover:
     TLS handshake), False when the connection is no longer worth following, None otherwise.
     """
 
-    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "xml")
+    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "mode")
 
     def __init__(self) -> None:
         # Per direction (True: originator): the next sequence number expected, and a partial
@@ -81,7 +88,9 @@ class Handover:
         # TLS was agreed (or an HTTP CONNECT tunnel opened): the client's next payload opens
         # what follows.
         self.handed = False
-        self.xml: bool | None = None  # XMPP's XML stream (no lines), known at the first bytes
+        # How the client's bytes are read: lines of commands, XMPP's XML stream, LDAP's BER
+        # messages (none of these two in lines); known at its first bytes.
+        self.mode: str | None = None
 
     def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
         segment = self._in_order(is_orig, seq, segment)
@@ -90,14 +99,23 @@ class Handover:
         if self.asked == POSTGRESQL:
             # The server's one-byte answer: S, TLS follows; N (or anything else), it does not.
             return None if is_orig else (segment[:1] == b"S" or False)
+        if self.asked == LDAP:
+            return None if is_orig else _ldap_answer(segment)
+        if self.mode == BER:  # LDAP messages before a StartTLS, if one comes
+            if is_orig:
+                if LDAP_STARTTLS in segment:
+                    self.asked = LDAP
+                self.commands += 1
+                return False if self.commands >= MAX_COMMANDS and self.asked is None else None
+            return None
         if not is_orig and self.asked is None:
             # Nothing asked: the server's bytes (a mailbox, a listing) need no reading; its
             # answer to a request starts a segment of its own.
             self.buffers[False].clear()
             return None
-        if self.xml is None:
-            self.xml = segment.lstrip()[:1] == b"<"
-        if self.xml:
+        if self.mode is None:
+            self.mode = XML if segment.lstrip()[:1] == b"<" else LINES
+        if self.mode == XML:
             return self._xmpp(is_orig, segment)
         buf = self.buffers[is_orig]
         buf += segment
@@ -188,3 +206,29 @@ class Handover:
         if _XMPP_FAILURE.search(segment):
             self.asked = None
         return None
+
+
+def _ldap_answer(segment: bytes) -> bool | None:
+    """LDAP's answer to StartTLS: an extended response (application tag 24) whose result
+    code is success (True) or another (False); None for another message."""
+    try:
+        if segment[0] != 0x30:
+            return None
+        pos = _after_length(segment, 1)
+        if segment[pos] != 0x02:  # the message ID
+            return None
+        pos += 2 + segment[pos + 1]
+        if segment[pos] != 0x78:
+            return None
+        pos = _after_length(segment, pos + 1)
+        if segment[pos : pos + 2] != b"\x0a\x01":  # the result code, an enumeration
+            return None
+        return segment[pos + 2] == 0
+    except IndexError:
+        return None
+
+
+def _after_length(data: bytes, pos: int) -> int:
+    """The offset just past a BER length that starts at `pos`."""
+    first = data[pos]
+    return pos + 1 + (first & 0x7F if first & 0x80 else 0)

@@ -283,3 +283,40 @@ def test_binary_and_namespaced_requests_for_tls(
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
     assert [c["service"] for c in found["conn"]] == [service]
     assert ("ssl" in found) == (service == "ssl")
+
+
+def _ldap(message_id: int, op: bytes) -> bytes:
+    body = bytes([2, 1, message_id]) + op
+    return bytes([0x30, len(body)]) + body
+
+
+OID = b"1.3.6.1.4.1.1466.20037"
+LDAP_STARTTLS = _ldap(1, bytes([0x77, len(OID) + 2, 0x80, len(OID)]) + OID)
+BIND = _ldap(1, bytes([0x60, 7, 2, 1, 3, 4, 0, 0x80, 0]))  # an anonymous simple bind
+
+
+def _ldap_answer(message_id: int, code: int) -> bytes:
+    return _ldap(message_id, bytes([0x78, 7, 0x0A, 1, code, 4, 0, 4, 0]))
+
+
+@pytest.mark.parametrize(
+    ("talk", "service"),
+    [
+        ([(True, LDAP_STARTTLS), (False, _ldap_answer(1, 0))], "ssl"),
+        # After other messages (a bind and its answer): still read.
+        (
+            [
+                (True, BIND),
+                (False, _ldap(1, bytes([0x61, 7, 0x0A, 1, 0, 4, 0, 4, 0]))),
+                (True, LDAP_STARTTLS.replace(b"\x02\x01\x01", b"\x02\x01\x02", 1)),
+                (False, _ldap_answer(2, 0)),
+            ],
+            "ssl",
+        ),
+        # Refused (unwillingToPerform, 53): clear text goes on.
+        ([(True, LDAP_STARTTLS), (False, _ldap_answer(1, 53))], None),
+    ],
+)
+def test_ldap_starttls(tmp_path: Path, talk: list[tuple[bool, bytes]], service: str | None) -> None:
+    found = _records(tmp_path, _session(389, [*talk, *HELLO]))
+    assert [c["service"] for c in found["conn"]] == [service]
