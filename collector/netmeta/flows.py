@@ -978,6 +978,10 @@ class ConnTracker:
             return
         elif handshakes.rdp_request(segment):
             _name(conn, "rdp")  # as Zeek names it, on any port
+            # When the server's answer selects TLS (or CredSSP over it), the client's next
+            # bytes are a ClientHello, which Zeek's RDP analyzer hands to protocol detection.
+            conn.upgrade = state = starttls.Handover()
+            state.handed = True
         else:
             self._commands(conn, seq, segment)
 

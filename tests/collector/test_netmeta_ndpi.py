@@ -72,9 +72,9 @@ REASONS = {
     "which are no SMB session",
     "rdp-udp": "RDP's UDP transport (MS-RDPEUDP), which Vigie does not name: it names rdp "
     "from the X.224 connection request over TCP",
-    "starttls": "a database connection turned TLS by its client's request (MySQL's SSL "
-    "request): Zeek names its protocol and ssl, Vigie ssl (it has no MySQL analyzer); nDPI "
-    "names the protocol only",
+    "starttls": "a connection turned TLS after its opening (MySQL's SSL request, RDP's "
+    "TLS security): Zeek names its protocol and ssl, Vigie too (ssl alone for MySQL, which it "
+    "has no analyzer for); nDPI names the protocol only",
     "partial": "a partial connection (no SYN seen from a side at its first packet: the capture "
     "starts mid-connection): Zeek's HTTP, SSL, RDP and IMAP analyzers ignore its payload, so "
     "Vigie names nothing from it either; nDPI reads the request or ClientHello",

@@ -320,3 +320,15 @@ def _ldap_answer(message_id: int, code: int) -> bytes:
 def test_ldap_starttls(tmp_path: Path, talk: list[tuple[bool, bytes]], service: str | None) -> None:
     found = _records(tmp_path, _session(389, [*talk, *HELLO]))
     assert [c["service"] for c in found["conn"]] == [service]
+
+
+def test_rdp_with_tls_security_is_rdp_and_ssl(tmp_path: Path) -> None:
+    # An X.224 connection request with an RDP negotiation request (TLS and CredSSP offered),
+    # the server's confirm selecting TLS, then the TLS handshake: Zeek names rdp and ssl.
+    neg = bytes([1, 0, 8, 0, 3, 0, 0, 0])
+    cr = bytes([0x0E, 0xE0, 0, 0, 0, 0, 0]) + b"Cookie: mstshash=a\r\n" + neg
+    cr = bytes([len(cr) - 1]) + cr[1:]
+    request = b"\x03\x00" + struct.pack("!H", 4 + len(cr)) + cr
+    confirm = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00" + bytes([2, 0, 8, 0, 1, 0, 0, 0])
+    found = _records(tmp_path, _session(3389, [(True, request), (False, confirm), *HELLO]))
+    assert [c["service"] for c in found["conn"]] == ["rdp,ssl"]

@@ -36,7 +36,7 @@ DNS_FIELDS = ("answers",)
 SSL_FIELDS = ("version", "cipher", "server_name", "established")
 # The services Vigie names; Zeek's others (ftp, ssh, ntp, irc, krb, tunnels...) are protocols
 # Vigie has no analyzer for, and are left out of Zeek's list before comparing.
-VIGIE_SERVICES = frozenset(("dns", "ssl", "http", "smb", "hl7", "dicom"))
+VIGIE_SERVICES = frozenset(("dns", "ssl", "http", "smb", "hl7", "dicom", "rdp"))
 
 LOGS = ("conn.log", "dns.log", "ssl.log", "http.log")
 
