@@ -1233,7 +1233,7 @@ def _name(conn: Conn, service: str) -> None:
     found = conn.service
     if found is None:
         conn.service = service
-    elif service not in found.split(","):
+    elif found != service and service not in found.split(","):
         conn.service = ",".join(sorted((*found.split(","), service)))
 
 
