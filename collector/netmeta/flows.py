@@ -921,6 +921,9 @@ class ConnTracker:
             stream.pending.append((ts, found))
         if stream.http and stream.confirmed:  # a request line read (its head may still come)
             _name(conn, "http")
+            body = stream.mime
+            if body is not None and body.too_deep and "X" not in conn.seen:
+                conn.letter("X")  # Zeek's MIME analysis stopped at its depth limit
         if stream.http is False:
             conn.http = None  # its first line was no request: not HTTP
 

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from collector.netmeta import mime
+
 RESPONSE = b"HTTP/1."
 MAX_HEAD = 16 * 1024
 MASK = 0xFFFFFFFF
@@ -59,7 +61,7 @@ class RequestStream:
 
     __slots__ = (
         "any_method", "expected", "buffer", "skip", "hunting", "http", "pending", "confirmed",
-        "replied",
+        "replied", "mime",
     )  # fmt: skip
 
     def __init__(self, seq: int, resp_port: int) -> None:
@@ -70,6 +72,8 @@ class RequestStream:
         # requests read here are no HTTP of Zeek's. `replied`: the server's first bytes came.
         self.confirmed = self.any_method
         self.replied = False
+        # The MIME entities of the request body being read, when they can nest.
+        self.mime: mime.Depth | None = None
         self.expected = seq
         self.buffer = bytearray()
         self.skip = 0  # body bytes still to pass over
@@ -98,7 +102,11 @@ class RequestStream:
         if self.skip:
             if self.skip >= len(segment):
                 self.skip -= len(segment)
+                if self.mime is not None:
+                    self.mime.feed(segment)
                 return
+            if self.mime is not None:
+                self.mime.feed(segment[: self.skip])
             segment = segment[self.skip :]
             self.skip = 0
         if self.hunting:
@@ -148,8 +156,11 @@ class RequestStream:
                 return
             length = _CONTENT_LENGTH.search(head)
             body = int(length.group(1)) if length else 0
+            self.mime = mime.body(headers["content-type"]) if "content-type" in headers else None
             if body:
                 taken = min(body, len(buf))
+                if self.mime is not None:
+                    self.mime.feed(bytes(buf[:taken]))
                 del buf[:taken]
                 self.skip = body - taken
 

@@ -47,7 +47,7 @@ Known = dict[tuple[str, str], tuple[tuple[str, ...], str]]
 # Why Vigie differs, shared by several lines.
 X_LIMIT = (
     "Zeek's 'X' (analysis partial): one of its analyzers hit a limit the test script sets "
-    "(weird count, header or line length, MIME depth); Vigie has no such analyzer"
+    "(weird count, header or line length); Vigie has no such analyzer"
 )
 BARE_TLS = (
     "in bare mode (zeek -b) 443 is not a likely server port, so Zeek keeps the capture's first "
@@ -76,7 +76,6 @@ CONN_KNOWN: Known = {
     ),
     ("scripts.base.protocols.gnutella.max-header-length", "row 1"): (("history",), X_LIMIT),
     ("scripts.base.protocols.gnutella.max-line-length", "row 1"): (("history",), X_LIMIT),
-    ("scripts.base.protocols.http.deeply-nested-mime", "row 1"): (("history",), X_LIMIT),
 }
 # case -> (how many conns of ours Zeek does not log, why)
 CONN_EXTRA: dict[str, tuple[int, str]] = {
@@ -235,7 +234,7 @@ def _line(path: str, z: dict[str, str]) -> str:
 # The bar is 95% of conn.log lines agreeing on every field (goal 100%). FLOOR is what
 # Vigie reaches today: it may only rise, until it meets BAR.
 BAR = 0.95
-FLOOR = 132 / 139
+FLOOR = 133 / 139
 
 
 def test_every_case_is_compared() -> None:
