@@ -59,8 +59,16 @@ class Depth:
             return
         buf = self.partial
         buf += data
-        pos = 0
+        pos = 0  # always at the start of a line
         while not self.too_deep:
+            if not self.headers and buf[pos : pos + 2] != b"--":
+                # In a body only a line starting with "--" (a boundary) matters: skip to the
+                # next one, or past the last whole line.
+                nxt = buf.find(b"\n--", pos)
+                if nxt < 0:
+                    pos = buf.rfind(b"\n", pos) + 1 or pos
+                    break
+                pos = nxt + 1
             end = buf.find(b"\n", pos)
             if end < 0:
                 break
