@@ -1005,7 +1005,7 @@ class ConnTracker:
             state.mode = starttls.BER
             state.feed(True, seq, segment)
         elif starttls.may_start(segment):
-            conn.upgrade = starttls.Handover()
+            conn.upgrade = starttls.Handover(conn.resp_p)
             self._handover(conn, 0.0, True, seq, segment)
 
     def _handover(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:

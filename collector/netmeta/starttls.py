@@ -16,6 +16,8 @@ ClientHello. The pairs that start TLS, as those analyzers read them:
 - LDAP: the extended request StartTLS (OID 1.3.6.1.4.1.1466.20037, RFC 4511), answered with
   an extended response of result success.
 
+FTP and XMPP are read on their analyzers' ports only: Zeek finds them elsewhere by signatures
+that an FTP session turning TLS before its USER command, or an XMPP stream, never matches.
 A refusal ends the request; anything else waits. The client's lines are read in sequence order
 (a command split across segments is read whole, a retransmission once); a client that sent many
 commands without asking, or a line longer than any command, is not followed further. The
@@ -36,6 +38,8 @@ FTP, SMTP, POP3, IMAP, XMPP = "ftp", "smtp", "pop3", "imap", "xmpp"
 POSTGRESQL, MYSQL, LDAP = "postgresql", "mysql", "ldap"
 LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
 LDAP_PORTS = frozenset((389, 3268))  # Zeek's LDAP analyzer's TCP ports
+FTP_PORTS = frozenset((21, 2811))
+XMPP_PORTS = frozenset((5222, 5269))
 XML, BER, LINES = "xml", "ber", "lines"
 POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 MYSQL_PORTS = frozenset((1434, 3306))  # Zeek's MySQL analyzer's ports
@@ -75,9 +79,10 @@ class Handover:
     TLS handshake), False when the connection is no longer worth following, None otherwise.
     """
 
-    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "mode")
+    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port")
 
-    def __init__(self) -> None:
+    def __init__(self, resp_port: int = 0) -> None:
+        self.port = resp_port
         # Per direction (True: originator): the next sequence number expected, and a partial
         # line.
         self.expected: dict[bool, int] = {}
@@ -114,7 +119,8 @@ class Handover:
             self.buffers[False].clear()
             return None
         if self.mode is None:
-            self.mode = XML if segment.lstrip()[:1] == b"<" else LINES
+            xml = segment.lstrip()[:1] == b"<" and self.port in XMPP_PORTS
+            self.mode = XML if xml else LINES
         if self.mode == XML:
             return self._xmpp(is_orig, segment)
         buf = self.buffers[is_orig]
@@ -156,7 +162,7 @@ class Handover:
         verb = words[0].upper()
         if verb == b"AUTH":
             # Zeek's FTP analyzer: the argument exactly "TLS".
-            if line.lstrip()[4:].lstrip() == b"TLS":
+            if self.port in FTP_PORTS and line.lstrip()[4:].lstrip() == b"TLS":
                 self.asked = FTP
         elif verb == b"STARTTLS":
             self.asked = SMTP

@@ -179,6 +179,15 @@ def test_a_command_split_across_segments_is_read_whole(tmp_path: Path) -> None:
         (110, [(True, b"STLS\r\n"), (False, b"-ERR no\r\n")]),
         # FTP's AUTH SSL is not the AUTH TLS that Zeek's FTP analyzer hands over on.
         (21, [(True, b"AUTH SSL\r\n"), (False, b"234 ok\r\n")]),
+        # FTP off Zeek's FTP ports (its signature needs a USER command first), XMPP off its.
+        (2121, [(True, b"AUTH TLS\r\n"), (False, b"234 ok\r\n")]),
+        (
+            5000,
+            [
+                (True, b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+                (False, b"<proceed/>"),
+            ],
+        ),
         # An answer with another tag is not the answer to STARTTLS.
         (143, [(True, b"a1 STARTTLS\r\n"), (False, b"a0 OK other\r\n")]),
     ],
