@@ -1,5 +1,6 @@
 """Network metadata from captures: Zeek-style conn and dns records, and HL7 v2 message
-headers seen over MLLP, DICOM association requests, TLS and SMB openings (`vigie netmeta`)."""
+headers seen over MLLP, DICOM association requests, TLS and SMB openings, TLS begun
+mid-connection as Zeek's analyzers hand over to it (starttls.py) (`vigie netmeta`)."""
 
 from __future__ import annotations
 

@@ -109,6 +109,10 @@ class Sink(Protocol):
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int
     ) -> None: ...
 
+    def header_cut(
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> None: ...
+
 
 class Decoder:
     """Decodes frames and hands every IP packet to the sink; counts what it could not decode."""
@@ -439,7 +443,11 @@ class Decoder:
             seq, ack = _II.unpack_from(data, off + 4)
             doff = (data[off + 12] >> 4) * 4
             if doff < 20 or off + doff > end:
+                # A header length under 20, or past the bytes there (options cut by the
+                # snapshot length): Zeek has opened the connection from the fixed header by
+                # then, and drops the packet without counting it.
                 self.malformed += 1
+                sink.header_cut(ts, src, dst, sport, dport, data[off + 13])
                 return
             # The window rides above the flag bits (zero window: flags < 0x100), for Zeek's W.
             flags = data[off + 13] | data[off + 14] << 16 | data[off + 15] << 8

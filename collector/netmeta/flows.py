@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from collector.netmeta import dicom, dns, handshakes, hl7, http
+from collector.netmeta import dicom, dns, handshakes, hl7, http, starttls
 from collector.netmeta.decode import Parent
 from collector.netmeta.records import (
     PROTO_NAMES,
@@ -52,6 +52,9 @@ TOO_LARGE_SEQ_DELTA = 1_048_576
 # Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
 SCALED = frozenset(10**i for i in range(10))
 MAX_HOLES = 64
+# Zeek's Tunnel::max_changes_per_connection: past this many changes of the tunnel a
+# connection's packets come through, Zeek marks its analysis partial (X in the history).
+MAX_TUNNEL_CHANGES = 5
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -111,6 +114,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
+        "partial", "upgrade", "encap", "encap_changes",
     )  # fmt: skip
 
     def __init__(
@@ -175,6 +179,17 @@ class Conn:
         self.app: AppState | None = None
         # HTTP: the originator's stream, read for requests, once its first byte could be one.
         self.http: http.RequestStream | None = None
+        # Zeek's "partial" connection (TCPSessionAdapter::IsPartial): a side's first packet
+        # was no SYN (or the originator's a SYN-ACK). Zeek's HTTP, SSL, RDP and IMAP analyzers
+        # ignore the payload of such a connection.
+        self.partial = False
+        # A clear-text protocol that may hand over to TLS (collector/netmeta/starttls.py), or
+        # an HTTP CONNECT tunnel, once open: what the client's next payload starts.
+        self.upgrade: starttls.Handover | None = None
+        # The tunnel its last packet came through (None: none), and how often that changed
+        # (Zeek's tunnel_changed, limited to Tunnel::max_changes_per_connection).
+        self.encap: tuple[object, ...] | None = None
+        self.encap_changes = 0
 
     def letter(self, code: str, seq: int | None = None) -> None:
         """Add a history letter once; SYN/FIN/RST again when their sequence number moved."""
@@ -223,6 +238,9 @@ class ConnTracker:
             # New, maybe idle too long or with a TCP timer due, or a SYN that may reuse the
             # ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        parent = self.parent
+        if parent is not None or conn.encap is not None:
+            self._encapsulation(conn, parent)
         is_orig = (src == conn.orig_h and sport == conn.orig_p) or (src == dst and sport == dport)
         conn.last = ts
         if is_orig:
@@ -287,10 +305,14 @@ class ConnTracker:
                         self._http_request(conn, ts, seq, data[poff : poff + plen])
                     elif data.startswith(http.RESPONSE, poff):
                         self._http_response(conn, data[poff : poff + plen])
+                    elif not conn.http.replied:
+                        conn.http.replied = True  # the server's first bytes: no status line
                 elif conn.app is not None:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
                 elif conn.dicom is not None:
                     self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.upgrade is not None:
+                    self._handover(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
                 elif conn.probed:
@@ -318,6 +340,19 @@ class ConnTracker:
         conn = self.index.get((proto, src, sport, dst, dport))
         if conn is not None and self.parent is not None:
             self._tunnelled(conn, ts, self.parent)
+
+    @staticmethod
+    def _encapsulation(conn: Conn, parent: Parent | None) -> None:
+        """The tunnel this packet came through (Zeek's Connection::CheckEncapsulation): a
+        tunnel is the same either way (a UDP tunnel's flow, an IP tunnel's address pair)."""
+        encap = _tunnel_key(parent)
+        if encap == conn.encap:
+            return
+        conn.encap = encap
+        if conn.encap_changes < MAX_TUNNEL_CHANGES:
+            conn.encap_changes += 1
+        elif "X" not in conn.seen:
+            conn.letter("X")
 
     def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
         """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
@@ -373,9 +408,17 @@ class ConnTracker:
         if count in SCALED:  # at the 1st, 10th, 100th... as Zeek's letters for repeated events
             conn.hist.append("C" if is_orig else "c")
 
+    def header_cut(
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> None:
+        """A TCP packet whose header is cut short (its options past the captured bytes): Zeek
+        opens (or finds) its connection from the fixed header, the roles guessed from the
+        ports alone, then drops the packet uncounted."""
+        self._conn(ts, TCP, src, dst, sport, dport, flags, 0, whole=False)
+
     def _conn(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
-        seq: int,
+        seq: int, *, whole: bool = True,
     ) -> Conn:  # fmt: skip
         if ts >= self.next_sweep:
             self.sweep(ts)
@@ -389,19 +432,21 @@ class ConnTracker:
             self.finish(conn)
             conn = None
         if conn is None:
-            conn = self._new(key, ts, proto, src, dst, sport, dport, flags)
+            conn = self._new(key, ts, proto, src, dst, sport, dport, flags, whole=whole)
         return conn
 
     def _new(
         self, key: tuple[object, ...], ts: float, proto: int, src: bytes, dst: bytes,
-        sport: int, dport: int, flags: int,
+        sport: int, dport: int, flags: int, *, whole: bool = True,
     ) -> Conn:  # fmt: skip
+        """A new connection; `whole`: its first packet reaches Zeek's TCP analysis, which
+        flips a connection first seen at its SYN-ACK (else only the ports guess the roles)."""
         flip = False
         if proto == TCP:
-            if flags & SYN and flags & ACK:
+            if flags & SYN and flags & ACK and whole:
                 flip = True  # Zeek flips a connection first seen at its SYN-ACK
-            elif not flags & SYN and sport in LIKELY_SERVER_PORTS:
-                flip = dport not in LIKELY_SERVER_PORTS or sport < dport
+            elif (not flags & SYN or flags & ACK) and sport in LIKELY_SERVER_PORTS:
+                flip = dport not in LIKELY_SERVER_PORTS or (not flags & SYN and sport < dport)
         elif proto == UDP:
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
         uid = self._uid()
@@ -410,6 +455,7 @@ class ConnTracker:
             conn.hist.append("^")
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
+        conn.encap = _tunnel_key(self.parent)
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
@@ -476,6 +522,12 @@ class ConnTracker:
         """One TCP packet through Zeek's endpoint state machine (TCPSessionAdapter::Process):
         sequence bases, history letters, retransmissions, states, and the close timers."""
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        if (conn.o_pkts if is_orig else conn.r_pkts) == 1:
+            # A side's first packet: Zeek's SetPartialStatus.
+            if is_orig:
+                conn.partial = not syn or bool(flags & ACK)
+            elif not conn.partial:
+                conn.partial = not syn
         state = conn.o_state if is_orig else conn.r_state
         peer = conn.r_state if is_orig else conn.o_state
         seg = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
@@ -577,6 +629,7 @@ class ConnTracker:
                     pass  # an ACK of the SYN before the SYN-ACK: not yet a partial side
                 elif flags & ACK and peer == ESTABLISHED:
                     state = ESTABLISHED  # the SYN was missed, the handshake completes
+                    conn.partial = False
                 else:
                     state = PARTIAL
         elif state in (SYN_SENT, SYN_ACK_SENT):
@@ -827,7 +880,7 @@ class ConnTracker:
                 self._dicom_record(conn, ts, None, None, tls=True)
                 return
             else:
-                self._opening(conn, ts, segment)
+                self._opening(conn, ts, seq, segment)
                 return
         if state.done:
             return
@@ -851,10 +904,12 @@ class ConnTracker:
         """The originator's first payload says what the connection speaks, if anything."""
         if hl7.may_start(segment):
             self._hl7(conn, ts, True, seq, segment)
-        elif http.could_start(segment):
+        elif http.could_start(segment) and not conn.partial:
             conn.probed = True
             conn.http = http.RequestStream(seq, conn.resp_p)
             self._http_request(conn, ts, seq, segment)
+            if conn.http is None:  # no request: perhaps commands that may start TLS later
+                self._commands(conn, seq, segment)
         else:
             self._dicom(conn, ts, True, seq, segment)  # DICOM, then TLS and SMB openings
 
@@ -863,20 +918,38 @@ class ConnTracker:
         if stream is None:
             return
         for found in stream.feed(seq, segment):
-            conn.service = conn.service or "http"
             stream.pending.append((ts, found))
+        if stream.http and stream.confirmed:  # a request line read (its head may still come)
+            _name(conn, "http")
+            body = stream.mime
+            if body is not None and body.too_deep and "X" not in conn.seen:
+                conn.letter("X")  # Zeek's MIME analysis stopped at its depth limit
         if stream.http is False:
             conn.http = None  # its first line was no request: not HTTP
 
     def _http_response(self, conn: Conn, segment: bytes) -> None:
         code = http.status(segment)
         stream = conn.http
-        if code is None or stream is None or not stream.pending:
+        if stream is None:
+            return
+        if not stream.replied:
+            stream.replied = True
+            if not stream.confirmed:  # Zeek's signature matched: its analyzer reads the requests
+                stream.confirmed = True
+                if stream.http:
+                    _name(conn, "http")
+        if code is None or not stream.pending or not stream.confirmed:
             return
         if code == 100:
             return  # an interim answer: the real one follows
         ts, found = stream.pending.popleft()
         self._http_record(conn, ts, found, code)
+        if found.method == "CONNECT" and code == 200:
+            # A proxy's tunnel opened: Zeek's HTTP analyzer hands the rest of the stream to
+            # protocol detection, as a new connection's (TLS, most often).
+            conn.http = None
+            conn.upgrade = starttls.Handover()
+            conn.upgrade.handed = True
 
     def _http_record(self, conn: Conn, ts: float, found: http.Request, code: int | None) -> None:
         self.done.append(
@@ -888,12 +961,14 @@ class ConnTracker:
             )
         )  # fmt: skip
 
-    def _opening(self, conn: Conn, ts: float, segment: bytes) -> None:
+    def _opening(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
         """The originator's first payload: a TLS ClientHello, an SMB message (or the NetBIOS
-        session request before one), an RDP connection request?"""
-        hello = handshakes.client_hello(segment)
+        session request before one), an RDP connection request, a command of a clear-text
+        protocol that may start TLS later? Zeek's SSL and RDP analyzers ignore a partial
+        connection; its SMB analyzer does not."""
+        hello = None if conn.partial else handshakes.client_hello(segment)
         if hello is not None:
-            conn.service = "ssl"
+            _name(conn, "ssl")
             conn.app = AppState("ssl", ts, client=hello)
             return
         version = handshakes.smb_version(segment)
@@ -902,8 +977,51 @@ class ConnTracker:
             conn.app = AppState("smb", ts, smb=version)
         elif handshakes.netbios_session_request(segment):
             conn.app = AppState("smb", ts)  # port 139: the SMB negotiate comes next
+        elif conn.partial:
+            return
         elif handshakes.rdp_request(segment):
-            conn.service = "rdp"  # as Zeek names it, on any port
+            _name(conn, "rdp")  # as Zeek names it, on any port
+            # When the server's answer selects TLS (or CredSSP over it), the client's next
+            # bytes are a ClientHello, which Zeek's RDP analyzer hands to protocol detection.
+            conn.upgrade = state = starttls.Handover()
+            state.handed = True
+        else:
+            self._commands(conn, seq, segment)
+
+    def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
+        """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,
+        POP3, IMAP, XMPP), followed until it does, or is clearly not going to; or a database
+        client's request for TLS (PostgreSQL, MySQL)."""
+        request = starttls.tls_request(segment, conn.resp_p)
+        if request is not None:
+            conn.upgrade = state = starttls.Handover()
+            if request == starttls.MYSQL:
+                state.handed = True  # its TLS handshake follows, unanswered
+            else:
+                state.asked = request
+        elif segment[:1] == b"\x30" and conn.resp_p in starttls.LDAP_PORTS:
+            # LDAP: its StartTLS may follow other messages.
+            conn.upgrade = state = starttls.Handover()
+            state.mode = starttls.BER
+            state.feed(True, seq, segment)
+        elif starttls.may_start(segment):
+            conn.upgrade = starttls.Handover(conn.resp_p)
+            self._handover(conn, 0.0, True, seq, segment)
+
+    def _handover(self, conn: Conn, ts: float, is_orig: bool, seq: int, segment: bytes) -> None:
+        state = conn.upgrade
+        if state is None:
+            return
+        if state.handed:
+            if is_orig:  # the client speaks first: its TLS ClientHello, or the tunnel's opening
+                conn.upgrade = None
+                self._opening(conn, ts, seq, segment)
+            return
+        verdict = state.feed(is_orig, seq, segment)
+        if verdict:
+            state.handed = True
+        elif verdict is False:
+            conn.upgrade, conn.inspect = None, False
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app
@@ -982,7 +1100,7 @@ class ConnTracker:
             and is_orig
             and not conn.dns_pending
             and conn.proto == UDP
-            and conn.orig_p not in (5353, 5355)  # multicast answers are unsolicited
+            and not _multicast(conn.resp_h)  # multicast answers are unsolicited (Zeek's)
         ):
             # The first DNS message is a response: its sender is the server (Zeek flips too).
             _flip(conn)
@@ -1062,8 +1180,10 @@ class ConnTracker:
             self.index.pop((proto, b, b_port, a, a_port), None)
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
-        for ts, found in conn.http.pending if conn.http is not None else ():
-            self._http_record(conn, ts, found, None)  # no answer seen
+        stream = conn.http
+        if stream is not None and stream.confirmed:
+            for ts, found in stream.pending:
+                self._http_record(conn, ts, found, None)  # no answer seen
         if conn.app is not None and not conn.app.done:
             self._app_record(conn, conn.app)  # no answer seen: what the client said
         state = conn.dicom
@@ -1092,6 +1212,32 @@ class ConnTracker:
 # History letters by side: the originator's in capitals.
 _RESP_CODES = {c: c for c in "shfrdaiq"}
 _ORIG_CODES = {c: c.upper() for c in "shfrdaiq"}
+
+
+def _multicast(address: bytes) -> bool:
+    """An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address."""
+    return (len(address) == 4 and address[0] >> 4 == 14) or (
+        len(address) == 16 and address[0] == 0xFF
+    )
+
+
+def _tunnel_key(parent: Parent | None) -> tuple[object, ...] | None:
+    """A tunnel's identity, whichever way its packet went."""
+    if parent is None:
+        return None
+    kind, carrier, src, sport, dst, dport = parent
+    a, b = (src, sport), (dst, dport)
+    return (kind, carrier, a, b) if a <= b else (kind, carrier, b, a)
+
+
+def _name(conn: Conn, service: str) -> None:
+    """Add a service to the connection's (Zeek logs the set of analyzers confirmed, joined by
+    commas: "http,ssl" for TLS through an HTTP CONNECT tunnel)."""
+    found = conn.service
+    if found is None:
+        conn.service = service
+    elif found != service and service not in found.split(","):
+        conn.service = ",".join(sorted((*found.split(","), service)))
 
 
 def _clean(state: int, prev: int) -> bool:

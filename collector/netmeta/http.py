@@ -6,8 +6,9 @@ segments (or typed one character at a time) is read whole, retransmissions are r
 request bodies are skipped by their Content-Length. What counts as a request line follows
 Zeek: on the ports Zeek's HTTP analyzer is registered for, any method token; elsewhere the
 methods its detection signature knows (and, for HTTP/0.9's line without a version, only
-those). Responses are read from the segments that start with a status line (servers write it
-first), and the i-th response answers the i-th request, as HTTP/1.1 without pipelining has it.
+those), and only once the server's first bytes were a status line, as that signature needs.
+Responses are read from the segments that start with a status line (servers write it first),
+and the i-th response answers the i-th request, as HTTP/1.1 without pipelining has it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from collector.netmeta import mime
+
 RESPONSE = b"HTTP/1."
 MAX_HEAD = 16 * 1024
 MASK = 0xFFFFFFFF
 # Zeek's HTTP analyzer ports, and the methods of its signature for HTTP on other ports.
-HTTP_PORTS = frozenset((80, 81, 631, 1080, 3138, 8000, 8080, 8888))
+HTTP_PORTS = frozenset((80, 81, 631, 1080, 3128, 8000, 8080, 8888))
 KNOWN_METHODS = frozenset(
     (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
      b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"POLL",
@@ -56,10 +59,21 @@ class RequestStream:
     line was read, then True, or False when the stream turned out not to be HTTP.
     """
 
-    __slots__ = ("any_method", "expected", "buffer", "skip", "hunting", "http", "pending")
+    __slots__ = (
+        "any_method", "expected", "buffer", "skip", "hunting", "http", "pending", "confirmed",
+        "replied", "mime",
+    )  # fmt: skip
 
     def __init__(self, seq: int, resp_port: int) -> None:
         self.any_method = resp_port in HTTP_PORTS
+        # Zeek's HTTP analyzer reads the connection: on its ports from the start; elsewhere
+        # once its signature matched both ways, the server's first bytes a status line
+        # ("HTTP/" and a digit), and then it reads the requests it held back. Until then, the
+        # requests read here are no HTTP of Zeek's. `replied`: the server's first bytes came.
+        self.confirmed = self.any_method
+        self.replied = False
+        # The MIME entities of the request body being read, when they can nest.
+        self.mime: mime.Depth | None = None
         self.expected = seq
         self.buffer = bytearray()
         self.skip = 0  # body bytes still to pass over
@@ -88,7 +102,11 @@ class RequestStream:
         if self.skip:
             if self.skip >= len(segment):
                 self.skip -= len(segment)
+                if self.mime is not None:
+                    self.mime.feed(segment)
                 return
+            if self.mime is not None:
+                self.mime.feed(segment[: self.skip])
             segment = segment[self.skip :]
             self.skip = 0
         if self.hunting:
@@ -119,6 +137,7 @@ class RequestStream:
                     self._lost()
                 return
             method, uri, version = found
+            self.http = True  # Zeek's analyzer confirms HTTP at the request line
             if version is None:  # HTTP/0.9: a request line alone, no headers
                 end = line_end + 1
             else:
@@ -130,7 +149,6 @@ class RequestStream:
                 end = blank
             head = bytes(buf[line_end:end])
             del buf[:end]
-            self.http = True
             headers = _headers(head)
             yield Request(method, uri, version, headers.get("host"), headers.get("user-agent"))
             if _CHUNKED.search(head):
@@ -138,8 +156,11 @@ class RequestStream:
                 return
             length = _CONTENT_LENGTH.search(head)
             body = int(length.group(1)) if length else 0
+            self.mime = mime.body(headers["content-type"]) if "content-type" in headers else None
             if body:
                 taken = min(body, len(buf))
+                if self.mime is not None:
+                    self.mime.feed(bytes(buf[:taken]))
                 del buf[:taken]
                 self.skip = body - taken
 

@@ -11,6 +11,7 @@ Damaged copies of these captures never crash the decoder, and their damage is co
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -311,6 +312,17 @@ IPV6_OUTER = frozenset(("4in6", "6in6"))
 OUTER_IPV6_NEXT = 14 + 6  # Ethernet, then the IPv6 header's next-header byte
 
 
+def _inner_ipv6_next(frame: bytes) -> int:
+    """Where the inner IPv6 header's next-header byte is in a frame (-1: no inner IPv6): the
+    header is found by its two addresses, the client's and the server's, one after the other."""
+    client, server = socket.inet_pton(socket.AF_INET6, C6), socket.inet_pton(socket.AF_INET6, S6)
+    for first, second in ((client, server), (server, client)):
+        at = frame.find(first + second)
+        if at >= 8:
+            return at - 2
+    return -1
+
+
 def _key(conns: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(str(c[k]) for k in FIELDS) for c in conns)
 
@@ -341,6 +353,8 @@ def test_damaged_encapsulations_never_crash_and_are_counted(
         name not in IPV6_OUTER
         or all(pos % len(frames[i]) != OUTER_IPV6_NEXT for i, pos, _ in damage)
     )
+    # The same for the inner IPv6 header's next header: another protocol, no damage to see.
+    assume(all(pos % len(frames[i]) != _inner_ipv6_next(frames[i]) for i, pos, _ in damage))
     intact = _key(_conns(_pcap(tmp_path / "intact.pcap", linktype, frames)))
     broken = [bytearray(frame) for frame in frames]
     for index, pos, value in damage:
@@ -355,3 +369,21 @@ def test_damaged_encapsulations_never_crash_and_are_counted(
     got = _key(_conns(path, stats))
     counted = stats.malformed + stats.undecoded + stats.bad_checksums + stats.read.bad_records
     assert got == intact or counted, f"{name}: records changed, no damage counted"
+
+
+@pytest.mark.parametrize(("changes", "history"), [(5, "ShADdFf"), (6, "ShADdFXf")])
+def test_a_connection_changing_tunnels_too_often_is_marked_x(
+    tmp_path: Path, changes: int, history: str
+) -> None:
+    """Zeek counts the changes of the tunnel a connection's packets come through (direct, or a
+    GRE tunnel, here), up to Tunnel::max_changes_per_connection (5); a change past that marks
+    the connection's analysis partial: X in the history, before that packet's own letter (the
+    sixth change comes with the server's FIN)."""
+    frames = []
+    for n, (_up, inner) in enumerate(_flow(False)):
+        # Packets 1..changes alternate tunnelled and direct; the rest stay as the last one.
+        tunnelled = min(n, changes) % 2 == 1
+        outer = _outer4(True, 47) / GRE(proto=0x0800) / inner if tunnelled else _eth() / inner
+        frames.append(bytes(outer))
+    (conn,) = _inner(_conns(_pcap(tmp_path / "x.pcap", 1, frames)), False)
+    assert conn["history"] == history

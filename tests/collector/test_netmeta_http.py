@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from collector.netmeta import HttpRecord, extract
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, Raw
+from scapy.utils import wrpcap
+
+from collector.netmeta import ConnRecord, HttpRecord, extract
 from collector.netmeta.http import RequestStream
 from tests.conftest import corpus_path
 
 Key = tuple[str, str, str, str, str, str]
+MAC = "02:00:00:00:00:01"
 
 
 def _zeek_requests(log: Path) -> Counter[Key]:
@@ -116,3 +123,60 @@ def test_other_text_protocols_are_not_http() -> None:
         _requests(smtp, (0, b"EHLO"), (4, b" mail.example\r\n"), (19, b"MAIL FROM:<a@b>\r\n")) == []
     )
     assert smtp.http is False
+
+
+def _http_capture(
+    tmp_path: Path, port: int, replies: list[bytes], request: bytes = b"GET /x HTTP/1.1\r\n\r\n"
+) -> tuple[list[Any], list[Any]]:
+    """A client's request to `port` after a full handshake, and the server's `replies`."""
+    c, s = 1000, 5000
+
+    def pkt(t: float, up: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> Packet:
+        src, dst, sport, dport = ("10.0.0.1", "10.0.0.2", 40000, port)
+        if not up:
+            src, dst, sport, dport = dst, src, dport, sport
+        frame = Ether(src=MAC, dst=MAC) / IP(src=src, dst=dst)
+        frame = frame / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack)
+        frame = frame / Raw(data) if data else frame
+        frame.time = 1_000_000 + t
+        return frame
+
+    frames = [
+        pkt(0, True, "S", c, 0),
+        pkt(0.01, False, "SA", s, c + 1),
+        pkt(0.02, True, "A", c + 1, s + 1),
+        pkt(0.03, True, "PA", c + 1, s + 1, request),
+    ]
+    at = s + 1
+    for i, reply in enumerate(replies):
+        frames.append(pkt(0.04 + i / 100, False, "PA", at, c + 1 + len(request), reply))
+        at += len(reply)
+    path = tmp_path / "capture.pcap"
+    wrpcap(str(path), frames)
+    records = list(extract([path]))
+    conns = [r.service for r in records if isinstance(r, ConnRecord)]
+    return conns, [(r.method, r.status_code) for r in records if isinstance(r, HttpRecord)]
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_http_on_another_port_needs_the_servers_status_line(tmp_path: Path) -> None:
+    # Off Zeek's HTTP ports, its analyzer starts from its signature, which needs the server's
+    # first bytes to be a status line: an unanswered request is no HTTP there.
+    assert _http_capture(tmp_path, 5000, []) == ([None], [])
+    assert _http_capture(tmp_path, 5000, [OK]) == (["http"], [("GET", 200)])
+    assert _http_capture(tmp_path, 5000, [b"+OK hello\r\n", OK]) == ([None], [])
+    # On its ports (3128, a proxy's, among them) the request alone is HTTP.
+    for port in (80, 3128):
+        assert _http_capture(tmp_path, port, []) == (["http"], [("GET", None)])
+
+
+def test_http_is_named_at_the_request_line(tmp_path: Path) -> None:
+    # Zeek's HTTP analyzer confirms at the request line, before the head is complete.
+    stream = RequestStream(0, 80)
+    assert _requests(stream, (0, b"GET /a HTTP/1.1\r\nHost: exa")) == []
+    assert stream.http is True
+    cut = b"GET /a HTTP/1.1\r\nHost: exa"
+    assert _http_capture(tmp_path, 80, [], cut) == (["http"], [])
+    assert _http_capture(tmp_path, 80, [], b"GET /a HTT") == ([None], [])

@@ -210,3 +210,69 @@ def test_zero_window_is_w_scaled(tmp_path: Path) -> None:
     frames = _established([_tcp(0.3 + i / 100, True, "A", 101, 501, win=0) for i in range(12)])
     (conn,) = _conns(tmp_path, frames)
     assert conn["history"] == "ShAWW"
+
+
+def _services(tmp_path: Path, frames: list[Packet]) -> tuple[list[str | None], list[str]]:
+    path = tmp_path / "capture.pcap"
+    wrpcap(str(path), frames)
+    records = [r.zeek() for r in extract([path])]
+    return [r["service"] for r in records if r["_path"] == "conn"], [
+        r["_path"] for r in records if r["_path"] not in ("conn",)
+    ]
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"
+REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+HELLO = (
+    b"\x16\x03\x01\x00\x2d\x01\x00\x00\x29\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
+)
+
+
+def test_a_connection_seen_mid_stream_names_no_service(tmp_path: Path) -> None:
+    # No SYN: Zeek's connection is partial (TCPSessionAdapter::IsPartial), and its HTTP and
+    # SSL analyzers ignore the payload: no service, no http.log or ssl.log line.
+    for payload, answer in ((REQUEST, REPLY), (HELLO, b"")):
+        frames = [_tcp(0, True, "PA", 101, 501, payload)]
+        if answer:
+            frames.append(_tcp(0.1, False, "PA", 501, 101 + len(payload), answer))
+        assert _services(tmp_path, frames) == ([None], [])
+
+
+def test_the_same_connection_from_its_syn_is_named(tmp_path: Path) -> None:
+    frames = [
+        _tcp(0, True, "S", 100),
+        _tcp(0.05, False, "SA", 500, 101),
+        _tcp(0.1, True, "PA", 101, 501, REQUEST),
+        _tcp(0.2, False, "PA", 501, 101 + len(REQUEST), REPLY),
+    ]
+    assert _services(tmp_path, frames) == (["http"], ["http"])
+
+
+def test_a_missed_syn_completed_by_the_ack_is_no_partial_connection(tmp_path: Path) -> None:
+    # The SYN-ACK and then the client's ACK: Zeek takes the handshake as complete (the SYN was
+    # missed) and the connection as whole, so its payload is read.
+    frames = [
+        _tcp(0.05, False, "SA", 500, 101),
+        _tcp(0.1, True, "A", 101, 501),
+        _tcp(0.15, True, "PA", 101, 501, REQUEST),
+        _tcp(0.2, False, "PA", 501, 101 + len(REQUEST), REPLY),
+    ]
+    assert _services(tmp_path, frames) == (["http"], ["http"])
+
+
+def test_a_dns_answer_seen_first_flips_unless_multicast(tmp_path: Path) -> None:
+    # Zeek's DNS analyzer makes the sender of a first message that is a response the
+    # responder, unless the connection's responder address is multicast (an mDNS announcement).
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    def answer(dst: str, port: int) -> Packet:
+        dns = DNS(id=7, qr=1, qd=DNSQR(qname="host.local"), an=DNSRR(rrname="host.local"))
+        frame = Ether(src=MAC, dst=MAC) / IP(src=S, dst=dst) / UDP(sport=port, dport=port) / dns
+        frame.time = 1_000_000
+        return frame
+
+    for dst, port, orig in (("10.0.0.1", 5355, "10.0.0.1"), ("224.0.0.251", 5353, S)):
+        path = tmp_path / "dns.pcap"
+        wrpcap(str(path), [answer(dst, port)])
+        (conn,) = [r.zeek() for r in extract([path]) if r.path == "conn"]
+        assert conn["id.orig_h"] == orig

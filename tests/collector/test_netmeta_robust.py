@@ -191,3 +191,36 @@ def test_ip_lengths_against_the_wire_length(tmp_path: Path) -> None:
     assert conns[0]["orig_pkts"] == 3
     assert conns[0]["orig_ip_bytes"] == 140 * 3
     assert stats.malformed == 1
+
+
+def test_a_tcp_header_cut_in_its_options_opens_its_connection_uncounted(tmp_path: Path) -> None:
+    """Zeek's TCP analyzer makes the connection from the fixed 20-byte header, then drops a
+    packet whose options run past the captured bytes (truncated_header): conn.log has the
+    connection, no packet, no history (Zeek's core.vntag-in-vlan). Its roles come from the
+    ports alone: the packet never reached the analysis that flips a first SYN-ACK."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    def frame(sport: int, dport: int) -> bytes:
+        options = [("MSS", 1460), ("NOP", None), ("WScale", 7), ("SAckOK", b""), ("NOP", None)]
+        tcp = TCP(sport=sport, dport=dport, flags="SA", seq=1, ack=1, options=options)
+        return bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / tcp)
+
+    # From a likely server port to a client's: the ports flip it. Between two client ports:
+    # no flip, the SYN-ACK's sender stays the originator.
+    flipped, kept = frame(443, 56960), frame(50000, 56961)
+    frames = [(flipped[: 14 + 20 + 22], len(flipped)), (kept[: 14 + 20 + 22], len(kept))]
+    stats = NetmetaStats()
+    conns = [
+        r.zeek() for r in extract([_pcap(tmp_path / "cut.pcap", frames)], stats) if r.path == "conn"
+    ]
+    got = [
+        (c["id.orig_h"], c["id.orig_p"], c["conn_state"], c["history"], c["orig_pkts"],
+         c["resp_pkts"], c["orig_ip_bytes"])
+        for c in conns
+    ]  # fmt: skip
+    assert got == [
+        ("10.0.0.2", 56960, "OTH", "^", 0, 0, 0),  # Zeek's flip mark, its only history
+        ("10.0.0.1", 50000, "OTH", None, 0, 0, 0),
+    ]
+    assert stats.malformed == 2
