@@ -24,6 +24,10 @@ COMPILED = [
     "collector/sources/lines.py",
     "collector/privacy.py",
     "detection/flatten.py",
+    "collector/netmeta/reader.py",
+    "collector/netmeta/decode.py",
+    "collector/netmeta/flows.py",
+    "collector/netmeta/records.py",
 ]
 # mypy runs on these only to compile them: the imports they follow are not checked here (the
 # build environment holds no stubs of third-party libraries), only with the project's mypy.

@@ -28,6 +28,10 @@ COMPILED = (
     "collector.sources.lines",
     "collector.privacy",
     "detection.flatten",
+    "collector.netmeta.reader",
+    "collector.netmeta.decode",
+    "collector.netmeta.flows",
+    "collector.netmeta.records",
 )
 ENVIRONMENT = "VIGIE_PURE_PYTHON"
 
@@ -66,8 +70,23 @@ class SourceFirst(importlib.abc.MetaPathFinder):
                 continue
             if self.always or _stale(source):
                 return importlib.util.spec_from_file_location(fullname, source)
+            _bind_packages(fullname)
             return None  # the extension (or the source, if none is built): the usual finders
         return None
+
+
+def _bind_packages(fullname: str) -> None:
+    """Set each package of `fullname` as an attribute of its parent now, not once it has run.
+
+    A compiled module finds the C functions of another (separate=True in setup.py) by walking
+    attributes from the top package (PyCapsule_Import): `collector.netmeta`, importing its
+    compiled modules from its `__init__`, would otherwise not be found while that runs."""
+    parts = fullname.split(".")
+    for depth in range(1, len(parts) - 1):
+        parent = sys.modules.get(".".join(parts[:depth]))
+        child = sys.modules.get(".".join(parts[: depth + 1]))
+        if parent is not None and child is not None and parts[depth] not in vars(parent):
+            setattr(parent, parts[depth], child)
 
 
 def _stale(source: Path) -> bool:
