@@ -378,7 +378,6 @@ class Decoder:
         complete: bool = True,
     ) -> None:
         sink = self.sink
-        emit = self._emit
         if (
             self.verify_checksums
             and complete
@@ -404,7 +403,7 @@ class Decoder:
                 return
             # The window rides above the flag bits (zero window: flags < 0x100), for Zeek's W.
             flags = data[off + 13] | data[off + 14] << 16 | data[off + 15] << 8
-            emit(
+            self._emit(
                 depth, ts, TCP, src, dst, sport, dport, total, end - off - doff, flags, seq, ack,
                 data, off + doff,
             )  # fmt: skip
@@ -415,7 +414,9 @@ class Decoder:
             sport, dport, ulen = _HHH.unpack_from(data, off)
             if ulen < 8 or off + ulen > end:
                 ulen = end - off
-            emit(depth, ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8)
+            self._emit(
+                depth, ts, UDP, src, dst, sport, dport, total, ulen - 8, 0, 0, 0, data, off + 8
+            )
             if depth < MAX_DEPTH and (
                 sport in TUNNEL_PORTS
                 or dport in TUNNEL_PORTS
@@ -439,7 +440,7 @@ class Decoder:
             pairs = ICMP4_PAIRS if proto == ICMP else ICMP6_PAIRS
             other = pairs.get(itype)
             # flags=1 marks a one-way message (no counterpart): its "responder port" is the code.
-            emit(
+            self._emit(
                 depth, ts, proto, src, dst, itype, code if other is None else other, total,
                 max(end - off - 8, 0), 1 if other is None else 0, 0, 0, data, off + 8,
             )  # fmt: skip
@@ -458,7 +459,7 @@ class Decoder:
             finally:
                 sink.parent = outer
         elif proto != 59:  # 59: no next header (Teredo bubbles)
-            emit(depth, ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
+            self._emit(depth, ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 
     def _emit(
         self, depth: int, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
