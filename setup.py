@@ -28,6 +28,8 @@ COMPILED = [
     "collector/netmeta/decode.py",
     "collector/netmeta/flows.py",
     "collector/netmeta/records.py",
+    "collector/netmeta/dns.py",
+    "collector/netmeta/pipeline.py",
 ]
 # mypy runs on these only to compile them: the imports they follow are not checked here (the
 # build environment holds no stubs of third-party libraries), only with the project's mypy.

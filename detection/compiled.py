@@ -32,6 +32,8 @@ COMPILED = (
     "collector.netmeta.decode",
     "collector.netmeta.flows",
     "collector.netmeta.records",
+    "collector.netmeta.dns",
+    "collector.netmeta.pipeline",
 )
 ENVIRONMENT = "VIGIE_PURE_PYTHON"
 
