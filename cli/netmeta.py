@@ -12,6 +12,7 @@ import orjson
 
 from cli.common import fail
 from collector.netmeta import NetmetaStats, Record, extract
+from collector.netmeta.records import set_fields
 
 FORMATS = ("jsonl", "zeek")
 
@@ -63,7 +64,7 @@ def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
     lines: list[bytes] = []
     for record in records:
         fields = record.zeek() if zeek else record.ecs()
-        lines.append(dumps({k: v for k, v in fields.items() if v is not None}, option=newline))
+        lines.append(dumps(set_fields(fields), option=newline))
         if len(lines) >= 1024:  # bytes in batches: one write call per thousand records
             out.write(b"".join(lines))
             count += len(lines)

@@ -95,7 +95,9 @@ class Decoder:
     def frame(self, ts: float, linktype: int, data: bytes, wire: int = 0) -> None:
         """One captured frame; `wire` is its length on the wire when the capture says it."""
         try:
-            if linktype == 1 and not self.verify_checksums and len(data) >= 54:
+            # From 34 bytes (Ethernet and IPv4 headers): short UDP and ICMP frames take it too
+            # (a TCP one holds 54, as `total` is checked against the frame's length).
+            if linktype == 1 and not self.verify_checksums and len(data) >= 34:
                 # Most frames are Ethernet + IPv4 without options or fragments: read straight,
                 # without the calls of the general path (which still handles anything unusual).
                 etype, vihl, total, frag, proto, src, dst = _ETH_V4.unpack_from(data)
