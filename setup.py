@@ -30,6 +30,10 @@ COMPILED = [
     "collector/netmeta/records.py",
     "collector/netmeta/dns.py",
     "collector/netmeta/pipeline.py",
+    "collector/netmeta/http.py",
+    "collector/netmeta/handshakes.py",
+    "collector/netmeta/hl7.py",
+    "collector/netmeta/dicom.py",
 ]
 # mypy runs on these only to compile them: the imports they follow are not checked here (the
 # build environment holds no stubs of third-party libraries), only with the project's mypy.

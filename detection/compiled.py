@@ -34,6 +34,10 @@ COMPILED = (
     "collector.netmeta.records",
     "collector.netmeta.dns",
     "collector.netmeta.pipeline",
+    "collector.netmeta.http",
+    "collector.netmeta.handshakes",
+    "collector.netmeta.hl7",
+    "collector.netmeta.dicom",
 )
 ENVIRONMENT = "VIGIE_PURE_PYTHON"
 
