@@ -430,7 +430,9 @@ class ConnTracker:
         return conn
 
     def _uid(self) -> str:
-        return "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
+        # Random.randbytes(17), without its Python-level frame (it is this, in Python 3.11).
+        raw = self.uids.getrandbits(136).to_bytes(17, "little")
+        return "C" + raw.translate(_B62_BYTES).decode()
 
     @staticmethod
     def _is_reuse(conn: Conn, flags: int, seq: int) -> bool:
@@ -1209,7 +1211,7 @@ def _syn_then_reset(rest: str) -> bool:
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Random bytes to base62 letters in one C call (byte % 62: a slight bias is no matter for ids).
-_B62_BYTES = bytes(ord(_B62[i % 62]) for i in range(256))
+_B62_BYTES: Final = bytes(ord(_B62[i % 62]) for i in range(256))
 
 
 def _scaled(conn: Conn, count: int, code: str) -> None:
