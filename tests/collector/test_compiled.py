@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from detection.compiled import COMPILED, SourceFirst
+from tests.conftest import corpus_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # One process's side: every line of LINES through decode -> parse -> privacy -> ECS -> JSON.
@@ -149,7 +150,6 @@ def test_an_edited_module_runs_from_its_source_until_built_again(tmp_path: Path)
     assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None
 
 
-CORPUS = ROOT.parent / "shared" / "corpora" / "pcap"
 # One process's side of the netmeta comparison: each capture extracted alone, with and without
 # checksum verification, then one pcap merging several (Ethernet frames, two copies a day
 # apart, as benchmarks/netmeta_speed.py builds it); every record as both of its renderings.
@@ -208,17 +208,17 @@ def _netmeta(merged: Path, captures: list[Path], *, pure: bool) -> dict[str, obj
     return result
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared pcap corpus is not here")
 def test_netmeta_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None:
+    corpus = corpus_path("pcap")
     # Zeek's test traces (tunnels of every kind, fragments, flips, bad checksums, DNS),
     # Chris Sanders' captures, and a few of nDPI's (TLS, HTTP, SMB, tunnels) for the merge.
     captures = sorted(
         p
         for folder in ("zeek", "packets")
-        for p in (CORPUS / folder).rglob("*")
+        for p in (corpus / folder).rglob("*")
         if p.suffix in (".pcap", ".pcapng")
     )
-    captures += sorted(p for p in (CORPUS / "ndpi").glob("*.pcap*"))[::12]
+    captures += sorted(p for p in (corpus / "ndpi").glob("*.pcap*"))[::12]
     (tmp_path / "pure").mkdir()
     (tmp_path / "native").mkdir()
     pure = _netmeta(tmp_path / "pure" / "merged.pcap", captures, pure=True)
