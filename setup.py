@@ -1,4 +1,6 @@
-"""The compiled hot paths (issue 12): the agent's per-line work compiled with mypyc.
+"""The compiled hot paths (issue 12): the agent's per-line work and `vigie netmeta`'s
+per-packet work (collector/netmeta: reading, decoding, connection accounting, protocol
+readers, records) compiled with mypyc.
 
 `pip install -e '.[dev]'` (or a wheel build) compiles the modules of `COMPILED` into C
 extensions that sit next to their `.py` files and are imported in their place. Everything
@@ -18,7 +20,9 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Module paths, kept in step with detection/compiled.py's COMPILED (a test checks it).
+# Module paths, kept in step with detection/compiled.py's COMPILED (a test checks it). A module
+# that mypyc refuses makes the whole build pure Python (with a warning): after changing one,
+# `python setup.py build_ext --inplace --force` says so at once.
 COMPILED = [
     "detection/sources/syslog.py",
     "collector/sources/lines.py",

@@ -1,10 +1,11 @@
 """Which of Vigie's modules are compiled (mypyc, built by setup.py), and the way back to their
 pure-Python source.
 
-The compiled modules are the agent's per-line work (issue 12): each is a C extension next to
-its `.py` file, which Python imports in its place. `detection` (imported before any of them:
-`collector` imports it first) puts a finder ahead of the others that loads these modules from
-their `.py` files instead (this module installs it when imported):
+The compiled modules are the agent's per-line work and `vigie netmeta`'s per-packet work
+(issue 12): each is a C extension next to its `.py` file, which Python imports in its place.
+`detection` (imported before any of them: `collector` imports it first) puts a finder ahead
+of the others that loads these modules from their `.py` files instead (this module installs
+it when imported):
 - always, with `VIGIE_PURE_PYTHON=1` in the environment: the fallback, to compare the two
   (tests/collector/test_compiled.py) or to rule the compiled code out;
 - when the `.py` file is newer than its extension: an edited module is what runs, not the
