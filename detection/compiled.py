@@ -8,8 +8,10 @@ of the others that loads these modules from their `.py` files instead (this modu
 it when imported):
 - always, with `VIGIE_PURE_PYTHON=1` in the environment: the fallback, to compare the two
   (tests/collector/test_compiled.py) or to rule the compiled code out;
-- when the `.py` file is newer than its extension: an edited module is what runs, not the
-  extension built before the edit (`pip install -e .` builds it again).
+- when the `.py` file of any of them is newer than its extension: an edited module is what
+  runs, not the extension built before the edit (`pip install -e .` builds it again), and
+  the others run from source with it, since compiled modules call each other's classes as
+  C types, which the class of a module run from source is not.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def _stale(source: Path) -> bool:
     return False
 
 
+def stale_modules(root: Path) -> list[str]:
+    """The modules of COMPILED, under the folder holding Vigie's packages, whose extension is
+    older than their source."""
+    return [name for name in COMPILED if _stale(root.joinpath(*name.split(".")).with_suffix(".py"))]
+
+
 def install(*, always: bool) -> None:
     """Put the finder for COMPILED first (once; `always` as asked last)."""
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, SourceFirst)]
@@ -116,4 +124,4 @@ def install(*, always: bool) -> None:
 
 
 # At import, which `detection/__init__.py` does before anything else.
-install(always=pure_python_wanted())
+install(always=pure_python_wanted() or bool(stale_modules(Path(__file__).resolve().parents[1])))

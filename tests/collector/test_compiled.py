@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.compiled import COMPILED, SourceFirst
+from detection.compiled import COMPILED, SourceFirst, stale_modules
 from tests.conftest import corpus_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,3 +239,29 @@ def test_netmeta_compiled_and_pure_python_give_identical_records(tmp_path: Path)
     assert pure["frames"] > 10_000
     assert records[-1][0] == "merged.pcap"
     assert records[-1][2]["read"]["packets"] == 2 * pure["frames"]
+
+
+def test_one_edited_module_sends_every_compiled_one_back_to_its_source(tmp_path: Path) -> None:
+    # Compiled modules take each other's classes as C types: one of them run from its source
+    # beside compiled ones would be refused (decode.Decoder(flows.ConnTracker())), hence all.
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name in COMPILED:
+        source = tmp_path.joinpath(*name.split(".")).with_suffix(".py")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("")
+        source.with_suffix(suffix).write_bytes(b"")
+        os.utime(source, (1_000_000, 1_000_000))
+        os.utime(source.with_suffix(suffix), (2_000_000, 2_000_000))
+    assert stale_modules(tmp_path) == []
+    edited = tmp_path / "collector" / "netmeta" / "flows.py"
+    os.utime(edited, (3_000_000, 3_000_000))
+    assert stale_modules(tmp_path) == ["collector.netmeta.flows"]
+    code = (
+        "import detection.compiled as c, sys; "
+        "print(any(f.always for f in sys.meta_path if isinstance(f, c.SourceFirst)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(bool(stale_modules(ROOT)))
