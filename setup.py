@@ -34,6 +34,7 @@ COMPILED = [
     "collector/netmeta/records.py",
     "collector/netmeta/dns.py",
     "collector/netmeta/pipeline.py",
+    "collector/netmeta/jsonl.py",
     "collector/netmeta/http.py",
     "collector/netmeta/handshakes.py",
     "collector/netmeta/hl7.py",

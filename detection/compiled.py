@@ -37,6 +37,7 @@ COMPILED = (
     "collector.netmeta.records",
     "collector.netmeta.dns",
     "collector.netmeta.pipeline",
+    "collector.netmeta.jsonl",
     "collector.netmeta.http",
     "collector.netmeta.handshakes",
     "collector.netmeta.hl7",

@@ -25,12 +25,6 @@ def addr(raw: bytes) -> str:
     return socket.inet_ntoa(raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
-def set_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields that are set, as Zeek's JSON logs write them (compiled: `vigie netmeta`
-    calls it on every record)."""
-    return {key: value for key, value in fields.items() if value is not None}
-
-
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
