@@ -45,7 +45,7 @@ OTHER_TIMEOUT = 60.0
 SWEEP_EVERY = 10.0
 
 # The tunnel a packet is decoded from (set by decode.Decoder): (kind, carrier protocol, source,
-# port, destination, port); an IP tunnel (IP-in-IP, GRE) has ports 0.
+# port, destination, port); an IP tunnel (IP-in-IP, GRE) has ports 0, as in Zeek's tunnel.log.
 Parent = tuple[str, int, bytes, int, bytes, int]
 MASK: Final = 0xFFFFFFFF
 NEVER: Final = float("inf")
