@@ -1,4 +1,6 @@
-"""The compiled hot paths (issue 12): the agent's per-line work compiled with mypyc.
+"""The compiled hot paths (issue 12): the agent's per-line work and `vigie netmeta`'s
+per-packet work (collector/netmeta: reading, decoding, connection accounting, protocol
+readers, records) compiled with mypyc.
 
 `pip install -e '.[dev]'` (or a wheel build) compiles the modules of `COMPILED` into C
 extensions that sit next to their `.py` files and are imported in their place. Everything
@@ -18,12 +20,25 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Module paths, kept in step with detection/compiled.py's COMPILED (a test checks it).
+# Module paths, kept in step with detection/compiled.py's COMPILED (a test checks it). A module
+# that mypyc refuses makes the whole build pure Python (with a warning): after changing one,
+# `python setup.py build_ext --inplace --force` says so at once.
 COMPILED = [
     "detection/sources/syslog.py",
     "collector/sources/lines.py",
     "collector/privacy.py",
     "detection/flatten.py",
+    "collector/netmeta/reader.py",
+    "collector/netmeta/decode.py",
+    "collector/netmeta/flows.py",
+    "collector/netmeta/records.py",
+    "collector/netmeta/dns.py",
+    "collector/netmeta/pipeline.py",
+    "collector/netmeta/jsonl.py",
+    "collector/netmeta/http.py",
+    "collector/netmeta/handshakes.py",
+    "collector/netmeta/hl7.py",
+    "collector/netmeta/dicom.py",
 ]
 # mypy runs on these only to compile them: the imports they follow are not checked here (the
 # build environment holds no stubs of third-party libraries), only with the project's mypy.

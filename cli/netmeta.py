@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
-
-import orjson
+from typing import Any, TextIO
 
 from cli.common import fail
-from collector.netmeta import NetmetaStats, Record, extract
+from collector.netmeta import NetmetaStats, extract
+from collector.netmeta.jsonl import write
 
 FORMATS = ("jsonl", "zeek")
 
@@ -53,24 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if not stats.read.files_read:
         return fail("no input could be read")
     return 0
-
-
-def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
-    """Write records as JSON lines, leaving out unset fields as Zeek's JSON logs do."""
-    count = 0
-    zeek = fmt == "zeek"
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    lines: list[bytes] = []
-    for record in records:
-        fields = record.zeek() if zeek else record.ecs()
-        lines.append(dumps({k: v for k, v in fields.items() if v is not None}, option=newline))
-        if len(lines) >= 1024:  # bytes in batches: one write call per thousand records
-            out.write(b"".join(lines))
-            count += len(lines)
-            lines.clear()
-    out.write(b"".join(lines))
-    out.flush()
-    return count + len(lines)
 
 
 def print_stats(stats: NetmetaStats, err: TextIO) -> None:

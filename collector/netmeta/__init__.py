@@ -12,7 +12,8 @@ from pathlib import Path
 from collector.netmeta.decode import Decoder
 from collector.netmeta.errors import CaptureFormatError, VigieNetmetaError
 from collector.netmeta.flows import ConnTracker
-from collector.netmeta.reader import ReadStats, read_capture
+from collector.netmeta.pipeline import run
+from collector.netmeta.reader import ReadStats
 from collector.netmeta.records import (
     ConnRecord,
     DicomRecord,
@@ -75,20 +76,7 @@ def extract(
     tracker = ConnTracker()
     decoder = Decoder(tracker, verify_checksums=verify_checksums)
     started = time.perf_counter()
-    frame = decoder.frame
-    for path in paths:
-        try:
-            for ts, linktype, data, wire in read_capture(path, stats.read):
-                frame(ts, linktype, data, wire)
-                if tracker.done:
-                    yield from tracker.drain()
-        except (CaptureFormatError, OSError) as exc:
-            stats.read.files_failed += 1
-            stats.read.errors.append(str(exc))
-            continue
-        stats.read.files_read += 1
-    tracker.flush()
-    yield from tracker.drain()
+    yield from run(paths, stats.read, decoder, tracker)
     stats.undecoded = decoder.undecoded
     stats.malformed = decoder.malformed
     stats.bad_checksums = decoder.bad_checksums

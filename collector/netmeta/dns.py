@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Final
 
-DNS_PORTS = frozenset((53, 5353, 5355))
+# Final: compiled, flows reads it on every UDP packet as a C constant, not a module attribute.
+DNS_PORTS: Final = frozenset((53, 5353, 5355))
 _HDR = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _H16 = struct.Struct("!H")

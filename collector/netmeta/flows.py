@@ -15,10 +15,9 @@ import dataclasses
 import random
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from collector.netmeta import dicom, dns, handshakes, hl7, http, starttls
-from collector.netmeta.decode import Parent
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -33,35 +32,50 @@ from collector.netmeta.records import (
     addr,
 )
 
-TCP, UDP = 6, 17
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+# Final: compiled (setup.py), these are constants in the C code, not look-ups of globals.
+TCP: Final = 6
+UDP: Final = 17
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
 # Zeek's default inactivity timeouts.
 TIMEOUTS = {TCP: 300.0, UDP: 60.0}
 OTHER_TIMEOUT = 60.0
 SWEEP_EVERY = 10.0
 
-MASK = 0xFFFFFFFF
-NEVER = float("inf")
+# The tunnel a packet is decoded from (set by decode.Decoder): (kind, carrier protocol, source,
+# port, destination, port); an IP tunnel (IP-in-IP, GRE) has ports 0, as in Zeek's tunnel.log.
+Parent = tuple[str, int, bytes, int, bytes, int]
+MASK: Final = 0xFFFFFFFF
+NEVER: Final = float("inf")
 # Zeek's TCP timers (init-bare.zeek): an unanswered SYN's connection is dropped after the
 # attempt delay, a closed one after the close delay, one whose side closed as its first
 # packet after the partial close delay; a packet after that starts a new connection.
-TCP_ATTEMPT_DELAY = TCP_CLOSE_DELAY = 5.0
-TCP_PARTIAL_CLOSE_DELAY = 3.0
+TCP_ATTEMPT_DELAY: Final = 5.0
+TCP_CLOSE_DELAY: Final = 5.0
+TCP_PARTIAL_CLOSE_DELAY: Final = 3.0
 # A SYN or RST this far from the side's last sequence number does not move it (Zeek's).
-TOO_LARGE_SEQ_DELTA = 1_048_576
+TOO_LARGE_SEQ_DELTA: Final = 1_048_576
 # Retransmission and checksum letters are added at the 1st, 10th, 100th... occurrence.
-SCALED = frozenset(10**i for i in range(10))
-MAX_HOLES = 64
+SCALED: Final = frozenset(10**i for i in range(10))
+MAX_HOLES: Final = 64
 # Zeek's Tunnel::max_changes_per_connection: past this many changes of the tunnel a
 # connection's packets come through, Zeek marks its analysis partial (X in the history).
-MAX_TUNNEL_CHANGES = 5
+MAX_TUNNEL_CHANGES: Final = 5
 
 # TCP endpoint states, as Zeek names them.
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+INACTIVE: Final = 0
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+PARTIAL: Final = 3
+ESTABLISHED: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
 
 # Ports of the analyzers Zeek loads by default: a packet *from* one of these is likely the
 # responder's, which is how Zeek picks the originator when it missed the first packet.
-LIKELY_SERVER_PORTS = frozenset(
+LIKELY_SERVER_PORTS: Final = frozenset(
     (21, 22, 23, 25, 53, 67, 69, 80, 88, 110, 111, 123, 135, 137, 139, 143, 161, 162, 389,
      443, 445, 465, 502, 514, 563, 585, 587, 614, 636, 989, 990, 992, 993, 994, 995, 1080,
      1194, 1812, 1813, 2123, 2152, 2811, 3128, 3306, 3389, 3544, 4754, 4789, 5060, 5072, 5222,
@@ -69,7 +83,7 @@ LIKELY_SERVER_PORTS = frozenset(
 )  # fmt: skip
 
 
-DICOM_TLS_PORT = 2762
+DICOM_TLS_PORT: Final = 2762
 
 
 class DicomState:
@@ -204,7 +218,7 @@ class Conn:
 
 
 class ConnTracker:
-    """Feeds on decoded packets (decode.Sink) and yields records as connections end."""
+    """Feeds on decoded packets (from decode.Decoder) and yields records as connections end."""
 
     def __init__(self) -> None:
         self.table: dict[tuple[object, ...], Conn] = {}
@@ -220,7 +234,7 @@ class ConnTracker:
         self.dns_errors = 0
         self.hl7_records = 0
         self.dicom_records = 0
-        # Set by the decoder while it decodes a tunnel's inner packets (decode.Parent).
+        # Set by the decoder while it decodes a tunnel's inner packets (Parent).
         self.parent: Parent | None = None
         # IP tunnels (IP-in-IP, GRE) by kind and address pair, either way: their uid.
         self.ip_tunnels: dict[tuple[str, bytes, bytes], str] = {}
@@ -462,7 +476,9 @@ class ConnTracker:
         return conn
 
     def _uid(self) -> str:
-        return "C" + self.uids.randbytes(17).translate(_B62_BYTES).decode()
+        # Random.randbytes(17), without its Python-level frame (it is this, in Python 3.11).
+        raw = self.uids.getrandbits(136).to_bytes(17, "little")
+        return "C" + raw.translate(_B62_BYTES).decode()
 
     @staticmethod
     def _is_reuse(conn: Conn, flags: int, seq: int) -> bool:
@@ -1341,7 +1357,7 @@ def _syn_then_reset(rest: str) -> bool:
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Random bytes to base62 letters in one C call (byte % 62: a slight bias is no matter for ids).
-_B62_BYTES = bytes(ord(_B62[i % 62]) for i in range(256))
+_B62_BYTES: Final = bytes(ord(_B62[i % 62]) for i in range(256))
 
 
 def _scaled(conn: Conn, count: int, code: str) -> None:

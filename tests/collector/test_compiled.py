@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from detection.compiled import COMPILED, SourceFirst
+from detection.compiled import COMPILED, SourceFirst, stale_modules
+from tests.conftest import corpus_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # One process's side: every line of LINES through decode -> parse -> privacy -> ECS -> JSON.
@@ -147,3 +148,120 @@ def test_an_edited_module_runs_from_its_source_until_built_again(tmp_path: Path)
     assert always.origin == str(source)
     built.unlink()  # nothing built: the source, by the usual finders
     assert finder.find_spec("pkg.mod", [str(tmp_path)]) is None
+
+
+# One process's side of the netmeta comparison: each capture extracted alone, with and without
+# checksum verification, then one pcap merging several (Ethernet frames, two copies a day
+# apart, as benchmarks/netmeta_speed.py builds it); every record as both of its renderings.
+NETMETA = r"""
+import dataclasses, json, struct, sys
+from pathlib import Path
+
+from collector.netmeta import NetmetaStats, extract
+from collector.netmeta.reader import ReadStats, read_capture
+from detection.compiled import compiled_modules
+
+captures = [Path(p) for p in sys.argv[2:]]
+merged = Path(sys.argv[1])
+frames = []
+for path in captures:
+    try:
+        frames.extend(f for f in read_capture(path, ReadStats()) if f[1] == 1)
+    except Exception:
+        pass
+with merged.open("wb") as fh:
+    fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    for copy in range(2):
+        for ts, _lt, data, wire in frames:
+            sec = int(ts) + copy * 86400
+            usec = int(round((ts - int(ts)) * 1e6)) % 1_000_000
+            fh.write(struct.pack("<IIII", sec, usec, len(data), max(wire, len(data))))
+            fh.write(data)
+out = []
+runs = [([p], False) for p in captures] + [([p], True) for p in captures[::7]] + [([merged], False)]
+for paths, verify in runs:
+    stats = NetmetaStats()
+    for record in extract(paths, stats, verify_checksums=verify):
+        out.append([type(record).__name__, record.zeek(), record.ecs()])
+    counts = dataclasses.asdict(stats)
+    del counts["seconds"]
+    counts["read"]["errors"] = [e.replace(str(merged), "MERGED") for e in counts["read"]["errors"]]
+    out.append([paths[0].name, verify, counts])
+print(json.dumps({"compiled": compiled_modules(), "records": out, "frames": len(frames)}))
+"""
+
+
+def _netmeta(merged: Path, captures: list[Path], *, pure: bool) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
+    if pure:
+        env["VIGIE_PURE_PYTHON"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", NETMETA, str(merged), *map(str, captures)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_netmeta_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None:
+    corpus = corpus_path("pcap")
+    # Zeek's test traces (tunnels of every kind, fragments, flips, bad checksums, DNS),
+    # Chris Sanders' captures, and a few of nDPI's (TLS, HTTP, SMB, tunnels) for the merge.
+    captures = sorted(
+        p
+        for folder in ("zeek", "packets")
+        for p in (corpus / folder).rglob("*")
+        if p.suffix in (".pcap", ".pcapng")
+    )
+    captures += sorted(p for p in (corpus / "ndpi").glob("*.pcap*"))[::12]
+    (tmp_path / "pure").mkdir()
+    (tmp_path / "native").mkdir()
+    pure = _netmeta(tmp_path / "pure" / "merged.pcap", captures, pure=True)
+    assert pure["compiled"] == dict.fromkeys(COMPILED, False)
+    native = _netmeta(tmp_path / "native" / "merged.pcap", captures, pure=False)
+    if not any(native["compiled"].values()):  # type: ignore[attr-defined]
+        pytest.skip("no compiled module is built here (pip install -e . builds them)")
+    assert native["compiled"] == dict.fromkeys(COMPILED, True)
+    merged = (tmp_path / "pure" / "merged.pcap").read_bytes()
+    assert merged == (tmp_path / "native" / "merged.pcap").read_bytes()
+    assert native["records"] == pure["records"]
+    # The input exercised what it is meant to: tunnels, DNS, TLS, HTTP, the merged capture.
+    records = pure["records"]
+    assert isinstance(records, list)
+    kinds = {r[0] for r in records if isinstance(r[1], dict)}
+    assert {"ConnRecord", "DnsRecord", "TunnelRecord", "SslRecord", "HttpRecord"} <= kinds
+    assert isinstance(pure["frames"], int)
+    assert pure["frames"] > 10_000
+    assert records[-1][0] == "merged.pcap"
+    assert records[-1][2]["read"]["packets"] == 2 * pure["frames"]
+
+
+def test_one_edited_module_sends_every_compiled_one_back_to_its_source(tmp_path: Path) -> None:
+    # Compiled modules take each other's classes as C types: one of them run from its source
+    # beside compiled ones would be refused (decode.Decoder(flows.ConnTracker())), hence all.
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name in COMPILED:
+        source = tmp_path.joinpath(*name.split(".")).with_suffix(".py")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("")
+        source.with_suffix(suffix).write_bytes(b"")
+        os.utime(source, (1_000_000, 1_000_000))
+        os.utime(source.with_suffix(suffix), (2_000_000, 2_000_000))
+    assert stale_modules(tmp_path) == []
+    edited = tmp_path / "collector" / "netmeta" / "flows.py"
+    os.utime(edited, (3_000_000, 3_000_000))
+    assert stale_modules(tmp_path) == ["collector.netmeta.flows"]
+    code = (
+        "import detection.compiled as c, sys; "
+        "print(any(f.always for f in sys.meta_path if isinstance(f, c.SourceFirst)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(bool(stale_modules(ROOT)))
