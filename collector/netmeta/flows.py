@@ -922,9 +922,11 @@ class ConnTracker:
             self._hl7(conn, ts, True, seq, segment)
         elif http.could_start(segment) and not conn.partial:
             conn.probed = True
-            conn.http = http.RequestStream(seq, conn.resp_p)
+            stream = conn.http = http.RequestStream(seq, conn.resp_p)
             self._http_request(conn, ts, seq, segment)
-            if conn.http is None:  # no request: perhaps commands that may start TLS later
+            # Asked of the stream, not of conn.http: compiled, the attribute keeps the type it
+            # was just given (mypyc), though _http_request may have set it to None.
+            if stream.http is False:  # no request: perhaps commands that may start TLS later
                 self._commands(conn, seq, segment)
         else:
             self._dicom(conn, ts, True, seq, segment)  # DICOM, then TLS and SMB openings
