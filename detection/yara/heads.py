@@ -1,0 +1,375 @@
+"""Rules that can only match files starting with given bytes, and rule sets without them.
+
+Most of a scan of small files goes to evaluating every rule's condition on every file (about
+0.6 ms per file with signature-base's 5,900 rules, whatever the file holds). More than half of
+signature-base's rules begin their condition with `uint16(0) == 0x5a4d and ...` (an MZ
+executable) or another magic number: on a file that starts otherwise, they cannot match. So the
+rules are grouped by the first two bytes their condition requires, and a file is scanned with
+the rules that require nothing plus those of its own group: a text file with about 40% of the
+rules, an executable with its group added.
+
+What is decided here must be safe, not clever. A rule is set aside only when:
+- its file was read without surprise by the small YARA lexer below (else the whole file stays
+  in every set);
+- its condition, outer parentheses removed, is a chain of `and` with no `or` at its top level,
+  one of whose terms is exactly `uintN(0) == NUMBER` or `uintNbe(0) == NUMBER` (or the number
+  first), NUMBER within N bits: the file must then start with those N/8 bytes, else the term is
+  false (or undefined on a shorter file), and so is the whole condition;
+- it is not `global` (a global rule's failure hides its namespace's other rules) and its name is
+  not used in any condition of the rule set (another rule's condition may refer to it, or to
+  `Name*`).
+Rule sets are cut from the rule files' own text (whole rules removed, nothing rewritten), and
+each set's compiled rules are checked to hold exactly the rules expected (see `load.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# A group gets its own rule set only when it holds at least this many rules (and this share of
+# all rules): a rule set costs its compile (cache fill) and load; a few rules cost little.
+MIN_GROUP_RULES = 50
+MIN_GROUP_SHARE = 0.01
+# How many bytes of a file decide its group.
+GROUP_BYTES = 2
+
+
+class Unlexed(ValueError):
+    """Text the lexer below does not take: its file is kept whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # "word", "number", "string", "regex", "hex", "punct"
+    text: str
+    start: int
+    end: int
+
+
+_WORD = re.compile(r"[$#@!]?[A-Za-z_][A-Za-z0-9_]*|\$|#|@|!")
+_NUMBER = re.compile(r"0x[0-9A-Fa-f]+|0o[0-7]+|[0-9]+(?:\.[0-9]+)?(?:KB|MB)?")
+_PUNCT = re.compile(r"==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>=()\[\]{},:.]")
+_SPACE = re.compile(r"\s+")
+
+
+def tokens(text: str) -> list[Token]:
+    """The tokens of a YARA rule file, comments dropped. Raises Unlexed on anything unexpected."""
+    out: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        space = _SPACE.match(text, i)
+        if space:
+            i = space.end()
+            continue
+        c = text[i]
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end == -1 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end == -1:
+                raise Unlexed("unterminated comment")
+            i = end + 2
+        elif c == '"':
+            end = _string_end(text, i)
+            out.append(Token("string", text[i:end], i, end))
+            i = end
+        elif c == "/":
+            end = _regex_end(text, i)
+            out.append(Token("regex", text[i:end], i, end))
+            i = end
+        elif c == "{" and out and out[-1].text == "=":
+            # A hex string; a comment or a nested brace inside is not expected here.
+            end = text.find("}", i)
+            if end == -1 or any(ch in text[i + 1 : end] for ch in '/{"'):
+                raise Unlexed("unexpected hex string")
+            out.append(Token("hex", text[i : end + 1], i, end + 1))
+            i = end + 1
+        else:
+            for kind, pattern in (("number", _NUMBER), ("word", _WORD), ("punct", _PUNCT)):
+                found = pattern.match(text, i)
+                if found:
+                    out.append(Token(kind, found.group(), i, found.end()))
+                    i = found.end()
+                    break
+            else:
+                raise Unlexed(f"unexpected character {c!r} at offset {i}")
+    return out
+
+
+def _string_end(text: str, i: int) -> int:
+    j = i + 1
+    while j < len(text):
+        c = text[j]
+        if c == "\\":
+            j += 2
+        elif c == '"':
+            return j + 1
+        elif c == "\n":
+            break
+        else:
+            j += 1
+    raise Unlexed("unterminated string")
+
+
+def _regex_end(text: str, i: int) -> int:
+    j = i + 1
+    while j < len(text):
+        c = text[j]
+        if c == "\\":
+            j += 2
+        elif c == "/":
+            j += 1
+            while j < len(text) and text[j] in "is":
+                j += 1
+            return j
+        elif c == "\n":
+            break
+        else:
+            j += 1
+    raise Unlexed("unterminated regular expression")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    name: str
+    start: int  # offsets in the file's text, modifiers included
+    end: int
+    is_global: bool
+    condition: list[Token]
+
+
+def split_rules(text: str) -> list[RuleText]:
+    """The rules of a file in order, with their spans and condition tokens. Raises Unlexed
+    when the file holds anything but imports and rules, or a rule of an unexpected shape."""
+    toks = tokens(text)
+    rules: list[RuleText] = []
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if tok.text in ("import", "include"):
+            if i + 1 >= len(toks) or toks[i + 1].kind != "string":
+                raise Unlexed(f"{tok.text} without a string")
+            i += 2
+            continue
+        start = tok.start
+        modifiers: set[str] = set()
+        while i < len(toks) and toks[i].text in ("private", "global"):
+            modifiers.add(toks[i].text)
+            i += 1
+        if i + 1 >= len(toks) or toks[i].text != "rule" or toks[i + 1].kind != "word":
+            raise Unlexed(f"expected a rule at offset {start}")
+        name = toks[i + 1].text
+        i += 2
+        while i < len(toks) and toks[i].text != "{":  # tags
+            if toks[i].text != ":" and toks[i].kind != "word":
+                raise Unlexed(f"unexpected {toks[i].text!r} in the header of {name}")
+            i += 1
+        i += 1
+        condition: list[Token] | None = None
+        while i < len(toks) and toks[i].text != "}":
+            if toks[i].text == "{":
+                raise Unlexed(f"unexpected brace in {name}")
+            if (
+                toks[i].text == "condition"
+                and i + 1 < len(toks)
+                and toks[i + 1].text == ":"
+                and condition is None
+            ):
+                condition = []
+                i += 2
+                continue
+            if condition is not None:
+                if toks[i].text in ("meta", "strings") and toks[i + 1].text == ":":
+                    raise Unlexed(f"a section after the condition in {name}")
+                condition.append(toks[i])
+            i += 1
+        if i >= len(toks) or condition is None or not condition:
+            raise Unlexed(f"rule {name} without a condition or a closing brace")
+        rules.append(RuleText(name, start, toks[i].end, "global" in modifiers, condition))
+        i += 1
+    return rules
+
+
+def required_head(condition: Sequence[Token]) -> bytes | None:
+    """The bytes a file must start with for `condition` to be true, when the condition says so
+    in the one form recognised (see the module's docstring); else None."""
+    terms = list(condition)
+    while _wrapped(terms):
+        terms = terms[1:-1]
+    depth = 0
+    conjuncts: list[list[Token]] = [[]]
+    for tok in terms:
+        if tok.text in ("(", "["):
+            depth += 1
+        elif tok.text in (")", "]"):
+            depth -= 1
+        if depth == 0 and tok.kind == "word" and tok.text == "or":
+            return None
+        if depth == 0 and tok.kind == "word" and tok.text == "and":
+            conjuncts.append([])
+        else:
+            conjuncts[-1].append(tok)
+    for term in conjuncts:
+        head = _head_term([t.text for t in term])
+        if head is not None:
+            return head
+    return None
+
+
+def _wrapped(terms: list[Token]) -> bool:
+    """Whether the first parenthesis closes at the last token."""
+    if len(terms) < 2 or terms[0].text != "(" or terms[-1].text != ")":
+        return False
+    depth = 0
+    for k, tok in enumerate(terms):
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")":
+            depth -= 1
+            if depth == 0:
+                return k == len(terms) - 1
+    return False
+
+
+_READ = re.compile(r"uint(8|16|32)(be)?")
+
+
+def _head_term(words: list[str]) -> bytes | None:
+    if len(words) != 6:
+        return None
+    if words[1] == "==":  # NUMBER == uintN(0)
+        words = [*words[2:], words[1], words[0]]
+    read, open_, offset, close, eq, number = words
+    found = _READ.fullmatch(read)
+    if not found or (open_, offset, close, eq) != ("(", "0", ")", "=="):
+        return None
+    try:
+        value = int(number, 16) if number.lower().startswith("0x") else int(number, 10)
+    except ValueError:
+        return None
+    size = int(found.group(1)) // 8
+    if not 0 <= value < 2 ** (8 * size):
+        return None
+    return value.to_bytes(size, "big" if found.group(2) else "little")
+
+
+@dataclass
+class HeadSplit:
+    """Rule files cut into rule sets: the base (the rules any file may match) and one set per
+    group (the base and the rules that only files starting with the group's bytes may match).
+    Each file stays one namespace in every set, with some of its rules cut out."""
+
+    sources: list[tuple[Path, str]]
+    rules: dict[Path, list[RuleText]]  # the files that have rules set aside
+    moved: dict[Path, dict[int, bytes]]  # file -> index of a rule set aside -> its group
+    heads: list[bytes]  # the groups, in order
+
+    def sources_for(self, head: bytes) -> list[tuple[Path, str]]:
+        """The sources of the set of group `head`, or of the base for b""."""
+        out: list[tuple[Path, str]] = []
+        for path, text in self.sources:
+            moved = self.moved.get(path)
+            if not moved:
+                out.append((path, text))
+                continue
+            drop = {k for k, group in moved.items() if group != head}
+            out.append((path, _without(text, self.rules[path], drop)))
+        return out
+
+    def members(self, head: bytes) -> set[tuple[str, str]]:
+        """(file, rule name) of the rules set aside that the set of group `head` holds."""
+        return {
+            (str(path), self.rules[path][k].name)
+            for path, moved in self.moved.items()
+            for k, group in moved.items()
+            if group == head
+        }
+
+    def set_aside(self) -> set[tuple[str, str]]:
+        """(file, rule name) of every rule set aside from the base."""
+        return {
+            (str(path), self.rules[path][k].name)
+            for path, moved in self.moved.items()
+            for k in moved
+        }
+
+
+def split_by_head(sources: Sequence[tuple[Path, str]]) -> HeadSplit | None:
+    """Cut `sources` (rule files that compile) into a base and groups, or None when no group
+    is worth its own rule set."""
+    parsed: dict[Path, list[RuleText]] = {}
+    for path, text in sources:
+        try:
+            parsed[path] = split_rules(text)
+        except Unlexed:
+            continue
+    names = _referenced_names(parsed.values())
+    wanted: dict[Path, dict[int, bytes]] = {}
+    counts: Counter[bytes] = Counter()
+    total = 0
+    for path, rules in parsed.items():
+        total += len(rules)
+        for k, rule in enumerate(rules):
+            if rule.is_global or names.referenced(rule.name):
+                continue
+            head = required_head(rule.condition)
+            if head is not None and len(head) >= GROUP_BYTES:
+                wanted.setdefault(path, {})[k] = head[:GROUP_BYTES]
+                counts[head[:GROUP_BYTES]] += 1
+    kept = sorted(
+        head
+        for head, count in counts.items()
+        if count >= MIN_GROUP_RULES and count >= MIN_GROUP_SHARE * max(total, 1)
+    )
+    if not kept:
+        return None
+    moved = {
+        path: {k: head for k, head in found.items() if head in kept}
+        for path, found in wanted.items()
+    }
+    moved = {path: found for path, found in moved.items() if found}
+    return HeadSplit(list(sources), {p: parsed[p] for p in moved}, moved, kept)
+
+
+def _without(text: str, rules: list[RuleText], drop: set[int]) -> str:
+    """`text` with the rules at the indexes in `drop` cut out (their lines left empty, so that
+    line numbers stay)."""
+    parts: list[str] = []
+    last = 0
+    for k in sorted(drop):
+        rule = rules[k]
+        parts.append(text[last : rule.start])
+        parts.append("\n" * text.count("\n", rule.start, rule.end))
+        last = rule.end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+@dataclass
+class _Names:
+    exact: set[str]
+    prefixes: list[str]
+
+    def referenced(self, name: str) -> bool:
+        return name in self.exact or any(name.startswith(p) for p in self.prefixes)
+
+
+def _referenced_names(files: Iterable[list[RuleText]]) -> _Names:
+    """Every plain word used in a condition (a rule name among them), and the prefixes of rule
+    sets (`any of (Name*)`)."""
+    names = _Names(set(), [])
+    for rules in files:
+        for rule in rules:
+            cond = rule.condition
+            for k, tok in enumerate(cond):
+                if tok.kind != "word":
+                    continue
+                names.exact.add(tok.text)
+                if k + 1 < len(cond) and cond[k + 1].text == "*" and cond[k + 1].start == tok.end:
+                    names.prefixes.append(tok.text)
+    return names
