@@ -30,10 +30,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# A group gets its own rule set only when it holds at least this many rules (and this share of
-# all rules): a rule set costs its compile (cache fill) and load; a few rules cost little.
+# A group gets its own rule set only when it holds at least this many rules and this share of
+# all rules. A set costs its compile (cache fill) and its load when a file of the group comes
+# (with yara-x, about 0.5 s for signature-base's MZ set, in each worker); a group's rules left
+# in the base cost little on other files when they are few. With signature-base: the MZ group
+# (2,453 rules, 42%) has its set; the ELF group (102 rules, 1.7%) stays in the base.
 MIN_GROUP_RULES = 50
-MIN_GROUP_SHARE = 0.01
+MIN_GROUP_SHARE = 0.1
 # How many bytes of a file decide its group.
 GROUP_BYTES = 2
 
