@@ -53,88 +53,62 @@ class Token:
     end: int
 
 
-_WORD = re.compile(r"[$#@!]?[A-Za-z_][A-Za-z0-9_]*|\$|#|@|!")
-_NUMBER = re.compile(r"0x[0-9A-Fa-f]+|0o[0-7]+|[0-9]+(?:\.[0-9]+)?(?:KB|MB)?")
-_PUNCT = re.compile(r"==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>=()\[\]{},:.]")
-_SPACE = re.compile(r"\s+")
+# One pattern for every token (tried in this order): a comment before a regular expression, a
+# number before a word. An unterminated comment, string or regular expression matches nothing.
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+    | (?P<comment>//[^\n]*|/\*[\s\S]*?\*/)
+    | (?P<open_comment>/\*)
+    | (?P<string>"(?:[^"\\\n]|\\.)*")
+    | (?P<regex>/(?:[^/\\\n]|\\.)*/[is]*)
+    | (?P<number>0x[0-9A-Fa-f]+|0o[0-7]+|[0-9]+(?:\.[0-9]+)?(?:KB|MB)?)
+    | (?P<word>[$#@!]?[A-Za-z_][A-Za-z0-9_]*|[$#@!])
+    | (?P<punct>==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>=()\[\]{},:.])
+    """,
+    re.VERBOSE,
+)
 
 
 def tokens(text: str) -> list[Token]:
     """The tokens of a YARA rule file, comments dropped. Raises Unlexed on anything unexpected."""
     out: list[Token] = []
     i, n = 0, len(text)
+    match = _TOKEN.match
     while i < n:
-        space = _SPACE.match(text, i)
-        if space:
-            i = space.end()
-            continue
-        c = text[i]
-        if text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end == -1 else end + 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end == -1:
-                raise Unlexed("unterminated comment")
-            i = end + 2
-        elif c == '"':
-            end = _string_end(text, i)
-            out.append(Token("string", text[i:end], i, end))
-            i = end
-        elif c == "/":
-            end = _regex_end(text, i)
-            out.append(Token("regex", text[i:end], i, end))
-            i = end
-        elif c == "{" and out and out[-1].text == "=":
-            # A hex string; a comment or a nested brace inside is not expected here.
-            end = text.find("}", i)
-            if end == -1 or any(ch in text[i + 1 : end] for ch in '/{"'):
-                raise Unlexed("unexpected hex string")
-            out.append(Token("hex", text[i : end + 1], i, end + 1))
-            i = end + 1
-        else:
-            for kind, pattern in (("number", _NUMBER), ("word", _WORD), ("punct", _PUNCT)):
-                found = pattern.match(text, i)
-                if found:
-                    out.append(Token(kind, found.group(), i, found.end()))
-                    i = found.end()
-                    break
-            else:
-                raise Unlexed(f"unexpected character {c!r} at offset {i}")
+        found = match(text, i)
+        if found is None or found.lastgroup == "open_comment":
+            raise Unlexed(f"unexpected {text[i : i + 10]!r} at offset {i}")
+        kind, end = found.lastgroup, found.end()
+        if kind == "punct" and text[i] == "{" and out and out[-1].text == "=":
+            end = _hex_end(text, i)
+            out.append(Token("hex", text[i:end], i, end))
+        elif kind not in ("space", "comment"):
+            assert kind is not None
+            out.append(Token(kind, found.group(), i, end))
+        i = end
     return out
 
 
-def _string_end(text: str, i: int) -> int:
+def _hex_end(text: str, i: int) -> int:
+    """The end of the hex string that opens at `i`: its comments may hold anything."""
     j = i + 1
     while j < len(text):
-        c = text[j]
-        if c == "\\":
-            j += 2
-        elif c == '"':
+        if text.startswith("//", j):
+            end = text.find("\n", j)
+            j = len(text) if end == -1 else end + 1
+        elif text.startswith("/*", j):
+            end = text.find("*/", j + 2)
+            if end == -1:
+                break
+            j = end + 2
+        elif text[j] == "}":
             return j + 1
-        elif c == "\n":
+        elif text[j] in '{"/':
             break
         else:
             j += 1
-    raise Unlexed("unterminated string")
-
-
-def _regex_end(text: str, i: int) -> int:
-    j = i + 1
-    while j < len(text):
-        c = text[j]
-        if c == "\\":
-            j += 2
-        elif c == "/":
-            j += 1
-            while j < len(text) and text[j] in "is":
-                j += 1
-            return j
-        elif c == "\n":
-            break
-        else:
-            j += 1
-    raise Unlexed("unterminated regular expression")
+    raise Unlexed("unexpected hex string")
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,8 @@ import "pe"
 rule a : tag1 tag2 {
     meta: note = "condition: } {" other = 3
     strings:
-        $h = { 4D 5A [2-4] ( 90 | 00 ) ?? }
+        $h = { 4D 5A [2-4] ( 90 | 00 ) ?? // a comment with a } brace
+               /* and } another */ 00 }
         $r = /a\/b}[{]/ nocase
         $s = "esc \" } rule" wide
     condition: // uint16(0) == 0 or
@@ -85,7 +86,7 @@ private global rule b { condition: a and filename == "x } or" }
     [
         'rule a { strings: $a = "unterminated condition: $a }',
         "rule a { condition: true",
-        "rule a { strings: $h = { 4D /* } */ 5A } condition: $h }",
+        "rule a { strings: $h = { 4D /* } 5A } condition: $h }",
         "something else",
     ],
 )
