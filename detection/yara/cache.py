@@ -30,7 +30,7 @@ from detection.errors import YaraRuleError
 
 log = logging.getLogger(__name__)
 
-# Bump when the layout of an entry changes.
+# Bump when the layout of an entry, or the way rules are cut into sets (heads.py), changes.
 CACHE_FORMAT = 2
 # Entries kept per cache folder: a few rule sets side by side (Vigie's own, the CERT's, ...).
 MAX_ENTRIES = 8

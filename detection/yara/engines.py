@@ -19,7 +19,7 @@ import yara_x
 
 from detection.detection import Detection
 from detection.yara.externals import HEAD_SIZE, externals_for
-from detection.yara.load import YaraRuleSet
+from detection.yara.load import GroupUnusable, YaraRuleSet
 from detection.yara.matches import from_yara_python, from_yara_x
 
 
@@ -51,7 +51,10 @@ class PythonMatcher:
     ) -> list[Detection]:
         """Scan `path` (else `data`), whose first bytes are `head` (at least GROUP_BYTES of
         them unless the file is shorter)."""
-        rules: yara.Rules = self._rules.rules_for(self._rules.group_of(head))
+        try:
+            rules: yara.Rules = self._rules.rules_for(self._rules.group_of(head))
+        except GroupUnusable as exc:
+            raise ScanSkipped(f"not scanned: {exc}") from None
         try:
             if path:
                 found = rules.match(path, externals=externals, timeout=self._timeout)
@@ -100,7 +103,10 @@ class XMatcher:
         head: bytes = b"",
     ) -> list[Detection]:
         """As `PythonMatcher.match`."""
-        scanner = self._scanner(self._rules.group_of(head))
+        try:
+            scanner = self._scanner(self._rules.group_of(head))
+        except GroupUnusable as exc:
+            raise ScanSkipped(f"not scanned: {exc}") from None
         for key, value in externals.items():
             scanner.set_global(key, value)
         try:

@@ -52,6 +52,10 @@ GroupRules: TypeAlias = "yara.Rules | yara_x.Rules | bytes | Path"
 _group_lock = threading.Lock()  # yara-python threads may want a group's rules at once
 
 
+class GroupUnusable(Exception):
+    """A group's compiled rules that do not load."""
+
+
 @dataclass(eq=False)
 class YaraRuleSet:
     """Compiled rules ready to scan, and the files that did not compile.
@@ -77,7 +81,10 @@ class YaraRuleSet:
         return key if key in self.groups else b""
 
     def rules_for(self, group: bytes) -> CompiledRules:
-        """The compiled rules for files of `group` (from `group_of`), loaded when first asked."""
+        """The compiled rules for files of `group` (from `group_of`), loaded when first asked.
+
+        Raises GroupUnusable when they do not load (a damaged cache file): the files of the
+        group cannot be scanned; the caller reports them."""
         if not group:
             return self.compiled
         found = self.groups[group]
@@ -85,7 +92,13 @@ class YaraRuleSet:
             with _group_lock:
                 found = self.groups[group]
                 if isinstance(found, (bytes, Path)):
-                    found = self.groups[group] = _load_blob(self.engine, found)
+                    try:
+                        found = _load_blob(self.engine, found)
+                    except (yara.Error, ValueError, OSError) as exc:
+                        raise GroupUnusable(
+                            f"the rules for files starting with {group!r} do not load: {exc}"
+                        ) from None
+                    self.groups[group] = found
         return found
 
     def portable(self) -> tuple[Engine, bytes, dict[bytes, bytes | Path]]:

@@ -3,10 +3,12 @@
 - yara-python releases the GIL while it scans, and one compiled rule set is safe to share:
   threads.
 - yara-x holds the GIL while it scans: worker processes. They are forked, so they share the
-  parent's compiled rules at no cost. yara-x enforces timeouts with a helper thread that a fork
-  does not copy, and forking a process that runs other threads is unsafe; so once this process
-  has scanned with yara-x, or runs other threads, workers start from a clean process
-  (forkserver) and load the rules from their serialized form instead.
+  parent's compiled rules at no cost (a group's set that the parent has not loaded yet, see
+  `load.py`, is loaded by each worker that meets a file of the group). yara-x enforces
+  timeouts with a helper thread that a fork does not copy, and forking a process that runs
+  other threads is unsafe; so once this process has scanned with yara-x, or runs other
+  threads, workers start from a clean process (forkserver) and load the rules from their
+  serialized form instead.
 
 Small files go to workers in batches: one round trip per file would cost more than the scan.
 """

@@ -221,3 +221,23 @@ def test_signature_base_cut_finds_what_the_whole_finds(tmp_path: Path) -> None:
     expected = _reference(rule_files, files)
     assert _scanned(rules, files, 2) == expected
     assert expected, "signature-base finds something in the EVTX corpus"
+
+
+@pytest.mark.parametrize("engine", ["auto", "yara-python"])
+def test_damaged_group_set_skips_its_files_with_a_reason(tmp_path: Path, engine: str) -> None:
+    rule_file = tmp_path / "rules.yar"
+    rule_file.write_text(_rules_text(60))
+    files = _files(tmp_path / "data")
+    cache = tmp_path / "cache"
+    load_yara_rules([rule_file], cache_dir=cache, engine=engine)  # type: ignore[arg-type]
+    for blob in cache.glob(f"*.{b'MZ'.hex()}.rules"):
+        blob.write_bytes(b"\0garbage" * 10)
+
+    rules = load_yara_rules([rule_file], cache_dir=cache, engine=engine)  # type: ignore[arg-type]
+    scanner = YaraScanner(rules, workers=2)
+    found = {(Path(d.file).name, d.rule_id) for d in scanner.scan_paths(files)}
+
+    mz = {"a.exe", "p.dll"}
+    assert found == {hit for hit in _reference([rule_file], files) if hit[0] not in mz}
+    assert sorted(Path(s.path).name for s in scanner.stats.skipped) == sorted(mz)
+    assert all("do not load" in s.reason for s in scanner.stats.skipped)
