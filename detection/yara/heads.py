@@ -13,8 +13,9 @@ What is decided here must be safe, not clever. A rule is set aside only when:
   in every set);
 - its condition, outer parentheses removed, is a chain of `and` with no `or` at its top level,
   one of whose terms is exactly `uintN(0) == NUMBER` or `uintNbe(0) == NUMBER` (or the number
-  first), NUMBER within N bits: the file must then start with those N/8 bytes, else the term is
-  false (or undefined on a shorter file), and so is the whole condition;
+  first), NUMBER within N bits, or is in parentheses and holds such a chain itself: the file
+  must then start with those N/8 bytes, else the term is false (or undefined on a shorter
+  file), and so is the whole condition;
 - it is not `global` (a global rule's failure hides its namespace's other rules) and its name is
   not used in any condition of the rule set (another rule's condition may refer to it, or to
   `Name*`).
@@ -63,8 +64,8 @@ _TOKEN = re.compile(
     | (?P<string>"(?:[^"\\\n]|\\.)*")
     | (?P<regex>/(?:[^/\\\n]|\\.)*/[is]*)
     | (?P<number>0x[0-9A-Fa-f]+|0o[0-7]+|[0-9]+(?:\.[0-9]+)?(?:KB|MB)?)
-    | (?P<word>[$#@!]?[A-Za-z_][A-Za-z0-9_]*|[$#@!])
-    | (?P<punct>==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>=()\[\]{},:.])
+    | (?P<word>[$#@!]?[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<punct>==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>=()\[\]{},:.$#@!])
     """,
     re.VERBOSE,
 )
@@ -193,6 +194,8 @@ def required_head(condition: Sequence[Token]) -> bytes | None:
             conjuncts[-1].append(tok)
     for term in conjuncts:
         head = _head_term([t.text for t in term])
+        if head is None and _wrapped(term):  # ( uint16(0) == 0x5a4d and ... ) and ...
+            head = required_head(term)
         if head is not None:
             return head
     return None

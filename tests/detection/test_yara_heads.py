@@ -31,6 +31,8 @@ def _head(condition: str) -> bytes | None:
         ("uint32be(0) == 0x7f454c46 and all of them", b"\x7fELF"),
         ("uint16(0) == 23117 and $a", b"MZ"),
         ("uint8(0) == 0x4d and $a", b"M"),
+        ("( uint16(0) == 0x5A4D and uint32(uint32(0x3C)) == 0x00004550 ) and any of them", b"MZ"),
+        ("$a and ( filesize < 1MB and ( uint16(0) == 0x5a4d ) )", b"MZ"),
     ],
 )
 def test_required_head_recognised(condition: str, head: bytes) -> None:
@@ -50,6 +52,10 @@ def test_required_head_recognised(condition: str, head: bytes) -> None:
         "uint16(0) & 0xffff == 0x5a4d and $a",
         "( uint16(0) == 0x5a4d and $a ) or $b",
         "( uint16(0) == 0x5a4d or $a ) and $b",
+        "( uint16(0) == 0x5a4d or uint16(0) == 0x457f ) and $b",
+        "not ( uint16(0) == 0x5a4d and $a )",
+        "( uint16(0) == 0x5a4d and $a ) == false",
+        "$a and uint16(0) != 0x5a4d",
         "for any i in (0..1) : ( uint16(i) == 0x5a4d ) and $a",
         "$a",
     ],
