@@ -174,12 +174,20 @@ def split_rules(text: str) -> list[RuleText]:
     return rules
 
 
-def required_head(condition: Sequence[Token]) -> bytes | None:
+# Parentheses looked into, at most: real conditions nest a few; a condition sent to the service
+# may nest thousands, which must cost neither time nor the interpreter's stack.
+MAX_NESTING = 8
+
+
+def required_head(condition: Sequence[Token], nesting: int = 0) -> bytes | None:
     """The bytes a file must start with for `condition` to be true, when the condition says so
     in the one form recognised (see the module's docstring); else None."""
     terms = list(condition)
     while _wrapped(terms):
+        if nesting >= MAX_NESTING:
+            return None
         terms = terms[1:-1]
+        nesting += 1
     depth = 0
     conjuncts: list[list[Token]] = [[]]
     for tok in terms:
@@ -196,7 +204,7 @@ def required_head(condition: Sequence[Token]) -> bytes | None:
     for term in conjuncts:
         head = _head_term([t.text for t in term])
         if head is None and _wrapped(term):  # ( uint16(0) == 0x5a4d and ... ) and ...
-            head = required_head(term)
+            head = required_head(term, nesting)
         if head is not None:
             return head
     return None

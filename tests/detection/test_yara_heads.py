@@ -101,6 +101,15 @@ def test_lexer_refuses_what_it_does_not_know(text: str) -> None:
         split_rules(text)
 
 
+def test_deep_nesting_is_not_looked_into() -> None:
+    head = "uint16(0) == 0x5a4d"
+    assert _head("(" * 7 + head + ")" * 7 + " and $a") == b"MZ"
+    deep = "$a and (" * 5000 + head + ")" * 5000
+    assert required_head(split_rules(f"rule r {{ condition: {deep} }}")[0].condition) is None
+    wrapped = "(" * 20000 + head + ")" * 20000 + " and $a"
+    assert required_head(split_rules(f"rule r {{ condition: {wrapped} }}")[0].condition) is None
+
+
 def test_tokens_keep_numbers_with_units() -> None:
     assert [t.text for t in tokens("filesize < 100KB and #a > 2")] == [
         "filesize",
