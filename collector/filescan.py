@@ -61,7 +61,7 @@ class FolderScanner:
 
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._scanner = FileScanner(make_matcher(self.rules.compiled, 60), self.max_size)
+        self._scanner = FileScanner(make_matcher(self.rules, 60), self.max_size)
         self._digests = rule_digests(self.rules)
         try:
             saved = json.loads((self.state_dir / STATE_FILE).read_text(encoding="utf-8"))
@@ -84,7 +84,7 @@ class FolderScanner:
         scanner, which may only be dropped there.
         """
         self.rules = rules
-        self._scanner = FileScanner(make_matcher(rules.compiled, 60), self.max_size)
+        self._scanner = FileScanner(make_matcher(rules, 60), self.max_size)
         digests = rule_digests(rules)
         new = digests - self._digests
         self._digests = digests

@@ -3,10 +3,11 @@
 Rule *sources* are what Vigie ships and what the key is computed from; compiled rules only load
 in the library version that wrote them, so the key also holds both engines' versions and the
 machine. Changing any rule file, or upgrading yara-python or yara-x, gives a new key and so a
-rebuild. An entry is two files: `<key>.rules` (the compiled blob) written first, then
-`<key>.json` (what `load_yara_rules` reports), whose presence marks the entry complete. The
-blob is loaded by the engine from its path: yara-python reading it through a Python file object
-takes four times as long.
+rebuild. An entry is `<key>.rules` (the compiled blob), one `<key>.<group>.rules` per group of
+rules set aside by the first bytes they need (`heads.py`), written first, then `<key>.json`
+(what `load_yara_rules` reports), whose presence marks the entry complete. A blob is loaded by
+the engine from its path, a group's only when a file of the group comes: yara-python reading
+it through a Python file object takes four times as long.
 
 The key is made of the files' content digests; `digests.py` saves re-reading every rule file.
 """
@@ -20,7 +21,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,8 @@ from detection.errors import YaraRuleError
 
 log = logging.getLogger(__name__)
 
-# Bump when the layout of an entry changes.
-CACHE_FORMAT = 1
+# Bump when the layout of an entry, or the way rules are cut into sets (heads.py), changes.
+CACHE_FORMAT = 2
 # Entries kept per cache folder: a few rule sets side by side (Vigie's own, the CERT's, ...).
 MAX_ENTRIES = 8
 
@@ -43,6 +44,8 @@ class CacheEntry:
     rule_count: int
     blob: bytes = b""  # what store_entry writes
     blob_path: Path | None = None  # what load_entry found, for the engine to load from
+    group_blobs: dict[bytes, bytes] = field(default_factory=dict)  # first bytes -> blob
+    group_paths: dict[bytes, Path] = field(default_factory=dict)  # what load_entry found
 
 
 def library_versions() -> dict[str, str]:
@@ -73,7 +76,10 @@ def load_entry(cache_dir: Path, key: str) -> CacheEntry | None:
     blob_path = cache_dir / f"{key}.rules"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not blob_path.is_file():
+        group_paths = {
+            bytes.fromhex(head): cache_dir / f"{key}.{head}.rules" for head in meta["heads"]
+        }
+        if not all(p.is_file() for p in [blob_path, *group_paths.values()]):
             raise ValueError("its compiled rules are missing")
         entry = CacheEntry(
             engine=meta["engine"],
@@ -81,6 +87,7 @@ def load_entry(cache_dir: Path, key: str) -> CacheEntry | None:
             errors=[YaraRuleError(e["path"], e["reason"], e["line"]) for e in meta["errors"]],
             rule_count=int(meta["rule_count"]),
             blob_path=blob_path,
+            group_paths=group_paths,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable YARA cache entry %s: %s", meta_path, exc)
@@ -96,11 +103,14 @@ def store_entry(cache_dir: Path, key: str, entry: CacheEntry) -> None:
         "paths": [str(p) for p in entry.paths],
         "errors": [{"path": e.path, "reason": e.reason, "line": e.line} for e in entry.errors],
         "rule_count": entry.rule_count,
+        "heads": [head.hex() for head in entry.group_blobs],
         "versions": library_versions(),
     }
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(cache_dir / f"{key}.rules", entry.blob)
+        for head, blob in entry.group_blobs.items():
+            _write_atomic(cache_dir / f"{key}.{head.hex()}.rules", blob)
         _write_atomic(cache_dir / f"{key}.json", json.dumps(meta, indent=1).encode())
         _prune(cache_dir)
     except OSError as exc:
@@ -123,3 +133,5 @@ def _prune(cache_dir: Path) -> None:
     for old in entries[MAX_ENTRIES:]:
         old.unlink(missing_ok=True)
         old.with_suffix(".rules").unlink(missing_ok=True)
+        for group in cache_dir.glob(f"{old.stem}.*.rules"):
+            group.unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 yara-python and yara-x differ in how they are called, share and time out; `Matcher` hides that,
 and `FileScanner` adds what any file needs first (is it a regular file, small enough, readable).
+A matcher scans each file with the rules of its group (`YaraRuleSet.group_of`, from the file's
+first bytes): the rules that cannot match it are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import yara_x
 
 from detection.detection import Detection
 from detection.yara.externals import HEAD_SIZE, externals_for
-from detection.yara.load import CompiledRules
+from detection.yara.load import GroupUnusable, YaraRuleSet
 from detection.yara.matches import from_yara_python, from_yara_x
 
 
@@ -34,18 +36,30 @@ class Outcome:
 
 
 class PythonMatcher:
-    def __init__(self, rules: yara.Rules, timeout: int) -> None:
+    def __init__(self, rules: YaraRuleSet, timeout: int) -> None:
         self._rules = rules
         self._timeout = timeout
 
     def match(
-        self, name: str, externals: dict[str, str], *, path: str = "", data: bytes = b""
+        self,
+        name: str,
+        externals: dict[str, str],
+        *,
+        path: str = "",
+        data: bytes = b"",
+        head: bytes = b"",
     ) -> list[Detection]:
+        """Scan `path` (else `data`), whose first bytes are `head` (at least GROUP_BYTES of
+        them unless the file is shorter)."""
+        try:
+            rules: yara.Rules = self._rules.rules_for(self._rules.group_of(head))
+        except GroupUnusable as exc:
+            raise ScanSkipped(f"not scanned: {exc}") from None
         try:
             if path:
-                found = self._rules.match(path, externals=externals, timeout=self._timeout)
+                found = rules.match(path, externals=externals, timeout=self._timeout)
             else:
-                found = self._rules.match(data=data, externals=externals, timeout=self._timeout)
+                found = rules.match(data=data, externals=externals, timeout=self._timeout)
         except yara.TimeoutError:
             raise ScanSkipped(f"timeout: not scanned within {self._timeout} s") from None
         except yara.Error as exc:
@@ -60,25 +74,39 @@ x_timer_started = False
 
 
 class XMatcher:
-    def __init__(self, rules: yara_x.Rules, timeout: int) -> None:
+    def __init__(self, rules: YaraRuleSet, timeout: int) -> None:
         self._rules = rules
         self._timeout = timeout
         self._local = threading.local()  # a yara-x Scanner serves one thread at a time
 
-    def _scanner(self) -> yara_x.Scanner:
+    def _scanner(self, group: bytes) -> yara_x.Scanner:
         global x_timer_started
-        scanner: yara_x.Scanner | None = getattr(self._local, "scanner", None)
+        scanners: dict[bytes, yara_x.Scanner] | None = getattr(self._local, "scanners", None)
+        if scanners is None:
+            scanners = self._local.scanners = {}
+        scanner = scanners.get(group)
         if scanner is None:
-            scanner = yara_x.Scanner(self._rules)
+            rules = self._rules.rules_for(group)
+            assert isinstance(rules, yara_x.Rules)
+            scanner = scanners[group] = yara_x.Scanner(rules)
             scanner.set_timeout(self._timeout)
-            self._local.scanner = scanner
         x_timer_started = True
         return scanner
 
     def match(
-        self, name: str, externals: dict[str, str], *, path: str = "", data: bytes = b""
+        self,
+        name: str,
+        externals: dict[str, str],
+        *,
+        path: str = "",
+        data: bytes = b"",
+        head: bytes = b"",
     ) -> list[Detection]:
-        scanner = self._scanner()
+        """As `PythonMatcher.match`."""
+        try:
+            scanner = self._scanner(self._rules.group_of(head))
+        except GroupUnusable as exc:
+            raise ScanSkipped(f"not scanned: {exc}") from None
         for key, value in externals.items():
             scanner.set_global(key, value)
         try:
@@ -94,8 +122,8 @@ class XMatcher:
 Matcher = PythonMatcher | XMatcher
 
 
-def make_matcher(rules: CompiledRules, timeout: int) -> Matcher:
-    if isinstance(rules, yara_x.Rules):
+def make_matcher(rules: YaraRuleSet, timeout: int) -> Matcher:
+    if rules.engine == "yara-x":
         return XMatcher(rules, timeout)
     return PythonMatcher(rules, timeout)
 
@@ -128,7 +156,7 @@ class FileScanner:
             return Outcome(path, 0, skipped=f"unreadable: {exc.strerror or exc}")
         externals = externals_for(path, head, info.st_uid)
         try:
-            found = self.matcher.match(path, externals, path=path)
+            found = self.matcher.match(path, externals, path=path, head=head)
         except ScanSkipped as skip:
             return Outcome(path, 0, skipped=str(skip))
         return Outcome(path, info.st_size, found)

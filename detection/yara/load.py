@@ -7,6 +7,12 @@ is compiled in its own namespace, so equal rule names in two files do not clash.
 the set scans with yara-x (measured faster: benchmarks/RESULTS.md), else with yara-python, so
 switching engine never loses a rule.
 
+When many rules can only match files that start with given bytes (an MZ executable, an ELF
+file: `heads.py`), the set is compiled in parts: a base, for files of no such group, and one set
+per group (the base and the group's rules). A file is scanned with its group's set, which finds
+what the whole set finds, sooner. A group's set is loaded from the cache when a file of the
+group first comes (`YaraRuleSet.rules_for`).
+
 `include` directives are refused (a file is compiled from its text, and the cache key would not
 see an included file change): such a file is reported like any other that does not compile.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +36,7 @@ from detection.errors import InputError, YaraRuleError
 from detection.yara import cache
 from detection.yara.digests import DigestIndex, Digests
 from detection.yara.externals import DEFAULT_EXTERNALS
+from detection.yara.heads import GROUP_BYTES, HeadSplit, split_by_head
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +46,22 @@ Engine = Literal["yara-python", "yara-x"]
 EngineChoice = Literal["auto", "yara-python"]
 
 CompiledRules: TypeAlias = "yara.Rules | yara_x.Rules"
+# A group's rules: compiled, or serialized (bytes), or in a cache file (Path) until first used.
+GroupRules: TypeAlias = "yara.Rules | yara_x.Rules | bytes | Path"
+
+_group_lock = threading.Lock()  # yara-python threads may want a group's rules at once
+
+
+class GroupUnusable(Exception):
+    """A group's compiled rules that do not load."""
 
 
 @dataclass(eq=False)
 class YaraRuleSet:
-    """Compiled rules ready to scan, and the files that did not compile."""
+    """Compiled rules ready to scan, and the files that did not compile.
+
+    `compiled` holds every rule when `groups` is empty; else it holds the rules for files that
+    start like no group, and each group's set holds them and the group's own rules."""
 
     paths: list[Path]  # the rule files that compiled
     errors: list[YaraRuleError]
@@ -49,10 +69,63 @@ class YaraRuleSet:
     engine: Engine
     compiled: CompiledRules = field(repr=False)
     from_cache: bool = False
+    groups: dict[bytes, GroupRules] = field(default_factory=dict, repr=False)
 
     @property
     def files_compiled(self) -> int:
         return len(self.paths)
+
+    def group_of(self, head: bytes) -> bytes:
+        """The group of a file that starts with `head` (b"" for none)."""
+        key = head[:GROUP_BYTES]
+        return key if key in self.groups else b""
+
+    def rules_for(self, group: bytes) -> CompiledRules:
+        """The compiled rules for files of `group` (from `group_of`), loaded when first asked.
+
+        Raises GroupUnusable when they do not load (a damaged cache file): the files of the
+        group cannot be scanned; the caller reports them."""
+        if not group:
+            return self.compiled
+        found = self.groups[group]
+        if isinstance(found, (bytes, Path)):
+            with _group_lock:
+                found = self.groups[group]
+                if isinstance(found, (bytes, Path)):
+                    try:
+                        found = _load_blob(self.engine, found)
+                    except (yara.Error, ValueError, OSError) as exc:
+                        raise GroupUnusable(
+                            f"the rules for files starting with {group!r} do not load: {exc}"
+                        ) from None
+                    self.groups[group] = found
+        return found
+
+    def portable(self) -> tuple[Engine, bytes, dict[bytes, bytes | Path]]:
+        """The rules in a form a fresh process can load (`from_portable`)."""
+        groups: dict[bytes, bytes | Path] = {
+            head: rules if isinstance(rules, (bytes, Path)) else serialize_rules(rules)
+            for head, rules in self.groups.items()
+        }
+        return self.engine, serialize_rules(self.compiled), groups
+
+
+def from_portable(
+    engine: Engine, blob: bytes, groups: dict[bytes, bytes | Path]
+) -> tuple[CompiledRules, dict[bytes, GroupRules]]:
+    """The compiled base and the groups (loaded when first used) of `YaraRuleSet.portable`."""
+    return _load_blob(engine, blob), dict(groups)
+
+
+def _load_blob(engine: str, blob: bytes | Path) -> CompiledRules:
+    if engine == "yara-x":
+        if isinstance(blob, Path):
+            with blob.open("rb") as fh:
+                return yara_x.Rules.deserialize_from(fh)
+        return yara_x.Rules.deserialize_from(io.BytesIO(blob))
+    if isinstance(blob, Path):
+        return yara.load(filepath=str(blob))
+    return yara.load(file=io.BytesIO(blob))
 
 
 def iter_rule_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -122,6 +195,7 @@ def load_yara_rules(
             errors=ruleset.errors,
             rule_count=ruleset.rule_count,
             blob=serialize_rules(ruleset.compiled),
+            group_blobs={head: serialize_rules(ruleset.rules_for(head)) for head in ruleset.groups},
         )
         cache.store_entry(cache_dir, key, entry)
         index.save()
@@ -133,17 +207,82 @@ def _compile(
 ) -> YaraRuleSet:
     good, py_rules, rule_count = _compile_python(sources, errors)
     errors.sort(key=lambda e: e.path)
+    found = _split(list(good.items()), py_rules)
+    split = found[0] if found is not None else None
     if engine == "auto":
-        x_rules, x_errors = _compile_x([(p, s) for p, s in sources if p in good])
-        if not x_errors:
-            return YaraRuleSet(list(good), errors, rule_count, "yara-x", x_rules)
+        if split is None:
+            x_rules, x_errors = _compile_x([(p, s) for p, s in sources if p in good])
+            if not x_errors:
+                return YaraRuleSet(list(good), errors, rule_count, "yara-x", x_rules)
+        else:
+            x_sets, x_errors = _compile_x_split(split)
+            if not x_errors:
+                base = x_sets.pop(b"")
+                return YaraRuleSet(
+                    list(good), errors, rule_count, "yara-x", base, groups=dict(x_sets)
+                )
         log.info(
             "yara-x does not compile %d rule files that yara-python does (first: %s); "
             "scanning with yara-python",
             len(x_errors),
             x_errors[0],
         )
-    return YaraRuleSet(list(good), errors, rule_count, "yara-python", py_rules)
+    if found is None:
+        return YaraRuleSet(list(good), errors, rule_count, "yara-python", py_rules)
+    sets = dict(found[1])
+    base = sets.pop(b"")
+    return YaraRuleSet(list(good), errors, rule_count, "yara-python", base, groups=dict(sets))
+
+
+def _split(
+    good: list[tuple[Path, str]], whole: yara.Rules
+) -> tuple[HeadSplit, dict[bytes, yara.Rules]] | None:
+    """The split of the good files by the first bytes their rules need and its yara-python
+    sets, or None if not worth it or not right (a file cut wrongly would compile to other
+    rules: each set is checked against `whole`)."""
+    split = split_by_head(good)
+    if split is None:
+        return None
+    sets = _compile_python_split(split, whole)
+    return None if sets is None else (split, sets)
+
+
+def _compile_python_split(split: HeadSplit, whole: yara.Rules) -> dict[bytes, yara.Rules] | None:
+    """The base's and each group's yara-python rules, or None (logged) if any set does not
+    hold exactly the rules it should: the whole set's, less those set aside, plus its group's."""
+    # yara-python does not tell a rule's namespace: the rules' names are counted.
+    everything = Counter(r.identifier for r in whole)
+    everything.subtract(name for _, name in split.set_aside())
+    sets: dict[bytes, yara.Rules] = {}
+    for head in [b"", *split.heads]:
+        try:
+            rules = _compile_sources(split.sources_for(head))
+        except yara.Error as exc:
+            log.warning("YARA rules cut by their first bytes do not compile (%s): not cut", exc)
+            return None
+        expected = everything.copy()
+        expected.update(name for _, name in split.members(head))
+        if Counter(r.identifier for r in rules) != +expected:
+            log.warning("YARA rules cut by their first bytes differ from the whole: not cut")
+            return None
+        sets[head] = rules
+    return sets
+
+
+def _compile_sources(sources: list[tuple[Path, str]]) -> yara.Rules:
+    return yara.compile(
+        sources={str(p): t for p, t in sources}, externals=DEFAULT_EXTERNALS, includes=False
+    )
+
+
+def _compile_x_split(split: HeadSplit) -> tuple[dict[bytes, yara_x.Rules], list[YaraRuleError]]:
+    sets: dict[bytes, yara_x.Rules] = {}
+    for head in [b"", *split.heads]:
+        rules, errors = _compile_x(split.sources_for(head))
+        if errors:
+            return {}, errors
+        sets[head] = rules
+    return sets, []
 
 
 def _compile_python(
@@ -225,17 +364,19 @@ def serialize_rules(rules: CompiledRules) -> bytes:
 
 def _from_entry(entry: cache.CacheEntry) -> YaraRuleSet | None:
     assert entry.blob_path is not None, "an entry loaded from the cache has its blob's path"
+    engine: Engine = "yara-x" if entry.engine == "yara-x" else "yara-python"
     try:
-        compiled: CompiledRules
-        if entry.engine == "yara-x":
-            with entry.blob_path.open("rb") as blob:
-                compiled = yara_x.Rules.deserialize_from(blob)
-        else:
-            compiled = yara.load(filepath=str(entry.blob_path))
+        compiled = _load_blob(engine, entry.blob_path)
     except (yara.Error, ValueError, OSError) as exc:
         log.warning("ignoring a YARA cache entry that does not load: %s", exc)
         return None
-    engine: Engine = "yara-x" if entry.engine == "yara-x" else "yara-python"
+    groups: dict[bytes, GroupRules] = dict(entry.group_paths)
     return YaraRuleSet(
-        entry.paths, entry.errors, entry.rule_count, engine, compiled, from_cache=True
+        entry.paths,
+        entry.errors,
+        entry.rule_count,
+        engine,
+        compiled,
+        from_cache=True,
+        groups=groups,
     )

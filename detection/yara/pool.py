@@ -3,10 +3,12 @@
 - yara-python releases the GIL while it scans, and one compiled rule set is safe to share:
   threads.
 - yara-x holds the GIL while it scans: worker processes. They are forked, so they share the
-  parent's compiled rules at no cost. yara-x enforces timeouts with a helper thread that a fork
-  does not copy, and forking a process that runs other threads is unsafe; so once this process
-  has scanned with yara-x, or runs other threads, workers start from a clean process
-  (forkserver) and load the rules from their serialized form instead.
+  parent's compiled rules at no cost (a group's set that the parent has not loaded yet, see
+  `load.py`, is loaded by each worker that meets a file of the group). yara-x enforces
+  timeouts with a helper thread that a fork does not copy, and forking a process that runs
+  other threads is unsafe; so once this process has scanned with yara-x, or runs other
+  threads, workers start from a clean process (forkserver) and load the rules from their
+  serialized form instead.
 
 Small files go to workers in batches: one round trip per file would cost more than the scan.
 """
@@ -14,7 +16,6 @@ Small files go to workers in batches: one round trip per file would cost more th
 from __future__ import annotations
 
 import contextlib
-import io
 import multiprocessing
 import os
 import threading
@@ -29,12 +30,11 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures.process import BrokenProcessPool
-
-import yara_x
+from pathlib import Path
 
 from detection.yara import engines
 from detection.yara.engines import FileScanner, Outcome, XMatcher
-from detection.yara.load import YaraRuleSet, serialize_rules
+from detection.yara.load import Engine, YaraRuleSet, from_portable
 
 # A batch closes at this many files or bytes, whichever comes first.
 BATCH_FILES = 32
@@ -48,10 +48,15 @@ Task = Callable[[list[str]], list[Outcome]]
 _worker: FileScanner | None = None
 
 
-def _init_worker(rules: yara_x.Rules | bytes, timeout: int, max_size: int) -> None:
+Portable = tuple[Engine, bytes, dict[bytes, bytes | Path]]
+
+
+def _init_worker(rules: YaraRuleSet | Portable, timeout: int, max_size: int) -> None:
     global _worker
-    if isinstance(rules, bytes):
-        rules = yara_x.Rules.deserialize_from(io.BytesIO(rules))
+    if not isinstance(rules, YaraRuleSet):
+        engine, blob, groups = rules
+        compiled, loaded = from_portable(engine, blob, groups)
+        rules = YaraRuleSet([], [], 0, engine, compiled, groups=loaded)
     _worker = FileScanner(XMatcher(rules, timeout), max_size)
 
 
@@ -95,19 +100,19 @@ def scan_pooled(
 def _pool_kind(
     rules: YaraRuleSet, local: FileScanner, workers: int, timeout: int
 ) -> tuple[Task, Callable[[], Executor]]:
-    if not isinstance(rules.compiled, yara_x.Rules):
+    if rules.engine != "yara-x":
         return (lambda paths: [local.scan_file(p) for p in paths]), (
             lambda: ThreadPoolExecutor(workers)
         )
-    compiled: yara_x.Rules | bytes = rules.compiled
+    portable: YaraRuleSet | Portable = rules
     methods = multiprocessing.get_all_start_methods()
     context: multiprocessing.context.BaseContext
     if "fork" in methods and threading.active_count() == 1 and not engines.x_timer_started:
         context = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        compiled = serialize_rules(rules.compiled)
-    initargs = (compiled, timeout, local.max_size)
+        portable = rules.portable()
+    initargs = (portable, timeout, local.max_size)
 
     def new_executor() -> Executor:
         return ProcessPoolExecutor(

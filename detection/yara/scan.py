@@ -45,7 +45,7 @@ class YaraScanner:
         self.workers = max(1, workers or _usable_cores())
         self.stats = YaraScanStats()
         self._lock = threading.Lock()  # scan_bytes may be called from several threads
-        self._local = FileScanner(make_matcher(rules.compiled, timeout), max_size)
+        self._local = FileScanner(make_matcher(rules, timeout), max_size)
 
     def scan_bytes(self, data: bytes, *, name: str) -> list[Detection]:
         """Scan one buffer; `name` stands for its file name in detections and externals."""
@@ -54,7 +54,7 @@ class YaraScanner:
         else:
             externals = externals_for(name, data[:HEAD_SIZE])
             try:
-                found = self._local.matcher.match(name, externals, data=data)
+                found = self._local.matcher.match(name, externals, data=data, head=data[:HEAD_SIZE])
                 outcome = Outcome(name, len(data), found)
             except ScanSkipped as skip:
                 outcome = Outcome(name, 0, skipped=str(skip))
