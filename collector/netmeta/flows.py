@@ -128,7 +128,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
-        "partial", "upgrade", "encap", "encap_changes",
+        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides",
     )  # fmt: skip
 
     def __init__(
@@ -176,6 +176,8 @@ class Conn:
         # tunnel's kind (its tunnel.log line closes with it).
         self.parents: list[str] | None = None
         self.tunnel: str | None = None
+        # A Teredo flow: the sides that sent a valid Teredo packet (1: originator, 2: responder).
+        self.tunnel_sides = 0
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -392,6 +394,22 @@ class ConnTracker:
             conn.parents = [uid]
         elif uid not in conn.parents:
             conn.parents.append(uid)
+
+    def tunnel_valid(
+        self, src: bytes, sport: int, dst: bytes, dport: int, kind: str, both: bool
+    ) -> None:
+        """A UDP packet the decoder found a valid tunnel header in: Zeek's tunnel analyzer
+        confirms, and the flow's service is the tunnel's ("gtpv1", "vxlan"...). `both`:
+        Teredo's, confirmed once each side sent one (Tunnel::delay_teredo_confirmation)."""
+        conn = self.index.get((UDP, src, sport, dst, dport))
+        if conn is None:
+            return
+        if both:
+            sides = conn.tunnel_sides | (1 if src == conn.orig_h and sport == conn.orig_p else 2)
+            conn.tunnel_sides = sides
+            if sides != 3:
+                return
+        _name(conn, kind.lower())
 
     def _tunnel_record(
         self, ts: float, uid: str, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int,

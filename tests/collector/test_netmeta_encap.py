@@ -207,6 +207,9 @@ TUNNEL_TYPES = {
     "4in6": "Tunnel::IP", "6in6": "Tunnel::IP",
 }  # fmt: skip
 UDP_TUNNELS = {"vxlan", "geneve", "geneve-ip", "teredo", "ayiya", "ayiya-ipv6", "gtp-u"}
+# The service Zeek's conn.log gives a UDP tunnel's own flow: its tunnel analyzer's name.
+TUNNEL_SERVICES = {"vxlan": "vxlan", "geneve": "geneve", "geneve-ip": "geneve"}
+TUNNEL_SERVICES |= {"teredo": "teredo", "ayiya": "ayiya", "ayiya-ipv6": "ayiya", "gtp-u": "gtpv1"}
 
 
 def _frames(name: str) -> tuple[int, list[bytes]]:
@@ -268,6 +271,7 @@ def test_inner_connection_is_found_and_counted_as_zeek_counts_it(name: str, tmp_
         assert tunnel["proto"] == "udp"
         assert (tunnel["orig_pkts"], tunnel["resp_pkts"]) == (5, 3)
         assert tunnel["conn_state"] == "SF"
+        assert tunnel["service"] == TUNNEL_SERVICES[name]
     else:
         assert outer == []  # Zeek logs no conn for GRE, ERSPAN or IP-in-IP carriers
     assert len(conns) == 1 + len(outer)
@@ -387,3 +391,69 @@ def test_a_connection_changing_tunnels_too_often_is_marked_x(
         frames.append(bytes(outer))
     (conn,) = _inner(_conns(_pcap(tmp_path / "x.pcap", 1, frames)), False)
     assert conn["history"] == history
+
+
+# A tunnel's UDP flow, one packet each way unless said: (name, frames, the service Zeek names).
+# Zeek confirms VXLAN, Geneve, AYIYA and GTPv1 on one valid packet; Teredo once both sides sent
+# one (Tunnel::delay_teredo_confirmation), a bubble counting even with bytes after it.
+_INNER4 = IP(src=C4, dst=S4) / UDP(sport=1234, dport=53) / Raw(b"x" * 12)
+_INNER6 = IPv6(src=C6, dst=S6) / UDP(sport=1234, dport=53) / Raw(b"x" * 12)
+_BUBBLE = IPv6(src=C6, dst=S6, nh=59, plen=0)
+SERVICE_CASES: list[tuple[str, list[bytes], str | None]] = [
+    ("vxlan-one-way", [bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _INNER4)], "vxlan"),
+    ("vxlan-header-only", [bytes(_udp4(True, 4789) / VXLAN(vni=1))], "vxlan"),
+    ("vxlan-no-vni-flag", [bytes(_udp4(True, 4789) / VXLAN(flags=0) / _eth() / _INNER4)], None),
+    ("geneve-one-way", [bytes(_udp4(True, 6081) / GENEVE(proto=0x0800) / _INNER4)], "geneve"),
+    (
+        "geneve-version-1",
+        [bytes(_udp4(True, 6081) / GENEVE(version=1, proto=0x0800) / _INNER4)],
+        None,
+    ),
+    ("gtp-one-way", [bytes(_udp4(False, 2152) / GTP_U_Header(gtp_type=255) / _INNER4)], "gtpv1"),
+    (
+        "gtp-inner-length-wrong",
+        [bytes(_udp4(True, 2152) / GTP_U_Header(gtp_type=255) / Raw(bytes(_INNER4) + b"pad"))],
+        None,
+    ),
+    ("gtp-echo", [bytes(_udp4(True, 2152) / GTP_U_Header(gtp_type=1) / _INNER4)], None),
+    ("ayiya-answer-only", [bytes(_udp4(False, 5072) / Raw(_ayiya(4)) / _INNER4)], "ayiya"),
+    (
+        "ayiya-not-forward",
+        [bytes(_udp4(True, 5072) / Raw(bytes((0x41, 0x52, 0x12, 4)) + b"\0" * 40) / _INNER4)],
+        None,
+    ),
+    ("teredo-one-way", [bytes(_udp4(True, 3544) / _INNER6)] * 2, None),
+    (
+        "teredo-both-ways",
+        [bytes(_udp4(True, 3544) / _INNER6), bytes(_udp4(False, 3544) / _BUBBLE)],
+        "teredo",
+    ),
+    (
+        "teredo-bubble-with-payload",
+        [
+            bytes(_udp4(True, 3544) / Raw(bytes(_BUBBLE) + b"junk")),
+            bytes(_udp4(False, 3544) / _INNER6),
+        ],
+        "teredo",
+    ),
+    (
+        "teredo-length-wrong",
+        [
+            bytes(_udp4(True, 3544) / Raw(bytes(_INNER6) + b"pad")),
+            bytes(_udp4(False, 3544) / _INNER6),
+        ],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "frames", "service"), SERVICE_CASES, ids=[c[0] for c in SERVICE_CASES]
+)
+def test_a_tunnel_flow_is_named_as_zeek_confirms_it(
+    name: str, frames: list[bytes], service: str | None, tmp_path: Path
+) -> None:
+    conns = _conns(_pcap(tmp_path / f"{name}.pcap", 1, frames))
+    (outer,) = (c for c in conns if c["id.orig_h"] in (A4, B4))
+    assert outer["proto"] == "udp"
+    assert outer["service"] == service
