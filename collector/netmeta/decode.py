@@ -440,6 +440,8 @@ class Decoder:
                 or (ulen >= 48 and data[off + 8] >> 4 == 6)
             ):
                 outer = sink.parent
+                if outer is not None:  # a tunnel in a tunnel: the chain, for tunnel.log
+                    sink.outers.append(outer)
                 try:
                     self.udp_tunnel(
                         ts, src, dst, sport, dport, data, off + 8, off + ulen, depth + 1
@@ -448,6 +450,8 @@ class Decoder:
                     self.malformed += 1
                 finally:
                     sink.parent = outer
+                    if outer is not None:
+                        sink.outers.pop()
         elif proto in (ICMP, ICMP6):
             if end - off < 4:
                 self.malformed += 1
@@ -462,18 +466,26 @@ class Decoder:
             )  # fmt: skip
         elif proto == 47 and depth < MAX_DEPTH:
             outer = sink.parent
+            if outer is not None:
+                sink.outers.append(outer)
             sink.parent = ("GRE", proto, src, 0, dst, 0)
             try:
                 self.gre(ts, data, off, depth + 1)
             finally:
                 sink.parent = outer
+                if outer is not None:
+                    sink.outers.pop()
         elif proto in (4, 41) and depth < MAX_DEPTH:
             outer = sink.parent
+            if outer is not None:
+                sink.outers.append(outer)
             sink.parent = ("IP", proto, src, 0, dst, 0)
             try:
                 self.ip(ts, data[off:end], 0, depth + 1)
             finally:
                 sink.parent = outer
+                if outer is not None:
+                    sink.outers.pop()
         elif proto != 59:  # 59: no next header (Teredo bubbles)
             self._emit(depth, ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 

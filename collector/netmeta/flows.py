@@ -63,6 +63,9 @@ MAX_HOLES: Final = 64
 # Zeek's Tunnel::max_changes_per_connection: past this many changes of the tunnel a
 # connection's packets come through, Zeek marks its analysis partial (X in the history).
 MAX_TUNNEL_CHANGES: Final = 5
+# Zeek's Tunnel::expiration_interval: a tunnel that carried no new connection for this long
+# is logged EXPIRE and forgotten (a later one logs DISCOVER again).
+TUNNEL_EXPIRATION: Final = 3600.0
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE: Final = 0
@@ -114,6 +117,20 @@ class AppState:
         self.server: handshakes.ServerHello | None = None
         self.smb = smb
         self.done = False
+
+
+class ActiveTunnel:
+    """A tunnel in tunnel.log: its ends as logged, and when a connection last came new
+    through it (Zeek's Tunnel::active table, read on each new connection)."""
+
+    __slots__ = ("orig_h", "orig_p", "resp_h", "resp_p", "kind", "last", "live")
+
+    def __init__(self, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int, kind: str) -> None:
+        self.orig_h, self.orig_p, self.resp_h, self.resp_p = orig_h, orig_p, resp_h, resp_p
+        self.kind = kind
+        self.last = 0.0
+        # True from its DISCOVER to its EXPIRE (a new connection then DISCOVERs it again).
+        self.live = False
 
 
 class Conn:
@@ -240,6 +257,10 @@ class ConnTracker:
         self.parent: Parent | None = None
         # IP tunnels (IP-in-IP, GRE) by kind and address pair, either way: their uid.
         self.ip_tunnels: dict[tuple[str, bytes, bytes], str] = {}
+        # The tunnels around `parent`, outermost first (set by the decoder as `parent`).
+        self.outers: list[Parent] = []
+        # The tunnels logged in tunnel.log, by uid (a UDP tunnel's: its flow's uid).
+        self.active: dict[str, ActiveTunnel] = {}
 
     # ---- packets ----
 
@@ -372,28 +393,60 @@ class ConnTracker:
 
     def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
         """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
-        tunnel_parents), and a tunnel first seen carrying something is logged (DISCOVER)."""
-        kind, carrier, src, sport, dst, dport = parent
-        if carrier == UDP:
-            outer = self.index.get((UDP, src, sport, dst, dport))
-            if outer is None:
-                return
-            uid = outer.uid
-            if outer.tunnel is None:
-                outer.tunnel = kind
-                self._tunnel_record(ts, uid, outer.orig_h, outer.orig_p, outer.resp_h,
-                                    outer.resp_p, kind, "DISCOVER")  # fmt: skip
-        else:
-            key = (kind, src, dst) if src <= dst else (kind, dst, src)
-            found = self.ip_tunnels.get(key)
-            if found is None:
-                found = self.ip_tunnels[key] = self._uid()
-                self._tunnel_record(ts, found, src, 0, dst, 0, kind, "DISCOVER")
-            uid = found
+        tunnel_parents). A connection new to it (Zeek's new_connection, or tunnel_changed)
+        registers every tunnel of the chain: DISCOVER in tunnel.log if not active."""
+        uid = self._tunnel_uid(parent)
+        if uid is None:
+            return
         if conn.parents is None:
             conn.parents = [uid]
         elif uid not in conn.parents:
             conn.parents.append(uid)
+        else:
+            return
+        for tunnel in self.outers:
+            self._register(ts, tunnel)
+        self._register(ts, parent)
+
+    def _tunnel_uid(self, parent: Parent) -> str | None:
+        """A UDP tunnel's flow's uid, or an IP tunnel's own (one per address pair)."""
+        kind, carrier, src, sport, dst, dport = parent
+        if carrier == UDP:
+            outer = self.index.get((UDP, src, sport, dst, dport))
+            return None if outer is None else outer.uid
+        key = (kind, src, dst) if src <= dst else (kind, dst, src)
+        found = self.ip_tunnels.get(key)
+        if found is None:
+            found = self.ip_tunnels[key] = self._uid()
+            # Its ends as first seen, logged from now on whichever way a packet goes.
+            self.active[found] = ActiveTunnel(src, 0, dst, 0, kind)
+        return found
+
+    def _register(self, ts: float, parent: Parent) -> None:
+        """Zeek's Tunnel::register: DISCOVER a tunnel not active, else mark it read now."""
+        uid = self._tunnel_uid(parent)
+        if uid is None:
+            return
+        tunnel = self.active.get(uid)
+        if tunnel is None:  # a UDP tunnel's flow, first seen carrying a connection
+            kind, _, src, sport, dst, dport = parent
+            outer = self.index[(UDP, src, sport, dst, dport)]
+            outer.tunnel = kind
+            tunnel = ActiveTunnel(outer.orig_h, outer.orig_p, outer.resp_h, outer.resp_p, kind)
+            self.active[uid] = tunnel
+        elif tunnel.live:
+            tunnel.last = ts
+            return
+        tunnel.live, tunnel.last = True, ts
+        self._tunnel_record(ts, uid, tunnel, "DISCOVER")
+
+    def expire_tunnels(self, now: float) -> None:
+        """Log EXPIRE for the tunnels no new connection came through for
+        Tunnel::expiration_interval (Zeek checks its table every 10 s, as `sweep` runs)."""
+        for uid, tunnel in self.active.items():
+            if tunnel.live and now - tunnel.last > TUNNEL_EXPIRATION:
+                tunnel.live = False
+                self._tunnel_record(now, uid, tunnel, "EXPIRE")
 
     def tunnel_valid(
         self, src: bytes, sport: int, dst: bytes, dport: int, kind: str, both: bool
@@ -411,14 +464,12 @@ class ConnTracker:
                 return
         _name(conn, kind.lower())
 
-    def _tunnel_record(
-        self, ts: float, uid: str, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int,
-        kind: str, action: str,
-    ) -> None:  # fmt: skip
+    def _tunnel_record(self, ts: float, uid: str, tunnel: ActiveTunnel, action: str) -> None:
         self.done.append(
             TunnelRecord(
-                ts=ts, uid=uid, orig_h=addr(orig_h), orig_p=orig_p, resp_h=addr(resp_h),
-                resp_p=resp_p, proto="udp" if orig_p else "unknown_transport", tunnel_type=kind,
+                ts=ts, uid=uid, orig_h=addr(tunnel.orig_h), orig_p=tunnel.orig_p,
+                resp_h=addr(tunnel.resp_h), resp_p=tunnel.resp_p,
+                proto="udp" if tunnel.orig_p else "unknown_transport", tunnel_type=tunnel.kind,
                 action=action,
             )
         )  # fmt: skip
@@ -1188,6 +1239,8 @@ class ConnTracker:
         # `until` is never later than the connection's end: most are passed over on it alone.
         for conn in [c for c in self.table.values() if now >= c.until and self._expired(c, now)]:
             self.finish(conn, now)
+        if self.active:
+            self.expire_tunnels(now)
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came
@@ -1229,10 +1282,13 @@ class ConnTracker:
         self.connections += 1
         self.done.append(conn_record(conn))
         if conn.tunnel is not None:
-            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE).
-            when = now if now is not None else conn.last
-            self._tunnel_record(when, conn.uid, conn.orig_h, conn.orig_p, conn.resp_h,
-                                conn.resp_p, conn.tunnel, "CLOSE")  # fmt: skip
+            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE),
+            # unless it had expired.
+            tunnel = self.active.pop(conn.uid, None)
+            if tunnel is not None and tunnel.live:
+                self._tunnel_record(
+                    now if now is not None else conn.last, conn.uid, tunnel, "CLOSE"
+                )
 
     def flush(self) -> None:
         """End every connection (end of the capture)."""

@@ -457,3 +457,79 @@ def test_a_tunnel_flow_is_named_as_zeek_confirms_it(
     (outer,) = (c for c in conns if c["id.orig_h"] in (A4, B4))
     assert outer["proto"] == "udp"
     assert outer["service"] == service
+
+
+def _timed_pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for ts, frame in frames:
+        out.append(struct.pack("<IIII", 1_700_000_000 + int(ts), 0, len(frame), len(frame)))
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def _tunnel_log(path: Path) -> list[tuple[int, str, str, str]]:
+    """(seconds into the capture, tunnel type, action, uid) of each tunnel.log line."""
+    lines = [r.zeek() for r in extract([path]) if r.path == "tunnel"]
+    return [
+        (round(t["ts"] - 1_700_000_000), t["tunnel_type"], t["action"], t["uid"]) for t in lines
+    ]
+
+
+def _query(sport: int) -> Packet:
+    return IP(src=C4, dst=S4) / UDP(sport=sport, dport=53) / Raw(b"x" * 12)
+
+
+def test_every_tunnel_of_a_chain_is_discovered(tmp_path: Path) -> None:
+    """Zeek registers the whole chain of a new connection's tunnels: GRE inside VXLAN, or GRE
+    inside GRE, logs the outer tunnel too, though only the inner one is the conn's parent."""
+    vxlan_gre = (
+        _udp4(True, 4789)
+        / VXLAN(vni=1)
+        / _eth()
+        / IP(src="198.51.100.1", dst="198.51.100.2", proto=47)
+    )
+    frames = [(0.0, bytes(vxlan_gre / GRE(proto=0x0800) / _query(1000)))]
+    log = _tunnel_log(_timed_pcap(tmp_path / "vxlan-gre.pcap", frames))
+    assert [(kind, action) for _, kind, action, _ in log] == [
+        ("Tunnel::VXLAN", "Tunnel::DISCOVER"),
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+        ("Tunnel::VXLAN", "Tunnel::CLOSE"),
+    ]
+    gre_in_gre = (
+        _outer4(True, 47) / GRE(proto=0x0800) / IP(src="198.51.100.1", dst="198.51.100.2", proto=47)
+    )
+    frames = [(0.0, bytes(gre_in_gre / GRE(proto=0x0800) / _query(1000)))]
+    log = _tunnel_log(_timed_pcap(tmp_path / "gre-gre.pcap", frames))
+    assert [(kind, action) for _, kind, action, _ in log] == [
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+    ]
+    assert log[0][3] != log[1][3]
+
+
+def test_a_tunnel_no_new_connection_came_through_for_an_hour_expires(tmp_path: Path) -> None:
+    """Tunnel::expiration_interval (1 h) counts from the last new connection, not the last
+    packet: a VXLAN flow carrying one long conversation expires after an hour (and logs no
+    CLOSE then); a new connection after that discovers it again."""
+    frames = [
+        (ts, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(1000)))
+        for ts in range(0, 3700, 50)
+    ]
+    # Zeek looks at its table on a packet past the hour (here 3650 s), then a new connection.
+    frames.append((3690.0, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(2000))))
+    log = _tunnel_log(_timed_pcap(tmp_path / "expire.pcap", frames))
+    (uid,) = {line[3] for line in log}
+    assert [(ts, action) for ts, _, action, _ in log] == [
+        (0, "Tunnel::DISCOVER"),
+        (3650, "Tunnel::EXPIRE"),
+        (3690, "Tunnel::DISCOVER"),
+        (3690, "Tunnel::CLOSE"),
+    ]
+    # New connections within the hour keep it: one DISCOVER, one CLOSE.
+    frames = [
+        (ts, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(1000 + ts)))
+        for ts in range(0, 7200, 50)
+    ]
+    log = _tunnel_log(_timed_pcap(tmp_path / "kept.pcap", frames))
+    assert [action for _, _, action, _ in log] == ["Tunnel::DISCOVER", "Tunnel::CLOSE"]
