@@ -85,6 +85,9 @@ LIKELY_SERVER_PORTS: Final = frozenset(
      5269, 5353, 5355, 5432, 6081, 6666, 6667, 6668, 6669, 8000, 8080, 8081, 8443, 8888)
 )  # fmt: skip
 
+# Zeek's SSL::ssl_ports: its SSL analyzer is attached on these whatever the first bytes, so
+# it reads a server's hello even when the client's was never seen (its signatures need both).
+SSL_PORTS: Final = frozenset((443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223))
 
 DICOM_TLS_PORT: Final = 2762
 
@@ -352,6 +355,8 @@ class ConnTracker:
                     self._handover(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
+                elif not conn.probed and conn.resp_p in SSL_PORTS:
+                    self._server_first(conn, ts, data[poff : poff + plen])
                 elif conn.probed:
                     conn.inspect = False  # probed, and none of these: its payload is no concern
         else:
@@ -1075,6 +1080,19 @@ class ConnTracker:
         else:
             self._commands(conn, seq, segment)
 
+    def _server_first(self, conn: Conn, ts: float, segment: bytes) -> None:
+        """The server spoke first on an SSL port: a TLS ServerHello with no ClientHello seen
+        (a capture of the server's side only). Zeek's SSL analyzer, attached by the port,
+        logs it to ssl.log (version, cipher), but only a ClientHello confirms the analyzer:
+        the connection gets no service."""
+        hello = None if conn.partial else handshakes.server_hello(segment)
+        if hello is None:
+            return
+        conn.probed = True
+        state = conn.app = AppState("ssl", ts)
+        state.server = hello
+        self._app_record(conn, state)
+
     def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
         """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,
         POP3, IMAP, XMPP), followed until it does, or is clearly not going to; or a database
@@ -1151,7 +1169,8 @@ class ConnTracker:
                     version=server.version if server else (client.version if client else None),
                     cipher=server.cipher if server else None,
                     server_name=client.server_name if client else None,
-                    established=server is not None,
+                    # A server hello answering a client hello.
+                    established=server is not None and client is not None,
                 )
             )
         else:
