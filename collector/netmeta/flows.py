@@ -1122,11 +1122,33 @@ class ConnTracker:
                 conn.upgrade = None
                 self._opening(conn, ts, seq, segment)
             return
+        if conn.resp_p in starttls.FTP_PORTS and not state.ftp_off:
+            self._ftp(conn, state, is_orig, segment)
         verdict = state.feed(is_orig, seq, segment)
         if verdict:
             state.handed = True
         elif verdict is False:
             conn.upgrade, conn.inspect = None, False
+
+    @staticmethod
+    def _ftp(conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+        """Zeek's FTP analyzer, on its ports, until TLS: a client's command confirms it (the
+        service "ftp"); a server's reply line it rejects removes it, and its name."""
+        for raw in segment.split(b"\n")[:-1]:  # whole lines (Zeek's ends at LF, less a CR)
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line:
+                continue  # an empty line: Zeek's FTP analyzer reads nothing of it
+            if is_orig:
+                if starttls.ftp_command(line):
+                    _name(conn, "ftp")
+                continue
+            pending = starttls.ftp_reply(line, state.ftp_pending)
+            if pending is None:
+                state.ftp_off = True
+                names = [n for n in (conn.service or "").split(",") if n and n != "ftp"]
+                conn.service = ",".join(names) or None
+                return
+            state.ftp_pending = pending
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app

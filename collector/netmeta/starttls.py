@@ -65,6 +65,28 @@ def tls_request(segment: bytes, resp_port: int) -> str | None:
     return None
 
 
+def ftp_command(line: bytes) -> bool:
+    """A client line Zeek's FTP analyzer reads as a command, which confirms it: its first word
+    (after spaces) 3 to FTP::max_command_length (100) printable characters, no space."""
+    word = line.lstrip(b" \t").split(None, 1)
+    return bool(word) and 3 <= len(word[0]) <= 100 and all(0x21 <= c < 0x7F for c in word[0])
+
+
+def ftp_reply(line: bytes, pending: int) -> int | None:
+    """A server line as Zeek's FTP analyzer reads it, given the code of the multi-line reply
+    under way (0: none): that code after this line, or None for a line it calls a protocol
+    violation (no 3-digit code of 100 or more, or another character than a space or a dash
+    after it), after which Zeek removes the analyzer and its name from the services."""
+    code = int(line[:3]) if len(line) >= 3 and line[:3].isdigit() else 0
+    if pending:
+        return 0 if code == pending and line[3:4] == b" " else pending
+    if code < 100:
+        return None
+    if line[3:4] == b"-":
+        return code
+    return None if len(line) > 3 and line[3:4] != b" " else 0
+
+
 def may_start(segment: bytes) -> bool:
     """Could this originator's first payload be a command of one of these protocols (a line
     of printable text, or XMPP's opening XML)?"""
@@ -79,7 +101,10 @@ class Handover:
     TLS handshake), False when the connection is no longer worth following, None otherwise.
     """
 
-    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port")
+    __slots__ = (
+        "expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port",
+        "ftp_pending", "ftp_off",
+    )  # fmt: skip
 
     def __init__(self, resp_port: int = 0) -> None:
         self.port = resp_port
@@ -96,6 +121,10 @@ class Handover:
         # How the client's bytes are read: lines of commands, XMPP's XML stream, LDAP's BER
         # messages (none of these two in lines); known at its first bytes.
         self.mode: str | None = None
+        # FTP (on its ports): the code of a multi-line reply under way, and whether Zeek's
+        # FTP analyzer was removed (a reply line it rejects: see ftp_reply).
+        self.ftp_pending = 0
+        self.ftp_off = False
 
     def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
         segment = self._in_order(is_orig, seq, segment)

@@ -147,7 +147,8 @@ CASES = {
 def test_tls_started_mid_connection_is_ssl(tmp_path: Path, protocol: str) -> None:
     port, talk = CASES[protocol]
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    assert [c["service"] for c in found["conn"]] == ["ssl"]
+    # Zeek's FTP analyzer confirms on the client's commands: ftp is named too.
+    assert [c["service"] for c in found["conn"]] == ["ftp,ssl" if protocol == "ftp" else "ssl"]
     (ssl,) = found["ssl"]
     assert (ssl["server_name"], ssl["version"], ssl["cipher"]) == (
         "mail.example.org",
@@ -196,8 +197,42 @@ def test_refused_or_other_requests_stay_clear_text(
     tmp_path: Path, port: int, talk: list[tuple[bool, bytes]]
 ) -> None:
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    assert [c["service"] for c in found["conn"]] == [None]
+    assert [c["service"] for c in found["conn"]] == ["ftp" if port == 21 else None]
     assert "ssl" not in found
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # A command on Zeek's FTP ports confirms its FTP analyzer, whatever the server says.
+        (21, [(True, b"USER anonymous\r\n"), (True, b"PASS a@b\r\n")], "ftp"),
+        (2811, [(False, b"220 ready\r\n"), (True, b"  SYST\r\n"), (False, b"215 UNIX\r\n")], "ftp"),
+        # Off its ports, or no command (a first word under 3 characters, an empty line).
+        (2121, [(True, b"USER anonymous\r\n"), (False, b"331 ok\r\n")], None),
+        (21, [(True, b"\r\n"), (True, b"ab cd\r\n")], None),
+        # A reply line it rejects (a code under 100, no space or dash after the code) removes
+        # the analyzer, and its name, though a command had confirmed it.
+        (
+            21,
+            [
+                (True, b"USER z\r\n"),
+                (False, b"230 ok\r\n"),
+                (True, b"PASV\r\n"),
+                (False, b"99 PASV invalid\r\n"),
+                (True, b"QUIT\r\n"),
+            ],
+            None,
+        ),
+        (21, [(True, b"USER z\r\n"), (False, b"230ok\r\n")], None),
+        # Inside a multi-line reply, any line goes until the code and a space end it.
+        (21, [(True, b"FEAT\r\n"), (False, b"211-Features:\r\n oops\r\n211 End\r\n")], "ftp"),
+    ],
+)
+def test_ftp_is_named_as_zeek_confirms_it(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
 
 
 def test_tls_through_an_http_connect_tunnel(tmp_path: Path) -> None:
