@@ -89,6 +89,13 @@ LIKELY_SERVER_PORTS: Final = frozenset(
 # it reads a server's hello even when the client's was never seen (its signatures need both).
 SSL_PORTS: Final = frozenset((443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223))
 
+# Zeek's NTP analyzer's port (NTP::ports), and its states on a flow (Conn.ntp).
+NTP_PORT: Final = 123
+NTP_NONE: Final = 0
+NTP_READ: Final = 1
+NTP_FLIPPED: Final = 2
+NTP_REMOVED: Final = 3
+
 DICOM_TLS_PORT: Final = 2762
 
 
@@ -148,7 +155,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
-        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides",
+        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides", "ntp",
     )  # fmt: skip
 
     def __init__(
@@ -198,6 +205,9 @@ class Conn:
         self.tunnel: str | None = None
         # A Teredo flow: the sides that sent a valid Teredo packet (1: originator, 2: responder).
         self.tunnel_sides = 0
+        # Zeek's NTP analyzer on a UDP flow to port 123: NTP_NONE, NTP_READ (a message read),
+        # NTP_FLIPPED (and the roles turned by it), NTP_REMOVED (a message it could not read).
+        self.ntp = NTP_NONE
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -372,6 +382,28 @@ class ConnTracker:
                         conn.letter(code)
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
+                elif plen and (conn.resp_p == NTP_PORT or NTP_NONE < conn.ntp < NTP_REMOVED):
+                    self._ntp(conn, is_orig, data, poff, plen)
+
+    @staticmethod
+    def _ntp(conn: Conn, is_orig: bool, data: bytes, off: int, length: int) -> None:
+        """Zeek's NTP analyzer: a message it reads confirms it (the service "ntp"), and turns
+        the roles if a server's message came from the originator, or a client's from the
+        responder (once); one it cannot read removes it, and its name."""
+        if conn.ntp == NTP_REMOVED:
+            return
+        mode = data[off] & 7
+        if not _ntp_readable(data, off, length, mode):
+            conn.ntp = NTP_REMOVED
+            names = [n for n in (conn.service or "").split(",") if n and n != "ntp"]
+            conn.service = ",".join(names) or None
+            return
+        _name(conn, "ntp")
+        if conn.ntp != NTP_FLIPPED and ((mode == 4 and is_orig) or (mode == 3 and not is_orig)):
+            _flip(conn)
+            conn.ntp = NTP_FLIPPED
+        elif conn.ntp == NTP_NONE:
+            conn.ntp = NTP_READ
 
     def inner_packet(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
@@ -1371,6 +1403,22 @@ def _name(conn: Conn, service: str) -> None:
         conn.service = service
     elif found != service and service not in found.split(","):
         conn.service = ",".join(sorted((*found.split(","), service)))
+
+
+def _ntp_readable(data: bytes, off: int, length: int, mode: int) -> bool:
+    """An NTP message as long as Zeek's NTP parser needs: 48 bytes for the time modes (1 to
+    5); a control message (6) its 12-byte header and its data; a mode 7 message its 6-byte
+    header, its data and, when authenticated, a 20-byte MAC; anything for mode 0."""
+    if 1 <= mode <= 5:
+        return length >= 48
+    if mode == 6:
+        return length >= 12 and length >= 12 + (data[off + 10] << 8 | data[off + 11])
+    if mode == 7:
+        if length < 6:
+            return False
+        size = (data[off + 4] << 8 | data[off + 5]) & 0x0FFF
+        return length >= 6 + size + (20 if data[off + 1] & 0x80 else 0)
+    return True
 
 
 def _clean(state: int, prev: int) -> bool:
