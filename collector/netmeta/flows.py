@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Final
 
-from collector.netmeta import dicom, dns, handshakes, hl7, http, starttls
+from collector.netmeta import dicom, dns, handshakes, hl7, http, ssh, starttls
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -155,7 +155,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
-        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides", "ntp",
+        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides", "ntp", "ssh",
     )  # fmt: skip
 
     def __init__(
@@ -208,6 +208,8 @@ class Conn:
         # Zeek's NTP analyzer on a UDP flow to port 123: NTP_NONE, NTP_READ (a message read),
         # NTP_FLIPPED (and the roles turned by it), NTP_REMOVED (a message it could not read).
         self.ntp = NTP_NONE
+        # SSH: both sides read until NEWKEYS, once a side's first payload was an identification.
+        self.ssh: ssh.SshStream | None = None
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -361,12 +363,16 @@ class ConnTracker:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
                 elif conn.dicom is not None:
                     self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.ssh is not None:
+                    self._ssh(conn, is_orig, seq, data[poff : poff + plen])
                 elif conn.upgrade is not None:
                     self._handover(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
-                elif not conn.probed and conn.resp_p in SSL_PORTS:
-                    self._server_first(conn, ts, data[poff : poff + plen])
+                elif not conn.probed and (
+                    conn.resp_p in SSL_PORTS or data.startswith(b"SSH-", poff)
+                ):
+                    self._server_first(conn, ts, seq, data[poff : poff + plen])
                 elif conn.probed:
                     conn.inspect = False  # probed, and none of these: its payload is no concern
         else:
@@ -1024,7 +1030,9 @@ class ConnTracker:
 
     def _first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
         """The originator's first payload says what the connection speaks, if anything."""
-        if hl7.may_start(segment):
+        if ssh.may_start(segment):
+            self._ssh_start(conn, True, seq, segment)
+        elif hl7.may_start(segment):
             self._hl7(conn, ts, True, seq, segment)
         elif http.could_start(segment) and not conn.partial:
             conn.probed = True
@@ -1112,11 +1120,14 @@ class ConnTracker:
         else:
             self._commands(conn, seq, segment)
 
-    def _server_first(self, conn: Conn, ts: float, segment: bytes) -> None:
-        """The server spoke first on an SSL port: a TLS ServerHello with no ClientHello seen
-        (a capture of the server's side only). Zeek's SSL analyzer, attached by the port,
-        logs it to ssl.log (version, cipher), but only a ClientHello confirms the analyzer:
-        the connection gets no service."""
+    def _server_first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
+        """The server spoke first: its SSH identification; or, on an SSL port, a TLS
+        ServerHello with no ClientHello seen (a capture of the server's side only). Zeek's SSL
+        analyzer, attached by the port, logs it to ssl.log (version, cipher), but only a
+        ClientHello confirms the analyzer: the connection gets no service."""
+        if ssh.may_start(segment):
+            self._ssh_start(conn, False, seq, segment)
+            return
         hello = None if conn.partial else handshakes.server_hello(segment)
         if hello is None:
             return
@@ -1124,6 +1135,24 @@ class ConnTracker:
         state = conn.app = AppState("ssl", ts)
         state.server = hello
         self._app_record(conn, state)
+
+    def _ssh_start(self, conn: Conn, is_orig: bool, seq: int, segment: bytes) -> None:
+        """A side's first payload is an SSH identification: Zeek's SSH analyzer reads the
+        connection (attached by port 22, or by its signatures, which match such a line)."""
+        conn.probed = True
+        conn.ssh = ssh.SshStream(conn.resp_p)
+        self._ssh(conn, is_orig, seq, segment)
+
+    @staticmethod
+    def _ssh(conn: Conn, is_orig: bool, seq: int, segment: bytes) -> None:
+        stream = conn.ssh
+        if stream is None:
+            return
+        verdict = stream.feed(is_orig, seq, segment)
+        if verdict:
+            _name(conn, "ssh")  # NEWKEYS: Zeek's SSH analyzer confirms
+        if verdict is not None:
+            conn.ssh, conn.inspect = None, False  # the rest is encrypted, or not SSH
 
     def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
         """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,

@@ -376,3 +376,45 @@ def test_rdp_with_tls_security_is_rdp_and_ssl(tmp_path: Path) -> None:
     confirm = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00" + bytes([2, 0, 8, 0, 1, 0, 0, 0])
     found = _records(tmp_path, _session(3389, [(True, request), (False, confirm), *HELLO]))
     assert [c["service"] for c in found["conn"]] == ["rdp,ssl"]
+
+
+def _ssh_packet(kind: int, body: bytes = b"") -> bytes:
+    """An SSH2 binary packet in the clear: length, padding length, type, body, padding."""
+    padding = 8 - (5 + 1 + len(body)) % 8
+    padding += 8 if padding < 4 else 0
+    length = 1 + 1 + len(body) + padding
+    return struct.pack("!IBB", length, padding, kind) + body + bytes(padding)
+
+
+KEXINIT = _ssh_packet(20, bytes(16) + b"\x00\x00\x00\x0bcurve25519" * 40)
+NEWKEYS = _ssh_packet(21)
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # Identification lines, key exchange messages, then NEWKEYS: Zeek confirms ssh.
+        (
+            22,
+            [
+                (False, b"SSH-2.0-OpenSSH_9.0\r\n"),
+                (True, b"SSH-2.0-client\r\n"),
+                (True, KEXINIT),
+                (False, KEXINIT[:100]),  # a packet split across segments
+                (False, KEXINIT[100:] + _ssh_packet(31, bytes(40)) + NEWKEYS),
+            ],
+            "ssh",
+        ),
+        # Any port, the two lines seen (Zeek's signatures): the client speaking first.
+        (2222, [(True, b"SSH-2.0-c\r\n"), (False, b"SSH-2.0-s\r\n"), (True, NEWKEYS)], "ssh"),
+        # Off port 22 with one side's line only, no NEWKEYS, or SSH1: none.
+        (2222, [(True, b"SSH-2.0-c\r\n"), (True, NEWKEYS)], None),
+        (22, [(False, b"SSH-2.0-s\n"), (True, b"\r\n"), (False, b"Protocol mismatch.\n")], None),
+        (22, [(False, b"SSH-1.5-old\n"), (True, b"SSH-1.5-old\n"), (True, NEWKEYS)], None),
+    ],
+)
+def test_ssh_is_named_at_its_newkeys(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
