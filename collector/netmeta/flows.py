@@ -401,8 +401,7 @@ class ConnTracker:
         mode = data[off] & 7
         if not _ntp_readable(data, off, length, mode):
             conn.ntp = NTP_REMOVED
-            names = [n for n in (conn.service or "").split(",") if n and n != "ntp"]
-            conn.service = ",".join(names) or None
+            _unname(conn, "ntp")
             return
         _name(conn, "ntp")
         if conn.ntp != NTP_FLIPPED and ((mode == 4 and is_orig) or (mode == 3 and not is_orig)):
@@ -1183,8 +1182,10 @@ class ConnTracker:
                 conn.upgrade = None
                 self._opening(conn, ts, seq, segment)
             return
-        if conn.resp_p in starttls.FTP_PORTS and not state.ftp_off:
+        if conn.resp_p in starttls.FTP_PORTS and not state.analyzer_off:
             self._ftp(conn, state, is_orig, segment)
+        elif conn.resp_p in starttls.IRC_PORTS and not state.analyzer_off:
+            self._irc(conn, state, is_orig, segment)
         verdict = state.feed(is_orig, seq, segment)
         if verdict:
             state.handed = True
@@ -1195,8 +1196,7 @@ class ConnTracker:
     def _ftp(conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
         """Zeek's FTP analyzer, on its ports, until TLS: a client's command confirms it (the
         service "ftp"); a server's reply line it rejects removes it, and its name."""
-        for raw in segment.split(b"\n")[:-1]:  # whole lines (Zeek's ends at LF, less a CR)
-            line = raw[:-1] if raw.endswith(b"\r") else raw
+        for line in state.lines(is_orig, segment):  # Zeek's lines end at LF, less a CR
             if not line:
                 continue  # an empty line: Zeek's FTP analyzer reads nothing of it
             if is_orig:
@@ -1205,11 +1205,23 @@ class ConnTracker:
                 continue
             pending = starttls.ftp_reply(line, state.ftp_pending)
             if pending is None:
-                state.ftp_off = True
-                names = [n for n in (conn.service or "").split(",") if n and n != "ftp"]
-                conn.service = ",".join(names) or None
+                state.analyzer_off = True
+                _unname(conn, "ftp")
                 return
             state.ftp_pending = pending
+
+    @staticmethod
+    def _irc(conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+        """Zeek's IRC analyzer, on its ports: a client's line confirms it (the service "irc");
+        a line it calls a violation removes it, and its name."""
+        for line in state.lines(is_orig, segment):
+            verdict = starttls.irc_line(line, is_orig)
+            if verdict:
+                _name(conn, "irc")
+            elif verdict is False:
+                state.analyzer_off = True
+                _unname(conn, "irc")
+                return
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app
@@ -1448,6 +1460,13 @@ def _ntp_readable(data: bytes, off: int, length: int, mode: int) -> bool:
         size = (data[off + 4] << 8 | data[off + 5]) & 0x0FFF
         return length >= 6 + size + (20 if data[off + 1] & 0x80 else 0)
     return True
+
+
+def _unname(conn: Conn, service: str) -> None:
+    """Take a service off the connection's: Zeek removes an analyzer that reports a protocol
+    violation, and its name from the services."""
+    names = [n for n in (conn.service or "").split(",") if n and n != service]
+    conn.service = ",".join(names) or None
 
 
 def _clean(state: int, prev: int) -> bool:

@@ -39,6 +39,7 @@ POSTGRESQL, MYSQL, LDAP = "postgresql", "mysql", "ldap"
 LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
 LDAP_PORTS = frozenset((389, 3268))  # Zeek's LDAP analyzer's TCP ports
 FTP_PORTS = frozenset((21, 2811))
+IRC_PORTS = frozenset((6666, 6667, 6668, 6669))  # Zeek's IRC analyzer's ports
 XMPP_PORTS = frozenset((5222, 5269))
 XML, BER, LINES = "xml", "ber", "lines"
 POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -87,6 +88,28 @@ def ftp_reply(line: bytes, pending: int) -> int | None:
     return None if len(line) > 3 and line[3:4] != b" " else 0
 
 
+def irc_line(line: bytes, is_orig: bool) -> bool | None:
+    """A line as Zeek's IRC analyzer reads it: True if it confirms the analyzer (a client's
+    line of 3 characters or more, its prefix aside), False if it is a protocol violation (too
+    short once its prefix is taken off, or a reply number that is not 3 digits and a space),
+    None otherwise (lines over 512 bytes and server lines are read, nothing more)."""
+    if len(line) > 512:
+        return None
+    line = line.lstrip(b" ")
+    if len(line) < 3:
+        return None
+    if line[:1] == b":":
+        space = line.find(b" ")
+        if space < 0:
+            return None
+        line = line[space + 1 :].lstrip(b" ")
+    if len(line) < 3:
+        return False
+    if line[:1].isdigit() and not (line[1:3].isdigit() and line[3:4] == b" "):
+        return False
+    return True if is_orig else None
+
+
 def may_start(segment: bytes) -> bool:
     """Could this originator's first payload be a command of one of these protocols (a line
     of printable text, or XMPP's opening XML)?"""
@@ -103,7 +126,7 @@ class Handover:
 
     __slots__ = (
         "expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port",
-        "ftp_pending", "ftp_off",
+        "ftp_pending", "analyzer_off", "partial",
     )  # fmt: skip
 
     def __init__(self, resp_port: int = 0) -> None:
@@ -121,10 +144,20 @@ class Handover:
         # How the client's bytes are read: lines of commands, XMPP's XML stream, LDAP's BER
         # messages (none of these two in lines); known at its first bytes.
         self.mode: str | None = None
-        # FTP (on its ports): the code of a multi-line reply under way, and whether Zeek's
-        # FTP analyzer was removed (a reply line it rejects: see ftp_reply).
+        # FTP (on its ports): the code of a multi-line reply under way; FTP or IRC: whether
+        # Zeek's analyzer was removed (a line it rejects: see ftp_reply, irc_line).
         self.ftp_pending = 0
-        self.ftp_off = False
+        self.analyzer_off = False
+        # FTP or IRC, per direction: the end of the last segment, a line begun (see lines).
+        self.partial: dict[bool, bytes] = {True: b"", False: b""}
+
+    def lines(self, is_orig: bool, segment: bytes) -> list[bytes]:
+        """The whole lines a direction's segment ends (CR LF or LF taken off), its last line
+        carried over to the next segment (none over MAX_LINE bytes)."""
+        pieces = (self.partial[is_orig] + segment).split(b"\n")
+        rest = pieces.pop()
+        self.partial[is_orig] = rest if len(rest) <= MAX_LINE else b""
+        return [p[:-1] if p.endswith(b"\r") else p for p in pieces]
 
     def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
         segment = self._in_order(is_orig, seq, segment)

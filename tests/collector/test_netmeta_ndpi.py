@@ -49,7 +49,7 @@ pytestmark = pytest.mark.corpus
 # 5596, frame bytes on 5560 of the 5562 compared; nDPI names 1595 from the payload, we 1501
 # (RDP counted since 2026-12-06; FTPS, FTP turned TLS by AUTH TLS, since 2026-12-06: 1596;
 # Teredo, VXLAN, GTP-U tunnels since 2026-12-06: 1601, the 5 Teredo flows all agreeing; FTP
-# commands: 1602; NTP: 1609, 5 of the 7 agreeing; SSH: 1610).
+# commands: 1602; NTP: 1609, 5 of the 7 agreeing; SSH: 1610; IRC: 1611).
 # Every disagreeing pair is listed in ndpi_known.txt with one of these reasons; every other
 # pair must keep agreeing.
 KNOWN = Path(__file__).with_name("ndpi_known.txt")
@@ -86,6 +86,8 @@ REASONS = {
     "ssh-no-newkeys": "SSH identification lines, no key exchange (the server answered 'Protocol "
     "mismatch'): Zeek's SSH analyzer is confirmed by a NEWKEYS message only, so Vigie names no "
     "service either; nDPI names SSH from the identification",
+    "irc-port": "IRC off Zeek's IRC ports (6666-6669): Zeek finds it there by its signatures, "
+    "which Vigie does not follow (it names irc on those ports only)",
     "tls-midstream": "no SYN: the capture starts mid-session (or holds only the server's side), "
     "so there is no ClientHello, from which Vigie, like Zeek, names ssl; nDPI recognises TLS "
     "from later records",
@@ -128,6 +130,7 @@ SERVICES = {
     "FTP_CONTROL": "ftp",
     "NTP": "ntp",
     "SSH": "ssh",
+    "IRC": "irc",
 }
 SHOWN = 30
 
@@ -446,7 +449,7 @@ def test_conn_records_agree_with_ndpi(comparison: Comparison) -> None:
     c = comparison
     c.report()
     assert not c.failed, c.failed
-    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1610)
+    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1611)
     for kind, listed in _known().items():
         found = c.diffs[kind]
         new = [f"{w}: {found[w]}" for w in found if w not in listed]

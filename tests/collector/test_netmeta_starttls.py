@@ -418,3 +418,45 @@ def test_ssh_is_named_at_its_newkeys(
 ) -> None:
     found = _records(tmp_path, _session(port, talk))
     assert [c["service"] for c in found["conn"]] == [service]
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # A client line on Zeek's IRC ports confirms its IRC analyzer.
+        (
+            6667,
+            [(True, b"NICK tim\r\nUSER tim 0 * :Tim\r\n"), (False, b":srv 001 tim :hi\r\n")],
+            "irc",
+        ),
+        # A server line split across segments is read whole (a piece alone would look like a
+        # bad reply number).
+        (
+            6667,
+            [
+                (True, b"NICK tim\r\n"),
+                (False, b":srv 372 tim :motd\r\n:srv 3"),
+                (False, b"76 tim :end\r\n"),
+            ],
+            "irc",
+        ),
+        # Violations: a reply number that is not 3 digits and a space; a prefix and no more.
+        (6667, [(True, b"NICK tim\r\n"), (False, b":srv 01 tim :hi\r\n")], None),
+        (6668, [(True, b"NICK tim\r\n"), (False, b":srv x\r\n")], None),
+        # Off Zeek's IRC ports: none (its signatures are not followed).
+        (7000, [(True, b"NICK tim\r\n"), (False, b":srv 001 tim :hi\r\n")], None),
+    ],
+)
+def test_irc_is_named_as_zeek_confirms_it(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
+
+
+def test_an_ftp_reply_split_across_segments_is_read_whole(tmp_path: Path) -> None:
+    # Read as pieces, "00 OK" would be a reply line Zeek rejects (and ftp would go).
+    talk = [(True, b"FEAT\r\n"), (False, b"211-Features:\r\n MDTM\r\n211 End\r\n2")]
+    talk += [(True, b"NOOP\r\n"), (False, b"00 OK\r\n")]
+    found = _records(tmp_path, _session(21, talk))
+    assert [c["service"] for c in found["conn"]] == ["ftp"]
