@@ -370,7 +370,9 @@ class ConnTracker:
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
                 elif not conn.probed and (
-                    conn.resp_p in SSL_PORTS or data.startswith(b"SSH-", poff)
+                    conn.resp_p in SSL_PORTS
+                    or data.startswith(b"SSH-", poff)
+                    or conn.resp_p == starttls.IMAP_PORT
                 ):
                     self._server_first(conn, ts, seq, data[poff : poff + plen])
                 elif conn.probed:
@@ -1127,6 +1129,12 @@ class ConnTracker:
         if ssh.may_start(segment):
             self._ssh_start(conn, False, seq, segment)
             return
+        if conn.resp_p == starttls.IMAP_PORT:
+            # Zeek's IMAP analyzer, attached by the port, is confirmed by the greeting.
+            first = segment.split(b"\n", 1)[0]
+            if not conn.partial and starttls.imap_confirms(first.rstrip(b"\r"), False):
+                _name(conn, "imap")
+            return
         hello = None if conn.partial else handshakes.server_hello(segment)
         if hello is None:
             return
@@ -1186,6 +1194,10 @@ class ConnTracker:
             self._ftp(conn, state, is_orig, segment)
         elif conn.resp_p in starttls.IRC_PORTS and not state.analyzer_off:
             self._irc(conn, state, is_orig, segment)
+        elif conn.resp_p == starttls.IMAP_PORT and not conn.partial:
+            for line in state.lines(is_orig, segment):
+                if starttls.imap_confirms(line, is_orig):
+                    _name(conn, "imap")
         verdict = state.feed(is_orig, seq, segment)
         if verdict:
             state.handed = True

@@ -40,6 +40,9 @@ LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
 LDAP_PORTS = frozenset((389, 3268))  # Zeek's LDAP analyzer's TCP ports
 FTP_PORTS = frozenset((21, 2811))
 IRC_PORTS = frozenset((6666, 6667, 6668, 6669))  # Zeek's IRC analyzer's ports
+IMAP_PORT = 143  # Zeek's IMAP analyzer's port
+# IMAP commands that confirm Zeek's IMAP analyzer from either side, compared as written.
+_IMAP_CONFIRMING = frozenset((b"authenticate", b"login", b"examine", b"create", b"list", b"fetch"))
 XMPP_PORTS = frozenset((5222, 5269))
 XML, BER, LINES = "xml", "ber", "lines"
 POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -108,6 +111,22 @@ def irc_line(line: bytes, is_orig: bool) -> bool | None:
     if line[:1].isdigit() and not (line[1:3].isdigit() and line[3:4] == b" "):
         return False
     return True if is_orig else None
+
+
+def imap_confirms(line: bytes, is_orig: bool) -> bool:
+    """An IMAP line that confirms Zeek's IMAP analyzer: the server's untagged OK (its
+    greeting); the client's STARTTLS (any case) or capability; from either side one of
+    authenticate, login, examine, create, list, fetch (these in lower case, as Zeek compares
+    them)."""
+    words = line.split(None, 2)
+    if len(words) < 2:
+        return False
+    tag, command = words[0], words[1]
+    if command in _IMAP_CONFIRMING:
+        return True
+    if is_orig:
+        return command == b"capability" or command.lower() == b"starttls"
+    return tag == b"*" and command.lower() == b"ok"
 
 
 def may_start(segment: bytes) -> bool:

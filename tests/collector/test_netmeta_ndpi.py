@@ -49,7 +49,7 @@ pytestmark = pytest.mark.corpus
 # 5596, frame bytes on 5560 of the 5562 compared; nDPI names 1595 from the payload, we 1501
 # (RDP counted since 2026-12-06; FTPS, FTP turned TLS by AUTH TLS, since 2026-12-06: 1596;
 # Teredo, VXLAN, GTP-U tunnels since 2026-12-06: 1601, the 5 Teredo flows all agreeing; FTP
-# commands: 1602; NTP: 1609, 5 of the 7 agreeing; SSH: 1610; IRC: 1611).
+# commands: 1602; NTP: 1609, 5 of the 7 agreeing; SSH: 1610; IRC: 1611; IMAP: 1612).
 # Every disagreeing pair is listed in ndpi_known.txt with one of these reasons; every other
 # pair must keep agreeing.
 KNOWN = Path(__file__).with_name("ndpi_known.txt")
@@ -131,6 +131,7 @@ SERVICES = {
     "NTP": "ntp",
     "SSH": "ssh",
     "IRC": "irc",
+    "IMAP": "imap",
 }
 SHOWN = 30
 
@@ -449,7 +450,7 @@ def test_conn_records_agree_with_ndpi(comparison: Comparison) -> None:
     c = comparison
     c.report()
     assert not c.failed, c.failed
-    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1611)
+    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1612)
     for kind, listed in _known().items():
         found = c.diffs[kind]
         new = [f"{w}: {found[w]}" for w in found if w not in listed]

@@ -147,8 +147,9 @@ CASES = {
 def test_tls_started_mid_connection_is_ssl(tmp_path: Path, protocol: str) -> None:
     port, talk = CASES[protocol]
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    # Zeek's FTP analyzer confirms on the client's commands: ftp is named too.
-    assert [c["service"] for c in found["conn"]] == ["ftp,ssl" if protocol == "ftp" else "ssl"]
+    # Zeek's FTP and IMAP analyzers confirm on the commands (IMAP's greeting): named too.
+    named = {"ftp": "ftp,ssl", "imap": "imap,ssl"}.get(protocol, "ssl")
+    assert [c["service"] for c in found["conn"]] == [named]
     (ssl,) = found["ssl"]
     assert (ssl["server_name"], ssl["version"], ssl["cipher"]) == (
         "mail.example.org",
@@ -197,7 +198,8 @@ def test_refused_or_other_requests_stay_clear_text(
     tmp_path: Path, port: int, talk: list[tuple[bool, bytes]]
 ) -> None:
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    assert [c["service"] for c in found["conn"]] == ["ftp" if port == 21 else None]
+    # Zeek's FTP analyzer is confirmed by any command, its IMAP analyzer by STARTTLS.
+    assert [c["service"] for c in found["conn"]] == [{21: "ftp", 143: "imap"}.get(port)]
     assert "ssl" not in found
 
 
@@ -460,3 +462,23 @@ def test_an_ftp_reply_split_across_segments_is_read_whole(tmp_path: Path) -> Non
     talk += [(True, b"NOOP\r\n"), (False, b"00 OK\r\n")]
     found = _records(tmp_path, _session(21, talk))
     assert [c["service"] for c in found["conn"]] == ["ftp"]
+
+
+@pytest.mark.parametrize(
+    ("talk", "handshake", "service"),
+    [
+        ([(False, b"* OK IMAP4rev1 ready\r\n")], True, "imap"),  # the greeting alone
+        ([(True, b"a1 login u p\r\n")], True, "imap"),
+        ([(True, b"a1 capability\r\n")], True, "imap"),
+        # Compared as written: upper-case CAPABILITY or LOGIN confirm nothing.
+        ([(True, b"a1 CAPABILITY\r\n"), (True, b"a2 LOGIN u p\r\n")], True, None),
+        ([(False, b"* BYE go away\r\n")], True, None),
+        # A partial connection (no handshake seen): Zeek's IMAP analyzer reads none of it.
+        ([(False, b"* OK ready\r\n"), (True, b"a1 login u p\r\n")], False, None),
+    ],
+)
+def test_imap_is_named_as_zeek_confirms_it(
+    tmp_path: Path, talk: list[tuple[bool, bytes]], handshake: bool, service: str | None
+) -> None:
+    found = _records(tmp_path, _session(143, talk, handshake=handshake))
+    assert [c["service"] for c in found["conn"]] == [service]
