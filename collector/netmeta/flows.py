@@ -89,6 +89,8 @@ LIKELY_SERVER_PORTS: Final = frozenset(
 # it reads a server's hello even when the client's was never seen (its signatures need both).
 SSL_PORTS: Final = frozenset((443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223))
 
+# How long Zeek expects an FTP data connection once announced (its scheduled analyzer).
+FTP_DATA_EXPECTED: Final = 300.0
 # Zeek's NTP analyzer's port (NTP::ports), and its states on a flow (Conn.ntp).
 NTP_PORT: Final = 123
 NTP_NONE: Final = 0
@@ -276,6 +278,9 @@ class ConnTracker:
         self.outers: list[Parent] = []
         # The tunnels logged in tunnel.log, by uid (a UDP tunnel's: its flow's uid).
         self.active: dict[str, ActiveTunnel] = {}
+        # FTP data connections announced (PORT, EPRT, PASV, EPSV): (originator, responder,
+        # its port) -> until when Zeek expects it (its scheduled FTP_DATA analyzer).
+        self.ftp_data: dict[tuple[bytes, bytes, int], float] = {}
 
     # ---- packets ----
 
@@ -583,6 +588,10 @@ class ConnTracker:
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
         conn.encap = _tunnel_key(self.parent)
+        if self.ftp_data and proto == TCP:
+            until = self.ftp_data.get((conn.orig_h, conn.resp_h, conn.resp_p))
+            if until is not None and ts <= until:
+                conn.service = "ftp-data"  # Zeek's scheduled analyzer, applied as it opens
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
@@ -1204,13 +1213,21 @@ class ConnTracker:
         elif verdict is False:
             conn.upgrade, conn.inspect = None, False
 
-    @staticmethod
-    def _ftp(conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+    def _ftp(self, conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
         """Zeek's FTP analyzer, on its ports, until TLS: a client's command confirms it (the
-        service "ftp"); a server's reply line it rejects removes it, and its name."""
+        service "ftp"); a server's reply line it rejects removes it, and its name. A data
+        connection announced is expected for 5 minutes (service "ftp-data")."""
         for line in state.lines(is_orig, segment):  # Zeek's lines end at LF, less a CR
             if not line:
                 continue  # an empty line: Zeek's FTP analyzer reads nothing of it
+            channel = starttls.ftp_data_channel(line, is_orig)
+            if channel is not None:
+                host, port = channel
+                if is_orig:  # active mode: the server connects to the client's address
+                    expected = (conn.resp_h, host or conn.orig_h, port)
+                else:  # passive: the client connects to the server's
+                    expected = (conn.orig_h, host or conn.resp_h, port)
+                self.ftp_data[expected] = conn.last + FTP_DATA_EXPECTED  # this packet's time
             if is_orig:
                 if starttls.ftp_command(line):
                     _name(conn, "ftp")
@@ -1367,6 +1384,8 @@ class ConnTracker:
             self.finish(conn, now)
         if self.active:
             self.expire_tunnels(now)
+        if self.ftp_data:
+            self.ftp_data = {k: until for k, until in self.ftp_data.items() if until >= now}
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came

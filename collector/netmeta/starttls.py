@@ -29,6 +29,7 @@ searched for the two elements.
 from __future__ import annotations
 
 import re
+import socket
 import struct
 
 MASK = 0xFFFFFFFF
@@ -89,6 +90,52 @@ def ftp_reply(line: bytes, pending: int) -> int | None:
     if line[3:4] == b"-":
         return code
     return None if len(line) > 3 and line[3:4] != b" " else 0
+
+
+_FTP_HOST_PORT = re.compile(rb"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
+_FTP_EPSV = re.compile(rb"\(([!-~])\1\1(\d{1,5})\1\)")
+_FTP_EPRT = re.compile(rb"([!-~])([12])\1([0-9A-Fa-f.:]+)\1(\d{1,5})\1")
+
+
+def ftp_data_channel(line: bytes, is_orig: bool) -> tuple[bytes | None, int] | None:
+    """Where an FTP data connection is announced, as Zeek's FTP scripts read it: a client's
+    PORT or EPRT (the server connects to that address and port), the server's 227 (PASV) or
+    229 (EPSV) reply (the client connects; None for EPSV's address: the server's own)."""
+    if is_orig:
+        words = line.lstrip(b" \t").split(None, 1)
+        if len(words) < 2:
+            return None
+        verb = words[0].upper()
+        if verb == b"PORT":
+            return _host_port(words[1])
+        if verb == b"EPRT":
+            found = _FTP_EPRT.search(words[1])
+            if found is None or int(found.group(4)) > 0xFFFF:
+                return None
+            family = socket.AF_INET if found.group(2) == b"1" else socket.AF_INET6
+            try:
+                host = socket.inet_pton(family, found.group(3).decode("ascii"))
+            except (OSError, UnicodeDecodeError):
+                return None
+            return host, int(found.group(4))
+        return None
+    if line[:4] == b"227 ":
+        return _host_port(line[4:])
+    if line[:4] == b"229 ":
+        found = _FTP_EPSV.search(line)
+        if found is not None and int(found.group(2)) <= 0xFFFF:
+            return None, int(found.group(2))
+    return None
+
+
+def _host_port(text: bytes) -> tuple[bytes | None, int] | None:
+    found = _FTP_HOST_PORT.search(text)
+    if found is None:
+        return None
+    numbers = [int(n) for n in found.groups()]
+    if max(numbers) > 255:
+        return None
+    return bytes(numbers[:4]), numbers[4] << 8 | numbers[5]
 
 
 def irc_line(line: bytes, is_orig: bool) -> bool | None:

@@ -126,8 +126,9 @@ SERVICES = {
     "Teredo": "teredo",
     "VXLAN": "vxlan",
     "GTP_U": "gtpv1",
-    # FTP's commands on its ports (Zeek's FTP analyzer; not FTP_DATA, which Vigie does not name).
+    # FTP's commands on its ports (Zeek's FTP analyzer), and the data connections they announce.
     "FTP_CONTROL": "ftp",
+    "FTP_DATA": "ftp-data",
     "NTP": "ntp",
     "SSH": "ssh",
     "IRC": "irc",

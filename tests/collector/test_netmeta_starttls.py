@@ -482,3 +482,85 @@ def test_imap_is_named_as_zeek_confirms_it(
 ) -> None:
     found = _records(tmp_path, _session(143, talk, handshake=handshake))
     assert [c["service"] for c in found["conn"]] == [service]
+
+
+def _data_connection(src: str, sport: int, dst: str, dport: int, at: float) -> list[Packet]:
+    """A short TCP connection from src to dst, `at` seconds into the capture."""
+    frames = []
+    for n, (a, b, pa, pb, flags) in enumerate(
+        [
+            (src, dst, sport, dport, "S"),
+            (dst, src, dport, sport, "SA"),
+            (src, dst, sport, dport, "A"),
+        ]
+    ):
+        frame = Ether(src=MAC, dst=MAC) / IP(src=a, dst=b) / TCP(sport=pa, dport=pb, flags=flags)
+        frame.time = 1_000_000 + at + n * 0.001
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("talk", "data", "at", "service"),
+    [
+        # Passive: the server's 227 (or 229) names where the client connects.
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        (
+            [(True, b"EPSV\r\n"), (False, b"229 Entering Extended Passive Mode (|||50000|)\r\n")],
+            (C, 50001, S, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        # Active: the client's PORT (or EPRT) names where the server connects.
+        (
+            [(True, b"PORT 10,0,0,1,195,80\r\n"), (False, b"200 PORT ok\r\n")],
+            (S, 20, C, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        (
+            [(True, b"EPRT |1|10.0.0.1|50000|\r\n"), (False, b"200 ok\r\n")],
+            (S, 20, C, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        # Another port, the wrong way, or after Zeek stopped expecting it (5 minutes).
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50002),
+            1.0,
+            None,
+        ),
+        (
+            [(True, b"PORT 10,0,0,1,195,80\r\n"), (False, b"200 PORT ok\r\n")],
+            (C, 50000, S, 50000),
+            1.0,
+            None,
+        ),
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50000),
+            400.0,
+            None,
+        ),
+    ],
+)
+def test_an_announced_ftp_data_connection_is_ftp_data(
+    tmp_path: Path,
+    talk: list[tuple[bool, bytes]],
+    data: tuple[str, int, str, int],
+    at: float,
+    service: str | None,
+) -> None:
+    frames = _session(21, [(True, b"USER anonymous\r\n"), *talk])
+    frames += _data_connection(*data, at)
+    found = _records(tmp_path, frames)
+    (control,) = [c for c in found["conn"] if c["id.resp_p"] == 21]
+    (other,) = [c for c in found["conn"] if c["id.resp_p"] != 21]
+    assert control["service"] == "ftp"
+    assert (other["id.orig_h"], other["id.resp_p"], other["service"]) == (data[0], data[3], service)
