@@ -89,8 +89,9 @@ LIKELY_SERVER_PORTS: Final = frozenset(
 # it reads a server's hello even when the client's was never seen (its signatures need both).
 SSL_PORTS: Final = frozenset((443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223))
 
-# How long Zeek expects an FTP data connection once announced (its scheduled analyzer).
-FTP_DATA_EXPECTED: Final = 300.0
+# How long Zeek expects an FTP data or IRC DCC connection once announced (its scheduled
+# analyzer).
+EXPECTED_FOR: Final = 300.0
 # Zeek's NTP analyzer's port (NTP::ports), and its states on a flow (Conn.ntp).
 NTP_PORT: Final = 123
 NTP_NONE: Final = 0
@@ -278,9 +279,10 @@ class ConnTracker:
         self.outers: list[Parent] = []
         # The tunnels logged in tunnel.log, by uid (a UDP tunnel's: its flow's uid).
         self.active: dict[str, ActiveTunnel] = {}
-        # FTP data connections announced (PORT, EPRT, PASV, EPSV): (originator, responder,
-        # its port) -> until when Zeek expects it (its scheduled FTP_DATA analyzer).
-        self.ftp_data: dict[tuple[bytes, bytes, int], float] = {}
+        # Connections announced (FTP's PORT, EPRT, PASV, EPSV; IRC's DCC SEND): (originator,
+        # b"" for any, responder, its port) -> until when Zeek expects it (its scheduled
+        # analyzer), and the service it then names.
+        self.expected: dict[tuple[bytes, bytes, int], tuple[float, str]] = {}
 
     # ---- packets ----
 
@@ -588,14 +590,22 @@ class ConnTracker:
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
         conn.encap = _tunnel_key(self.parent)
-        if self.ftp_data and proto == TCP:
-            until = self.ftp_data.get((conn.orig_h, conn.resp_h, conn.resp_p))
-            if until is not None and ts <= until:
-                conn.service = "ftp-data"  # Zeek's scheduled analyzer, applied as it opens
+        if self.expected and proto == TCP:
+            self._announced(conn, ts)
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
         return conn
+
+    def _announced(self, conn: Conn, ts: float) -> None:
+        """A new connection another announced: Zeek's scheduled analyzer is applied as it
+        opens, and names its service (ftp-data, irc-dcc-data)."""
+        expected = self.expected
+        found = expected.get((conn.orig_h, conn.resp_h, conn.resp_p))
+        if found is None or ts > found[0]:
+            found = expected.get((b"", conn.resp_h, conn.resp_p))
+        if found is not None and ts <= found[0]:
+            conn.service = found[1]
 
     def _uid(self) -> str:
         # Random.randbytes(17), without its Python-level frame (it is this, in Python 3.11).
@@ -1227,7 +1237,7 @@ class ConnTracker:
                     expected = (conn.resp_h, host or conn.orig_h, port)
                 else:  # passive: the client connects to the server's
                     expected = (conn.orig_h, host or conn.resp_h, port)
-                self.ftp_data[expected] = conn.last + FTP_DATA_EXPECTED  # this packet's time
+                self.expected[expected] = (conn.last + EXPECTED_FOR, "ftp-data")  # from now
             if is_orig:
                 if starttls.ftp_command(line):
                     _name(conn, "ftp")
@@ -1239,11 +1249,14 @@ class ConnTracker:
                 return
             state.ftp_pending = pending
 
-    @staticmethod
-    def _irc(conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+    def _irc(self, conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
         """Zeek's IRC analyzer, on its ports: a client's line confirms it (the service "irc");
-        a line it calls a violation removes it, and its name."""
+        a line it calls a violation removes it, and its name. A DCC SEND announces a
+        connection, expected for 5 minutes (service "irc-dcc-data")."""
         for line in state.lines(is_orig, segment):
+            dcc = starttls.irc_dcc_send(line)
+            if dcc is not None:  # any originator may connect to the address it names
+                self.expected[(b"", *dcc)] = (conn.last + EXPECTED_FOR, "irc-dcc-data")
             verdict = starttls.irc_line(line, is_orig)
             if verdict:
                 _name(conn, "irc")
@@ -1384,8 +1397,8 @@ class ConnTracker:
             self.finish(conn, now)
         if self.active:
             self.expire_tunnels(now)
-        if self.ftp_data:
-            self.ftp_data = {k: until for k, until in self.ftp_data.items() if until >= now}
+        if self.expected:
+            self.expected = {k: v for k, v in self.expected.items() if v[0] >= now}
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came

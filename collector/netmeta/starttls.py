@@ -138,6 +138,35 @@ def _host_port(text: bytes) -> tuple[bytes | None, int] | None:
     return bytes(numbers[:4]), numbers[4] << 8 | numbers[5]
 
 
+def irc_dcc_send(line: bytes) -> tuple[bytes, int] | None:
+    """The address and port a DCC SEND offers (a PRIVMSG whose message is "DCC SEND file
+    address port [size]"), as Zeek's IRC analyzer reads it: the address a decimal number,
+    read digit by digit."""
+    line = line.lstrip(b" ")
+    if line[:1] == b":":
+        line = line.partition(b" ")[2].lstrip(b" ")
+    command, _, params = line.partition(b" ")
+    if command.upper() != b"PRIVMSG":
+        return None
+    message = params.lstrip(b" ").partition(b" ")[2].lstrip(b" ")
+    message = message[1:] if message[:1] == b":" else message
+    message = message[1:] if message[:1] == b"\x01" else message
+    if len(message) <= 3 or not message.startswith(b"DCC"):
+        return None
+    message = message[:-1] if message.endswith(b"\x01") else message
+    parts = [p for p in message.split(b" ") if p]
+    if not (5 <= len(parts) <= 6 or (len(parts) == 7 and parts[6] == b"T")):
+        return None
+    if parts[1] != b"SEND":
+        return None
+    raw = 0
+    for c in parts[3]:
+        raw = (10 * raw + (c - 0x30 if 0x30 <= c <= 0x39 else 0)) & 0xFFFFFFFF
+    digits = parts[4][: len(parts[4]) - len(parts[4].lstrip(b"0123456789"))]
+    port = int(digits) if digits else 0
+    return raw.to_bytes(4, "big"), port & 0xFFFF
+
+
 def irc_line(line: bytes, is_orig: bool) -> bool | None:
     """A line as Zeek's IRC analyzer reads it: True if it confirms the analyzer (a client's
     line of 3 characters or more, its prefix aside), False if it is a protocol violation (too

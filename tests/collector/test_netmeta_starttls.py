@@ -564,3 +564,33 @@ def test_an_announced_ftp_data_connection_is_ftp_data(
     (other,) = [c for c in found["conn"] if c["id.resp_p"] != 21]
     assert control["service"] == "ftp"
     assert (other["id.orig_h"], other["id.resp_p"], other["service"]) == (data[0], data[3], service)
+
+
+@pytest.mark.parametrize(
+    ("line", "data", "service"),
+    [
+        # 167772161 is 10.0.0.1: anyone connecting to it on the port offered.
+        (
+            b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000 1234\x01\r\n",
+            (S, 60000, C, 50000),
+            "irc-dcc-data",
+        ),
+        (
+            b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000\x01\r\n",
+            ("10.0.0.9", 1, C, 50000),
+            "irc-dcc-data",
+        ),
+        # A CHAT offer, another port, or no DCC at all announce no transfer.
+        (b"PRIVMSG bob :\x01DCC CHAT chat 167772161 50000\x01\r\n", (S, 60000, C, 50000), None),
+        (b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000 1\x01\r\n", (S, 60000, C, 50001), None),
+        (b"PRIVMSG bob :hello 167772161 50000\r\n", (S, 60000, C, 50000), None),
+    ],
+)
+def test_an_irc_dcc_send_announces_a_connection(
+    tmp_path: Path, line: bytes, data: tuple[str, int, str, int], service: str | None
+) -> None:
+    frames = _session(6667, [(True, b"NICK tim\r\n"), (True, line)])
+    frames += _data_connection(*data, 1.0)
+    found = _records(tmp_path, frames)
+    (other,) = [c for c in found["conn"] if c["id.resp_p"] != 6667]
+    assert other["service"] == service
