@@ -440,6 +440,8 @@ class Decoder:
                 or (ulen >= 48 and data[off + 8] >> 4 == 6)
             ):
                 outer = sink.parent
+                if outer is not None:  # a tunnel in a tunnel: the chain, for tunnel.log
+                    sink.outers.append(outer)
                 try:
                     self.udp_tunnel(
                         ts, src, dst, sport, dport, data, off + 8, off + ulen, depth + 1
@@ -448,6 +450,8 @@ class Decoder:
                     self.malformed += 1
                 finally:
                     sink.parent = outer
+                    if outer is not None:
+                        sink.outers.pop()
         elif proto in (ICMP, ICMP6):
             if end - off < 4:
                 self.malformed += 1
@@ -462,18 +466,26 @@ class Decoder:
             )  # fmt: skip
         elif proto == 47 and depth < MAX_DEPTH:
             outer = sink.parent
+            if outer is not None:
+                sink.outers.append(outer)
             sink.parent = ("GRE", proto, src, 0, dst, 0)
             try:
                 self.gre(ts, data, off, depth + 1)
             finally:
                 sink.parent = outer
+                if outer is not None:
+                    sink.outers.pop()
         elif proto in (4, 41) and depth < MAX_DEPTH:
             outer = sink.parent
+            if outer is not None:
+                sink.outers.append(outer)
             sink.parent = ("IP", proto, src, 0, dst, 0)
             try:
                 self.ip(ts, data[off:end], 0, depth + 1)
             finally:
                 sink.parent = outer
+                if outer is not None:
+                    sink.outers.pop()
         elif proto != 59:  # 59: no next header (Teredo bubbles)
             self._emit(depth, ts, proto, src, dst, 0, 0, total, end - off, 0, 0, 0, data, off)
 
@@ -540,48 +552,65 @@ class Decoder:
         kind = TUNNEL_KINDS.get(sport) or TUNNEL_KINDS.get(dport) or "TEREDO"
         # Packets decoded from here on are carried by this UDP flow (its uid is their parent).
         self.sink.parent = (kind, UDP, src, sport, dst, dport)
+        sink = self.sink
         if VXLAN in (sport, dport):
+            # Zeek's VXLAN analyzer confirms a header with its VNI flag, then decodes a frame.
+            if len(payload) >= 8 and payload[0] & 0x08:
+                sink.tunnel_valid(src, sport, dst, dport, kind, False)
             if len(payload) >= 22 and payload[0] & 0x08:
                 self.ether(ts, payload, 8, depth)
             else:
                 self.undecoded += 1  # no valid VNI flag, or too short for a frame
         elif GENEVE in (sport, dport):
             opt = (payload[0] & 0x3F) * 4
+            if payload[0] >> 6 or 8 + opt > len(payload):
+                return  # Zeek decodes version 0 only, with its options all there
+            sink.tunnel_valid(src, sport, dst, dport, kind, False)
             self.ethertype(ts, payload, 8 + opt, _H.unpack_from(payload, 2)[0], depth)
         elif GTPU in (sport, dport):
-            self.gtp(ts, payload, depth)
+            if self.gtp(ts, payload, depth):
+                sink.tunnel_valid(src, sport, dst, dport, kind, False)
         elif TEREDO in (sport, dport):
-            self.teredo(ts, payload, depth)
+            if self.teredo(ts, payload, depth):
+                sink.tunnel_valid(src, sport, dst, dport, kind, True)
         elif AYIYA in (sport, dport):
             first, second, third, nxt = payload[0], payload[1], payload[2], payload[3]
             hdr = 8 + (1 << (first >> 4)) + (second >> 4) * 4
-            if third & 15 == 1 and nxt in (4, 41):  # opcode "forward"
-                self.ip(ts, payload, hdr, depth)
+            if third & 15 == 1 and hdr <= len(payload):  # opcode "forward": Zeek confirms
+                sink.tunnel_valid(src, sport, dst, dport, kind, False)
+                if nxt in (4, 41):
+                    self.ip(ts, payload, hdr, depth)
         elif GRE_UDP in (sport, dport):
             # Zeek makes GRE over UDP one GRE tunnel between the two addresses, whatever the
             # UDP ports: its parent is that tunnel, not the UDP flow (gre-over-udp baseline).
-            self.sink.parent = ("GRE", 47, src, 0, dst, 0)
+            sink.parent = ("GRE", 47, src, 0, dst, 0)
             self.gre(ts, payload, 0, depth)
-        else:
-            self.teredo(ts, payload, depth)
+        elif self.teredo(ts, payload, depth):
+            sink.tunnel_valid(src, sport, dst, dport, kind, True)
 
-    def gtp(self, ts: float, payload: bytes, depth: int) -> None:
+    def gtp(self, ts: float, payload: bytes, depth: int) -> bool:
+        """GTPv1 user data: its IP packet decoded; True if Zeek would confirm (the inner
+        packet's IP version and length right)."""
         flags, mtype = payload[0], payload[1]
         if flags >> 5 != 1 or not flags & 0x10 or mtype != 0xFF:  # only GTPv1 user data
-            return
+            return False
         hdr = 12 if flags & 7 else 8
         if flags & 4:  # extension headers, each announcing the next
             nxt = payload[11]
             while nxt:
                 length = payload[hdr] * 4
                 if not length:
-                    return
+                    return False
                 nxt = payload[hdr + length - 1]
                 hdr += length
         if hdr < len(payload) and payload[hdr] >> 4 in (4, 6):
             self.ip(ts, payload, hdr, depth)
+            return _ip_length_exact(payload, hdr)
+        return False
 
-    def teredo(self, ts: float, payload: bytes, depth: int) -> None:
+    def teredo(self, ts: float, payload: bytes, depth: int) -> bool:
+        """A Teredo packet: its IPv6 packet decoded; True if Zeek finds it valid (an IPv6
+        packet of the length it says, or a bubble, even with bytes after it)."""
         off = 0
         if payload[0:2] == b"\x00\x01":  # authentication indicator
             off += 4 + payload[2] + payload[3] + 9
@@ -592,6 +621,17 @@ class Decoder:
             plen = _H.unpack_from(payload, off + 4)[0]
             if off + 40 + plen == len(payload):
                 self.ip6(ts, payload, off, depth)
+                return True
+            # A bubble (no next header, no payload) with bytes after it: valid to Zeek.
+            return plen == 0 and payload[off + 6] == 59 and off + 40 < len(payload)
+        return False
+
+
+def _ip_length_exact(data: bytes, off: int) -> bool:
+    """The IP packet at `off` is as long as its header says, to the end of `data`."""
+    if data[off] >> 4 == 4:
+        return len(data) - off >= 20 and _H.unpack_from(data, off + 2)[0] == len(data) - off
+    return len(data) - off >= 40 and _H.unpack_from(data, off + 4)[0] + 40 == len(data) - off
 
 
 class _Fragments:

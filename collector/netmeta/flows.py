@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Final
 
-from collector.netmeta import dicom, dns, handshakes, hl7, http, starttls
+from collector.netmeta import dicom, dns, handshakes, hl7, http, ssh, starttls
 from collector.netmeta.records import (
     PROTO_NAMES,
     ConnRecord,
@@ -63,6 +63,9 @@ MAX_HOLES: Final = 64
 # Zeek's Tunnel::max_changes_per_connection: past this many changes of the tunnel a
 # connection's packets come through, Zeek marks its analysis partial (X in the history).
 MAX_TUNNEL_CHANGES: Final = 5
+# Zeek's Tunnel::expiration_interval: a tunnel that carried no new connection for this long
+# is logged EXPIRE and forgotten (a later one logs DISCOVER again).
+TUNNEL_EXPIRATION: Final = 3600.0
 
 # TCP endpoint states, as Zeek names them.
 INACTIVE: Final = 0
@@ -82,6 +85,19 @@ LIKELY_SERVER_PORTS: Final = frozenset(
      5269, 5353, 5355, 5432, 6081, 6666, 6667, 6668, 6669, 8000, 8080, 8081, 8443, 8888)
 )  # fmt: skip
 
+# Zeek's SSL::ssl_ports: its SSL analyzer is attached on these whatever the first bytes, so
+# it reads a server's hello even when the client's was never seen (its signatures need both).
+SSL_PORTS: Final = frozenset((443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223))
+
+# How long Zeek expects an FTP data or IRC DCC connection once announced (its scheduled
+# analyzer).
+EXPECTED_FOR: Final = 300.0
+# Zeek's NTP analyzer's port (NTP::ports), and its states on a flow (Conn.ntp).
+NTP_PORT: Final = 123
+NTP_NONE: Final = 0
+NTP_READ: Final = 1
+NTP_FLIPPED: Final = 2
+NTP_REMOVED: Final = 3
 
 DICOM_TLS_PORT: Final = 2762
 
@@ -116,6 +132,20 @@ class AppState:
         self.done = False
 
 
+class ActiveTunnel:
+    """A tunnel in tunnel.log: its ends as logged, and when a connection last came new
+    through it (Zeek's Tunnel::active table, read on each new connection)."""
+
+    __slots__ = ("orig_h", "orig_p", "resp_h", "resp_p", "kind", "last", "live")
+
+    def __init__(self, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int, kind: str) -> None:
+        self.orig_h, self.orig_p, self.resp_h, self.resp_p = orig_h, orig_p, resp_h, resp_p
+        self.kind = kind
+        self.last = 0.0
+        # True from its DISCOVER to its EXPIRE (a new connection then DISCOVERs it again).
+        self.live = False
+
+
 class Conn:
     """A connection in progress (mutable; frozen into a ConnRecord when it ends)."""
 
@@ -128,7 +158,7 @@ class Conn:
         "pclose_at",
         "parents", "tunnel", "fast", "o_holes", "r_holes", "o_trim", "r_trim", "o_gaps", "r_gaps",
         "service", "dns_pending", "dns_tcp", "hl7", "dicom", "probed", "app", "http", "inspect",
-        "partial", "upgrade", "encap", "encap_changes",
+        "partial", "upgrade", "encap", "encap_changes", "tunnel_sides", "ntp", "ssh",
     )  # fmt: skip
 
     def __init__(
@@ -176,6 +206,13 @@ class Conn:
         # tunnel's kind (its tunnel.log line closes with it).
         self.parents: list[str] | None = None
         self.tunnel: str | None = None
+        # A Teredo flow: the sides that sent a valid Teredo packet (1: originator, 2: responder).
+        self.tunnel_sides = 0
+        # Zeek's NTP analyzer on a UDP flow to port 123: NTP_NONE, NTP_READ (a message read),
+        # NTP_FLIPPED (and the roles turned by it), NTP_REMOVED (a message it could not read).
+        self.ntp = NTP_NONE
+        # SSH: both sides read until NEWKEYS, once a side's first payload was an identification.
+        self.ssh: ssh.SshStream | None = None
         self.last_sfr: dict[str, int] = {}
         self.service: str | None = None
         self.dns_pending: dict[int, tuple[float, dns.DnsMessage]] = {}
@@ -238,6 +275,14 @@ class ConnTracker:
         self.parent: Parent | None = None
         # IP tunnels (IP-in-IP, GRE) by kind and address pair, either way: their uid.
         self.ip_tunnels: dict[tuple[str, bytes, bytes], str] = {}
+        # The tunnels around `parent`, outermost first (set by the decoder as `parent`).
+        self.outers: list[Parent] = []
+        # The tunnels logged in tunnel.log, by uid (a UDP tunnel's: its flow's uid).
+        self.active: dict[str, ActiveTunnel] = {}
+        # Connections announced (FTP's PORT, EPRT, PASV, EPSV; IRC's DCC SEND): (originator,
+        # b"" for any, responder, its port) -> until when Zeek expects it (its scheduled
+        # analyzer), and the service it then names.
+        self.expected: dict[tuple[bytes, bytes, int], tuple[float, str]] = {}
 
     # ---- packets ----
 
@@ -325,10 +370,18 @@ class ConnTracker:
                     self._answer(conn, ts, is_orig, data[poff : poff + plen])
                 elif conn.dicom is not None:
                     self._dicom(conn, ts, is_orig, seq, data[poff : poff + plen])
+                elif conn.ssh is not None:
+                    self._ssh(conn, is_orig, seq, data[poff : poff + plen])
                 elif conn.upgrade is not None:
                     self._handover(conn, ts, is_orig, seq, data[poff : poff + plen])
                 elif is_orig and not conn.probed:
                     self._first(conn, ts, seq, data[poff : poff + plen])
+                elif not conn.probed and (
+                    conn.resp_p in SSL_PORTS
+                    or data.startswith(b"SSH-", poff)
+                    or conn.resp_p == starttls.IMAP_PORT
+                ):
+                    self._server_first(conn, ts, seq, data[poff : poff + plen])
                 elif conn.probed:
                     conn.inspect = False  # probed, and none of these: its payload is no concern
         else:
@@ -344,6 +397,27 @@ class ConnTracker:
                         conn.letter(code)
                 if sport in dns.DNS_PORTS or dport in dns.DNS_PORTS:
                     self._dns(conn, ts, is_orig, data[poff : poff + plen])
+                elif plen and (conn.resp_p == NTP_PORT or NTP_NONE < conn.ntp < NTP_REMOVED):
+                    self._ntp(conn, is_orig, data, poff, plen)
+
+    @staticmethod
+    def _ntp(conn: Conn, is_orig: bool, data: bytes, off: int, length: int) -> None:
+        """Zeek's NTP analyzer: a message it reads confirms it (the service "ntp"), and turns
+        the roles if a server's message came from the originator, or a client's from the
+        responder (once); one it cannot read removes it, and its name."""
+        if conn.ntp == NTP_REMOVED:
+            return
+        mode = data[off] & 7
+        if not _ntp_readable(data, off, length, mode):
+            conn.ntp = NTP_REMOVED
+            _unname(conn, "ntp")
+            return
+        _name(conn, "ntp")
+        if conn.ntp != NTP_FLIPPED and ((mode == 4 and is_orig) or (mode == 3 and not is_orig)):
+            _flip(conn)
+            conn.ntp = NTP_FLIPPED
+        elif conn.ntp == NTP_NONE:
+            conn.ntp = NTP_READ
 
     def inner_packet(
         self, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
@@ -370,37 +444,83 @@ class ConnTracker:
 
     def _tunnelled(self, conn: Conn, ts: float, parent: Parent) -> None:
         """A packet decoded from a tunnel: the tunnel is the connection's parent (Zeek's
-        tunnel_parents), and a tunnel first seen carrying something is logged (DISCOVER)."""
-        kind, carrier, src, sport, dst, dport = parent
-        if carrier == UDP:
-            outer = self.index.get((UDP, src, sport, dst, dport))
-            if outer is None:
-                return
-            uid = outer.uid
-            if outer.tunnel is None:
-                outer.tunnel = kind
-                self._tunnel_record(ts, uid, outer.orig_h, outer.orig_p, outer.resp_h,
-                                    outer.resp_p, kind, "DISCOVER")  # fmt: skip
-        else:
-            key = (kind, src, dst) if src <= dst else (kind, dst, src)
-            found = self.ip_tunnels.get(key)
-            if found is None:
-                found = self.ip_tunnels[key] = self._uid()
-                self._tunnel_record(ts, found, src, 0, dst, 0, kind, "DISCOVER")
-            uid = found
+        tunnel_parents). A connection new to it (Zeek's new_connection, or tunnel_changed)
+        registers every tunnel of the chain: DISCOVER in tunnel.log if not active."""
+        uid = self._tunnel_uid(parent)
+        if uid is None:
+            return
         if conn.parents is None:
             conn.parents = [uid]
         elif uid not in conn.parents:
             conn.parents.append(uid)
+        else:
+            return
+        for tunnel in self.outers:
+            self._register(ts, tunnel)
+        self._register(ts, parent)
 
-    def _tunnel_record(
-        self, ts: float, uid: str, orig_h: bytes, orig_p: int, resp_h: bytes, resp_p: int,
-        kind: str, action: str,
-    ) -> None:  # fmt: skip
+    def _tunnel_uid(self, parent: Parent) -> str | None:
+        """A UDP tunnel's flow's uid, or an IP tunnel's own (one per address pair)."""
+        kind, carrier, src, sport, dst, dport = parent
+        if carrier == UDP:
+            outer = self.index.get((UDP, src, sport, dst, dport))
+            return None if outer is None else outer.uid
+        key = (kind, src, dst) if src <= dst else (kind, dst, src)
+        found = self.ip_tunnels.get(key)
+        if found is None:
+            found = self.ip_tunnels[key] = self._uid()
+            # Its ends as first seen, logged from now on whichever way a packet goes.
+            self.active[found] = ActiveTunnel(src, 0, dst, 0, kind)
+        return found
+
+    def _register(self, ts: float, parent: Parent) -> None:
+        """Zeek's Tunnel::register: DISCOVER a tunnel not active, else mark it read now."""
+        uid = self._tunnel_uid(parent)
+        if uid is None:
+            return
+        tunnel = self.active.get(uid)
+        if tunnel is None:  # a UDP tunnel's flow, first seen carrying a connection
+            kind, _, src, sport, dst, dport = parent
+            outer = self.index[(UDP, src, sport, dst, dport)]
+            outer.tunnel = kind
+            tunnel = ActiveTunnel(outer.orig_h, outer.orig_p, outer.resp_h, outer.resp_p, kind)
+            self.active[uid] = tunnel
+        elif tunnel.live:
+            tunnel.last = ts
+            return
+        tunnel.live, tunnel.last = True, ts
+        self._tunnel_record(ts, uid, tunnel, "DISCOVER")
+
+    def expire_tunnels(self, now: float) -> None:
+        """Log EXPIRE for the tunnels no new connection came through for
+        Tunnel::expiration_interval (Zeek checks its table every 10 s, as `sweep` runs)."""
+        for uid, tunnel in self.active.items():
+            if tunnel.live and now - tunnel.last > TUNNEL_EXPIRATION:
+                tunnel.live = False
+                self._tunnel_record(now, uid, tunnel, "EXPIRE")
+
+    def tunnel_valid(
+        self, src: bytes, sport: int, dst: bytes, dport: int, kind: str, both: bool
+    ) -> None:
+        """A UDP packet the decoder found a valid tunnel header in: Zeek's tunnel analyzer
+        confirms, and the flow's service is the tunnel's ("gtpv1", "vxlan"...). `both`:
+        Teredo's, confirmed once each side sent one (Tunnel::delay_teredo_confirmation)."""
+        conn = self.index.get((UDP, src, sport, dst, dport))
+        if conn is None:
+            return
+        if both:
+            sides = conn.tunnel_sides | (1 if src == conn.orig_h and sport == conn.orig_p else 2)
+            conn.tunnel_sides = sides
+            if sides != 3:
+                return
+        _name(conn, kind.lower())
+
+    def _tunnel_record(self, ts: float, uid: str, tunnel: ActiveTunnel, action: str) -> None:
         self.done.append(
             TunnelRecord(
-                ts=ts, uid=uid, orig_h=addr(orig_h), orig_p=orig_p, resp_h=addr(resp_h),
-                resp_p=resp_p, proto="udp" if orig_p else "unknown_transport", tunnel_type=kind,
+                ts=ts, uid=uid, orig_h=addr(tunnel.orig_h), orig_p=tunnel.orig_p,
+                resp_h=addr(tunnel.resp_h), resp_p=tunnel.resp_p,
+                proto="udp" if tunnel.orig_p else "unknown_transport", tunnel_type=tunnel.kind,
                 action=action,
             )
         )  # fmt: skip
@@ -470,10 +590,22 @@ class ConnTracker:
         else:
             conn = Conn(uid, key, proto, (src, sport), (dst, dport), ts)
         conn.encap = _tunnel_key(self.parent)
+        if self.expected and proto == TCP:
+            self._announced(conn, ts)
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
         return conn
+
+    def _announced(self, conn: Conn, ts: float) -> None:
+        """A new connection another announced: Zeek's scheduled analyzer is applied as it
+        opens, and names its service (ftp-data, irc-dcc-data)."""
+        expected = self.expected
+        found = expected.get((conn.orig_h, conn.resp_h, conn.resp_p))
+        if found is None or ts > found[0]:
+            found = expected.get((b"", conn.resp_h, conn.resp_p))
+        if found is not None and ts <= found[0]:
+            conn.service = found[1]
 
     def _uid(self) -> str:
         # Random.randbytes(17), without its Python-level frame (it is this, in Python 3.11).
@@ -918,7 +1050,9 @@ class ConnTracker:
 
     def _first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
         """The originator's first payload says what the connection speaks, if anything."""
-        if hl7.may_start(segment):
+        if ssh.may_start(segment):
+            self._ssh_start(conn, True, seq, segment)
+        elif hl7.may_start(segment):
             self._hl7(conn, ts, True, seq, segment)
         elif http.could_start(segment) and not conn.partial:
             conn.probed = True
@@ -1006,6 +1140,46 @@ class ConnTracker:
         else:
             self._commands(conn, seq, segment)
 
+    def _server_first(self, conn: Conn, ts: float, seq: int, segment: bytes) -> None:
+        """The server spoke first: its SSH identification; or, on an SSL port, a TLS
+        ServerHello with no ClientHello seen (a capture of the server's side only). Zeek's SSL
+        analyzer, attached by the port, logs it to ssl.log (version, cipher), but only a
+        ClientHello confirms the analyzer: the connection gets no service."""
+        if ssh.may_start(segment):
+            self._ssh_start(conn, False, seq, segment)
+            return
+        if conn.resp_p == starttls.IMAP_PORT:
+            # Zeek's IMAP analyzer, attached by the port, is confirmed by the greeting.
+            first = segment.split(b"\n", 1)[0]
+            if not conn.partial and starttls.imap_confirms(first.rstrip(b"\r"), False):
+                _name(conn, "imap")
+            return
+        hello = None if conn.partial else handshakes.server_hello(segment)
+        if hello is None:
+            return
+        conn.probed = True
+        state = conn.app = AppState("ssl", ts)
+        state.server = hello
+        self._app_record(conn, state)
+
+    def _ssh_start(self, conn: Conn, is_orig: bool, seq: int, segment: bytes) -> None:
+        """A side's first payload is an SSH identification: Zeek's SSH analyzer reads the
+        connection (attached by port 22, or by its signatures, which match such a line)."""
+        conn.probed = True
+        conn.ssh = ssh.SshStream(conn.resp_p)
+        self._ssh(conn, is_orig, seq, segment)
+
+    @staticmethod
+    def _ssh(conn: Conn, is_orig: bool, seq: int, segment: bytes) -> None:
+        stream = conn.ssh
+        if stream is None:
+            return
+        verdict = stream.feed(is_orig, seq, segment)
+        if verdict:
+            _name(conn, "ssh")  # NEWKEYS: Zeek's SSH analyzer confirms
+        if verdict is not None:
+            conn.ssh, conn.inspect = None, False  # the rest is encrypted, or not SSH
+
     def _commands(self, conn: Conn, seq: int, segment: bytes) -> None:
         """Text that may be the commands of a protocol that starts TLS later (FTP, SMTP,
         POP3, IMAP, XMPP), followed until it does, or is clearly not going to; or a database
@@ -1035,11 +1209,61 @@ class ConnTracker:
                 conn.upgrade = None
                 self._opening(conn, ts, seq, segment)
             return
+        if conn.resp_p in starttls.FTP_PORTS and not state.analyzer_off:
+            self._ftp(conn, state, is_orig, segment)
+        elif conn.resp_p in starttls.IRC_PORTS and not state.analyzer_off:
+            self._irc(conn, state, is_orig, segment)
+        elif conn.resp_p == starttls.IMAP_PORT and not conn.partial:
+            for line in state.lines(is_orig, segment):
+                if starttls.imap_confirms(line, is_orig):
+                    _name(conn, "imap")
         verdict = state.feed(is_orig, seq, segment)
         if verdict:
             state.handed = True
         elif verdict is False:
             conn.upgrade, conn.inspect = None, False
+
+    def _ftp(self, conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+        """Zeek's FTP analyzer, on its ports, until TLS: a client's command confirms it (the
+        service "ftp"); a server's reply line it rejects removes it, and its name. A data
+        connection announced is expected for 5 minutes (service "ftp-data")."""
+        for line in state.lines(is_orig, segment):  # Zeek's lines end at LF, less a CR
+            if not line:
+                continue  # an empty line: Zeek's FTP analyzer reads nothing of it
+            channel = starttls.ftp_data_channel(line, is_orig)
+            if channel is not None:
+                host, port = channel
+                if is_orig:  # active mode: the server connects to the client's address
+                    expected = (conn.resp_h, host or conn.orig_h, port)
+                else:  # passive: the client connects to the server's
+                    expected = (conn.orig_h, host or conn.resp_h, port)
+                self.expected[expected] = (conn.last + EXPECTED_FOR, "ftp-data")  # from now
+            if is_orig:
+                if starttls.ftp_command(line):
+                    _name(conn, "ftp")
+                continue
+            pending = starttls.ftp_reply(line, state.ftp_pending)
+            if pending is None:
+                state.analyzer_off = True
+                _unname(conn, "ftp")
+                return
+            state.ftp_pending = pending
+
+    def _irc(self, conn: Conn, state: starttls.Handover, is_orig: bool, segment: bytes) -> None:
+        """Zeek's IRC analyzer, on its ports: a client's line confirms it (the service "irc");
+        a line it calls a violation removes it, and its name. A DCC SEND announces a
+        connection, expected for 5 minutes (service "irc-dcc-data")."""
+        for line in state.lines(is_orig, segment):
+            dcc = starttls.irc_dcc_send(line)
+            if dcc is not None:  # any originator may connect to the address it names
+                self.expected[(b"", *dcc)] = (conn.last + EXPECTED_FOR, "irc-dcc-data")
+            verdict = starttls.irc_line(line, is_orig)
+            if verdict:
+                _name(conn, "irc")
+            elif verdict is False:
+                state.analyzer_off = True
+                _unname(conn, "irc")
+                return
 
     def _answer(self, conn: Conn, ts: float, is_orig: bool, segment: bytes) -> None:
         state = conn.app
@@ -1082,7 +1306,8 @@ class ConnTracker:
                     version=server.version if server else (client.version if client else None),
                     cipher=server.cipher if server else None,
                     server_name=client.server_name if client else None,
-                    established=server is not None,
+                    # A server hello answering a client hello.
+                    established=server is not None and client is not None,
                 )
             )
         else:
@@ -1170,6 +1395,10 @@ class ConnTracker:
         # `until` is never later than the connection's end: most are passed over on it alone.
         for conn in [c for c in self.table.values() if now >= c.until and self._expired(c, now)]:
             self.finish(conn, now)
+        if self.active:
+            self.expire_tunnels(now)
+        if self.expected:
+            self.expected = {k: v for k, v in self.expected.items() if v[0] >= now}
 
     def end_closed(self, before: float) -> None:
         """End the TCP connections closed by both sides, or reset, whose last packet came
@@ -1211,10 +1440,13 @@ class ConnTracker:
         self.connections += 1
         self.done.append(conn_record(conn))
         if conn.tunnel is not None:
-            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE).
-            when = now if now is not None else conn.last
-            self._tunnel_record(when, conn.uid, conn.orig_h, conn.orig_p, conn.resp_h,
-                                conn.resp_p, conn.tunnel, "CLOSE")  # fmt: skip
+            # The UDP flow that carried a tunnel ended: so did the tunnel (Zeek's CLOSE),
+            # unless it had expired.
+            tunnel = self.active.pop(conn.uid, None)
+            if tunnel is not None and tunnel.live:
+                self._tunnel_record(
+                    now if now is not None else conn.last, conn.uid, tunnel, "CLOSE"
+                )
 
     def flush(self) -> None:
         """End every connection (end of the capture)."""
@@ -1256,6 +1488,29 @@ def _name(conn: Conn, service: str) -> None:
         conn.service = service
     elif found != service and service not in found.split(","):
         conn.service = ",".join(sorted((*found.split(","), service)))
+
+
+def _ntp_readable(data: bytes, off: int, length: int, mode: int) -> bool:
+    """An NTP message as long as Zeek's NTP parser needs: 48 bytes for the time modes (1 to
+    5); a control message (6) its 12-byte header and its data; a mode 7 message its 6-byte
+    header, its data and, when authenticated, a 20-byte MAC; anything for mode 0."""
+    if 1 <= mode <= 5:
+        return length >= 48
+    if mode == 6:
+        return length >= 12 and length >= 12 + (data[off + 10] << 8 | data[off + 11])
+    if mode == 7:
+        if length < 6:
+            return False
+        size = (data[off + 4] << 8 | data[off + 5]) & 0x0FFF
+        return length >= 6 + size + (20 if data[off + 1] & 0x80 else 0)
+    return True
+
+
+def _unname(conn: Conn, service: str) -> None:
+    """Take a service off the connection's: Zeek removes an analyzer that reports a protocol
+    violation, and its name from the services."""
+    names = [n for n in (conn.service or "").split(",") if n and n != service]
+    conn.service = ",".join(names) or None
 
 
 def _clean(state: int, prev: int) -> bool:

@@ -134,11 +134,12 @@ class ConnRecord(Envelope):
 
 @dataclass(slots=True)
 class TunnelRecord(Envelope):
-    """One line of Zeek's tunnel.log: a tunnel first carrying a connection (DISCOVER), or
-    the UDP flow of one ending (CLOSE). IP tunnels (IP-in-IP, GRE) have ports 0."""
+    """One line of Zeek's tunnel.log: a tunnel first carrying a connection (DISCOVER), the
+    UDP flow of one ending (CLOSE), or one no new connection came through for an hour
+    (EXPIRE). IP tunnels (IP-in-IP, GRE) have ports 0."""
 
     tunnel_type: str  # Zeek's Tunnel::Type name: IP, GRE, VXLAN, GENEVE, TEREDO, AYIYA, GTPv1
-    action: str  # DISCOVER or CLOSE
+    action: str  # DISCOVER, CLOSE or EXPIRE
 
     path = "tunnel"
 

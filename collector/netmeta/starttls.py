@@ -29,6 +29,7 @@ searched for the two elements.
 from __future__ import annotations
 
 import re
+import socket
 import struct
 
 MASK = 0xFFFFFFFF
@@ -39,6 +40,10 @@ POSTGRESQL, MYSQL, LDAP = "postgresql", "mysql", "ldap"
 LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
 LDAP_PORTS = frozenset((389, 3268))  # Zeek's LDAP analyzer's TCP ports
 FTP_PORTS = frozenset((21, 2811))
+IRC_PORTS = frozenset((6666, 6667, 6668, 6669))  # Zeek's IRC analyzer's ports
+IMAP_PORT = 143  # Zeek's IMAP analyzer's port
+# IMAP commands that confirm Zeek's IMAP analyzer from either side, compared as written.
+_IMAP_CONFIRMING = frozenset((b"authenticate", b"login", b"examine", b"create", b"list", b"fetch"))
 XMPP_PORTS = frozenset((5222, 5269))
 XML, BER, LINES = "xml", "ber", "lines"
 POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -65,6 +70,141 @@ def tls_request(segment: bytes, resp_port: int) -> str | None:
     return None
 
 
+def ftp_command(line: bytes) -> bool:
+    """A client line Zeek's FTP analyzer reads as a command, which confirms it: its first word
+    (after spaces) 3 to FTP::max_command_length (100) printable characters, no space."""
+    word = line.lstrip(b" \t").split(None, 1)
+    return bool(word) and 3 <= len(word[0]) <= 100 and all(0x21 <= c < 0x7F for c in word[0])
+
+
+def ftp_reply(line: bytes, pending: int) -> int | None:
+    """A server line as Zeek's FTP analyzer reads it, given the code of the multi-line reply
+    under way (0: none): that code after this line, or None for a line it calls a protocol
+    violation (no 3-digit code of 100 or more, or another character than a space or a dash
+    after it), after which Zeek removes the analyzer and its name from the services."""
+    code = int(line[:3]) if len(line) >= 3 and line[:3].isdigit() else 0
+    if pending:
+        return 0 if code == pending and line[3:4] == b" " else pending
+    if code < 100:
+        return None
+    if line[3:4] == b"-":
+        return code
+    return None if len(line) > 3 and line[3:4] != b" " else 0
+
+
+_FTP_HOST_PORT = re.compile(rb"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
+_FTP_EPSV = re.compile(rb"\(([!-~])\1\1(\d{1,5})\1\)")
+_FTP_EPRT = re.compile(rb"([!-~])([12])\1([0-9A-Fa-f.:]+)\1(\d{1,5})\1")
+
+
+def ftp_data_channel(line: bytes, is_orig: bool) -> tuple[bytes | None, int] | None:
+    """Where an FTP data connection is announced, as Zeek's FTP scripts read it: a client's
+    PORT or EPRT (the server connects to that address and port), the server's 227 (PASV) or
+    229 (EPSV) reply (the client connects; None for EPSV's address: the server's own)."""
+    if is_orig:
+        words = line.lstrip(b" \t").split(None, 1)
+        if len(words) < 2:
+            return None
+        verb = words[0].upper()
+        if verb == b"PORT":
+            return _host_port(words[1])
+        if verb == b"EPRT":
+            found = _FTP_EPRT.search(words[1])
+            if found is None or int(found.group(4)) > 0xFFFF:
+                return None
+            family = socket.AF_INET if found.group(2) == b"1" else socket.AF_INET6
+            try:
+                host = socket.inet_pton(family, found.group(3).decode("ascii"))
+            except (OSError, UnicodeDecodeError):
+                return None
+            return host, int(found.group(4))
+        return None
+    if line[:4] == b"227 ":
+        return _host_port(line[4:])
+    if line[:4] == b"229 ":
+        found = _FTP_EPSV.search(line)
+        if found is not None and int(found.group(2)) <= 0xFFFF:
+            return None, int(found.group(2))
+    return None
+
+
+def _host_port(text: bytes) -> tuple[bytes | None, int] | None:
+    found = _FTP_HOST_PORT.search(text)
+    if found is None:
+        return None
+    numbers = [int(n) for n in found.groups()]
+    if max(numbers) > 255:
+        return None
+    return bytes(numbers[:4]), numbers[4] << 8 | numbers[5]
+
+
+def irc_dcc_send(line: bytes) -> tuple[bytes, int] | None:
+    """The address and port a DCC SEND offers (a PRIVMSG whose message is "DCC SEND file
+    address port [size]"), as Zeek's IRC analyzer reads it: the address a decimal number,
+    read digit by digit."""
+    line = line.lstrip(b" ")
+    if line[:1] == b":":
+        line = line.partition(b" ")[2].lstrip(b" ")
+    command, _, params = line.partition(b" ")
+    if command.upper() != b"PRIVMSG":
+        return None
+    message = params.lstrip(b" ").partition(b" ")[2].lstrip(b" ")
+    message = message[1:] if message[:1] == b":" else message
+    message = message[1:] if message[:1] == b"\x01" else message
+    if len(message) <= 3 or not message.startswith(b"DCC"):
+        return None
+    message = message[:-1] if message.endswith(b"\x01") else message
+    parts = [p for p in message.split(b" ") if p]
+    if not (5 <= len(parts) <= 6 or (len(parts) == 7 and parts[6] == b"T")):
+        return None
+    if parts[1] != b"SEND":
+        return None
+    raw = 0
+    for c in parts[3]:
+        raw = (10 * raw + (c - 0x30 if 0x30 <= c <= 0x39 else 0)) & 0xFFFFFFFF
+    digits = parts[4][: len(parts[4]) - len(parts[4].lstrip(b"0123456789"))]
+    port = int(digits) if digits else 0
+    return raw.to_bytes(4, "big"), port & 0xFFFF
+
+
+def irc_line(line: bytes, is_orig: bool) -> bool | None:
+    """A line as Zeek's IRC analyzer reads it: True if it confirms the analyzer (a client's
+    line of 3 characters or more, its prefix aside), False if it is a protocol violation (too
+    short once its prefix is taken off, or a reply number that is not 3 digits and a space),
+    None otherwise (lines over 512 bytes and server lines are read, nothing more)."""
+    if len(line) > 512:
+        return None
+    line = line.lstrip(b" ")
+    if len(line) < 3:
+        return None
+    if line[:1] == b":":
+        space = line.find(b" ")
+        if space < 0:
+            return None
+        line = line[space + 1 :].lstrip(b" ")
+    if len(line) < 3:
+        return False
+    if line[:1].isdigit() and not (line[1:3].isdigit() and line[3:4] == b" "):
+        return False
+    return True if is_orig else None
+
+
+def imap_confirms(line: bytes, is_orig: bool) -> bool:
+    """An IMAP line that confirms Zeek's IMAP analyzer: the server's untagged OK (its
+    greeting); the client's STARTTLS (any case) or capability; from either side one of
+    authenticate, login, examine, create, list, fetch (these in lower case, as Zeek compares
+    them)."""
+    words = line.split(None, 2)
+    if len(words) < 2:
+        return False
+    tag, command = words[0], words[1]
+    if command in _IMAP_CONFIRMING:
+        return True
+    if is_orig:
+        return command == b"capability" or command.lower() == b"starttls"
+    return tag == b"*" and command.lower() == b"ok"
+
+
 def may_start(segment: bytes) -> bool:
     """Could this originator's first payload be a command of one of these protocols (a line
     of printable text, or XMPP's opening XML)?"""
@@ -79,7 +219,10 @@ class Handover:
     TLS handshake), False when the connection is no longer worth following, None otherwise.
     """
 
-    __slots__ = ("expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port")
+    __slots__ = (
+        "expected", "buffers", "asked", "tag", "commands", "handed", "mode", "port",
+        "ftp_pending", "analyzer_off", "partial",
+    )  # fmt: skip
 
     def __init__(self, resp_port: int = 0) -> None:
         self.port = resp_port
@@ -96,6 +239,20 @@ class Handover:
         # How the client's bytes are read: lines of commands, XMPP's XML stream, LDAP's BER
         # messages (none of these two in lines); known at its first bytes.
         self.mode: str | None = None
+        # FTP (on its ports): the code of a multi-line reply under way; FTP or IRC: whether
+        # Zeek's analyzer was removed (a line it rejects: see ftp_reply, irc_line).
+        self.ftp_pending = 0
+        self.analyzer_off = False
+        # FTP or IRC, per direction: the end of the last segment, a line begun (see lines).
+        self.partial: dict[bool, bytes] = {True: b"", False: b""}
+
+    def lines(self, is_orig: bool, segment: bytes) -> list[bytes]:
+        """The whole lines a direction's segment ends (CR LF or LF taken off), its last line
+        carried over to the next segment (none over MAX_LINE bytes)."""
+        pieces = (self.partial[is_orig] + segment).split(b"\n")
+        rest = pieces.pop()
+        self.partial[is_orig] = rest if len(rest) <= MAX_LINE else b""
+        return [p[:-1] if p.endswith(b"\r") else p for p in pieces]
 
     def feed(self, is_orig: bool, seq: int, segment: bytes) -> bool | None:
         segment = self._in_order(is_orig, seq, segment)

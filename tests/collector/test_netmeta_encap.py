@@ -207,6 +207,9 @@ TUNNEL_TYPES = {
     "4in6": "Tunnel::IP", "6in6": "Tunnel::IP",
 }  # fmt: skip
 UDP_TUNNELS = {"vxlan", "geneve", "geneve-ip", "teredo", "ayiya", "ayiya-ipv6", "gtp-u"}
+# The service Zeek's conn.log gives a UDP tunnel's own flow: its tunnel analyzer's name.
+TUNNEL_SERVICES = {"vxlan": "vxlan", "geneve": "geneve", "geneve-ip": "geneve"}
+TUNNEL_SERVICES |= {"teredo": "teredo", "ayiya": "ayiya", "ayiya-ipv6": "ayiya", "gtp-u": "gtpv1"}
 
 
 def _frames(name: str) -> tuple[int, list[bytes]]:
@@ -268,6 +271,7 @@ def test_inner_connection_is_found_and_counted_as_zeek_counts_it(name: str, tmp_
         assert tunnel["proto"] == "udp"
         assert (tunnel["orig_pkts"], tunnel["resp_pkts"]) == (5, 3)
         assert tunnel["conn_state"] == "SF"
+        assert tunnel["service"] == TUNNEL_SERVICES[name]
     else:
         assert outer == []  # Zeek logs no conn for GRE, ERSPAN or IP-in-IP carriers
     assert len(conns) == 1 + len(outer)
@@ -387,3 +391,145 @@ def test_a_connection_changing_tunnels_too_often_is_marked_x(
         frames.append(bytes(outer))
     (conn,) = _inner(_conns(_pcap(tmp_path / "x.pcap", 1, frames)), False)
     assert conn["history"] == history
+
+
+# A tunnel's UDP flow, one packet each way unless said: (name, frames, the service Zeek names).
+# Zeek confirms VXLAN, Geneve, AYIYA and GTPv1 on one valid packet; Teredo once both sides sent
+# one (Tunnel::delay_teredo_confirmation), a bubble counting even with bytes after it.
+_INNER4 = IP(src=C4, dst=S4) / UDP(sport=1234, dport=53) / Raw(b"x" * 12)
+_INNER6 = IPv6(src=C6, dst=S6) / UDP(sport=1234, dport=53) / Raw(b"x" * 12)
+_BUBBLE = IPv6(src=C6, dst=S6, nh=59, plen=0)
+SERVICE_CASES: list[tuple[str, list[bytes], str | None]] = [
+    ("vxlan-one-way", [bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _INNER4)], "vxlan"),
+    ("vxlan-header-only", [bytes(_udp4(True, 4789) / VXLAN(vni=1))], "vxlan"),
+    ("vxlan-no-vni-flag", [bytes(_udp4(True, 4789) / VXLAN(flags=0) / _eth() / _INNER4)], None),
+    ("geneve-one-way", [bytes(_udp4(True, 6081) / GENEVE(proto=0x0800) / _INNER4)], "geneve"),
+    (
+        "geneve-version-1",
+        [bytes(_udp4(True, 6081) / GENEVE(version=1, proto=0x0800) / _INNER4)],
+        None,
+    ),
+    ("gtp-one-way", [bytes(_udp4(False, 2152) / GTP_U_Header(gtp_type=255) / _INNER4)], "gtpv1"),
+    (
+        "gtp-inner-length-wrong",
+        [bytes(_udp4(True, 2152) / GTP_U_Header(gtp_type=255) / Raw(bytes(_INNER4) + b"pad"))],
+        None,
+    ),
+    ("gtp-echo", [bytes(_udp4(True, 2152) / GTP_U_Header(gtp_type=1) / _INNER4)], None),
+    ("ayiya-answer-only", [bytes(_udp4(False, 5072) / Raw(_ayiya(4)) / _INNER4)], "ayiya"),
+    (
+        "ayiya-not-forward",
+        [bytes(_udp4(True, 5072) / Raw(bytes((0x41, 0x52, 0x12, 4)) + b"\0" * 40) / _INNER4)],
+        None,
+    ),
+    ("teredo-one-way", [bytes(_udp4(True, 3544) / _INNER6)] * 2, None),
+    (
+        "teredo-both-ways",
+        [bytes(_udp4(True, 3544) / _INNER6), bytes(_udp4(False, 3544) / _BUBBLE)],
+        "teredo",
+    ),
+    (
+        "teredo-bubble-with-payload",
+        [
+            bytes(_udp4(True, 3544) / Raw(bytes(_BUBBLE) + b"junk")),
+            bytes(_udp4(False, 3544) / _INNER6),
+        ],
+        "teredo",
+    ),
+    (
+        "teredo-length-wrong",
+        [
+            bytes(_udp4(True, 3544) / Raw(bytes(_INNER6) + b"pad")),
+            bytes(_udp4(False, 3544) / _INNER6),
+        ],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "frames", "service"), SERVICE_CASES, ids=[c[0] for c in SERVICE_CASES]
+)
+def test_a_tunnel_flow_is_named_as_zeek_confirms_it(
+    name: str, frames: list[bytes], service: str | None, tmp_path: Path
+) -> None:
+    conns = _conns(_pcap(tmp_path / f"{name}.pcap", 1, frames))
+    (outer,) = (c for c in conns if c["id.orig_h"] in (A4, B4))
+    assert outer["proto"] == "udp"
+    assert outer["service"] == service
+
+
+def _timed_pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for ts, frame in frames:
+        out.append(struct.pack("<IIII", 1_700_000_000 + int(ts), 0, len(frame), len(frame)))
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def _tunnel_log(path: Path) -> list[tuple[int, str, str, str]]:
+    """(seconds into the capture, tunnel type, action, uid) of each tunnel.log line."""
+    lines = [r.zeek() for r in extract([path]) if r.path == "tunnel"]
+    return [
+        (round(t["ts"] - 1_700_000_000), t["tunnel_type"], t["action"], t["uid"]) for t in lines
+    ]
+
+
+def _query(sport: int) -> Packet:
+    return IP(src=C4, dst=S4) / UDP(sport=sport, dport=53) / Raw(b"x" * 12)
+
+
+def test_every_tunnel_of_a_chain_is_discovered(tmp_path: Path) -> None:
+    """Zeek registers the whole chain of a new connection's tunnels: GRE inside VXLAN, or GRE
+    inside GRE, logs the outer tunnel too, though only the inner one is the conn's parent."""
+    vxlan_gre = (
+        _udp4(True, 4789)
+        / VXLAN(vni=1)
+        / _eth()
+        / IP(src="198.51.100.1", dst="198.51.100.2", proto=47)
+    )
+    frames = [(0.0, bytes(vxlan_gre / GRE(proto=0x0800) / _query(1000)))]
+    log = _tunnel_log(_timed_pcap(tmp_path / "vxlan-gre.pcap", frames))
+    assert [(kind, action) for _, kind, action, _ in log] == [
+        ("Tunnel::VXLAN", "Tunnel::DISCOVER"),
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+        ("Tunnel::VXLAN", "Tunnel::CLOSE"),
+    ]
+    gre_in_gre = (
+        _outer4(True, 47) / GRE(proto=0x0800) / IP(src="198.51.100.1", dst="198.51.100.2", proto=47)
+    )
+    frames = [(0.0, bytes(gre_in_gre / GRE(proto=0x0800) / _query(1000)))]
+    log = _tunnel_log(_timed_pcap(tmp_path / "gre-gre.pcap", frames))
+    assert [(kind, action) for _, kind, action, _ in log] == [
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+        ("Tunnel::GRE", "Tunnel::DISCOVER"),
+    ]
+    assert log[0][3] != log[1][3]
+
+
+def test_a_tunnel_no_new_connection_came_through_for_an_hour_expires(tmp_path: Path) -> None:
+    """Tunnel::expiration_interval (1 h) counts from the last new connection, not the last
+    packet: a VXLAN flow carrying one long conversation expires after an hour (and logs no
+    CLOSE then); a new connection after that discovers it again."""
+    frames = [
+        (ts, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(1000)))
+        for ts in range(0, 3700, 50)
+    ]
+    # Zeek looks at its table on a packet past the hour (here 3650 s), then a new connection.
+    frames.append((3690.0, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(2000))))
+    log = _tunnel_log(_timed_pcap(tmp_path / "expire.pcap", frames))
+    (uid,) = {line[3] for line in log}
+    assert [(ts, action) for ts, _, action, _ in log] == [
+        (0, "Tunnel::DISCOVER"),
+        (3650, "Tunnel::EXPIRE"),
+        (3690, "Tunnel::DISCOVER"),
+        (3690, "Tunnel::CLOSE"),
+    ]
+    # New connections within the hour keep it: one DISCOVER, one CLOSE.
+    frames = [
+        (ts, bytes(_udp4(True, 4789) / VXLAN(vni=1) / _eth() / _query(1000 + ts)))
+        for ts in range(0, 7200, 50)
+    ]
+    log = _tunnel_log(_timed_pcap(tmp_path / "kept.pcap", frames))
+    assert [action for _, _, action, _ in log] == ["Tunnel::DISCOVER", "Tunnel::CLOSE"]

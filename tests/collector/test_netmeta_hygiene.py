@@ -299,3 +299,38 @@ def test_rdp_is_named_from_its_connection_request_on_any_port(tmp_path: Path) ->
     # parameters: no RDP.
     cotp = h.tpkt(b"\x11\xe0\x00\x00\x00\x01\x00\xc1\x02\x00\x00\xc2\x02\x00\x01\xc0\x01\x0a")
     assert _only(_records(tmp_path, 102, [(True, cotp)]), "conn").service is None
+
+
+def _server_side(tmp_path: Path, port: int, *, handshake: bool = True) -> list[Any]:
+    """A TLS session seen from the server's side only (the client's packets were not
+    captured): its SYN-ACK unless `handshake` is False, its ServerHello, its FIN."""
+    hello = h.tls_server_hello(h.TLS12, 0xC02F)
+    session = h.tcp_session(CLIENT, 40000, SERVER, port, [(True, b"\x16" * 50), (False, hello)])
+    kept = [p for p in session if p["IP"].src == SERVER and (handshake or p["TCP"].flags != "SA")]
+    path = tmp_path / f"server-{port}-{handshake}.pcap"
+    h.write_packets(path, kept, time.time())
+    return list(extract([path]))
+
+
+def test_a_server_hello_alone_is_logged_on_an_ssl_port(tmp_path: Path) -> None:
+    """Zeek attaches its SSL analyzer on SSL::ssl_ports from the start: a ServerHello with no
+    ClientHello before it gives an ssl.log line, though the analyzer is not confirmed (only a
+    ClientHello confirms it) and the connection names no service."""
+    records = _server_side(tmp_path, 443)
+    ssl = _only(records, "ssl")
+    assert (ssl.version, ssl.cipher, ssl.server_name, ssl.established) == (
+        "TLSv12",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        None,
+        False,
+    )
+    conn = _only(records, "conn")
+    assert (conn.orig_h, conn.resp_p, conn.service) == (CLIENT, 443, None)
+    assert ssl.uid == conn.uid
+
+
+def test_a_server_hello_alone_elsewhere_or_mid_stream_is_not(tmp_path: Path) -> None:
+    """Off Zeek's SSL ports its SSL signature needs the client's hello too; mid-stream (no
+    SYN-ACK) the connection is partial, whose payload Zeek's SSL analyzer ignores."""
+    assert [r for r in _server_side(tmp_path, 8443) if r.path == "ssl"] == []
+    assert [r for r in _server_side(tmp_path, 443, handshake=False) if r.path == "ssl"] == []

@@ -47,7 +47,9 @@ pytestmark = pytest.mark.corpus
 
 # Measured 2026-11-26 on 321 captures: 5609 nDPI pairs, 5599 matched; packets each way agree on
 # 5596, frame bytes on 5560 of the 5562 compared; nDPI names 1595 from the payload, we 1501
-# (RDP counted since 2026-12-06; FTPS, FTP turned TLS by AUTH TLS, since 2026-12-06: 1596).
+# (RDP counted since 2026-12-06; FTPS, FTP turned TLS by AUTH TLS, since 2026-12-06: 1596;
+# Teredo, VXLAN, GTP-U tunnels since 2026-12-06: 1601, the 5 Teredo flows all agreeing; FTP
+# commands: 1602; NTP: 1609, 5 of the 7 agreeing; SSH: 1610; IRC: 1611; IMAP: 1612).
 # Every disagreeing pair is listed in ndpi_known.txt with one of these reasons; every other
 # pair must keep agreeing.
 KNOWN = Path(__file__).with_name("ndpi_known.txt")
@@ -78,6 +80,14 @@ REASONS = {
     "partial": "a partial connection (no SYN seen from a side at its first packet: the capture "
     "starts mid-connection): Zeek's HTTP, SSL, RDP and IMAP analyzers ignore its payload, so "
     "Vigie names nothing from it either; nDPI reads the request or ClientHello",
+    "ntp-port": "NTP sent from port 123 to another likely server port (80), so the responder's "
+    "port is 80: Zeek attaches its NTP analyzer by the responder's port only, and Vigie names "
+    "ntp as it does; nDPI reads NTP from either",
+    "ssh-no-newkeys": "SSH identification lines, no key exchange (the server answered 'Protocol "
+    "mismatch'): Zeek's SSH analyzer is confirmed by a NEWKEYS message only, so Vigie names no "
+    "service either; nDPI names SSH from the identification",
+    "irc-port": "IRC off Zeek's IRC ports (6666-6669): Zeek finds it there by its signatures, "
+    "which Vigie does not follow (it names irc on those ports only)",
     "tls-midstream": "no SYN: the capture starts mid-session (or holds only the server's side), "
     "so there is no ClientHello, from which Vigie, like Zeek, names ssl; nDPI recognises TLS "
     "from later records",
@@ -102,9 +112,9 @@ SERVICES = {
     "IMAPS": "ssl",
     "POPS": "ssl",
     "SMTPS": "ssl",
-    # FTP whose commands turned to TLS (AUTH TLS): Zeek names ssl once its FTP analyzer hands
-    # the stream over (collector/netmeta/starttls.py).
-    "FTPS": "ssl",
+    # FTP whose commands turned to TLS (AUTH TLS): Zeek names ftp (its commands) and ssl once
+    # its FTP analyzer hands the stream over (collector/netmeta/starttls.py).
+    "FTPS": "ftp,ssl",
     "HTTP": "http",
     "HTTP_Proxy": "http",
     "SMBv1": "smb",
@@ -112,6 +122,17 @@ SERVICES = {
     "HL7": "hl7",
     "DICOM": "dicom",
     "RDP": "rdp",
+    # UDP tunnels Vigie decodes, named as Zeek names their flows.
+    "Teredo": "teredo",
+    "VXLAN": "vxlan",
+    "GTP_U": "gtpv1",
+    # FTP's commands on its ports (Zeek's FTP analyzer), and the data connections they announce.
+    "FTP_CONTROL": "ftp",
+    "FTP_DATA": "ftp-data",
+    "NTP": "ntp",
+    "SSH": "ssh",
+    "IRC": "irc",
+    "IMAP": "imap",
 }
 SHOWN = 30
 
@@ -430,7 +451,7 @@ def test_conn_records_agree_with_ndpi(comparison: Comparison) -> None:
     c = comparison
     c.report()
     assert not c.failed, c.failed
-    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1596)
+    assert (c.captures, c.pairs, c.named_by_ndpi) == (321, 5609, 1612)
     for kind, listed in _known().items():
         found = c.diffs[kind]
         new = [f"{w}: {found[w]}" for w in found if w not in listed]

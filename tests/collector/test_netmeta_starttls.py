@@ -147,7 +147,9 @@ CASES = {
 def test_tls_started_mid_connection_is_ssl(tmp_path: Path, protocol: str) -> None:
     port, talk = CASES[protocol]
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    assert [c["service"] for c in found["conn"]] == ["ssl"]
+    # Zeek's FTP and IMAP analyzers confirm on the commands (IMAP's greeting): named too.
+    named = {"ftp": "ftp,ssl", "imap": "imap,ssl"}.get(protocol, "ssl")
+    assert [c["service"] for c in found["conn"]] == [named]
     (ssl,) = found["ssl"]
     assert (ssl["server_name"], ssl["version"], ssl["cipher"]) == (
         "mail.example.org",
@@ -196,8 +198,43 @@ def test_refused_or_other_requests_stay_clear_text(
     tmp_path: Path, port: int, talk: list[tuple[bool, bytes]]
 ) -> None:
     found = _records(tmp_path, _session(port, [*talk, *HELLO]))
-    assert [c["service"] for c in found["conn"]] == [None]
+    # Zeek's FTP analyzer is confirmed by any command, its IMAP analyzer by STARTTLS.
+    assert [c["service"] for c in found["conn"]] == [{21: "ftp", 143: "imap"}.get(port)]
     assert "ssl" not in found
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # A command on Zeek's FTP ports confirms its FTP analyzer, whatever the server says.
+        (21, [(True, b"USER anonymous\r\n"), (True, b"PASS a@b\r\n")], "ftp"),
+        (2811, [(False, b"220 ready\r\n"), (True, b"  SYST\r\n"), (False, b"215 UNIX\r\n")], "ftp"),
+        # Off its ports, or no command (a first word under 3 characters, an empty line).
+        (2121, [(True, b"USER anonymous\r\n"), (False, b"331 ok\r\n")], None),
+        (21, [(True, b"\r\n"), (True, b"ab cd\r\n")], None),
+        # A reply line it rejects (a code under 100, no space or dash after the code) removes
+        # the analyzer, and its name, though a command had confirmed it.
+        (
+            21,
+            [
+                (True, b"USER z\r\n"),
+                (False, b"230 ok\r\n"),
+                (True, b"PASV\r\n"),
+                (False, b"99 PASV invalid\r\n"),
+                (True, b"QUIT\r\n"),
+            ],
+            None,
+        ),
+        (21, [(True, b"USER z\r\n"), (False, b"230ok\r\n")], None),
+        # Inside a multi-line reply, any line goes until the code and a space end it.
+        (21, [(True, b"FEAT\r\n"), (False, b"211-Features:\r\n oops\r\n211 End\r\n")], "ftp"),
+    ],
+)
+def test_ftp_is_named_as_zeek_confirms_it(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
 
 
 def test_tls_through_an_http_connect_tunnel(tmp_path: Path) -> None:
@@ -341,3 +378,219 @@ def test_rdp_with_tls_security_is_rdp_and_ssl(tmp_path: Path) -> None:
     confirm = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00" + bytes([2, 0, 8, 0, 1, 0, 0, 0])
     found = _records(tmp_path, _session(3389, [(True, request), (False, confirm), *HELLO]))
     assert [c["service"] for c in found["conn"]] == ["rdp,ssl"]
+
+
+def _ssh_packet(kind: int, body: bytes = b"") -> bytes:
+    """An SSH2 binary packet in the clear: length, padding length, type, body, padding."""
+    padding = 8 - (5 + 1 + len(body)) % 8
+    padding += 8 if padding < 4 else 0
+    length = 1 + 1 + len(body) + padding
+    return struct.pack("!IBB", length, padding, kind) + body + bytes(padding)
+
+
+KEXINIT = _ssh_packet(20, bytes(16) + b"\x00\x00\x00\x0bcurve25519" * 40)
+NEWKEYS = _ssh_packet(21)
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # Identification lines, key exchange messages, then NEWKEYS: Zeek confirms ssh.
+        (
+            22,
+            [
+                (False, b"SSH-2.0-OpenSSH_9.0\r\n"),
+                (True, b"SSH-2.0-client\r\n"),
+                (True, KEXINIT),
+                (False, KEXINIT[:100]),  # a packet split across segments
+                (False, KEXINIT[100:] + _ssh_packet(31, bytes(40)) + NEWKEYS),
+            ],
+            "ssh",
+        ),
+        # Any port, the two lines seen (Zeek's signatures): the client speaking first.
+        (2222, [(True, b"SSH-2.0-c\r\n"), (False, b"SSH-2.0-s\r\n"), (True, NEWKEYS)], "ssh"),
+        # Off port 22 with one side's line only, no NEWKEYS, or SSH1: none.
+        (2222, [(True, b"SSH-2.0-c\r\n"), (True, NEWKEYS)], None),
+        (22, [(False, b"SSH-2.0-s\n"), (True, b"\r\n"), (False, b"Protocol mismatch.\n")], None),
+        (22, [(False, b"SSH-1.5-old\n"), (True, b"SSH-1.5-old\n"), (True, NEWKEYS)], None),
+    ],
+)
+def test_ssh_is_named_at_its_newkeys(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
+
+
+@pytest.mark.parametrize(
+    ("port", "talk", "service"),
+    [
+        # A client line on Zeek's IRC ports confirms its IRC analyzer.
+        (
+            6667,
+            [(True, b"NICK tim\r\nUSER tim 0 * :Tim\r\n"), (False, b":srv 001 tim :hi\r\n")],
+            "irc",
+        ),
+        # A server line split across segments is read whole (a piece alone would look like a
+        # bad reply number).
+        (
+            6667,
+            [
+                (True, b"NICK tim\r\n"),
+                (False, b":srv 372 tim :motd\r\n:srv 3"),
+                (False, b"76 tim :end\r\n"),
+            ],
+            "irc",
+        ),
+        # Violations: a reply number that is not 3 digits and a space; a prefix and no more.
+        (6667, [(True, b"NICK tim\r\n"), (False, b":srv 01 tim :hi\r\n")], None),
+        (6668, [(True, b"NICK tim\r\n"), (False, b":srv x\r\n")], None),
+        # Off Zeek's IRC ports: none (its signatures are not followed).
+        (7000, [(True, b"NICK tim\r\n"), (False, b":srv 001 tim :hi\r\n")], None),
+    ],
+)
+def test_irc_is_named_as_zeek_confirms_it(
+    tmp_path: Path, port: int, talk: list[tuple[bool, bytes]], service: str | None
+) -> None:
+    found = _records(tmp_path, _session(port, talk))
+    assert [c["service"] for c in found["conn"]] == [service]
+
+
+def test_an_ftp_reply_split_across_segments_is_read_whole(tmp_path: Path) -> None:
+    # Read as pieces, "00 OK" would be a reply line Zeek rejects (and ftp would go).
+    talk = [(True, b"FEAT\r\n"), (False, b"211-Features:\r\n MDTM\r\n211 End\r\n2")]
+    talk += [(True, b"NOOP\r\n"), (False, b"00 OK\r\n")]
+    found = _records(tmp_path, _session(21, talk))
+    assert [c["service"] for c in found["conn"]] == ["ftp"]
+
+
+@pytest.mark.parametrize(
+    ("talk", "handshake", "service"),
+    [
+        ([(False, b"* OK IMAP4rev1 ready\r\n")], True, "imap"),  # the greeting alone
+        ([(True, b"a1 login u p\r\n")], True, "imap"),
+        ([(True, b"a1 capability\r\n")], True, "imap"),
+        # Compared as written: upper-case CAPABILITY or LOGIN confirm nothing.
+        ([(True, b"a1 CAPABILITY\r\n"), (True, b"a2 LOGIN u p\r\n")], True, None),
+        ([(False, b"* BYE go away\r\n")], True, None),
+        # A partial connection (no handshake seen): Zeek's IMAP analyzer reads none of it.
+        ([(False, b"* OK ready\r\n"), (True, b"a1 login u p\r\n")], False, None),
+    ],
+)
+def test_imap_is_named_as_zeek_confirms_it(
+    tmp_path: Path, talk: list[tuple[bool, bytes]], handshake: bool, service: str | None
+) -> None:
+    found = _records(tmp_path, _session(143, talk, handshake=handshake))
+    assert [c["service"] for c in found["conn"]] == [service]
+
+
+def _data_connection(src: str, sport: int, dst: str, dport: int, at: float) -> list[Packet]:
+    """A short TCP connection from src to dst, `at` seconds into the capture."""
+    frames = []
+    for n, (a, b, pa, pb, flags) in enumerate(
+        [
+            (src, dst, sport, dport, "S"),
+            (dst, src, dport, sport, "SA"),
+            (src, dst, sport, dport, "A"),
+        ]
+    ):
+        frame = Ether(src=MAC, dst=MAC) / IP(src=a, dst=b) / TCP(sport=pa, dport=pb, flags=flags)
+        frame.time = 1_000_000 + at + n * 0.001
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("talk", "data", "at", "service"),
+    [
+        # Passive: the server's 227 (or 229) names where the client connects.
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        (
+            [(True, b"EPSV\r\n"), (False, b"229 Entering Extended Passive Mode (|||50000|)\r\n")],
+            (C, 50001, S, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        # Active: the client's PORT (or EPRT) names where the server connects.
+        (
+            [(True, b"PORT 10,0,0,1,195,80\r\n"), (False, b"200 PORT ok\r\n")],
+            (S, 20, C, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        (
+            [(True, b"EPRT |1|10.0.0.1|50000|\r\n"), (False, b"200 ok\r\n")],
+            (S, 20, C, 50000),
+            1.0,
+            "ftp-data",
+        ),
+        # Another port, the wrong way, or after Zeek stopped expecting it (5 minutes).
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50002),
+            1.0,
+            None,
+        ),
+        (
+            [(True, b"PORT 10,0,0,1,195,80\r\n"), (False, b"200 PORT ok\r\n")],
+            (C, 50000, S, 50000),
+            1.0,
+            None,
+        ),
+        (
+            [(True, b"PASV\r\n"), (False, b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n")],
+            (C, 50001, S, 50000),
+            400.0,
+            None,
+        ),
+    ],
+)
+def test_an_announced_ftp_data_connection_is_ftp_data(
+    tmp_path: Path,
+    talk: list[tuple[bool, bytes]],
+    data: tuple[str, int, str, int],
+    at: float,
+    service: str | None,
+) -> None:
+    frames = _session(21, [(True, b"USER anonymous\r\n"), *talk])
+    frames += _data_connection(*data, at)
+    found = _records(tmp_path, frames)
+    (control,) = [c for c in found["conn"] if c["id.resp_p"] == 21]
+    (other,) = [c for c in found["conn"] if c["id.resp_p"] != 21]
+    assert control["service"] == "ftp"
+    assert (other["id.orig_h"], other["id.resp_p"], other["service"]) == (data[0], data[3], service)
+
+
+@pytest.mark.parametrize(
+    ("line", "data", "service"),
+    [
+        # 167772161 is 10.0.0.1: anyone connecting to it on the port offered.
+        (
+            b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000 1234\x01\r\n",
+            (S, 60000, C, 50000),
+            "irc-dcc-data",
+        ),
+        (
+            b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000\x01\r\n",
+            ("10.0.0.9", 1, C, 50000),
+            "irc-dcc-data",
+        ),
+        # A CHAT offer, another port, or no DCC at all announce no transfer.
+        (b"PRIVMSG bob :\x01DCC CHAT chat 167772161 50000\x01\r\n", (S, 60000, C, 50000), None),
+        (b"PRIVMSG bob :\x01DCC SEND f.txt 167772161 50000 1\x01\r\n", (S, 60000, C, 50001), None),
+        (b"PRIVMSG bob :hello 167772161 50000\r\n", (S, 60000, C, 50000), None),
+    ],
+)
+def test_an_irc_dcc_send_announces_a_connection(
+    tmp_path: Path, line: bytes, data: tuple[str, int, str, int], service: str | None
+) -> None:
+    frames = _session(6667, [(True, b"NICK tim\r\n"), (True, line)])
+    frames += _data_connection(*data, 1.0)
+    found = _records(tmp_path, frames)
+    (other,) = [c for c in found["conn"] if c["id.resp_p"] != 6667]
+    assert other["service"] == service

@@ -34,9 +34,12 @@ CONN_FIELDS: tuple[str, ...] = ("service", "history", "conn_state")
 CONN_FIELDS += ("orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes")
 DNS_FIELDS = ("answers",)
 SSL_FIELDS = ("version", "cipher", "server_name", "established")
-# The services Vigie names; Zeek's others (ftp, ssh, ntp, irc, krb, tunnels...) are protocols
-# Vigie has no analyzer for, and are left out of Zeek's list before comparing.
-VIGIE_SERVICES = frozenset(("dns", "ssl", "http", "smb", "hl7", "dicom", "rdp"))
+# The services Vigie names (UDP tunnels, FTP and IRC with their data, NTP, SSH, IMAP among them);
+# Zeek's others (krb_tcp, smtp...) are protocols Vigie has no analyzer for, left
+# out of Zeek's list before comparing.
+VIGIE_SERVICES = frozenset(("dns", "ssl", "http", "smb", "hl7", "dicom", "rdp", "ftp", "ssh"))
+VIGIE_SERVICES |= {"teredo", "ayiya", "vxlan", "geneve", "gtpv1", "ntp", "irc", "imap"}
+VIGIE_SERVICES |= {"ftp-data", "irc-dcc-data"}
 
 LOGS = ("conn.log", "dns.log", "ssl.log", "http.log")
 
