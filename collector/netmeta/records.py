@@ -83,7 +83,41 @@ class ConnRecord(Envelope):
     # The uids of the tunnels that carried the connection (Zeek's set, in the order seen).
     tunnel_parents: tuple[str, ...] = ()
 
-    path = "conn"
+    # The __init__ the dataclass would make, written out (as for DnsRecord): compiled, a
+    # dataclass's generated __init__ stays Python code, called with a dict of the keywords
+    # (mypyc 1.20), and most records are these; the dataclass keeps one written here. `path`
+    # is a property, not a class attribute: compiled, mypyc makes a class attribute a field
+    # of the instance, which that __init__ would have to set (and pure Python cannot, slots).
+    @property
+    def path(self) -> str:
+        return "conn"
+
+    def __init__(
+        self, ts: float, uid: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int,
+        proto: str, service: str | None, duration: float | None, orig_bytes: int | None,
+        resp_bytes: int | None, conn_state: str, missed_bytes: int, history: str | None,
+        orig_pkts: int, orig_ip_bytes: int, resp_pkts: int, resp_ip_bytes: int,
+        tunnel_parents: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        self.ts = ts
+        self.uid = uid
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.proto = proto
+        self.service = service
+        self.duration = duration
+        self.orig_bytes = orig_bytes
+        self.resp_bytes = resp_bytes
+        self.conn_state = conn_state
+        self.missed_bytes = missed_bytes
+        self.history = history
+        self.orig_pkts = orig_pkts
+        self.orig_ip_bytes = orig_ip_bytes
+        self.resp_pkts = resp_pkts
+        self.resp_ip_bytes = resp_ip_bytes
+        self.tunnel_parents = tunnel_parents
 
     def zeek(self) -> dict[str, Any]:
         # One literal: most records are these, and `vigie netmeta` writes every one.
@@ -174,7 +208,38 @@ class DnsRecord(Envelope):
     answers: tuple[str, ...] | None
     ttls: tuple[float, ...] | None
 
-    path = "dns"
+    @property
+    def path(self) -> str:  # a property, as ConnRecord's says why
+        return "dns"
+
+    def __init__(
+        self, ts: float, uid: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int,
+        proto: str, trans_id: int, rtt: float | None, query: str | None, qclass: int | None,
+        qtype: int | None, qtype_name: str | None, rcode: int | None, rcode_name: str | None,
+        aa: bool, tc: bool, rd: bool, ra: bool, answers: tuple[str, ...] | None,
+        ttls: tuple[float, ...] | None,
+    ) -> None:  # fmt: skip
+        self.ts = ts
+        self.uid = uid
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.proto = proto
+        self.trans_id = trans_id
+        self.rtt = rtt
+        self.query = query
+        self.qclass = qclass
+        self.qtype = qtype
+        self.qtype_name = qtype_name
+        self.rcode = rcode
+        self.rcode_name = rcode_name
+        self.aa = aa
+        self.tc = tc
+        self.rd = rd
+        self.ra = ra
+        self.answers = answers
+        self.ttls = ttls
 
     def zeek(self) -> dict[str, Any]:
         out = {"_path": "dns", **self.zeek_envelope()}
