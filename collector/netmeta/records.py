@@ -144,6 +144,24 @@ class ConnRecord(Envelope):
             "tunnel_parents": list(self.tunnel_parents) if self.tunnel_parents else None,
         }
 
+    def zeek_set(self) -> dict[str, Any]:
+        """zeek() without its unset (None) fields, as a JSON line leaves them out: the six a
+        connection may leave unset removed by name, not every field tested."""
+        out = self.zeek()
+        if self.service is None:
+            del out["service"]
+        if self.duration is None:
+            del out["duration"]
+        if self.orig_bytes is None:
+            del out["orig_bytes"]
+        if self.resp_bytes is None:
+            del out["resp_bytes"]
+        if self.history is None:
+            del out["history"]
+        if not self.tunnel_parents:
+            del out["tunnel_parents"]
+        return out
+
     def ecs(self) -> dict[str, Any]:
         out = self.ecs_envelope("network.conn")
         out.update(
