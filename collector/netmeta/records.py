@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +20,11 @@ def addr(raw: bytes) -> str:
     """An address's text. The same few addresses come back record after record: the last
     4,096 are remembered (under a megabyte, for the agent too; ipaddress takes microseconds
     for an IPv6 one)."""
-    # inet_ntoa is the same text for IPv4, several times faster; ipaddress keeps IPv6's form.
-    return socket.inet_ntoa(raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
+    # IPv4's dotted text written out (the same as socket.inet_ntoa's, without importing socket
+    # at start-up, a twentieth of what `vigie netmeta` imports); ipaddress keeps IPv6's form.
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    return str(ipaddress.ip_address(raw))
 
 
 def iso(ts: float) -> str:
