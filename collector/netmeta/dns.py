@@ -64,6 +64,15 @@ def parse(data: bytes) -> DnsMessage:
     """One DNS message; raises DnsFormatError when the header or the question is unreadable."""
     if len(data) < 12:
         raise DnsFormatError("shorter than a DNS header")
+    # Typed (struct gives Any): compiled, the header's and records' fields are C integers.
+    tid: int
+    flags: int
+    qd: int
+    an: int
+    _ns: int
+    rtype: int
+    ttl: int
+    rdlen: int
     tid, flags, qd, an, _ns, _ar = _HDR.unpack_from(data)
     pos = 12
     query = qtype = qclass = None
@@ -150,8 +159,8 @@ def _name(data: bytes, pos: int) -> tuple[str, int]:
 
 def _rdata(data: bytes, pos: int, rdlen: int, rtype: int) -> str:
     raw = data[pos : pos + rdlen]
-    if rtype == 1 and rdlen == 4:
-        return str(ipaddress.IPv4Address(raw))
+    if rtype == 1 and rdlen == 4:  # ipaddress.IPv4Address's text, without its Python code
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
     if rtype == 28 and rdlen == 16:
         return str(ipaddress.IPv6Address(raw))
     # Names in lower case, as Zeek logs them (and as the query is).
