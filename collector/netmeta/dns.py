@@ -47,6 +47,29 @@ class DnsMessage:
     answers: tuple[str, ...]
     ttls: tuple[float, ...]
 
+    # The __init__ the dataclass would make (frozen: through object.__setattr__), written
+    # out: compiled, a dataclass's generated __init__ stays Python code, called with a dict
+    # of the keywords (mypyc 1.20); the dataclass keeps one written here.
+    def __init__(
+        self, trans_id: int, is_response: bool, opcode: int, rcode: int, aa: bool, tc: bool,
+        rd: bool, ra: bool, query: str | None, qtype: int | None, qclass: int | None,
+        answers: tuple[str, ...], ttls: tuple[float, ...],
+    ) -> None:  # fmt: skip
+        setattr_ = object.__setattr__
+        setattr_(self, "trans_id", trans_id)
+        setattr_(self, "is_response", is_response)
+        setattr_(self, "opcode", opcode)
+        setattr_(self, "rcode", rcode)
+        setattr_(self, "aa", aa)
+        setattr_(self, "tc", tc)
+        setattr_(self, "rd", rd)
+        setattr_(self, "ra", ra)
+        setattr_(self, "query", query)
+        setattr_(self, "qtype", qtype)
+        setattr_(self, "qclass", qclass)
+        setattr_(self, "answers", answers)
+        setattr_(self, "ttls", ttls)
+
 
 def qtype_name(qtype: int | None) -> str | None:
     if qtype is None:
