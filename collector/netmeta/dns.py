@@ -154,7 +154,7 @@ def parse(data: bytes) -> DnsMessage:
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
     """A possibly compressed domain name and the position after it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     while True:
@@ -175,9 +175,11 @@ def _name(data: bytes, pos: int) -> tuple[str, int]:
         label = data[pos + 1 : pos + 1 + length]
         if len(label) < length:
             raise DnsFormatError("label past the end")
-        labels.append(label.decode("ascii", "backslashreplace"))
+        labels.append(label)
         pos += 1 + length
-    return ".".join(labels), (end if end >= 0 else pos)
+    # Decoded once, joined: the same text as label by label ("." is ASCII, and
+    # backslashreplace replaces byte by byte).
+    return b".".join(labels).decode("ascii", "backslashreplace"), (end if end >= 0 else pos)
 
 
 def _rdata(data: bytes, pos: int, rdlen: int, rtype: int) -> str:

@@ -262,24 +262,31 @@ class DnsRecord(Envelope):
         self.ttls = ttls
 
     def zeek(self) -> dict[str, Any]:
-        out = {"_path": "dns", **self.zeek_envelope()}
-        out.update(
-            trans_id=self.trans_id,
-            rtt=self.rtt,
-            query=self.query,
-            qclass=self.qclass,
-            qtype=self.qtype,
-            qtype_name=self.qtype_name,
-            rcode=self.rcode,
-            rcode_name=self.rcode_name,
-            AA=self.aa,
-            TC=self.tc,
-            RD=self.rd,
-            RA=self.ra,
-            answers=None if self.answers is None else list(self.answers),
-            TTLs=None if self.ttls is None else list(self.ttls),
-        )
-        return out
+        # One literal, as ConnRecord's (the second most common record).
+        return {
+            "_path": "dns",
+            "ts": self.ts,
+            "uid": self.uid,
+            "id.orig_h": self.orig_h,
+            "id.orig_p": self.orig_p,
+            "id.resp_h": self.resp_h,
+            "id.resp_p": self.resp_p,
+            "proto": self.proto,
+            "trans_id": self.trans_id,
+            "rtt": self.rtt,
+            "query": self.query,
+            "qclass": self.qclass,
+            "qtype": self.qtype,
+            "qtype_name": self.qtype_name,
+            "rcode": self.rcode,
+            "rcode_name": self.rcode_name,
+            "AA": self.aa,
+            "TC": self.tc,
+            "RD": self.rd,
+            "RA": self.ra,
+            "answers": None if self.answers is None else list(self.answers),
+            "TTLs": None if self.ttls is None else list(self.ttls),
+        }
 
     def ecs(self) -> dict[str, Any]:
         out = self.ecs_envelope("network.dns")
