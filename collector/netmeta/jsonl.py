@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from collector.netmeta.records import ConnRecord, Record
+from collector.netmeta.records import ConnRecord, DnsRecord, Record
 
 
 def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
@@ -19,8 +19,11 @@ def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
     newline = orjson.OPT_APPEND_NEWLINE
     lines: list[bytes] = []
     for record in records:
-        if zeek and isinstance(record, ConnRecord):  # most records: their set fields by name
+        # Most records: their set fields by name.
+        if zeek and isinstance(record, ConnRecord):
             fields: dict[str, Any] = record.zeek_set()
+        elif zeek and isinstance(record, DnsRecord):
+            fields = record.zeek_set()
         else:
             fields = record.zeek() if zeek else record.ecs()
             fields = {k: v for k, v in fields.items() if v is not None}

@@ -288,6 +288,29 @@ class DnsRecord(Envelope):
             "TTLs": None if self.ttls is None else list(self.ttls),
         }
 
+    def zeek_set(self) -> dict[str, Any]:
+        """zeek() without its unset (None) fields, as ConnRecord.zeek_set."""
+        out = self.zeek()
+        if self.rtt is None:
+            del out["rtt"]
+        if self.query is None:
+            del out["query"]
+        if self.qclass is None:
+            del out["qclass"]
+        if self.qtype is None:
+            del out["qtype"]
+        if self.qtype_name is None:
+            del out["qtype_name"]
+        if self.rcode is None:
+            del out["rcode"]
+        if self.rcode_name is None:
+            del out["rcode_name"]
+        if self.answers is None:
+            del out["answers"]
+        if self.ttls is None:
+            del out["TTLs"]
+        return out
+
     def ecs(self) -> dict[str, Any]:
         out = self.ecs_envelope("network.dns")
         out.update(
