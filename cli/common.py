@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,8 @@ def first_login(client: Any, first_password: str) -> tuple[str, str]:
     password."""
     login = {"username": "admin", "password": first_password}
     token = client.post("/auth/token", json=login).raise_for_status().json()["access_token"]
+    import secrets  # here: its import (hmac, hashlib) is a tenth of `vigie netmeta`'s start-up
+
     password = secrets.token_urlsafe(18)
     change = {"current_password": first_password, "new_password": password}
     answer = client.post(

@@ -16,7 +16,6 @@ it when imported):
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -60,9 +59,11 @@ def compiled_modules() -> dict[str, bool]:
     return {name: is_compiled(importlib.import_module(name)) for name in COMPILED}
 
 
-class SourceFirst(importlib.abc.MetaPathFinder):
+class SourceFirst:
     """Finds the modules named as their `.py` files, ahead of their extension: always, or
-    when the extension is older than the source."""
+    when the extension is older than the source. A meta path finder by its find_spec alone,
+    not importlib.abc's subclass: that module's import (importlib.resources, tempfile...)
+    was a twentieth of `vigie netmeta`'s start-up."""
 
     def __init__(self, names: Collection[str], *, always: bool) -> None:
         self.names = frozenset(names)

@@ -47,6 +47,29 @@ class DnsMessage:
     answers: tuple[str, ...]
     ttls: tuple[float, ...]
 
+    # The __init__ the dataclass would make (frozen: through object.__setattr__), written
+    # out: compiled, a dataclass's generated __init__ stays Python code, called with a dict
+    # of the keywords (mypyc 1.20); the dataclass keeps one written here.
+    def __init__(
+        self, trans_id: int, is_response: bool, opcode: int, rcode: int, aa: bool, tc: bool,
+        rd: bool, ra: bool, query: str | None, qtype: int | None, qclass: int | None,
+        answers: tuple[str, ...], ttls: tuple[float, ...],
+    ) -> None:  # fmt: skip
+        setattr_ = object.__setattr__
+        setattr_(self, "trans_id", trans_id)
+        setattr_(self, "is_response", is_response)
+        setattr_(self, "opcode", opcode)
+        setattr_(self, "rcode", rcode)
+        setattr_(self, "aa", aa)
+        setattr_(self, "tc", tc)
+        setattr_(self, "rd", rd)
+        setattr_(self, "ra", ra)
+        setattr_(self, "query", query)
+        setattr_(self, "qtype", qtype)
+        setattr_(self, "qclass", qclass)
+        setattr_(self, "answers", answers)
+        setattr_(self, "ttls", ttls)
+
 
 def qtype_name(qtype: int | None) -> str | None:
     if qtype is None:
@@ -64,6 +87,15 @@ def parse(data: bytes) -> DnsMessage:
     """One DNS message; raises DnsFormatError when the header or the question is unreadable."""
     if len(data) < 12:
         raise DnsFormatError("shorter than a DNS header")
+    # Typed (struct gives Any): compiled, the header's and records' fields are C integers.
+    tid: int
+    flags: int
+    qd: int
+    an: int
+    _ns: int
+    rtype: int
+    ttl: int
+    rdlen: int
     tid, flags, qd, an, _ns, _ar = _HDR.unpack_from(data)
     pos = 12
     query = qtype = qclass = None
@@ -122,7 +154,7 @@ def parse(data: bytes) -> DnsMessage:
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
     """A possibly compressed domain name and the position after it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     while True:
@@ -143,15 +175,17 @@ def _name(data: bytes, pos: int) -> tuple[str, int]:
         label = data[pos + 1 : pos + 1 + length]
         if len(label) < length:
             raise DnsFormatError("label past the end")
-        labels.append(label.decode("ascii", "backslashreplace"))
+        labels.append(label)
         pos += 1 + length
-    return ".".join(labels), (end if end >= 0 else pos)
+    # Decoded once, joined: the same text as label by label ("." is ASCII, and
+    # backslashreplace replaces byte by byte).
+    return b".".join(labels).decode("ascii", "backslashreplace"), (end if end >= 0 else pos)
 
 
 def _rdata(data: bytes, pos: int, rdlen: int, rtype: int) -> str:
     raw = data[pos : pos + rdlen]
-    if rtype == 1 and rdlen == 4:
-        return str(ipaddress.IPv4Address(raw))
+    if rtype == 1 and rdlen == 4:  # ipaddress.IPv4Address's text, without its Python code
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
     if rtype == 28 and rdlen == 16:
         return str(ipaddress.IPv6Address(raw))
     # Names in lower case, as Zeek logs them (and as the query is).

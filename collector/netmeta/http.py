@@ -32,8 +32,6 @@ KNOWN_METHODS = frozenset(
      b"REPORT", b"SUBSCRIBE", b"BMOVE", b"SEARCH")
 )  # fmt: skip
 _METHOD = re.compile(rb"[A-Z][A-Z_-]*")
-_REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]*) +(.*?) *\r?$")
-_VERSION = re.compile(rb"(?:^| )HTTP/(\S*)$")
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\ntransfer-encoding[ \t]*:[^\n]*chunked", re.IGNORECASE)
 
@@ -180,17 +178,33 @@ def _starts_request(segment: bytes, any_method: bool) -> bool:
 
 
 def _request_line(line: bytes, any_method: bool) -> tuple[str, str, str | None] | None:
-    """Method, URI (percent-decoded, as Zeek logs it) and version (None: HTTP/0.9)."""
-    match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
+    """Method, URI (percent-decoded, as Zeek logs it) and version (None: HTTP/0.9).
+
+    The line is what the expression `([A-Z][A-Z_-]*) +(.*?) *\\r?` matches whole, read with
+    byte operations (a lazy `.*?` costs the regular expression engine a step per byte, and
+    lines run to a kilobyte): a method token, spaces, then the rest less its trailing spaces
+    and CR. The version is the rest's last word when it starts with HTTP/ after a space (or
+    is the whole rest), as `(?:^| )HTTP/(\\S*)$` finds it."""
+    token = _METHOD.match(line)
+    if token is None:
         return None
-    method, rest = match.group(1), match.group(2)
+    cut = token.end()
+    if line[cut : cut + 1] != b" " or b"\n" in line:
+        return None
+    method, rest = line[:cut], line[cut:].lstrip(b" ")
+    if rest.endswith(b"\r"):
+        rest = rest[:-1]
+    rest = rest.rstrip(b" ")
     known = method in KNOWN_METHODS
-    version = _VERSION.search(rest)
-    if version is not None:
+    # Where the last word starts: just past the last ASCII white space (\s; no LF here).
+    word = 1 + max(
+        rest.rfind(b" "), rest.rfind(b"\t"), rest.rfind(b"\r"), rest.rfind(b"\x0b"),
+        rest.rfind(b"\x0c"),
+    )  # fmt: skip
+    if rest.startswith(b"HTTP/", word) and (word == 0 or rest[word - 1] == 0x20):
         if not (known or any_method):
             return None
-        uri, ver = rest[: version.start()].strip(), version.group(1).decode("latin-1")
+        uri, ver = rest[: max(word - 1, 0)].strip(), rest[word + 5 :].decode("latin-1")
     elif known and b" " not in rest:
         uri, ver = rest, None  # HTTP/0.9
     else:

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from collector.netmeta.records import Record
+from collector.netmeta.records import ConnRecord, DnsRecord, Record
 
 
 def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
@@ -19,10 +19,15 @@ def write(records: Iterable[Record], fmt: str, out: BinaryIO) -> int:
     newline = orjson.OPT_APPEND_NEWLINE
     lines: list[bytes] = []
     for record in records:
-        fields: dict[str, Any] = record.zeek() if zeek else record.ecs()
-        lines.append(
-            orjson.dumps({k: v for k, v in fields.items() if v is not None}, option=newline)
-        )
+        # Most records: their set fields by name.
+        if zeek and isinstance(record, ConnRecord):
+            fields: dict[str, Any] = record.zeek_set()
+        elif zeek and isinstance(record, DnsRecord):
+            fields = record.zeek_set()
+        else:
+            fields = record.zeek() if zeek else record.ecs()
+            fields = {k: v for k, v in fields.items() if v is not None}
+        lines.append(orjson.dumps(fields, option=newline))
         if len(lines) >= 1024:  # bytes in batches: one write call per thousand records
             out.write(b"".join(lines))
             count += len(lines)

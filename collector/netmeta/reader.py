@@ -51,16 +51,24 @@ Frame = tuple[float, int, bytes, int]
 def read_capture(path: Path, stats: ReadStats) -> Iterator[Frame]:
     """Frames of one pcap or pcapng file; raises CaptureFormatError if it is neither."""
     with path.open("rb") as fh:
-        head = fh.read(4)
-        if len(head) < 4:
-            raise CaptureFormatError(f"{path}: empty or too short to be a capture")
-        fh.seek(0)
-        if head in PCAP_MAGICS:
+        if is_pcap(path, fh):
             yield from _read_pcap(path, fh, stats)
-        elif struct.unpack("<I", head)[0] == PCAPNG_SHB:
-            yield from _read_pcapng(path, fh, stats)
         else:
-            raise CaptureFormatError(f"{path}: not a pcap or pcapng file (magic {head.hex()})")
+            yield from read_pcapng(path, fh, stats)
+
+
+def is_pcap(path: Path, fh: BinaryIO) -> bool:
+    """True for a pcap file, False for a pcapng one (either way, `fh` is left at its start);
+    raises CaptureFormatError if it is neither."""
+    head = fh.read(4)
+    if len(head) < 4:
+        raise CaptureFormatError(f"{path}: empty or too short to be a capture")
+    fh.seek(0)
+    if head in PCAP_MAGICS:
+        return True
+    if struct.unpack("<I", head)[0] == PCAPNG_SHB:
+        return False
+    raise CaptureFormatError(f"{path}: not a pcap or pcapng file (magic {head.hex()})")
 
 
 class _Buffer:
@@ -86,18 +94,58 @@ class _Buffer:
         return self.base + self.pos
 
 
+class PcapRecords:
+    """An open pcap file, as windows of whole records: from `buf.pos`, `buf.data` holds records
+    one after the other, which the caller reads (`read_pcap_window` is the shape of that loop)
+    until one crosses the window's end or has a length past `limit`, leaves `buf.pos` there,
+    and calls `next_window`. Its loop is the caller's own so that each frame can go straight
+    to a decoder (pipeline.py), not through a generator and a tuple per frame."""
+
+    def __init__(self, path: Path, fh: BinaryIO, stats: ReadStats) -> None:
+        buf = _Buffer(fh)
+        if not buf.need(24):
+            raise CaptureFormatError(f"{path}: truncated pcap file header")
+        endian, self.unit = PCAP_MAGICS[buf.data[:4]]
+        # Typed (struct gives Any): compiled, the loops over records then read C integers.
+        snaplen: int
+        linktype: int
+        snaplen, linktype = struct.unpack_from(endian + "II", buf.data, 16)
+        self.linktype = linktype & 0x0FFFFFFF  # the upper bits may carry FCS information
+        self.limit = max(snaplen, MAX_FRAME) if snaplen < 1 << 24 else MAX_FRAME
+        buf.pos = 24
+        self.buf = buf
+        self.rec = struct.Struct(endian + "IIII")
+        self.little = endian == "<"
+        self.path = path
+        self.stats = stats
+
+    def next_window(self) -> bool:
+        """After the caller stopped at `buf.pos`: make the next record whole in the window
+        (refilled, or resynchronised past damage, which is counted); False at the end."""
+        buf = self.buf
+        if not buf.need(16):
+            return False
+        incl = self.rec.unpack_from(buf.data, buf.pos)[2]
+        if incl > self.limit:
+            self.stats.bad(
+                self.path, buf.offset, f"record length {incl} exceeds the snapshot length"
+            )
+            return _resync_pcap(buf, self.rec, self.limit)
+        if not buf.need(16 + incl):
+            self.stats.bad(self.path, buf.offset, "truncated last record")
+            return False
+        return True
+
+
 def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
-    buf = _Buffer(fh)
-    if not buf.need(24):
-        raise CaptureFormatError(f"{path}: truncated pcap file header")
-    endian, unit = PCAP_MAGICS[buf.data[:4]]
-    snaplen, linktype = struct.unpack_from(endian + "II", buf.data, 16)
-    linktype &= 0x0FFFFFFF  # the upper bits may carry FCS information
-    limit = max(snaplen, MAX_FRAME) if snaplen < 1 << 24 else MAX_FRAME
-    buf.pos = 24
-    rec = struct.Struct(endian + "IIII")
-    unpack = rec.unpack_from
+    pcap = PcapRecords(path, fh, stats)
+    buf, unit, linktype, limit = pcap.buf, pcap.unit, pcap.linktype, pcap.limit
+    unpack = pcap.rec.unpack_from
     packets = nbytes = 0
+    sec: int
+    frac: int
+    incl: int
+    orig: int
     try:
         while True:
             # Records are sliced straight out of the window until one crosses its end; the
@@ -115,15 +163,7 @@ def _read_pcap(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
                 pos = nxt
                 yield sec + frac / unit, linktype, data[start:nxt], orig
             buf.pos = pos
-            if not buf.need(16):
-                return
-            incl = unpack(buf.data, buf.pos)[2]
-            if incl > limit:
-                stats.bad(path, buf.offset, f"record length {incl} exceeds the snapshot length")
-                if not _resync_pcap(buf, rec, limit):
-                    return
-            elif not buf.need(16 + incl):
-                stats.bad(path, buf.offset, "truncated last record")
+            if not pcap.next_window():
                 return
     finally:
         stats.packets += packets
@@ -154,7 +194,7 @@ def _resync_pcap(buf: _Buffer, rec: struct.Struct, limit: int) -> bool:
     return False
 
 
-def _read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
+def read_pcapng(path: Path, fh: BinaryIO, stats: ReadStats) -> Iterator[Frame]:
     buf = _Buffer(fh)
     endian = "<"
     # Per interface: linktype and timestamp ticks per second, in the order the IDBs appeared.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +20,11 @@ def addr(raw: bytes) -> str:
     """An address's text. The same few addresses come back record after record: the last
     4,096 are remembered (under a megabyte, for the agent too; ipaddress takes microseconds
     for an IPv6 one)."""
-    # inet_ntoa is the same text for IPv4, several times faster; ipaddress keeps IPv6's form.
-    return socket.inet_ntoa(raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
+    # IPv4's dotted text written out (the same as socket.inet_ntoa's, without importing socket
+    # at start-up, a twentieth of what `vigie netmeta` imports); ipaddress keeps IPv6's form.
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    return str(ipaddress.ip_address(raw))
 
 
 def iso(ts: float) -> str:
@@ -83,7 +85,41 @@ class ConnRecord(Envelope):
     # The uids of the tunnels that carried the connection (Zeek's set, in the order seen).
     tunnel_parents: tuple[str, ...] = ()
 
-    path = "conn"
+    # The __init__ the dataclass would make, written out (as for DnsRecord): compiled, a
+    # dataclass's generated __init__ stays Python code, called with a dict of the keywords
+    # (mypyc 1.20), and most records are these; the dataclass keeps one written here. `path`
+    # is a property, not a class attribute: compiled, mypyc makes a class attribute a field
+    # of the instance, which that __init__ would have to set (and pure Python cannot, slots).
+    @property
+    def path(self) -> str:
+        return "conn"
+
+    def __init__(
+        self, ts: float, uid: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int,
+        proto: str, service: str | None, duration: float | None, orig_bytes: int | None,
+        resp_bytes: int | None, conn_state: str, missed_bytes: int, history: str | None,
+        orig_pkts: int, orig_ip_bytes: int, resp_pkts: int, resp_ip_bytes: int,
+        tunnel_parents: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        self.ts = ts
+        self.uid = uid
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.proto = proto
+        self.service = service
+        self.duration = duration
+        self.orig_bytes = orig_bytes
+        self.resp_bytes = resp_bytes
+        self.conn_state = conn_state
+        self.missed_bytes = missed_bytes
+        self.history = history
+        self.orig_pkts = orig_pkts
+        self.orig_ip_bytes = orig_ip_bytes
+        self.resp_pkts = resp_pkts
+        self.resp_ip_bytes = resp_ip_bytes
+        self.tunnel_parents = tunnel_parents
 
     def zeek(self) -> dict[str, Any]:
         # One literal: most records are these, and `vigie netmeta` writes every one.
@@ -109,6 +145,24 @@ class ConnRecord(Envelope):
             "resp_ip_bytes": self.resp_ip_bytes,
             "tunnel_parents": list(self.tunnel_parents) if self.tunnel_parents else None,
         }
+
+    def zeek_set(self) -> dict[str, Any]:
+        """zeek() without its unset (None) fields, as a JSON line leaves them out: the six a
+        connection may leave unset removed by name, not every field tested."""
+        out = self.zeek()
+        if self.service is None:
+            del out["service"]
+        if self.duration is None:
+            del out["duration"]
+        if self.orig_bytes is None:
+            del out["orig_bytes"]
+        if self.resp_bytes is None:
+            del out["resp_bytes"]
+        if self.history is None:
+            del out["history"]
+        if not self.tunnel_parents:
+            del out["tunnel_parents"]
+        return out
 
     def ecs(self) -> dict[str, Any]:
         out = self.ecs_envelope("network.conn")
@@ -175,26 +229,87 @@ class DnsRecord(Envelope):
     answers: tuple[str, ...] | None
     ttls: tuple[float, ...] | None
 
-    path = "dns"
+    @property
+    def path(self) -> str:  # a property, as ConnRecord's says why
+        return "dns"
+
+    def __init__(
+        self, ts: float, uid: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int,
+        proto: str, trans_id: int, rtt: float | None, query: str | None, qclass: int | None,
+        qtype: int | None, qtype_name: str | None, rcode: int | None, rcode_name: str | None,
+        aa: bool, tc: bool, rd: bool, ra: bool, answers: tuple[str, ...] | None,
+        ttls: tuple[float, ...] | None,
+    ) -> None:  # fmt: skip
+        self.ts = ts
+        self.uid = uid
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.proto = proto
+        self.trans_id = trans_id
+        self.rtt = rtt
+        self.query = query
+        self.qclass = qclass
+        self.qtype = qtype
+        self.qtype_name = qtype_name
+        self.rcode = rcode
+        self.rcode_name = rcode_name
+        self.aa = aa
+        self.tc = tc
+        self.rd = rd
+        self.ra = ra
+        self.answers = answers
+        self.ttls = ttls
 
     def zeek(self) -> dict[str, Any]:
-        out = {"_path": "dns", **self.zeek_envelope()}
-        out.update(
-            trans_id=self.trans_id,
-            rtt=self.rtt,
-            query=self.query,
-            qclass=self.qclass,
-            qtype=self.qtype,
-            qtype_name=self.qtype_name,
-            rcode=self.rcode,
-            rcode_name=self.rcode_name,
-            AA=self.aa,
-            TC=self.tc,
-            RD=self.rd,
-            RA=self.ra,
-            answers=None if self.answers is None else list(self.answers),
-            TTLs=None if self.ttls is None else list(self.ttls),
-        )
+        # One literal, as ConnRecord's (the second most common record).
+        return {
+            "_path": "dns",
+            "ts": self.ts,
+            "uid": self.uid,
+            "id.orig_h": self.orig_h,
+            "id.orig_p": self.orig_p,
+            "id.resp_h": self.resp_h,
+            "id.resp_p": self.resp_p,
+            "proto": self.proto,
+            "trans_id": self.trans_id,
+            "rtt": self.rtt,
+            "query": self.query,
+            "qclass": self.qclass,
+            "qtype": self.qtype,
+            "qtype_name": self.qtype_name,
+            "rcode": self.rcode,
+            "rcode_name": self.rcode_name,
+            "AA": self.aa,
+            "TC": self.tc,
+            "RD": self.rd,
+            "RA": self.ra,
+            "answers": None if self.answers is None else list(self.answers),
+            "TTLs": None if self.ttls is None else list(self.ttls),
+        }
+
+    def zeek_set(self) -> dict[str, Any]:
+        """zeek() without its unset (None) fields, as ConnRecord.zeek_set."""
+        out = self.zeek()
+        if self.rtt is None:
+            del out["rtt"]
+        if self.query is None:
+            del out["query"]
+        if self.qclass is None:
+            del out["qclass"]
+        if self.qtype is None:
+            del out["qtype"]
+        if self.qtype_name is None:
+            del out["qtype_name"]
+        if self.rcode is None:
+            del out["rcode"]
+        if self.rcode_name is None:
+            del out["rcode_name"]
+        if self.answers is None:
+            del out["answers"]
+        if self.ttls is None:
+            del out["TTLs"]
         return out
 
     def ecs(self) -> dict[str, Any]:
