@@ -262,6 +262,15 @@ class ConnTracker:
         # The same connections under both directions' keys: a packet's own 5-tuple finds its
         # connection without ordering the endpoints first.
         self.index: dict[tuple[object, ...], Conn] = {}
+        # The last packet's connection and 5-tuple: most packets follow one of the same
+        # connection the same way, found again without a key built and hashed. Forgotten
+        # whenever a connection enters or leaves the index.
+        self.hit: Conn | None = None
+        self.hit_proto = 0
+        self.hit_src = b""
+        self.hit_dst = b""
+        self.hit_sport = 0
+        self.hit_dport = 0
         self.done: deque[Record] = deque()
         self.next_sweep = 0.0
         # Seeded: the same capture gives the same uids, run after run (Zeek's are random).
@@ -292,11 +301,23 @@ class ConnTracker:
     ) -> None:  # fmt: skip
         if ts >= self.next_sweep:
             self.sweep(ts)
-        conn = self.index.get((proto, src, sport, dst, dport))
+        conn = self.hit
+        if not (
+            conn is not None
+            and sport == self.hit_sport
+            and dport == self.hit_dport
+            and src == self.hit_src
+            and dst == self.hit_dst
+            and proto == self.hit_proto
+        ):
+            conn = self.index.get((proto, src, sport, dst, dport))
         if conn is None or ts >= conn.until or (flags & SYN and proto == TCP):
             # New, maybe idle too long or with a TCP timer due, or a SYN that may reuse the
             # ports: the full look-up decides.
             conn = self._conn(ts, proto, src, dst, sport, dport, flags, seq)
+        self.hit = conn
+        self.hit_proto, self.hit_src, self.hit_dst = proto, src, dst
+        self.hit_sport, self.hit_dport = sport, dport
         parent = self.parent
         if parent is not None or conn.encap is not None:
             self._encapsulation(conn, parent)
@@ -595,6 +616,7 @@ class ConnTracker:
         self.table[key] = conn
         index = self.index
         index[(proto, src, sport, dst, dport)] = index[(proto, dst, dport, src, sport)] = conn
+        self.hit = None
         return conn
 
     def _announced(self, conn: Conn, ts: float) -> None:
@@ -1425,6 +1447,7 @@ class ConnTracker:
             proto, a, a_port, b, b_port = conn.key
             self.index.pop((proto, a, a_port, b, b_port), None)
             self.index.pop((proto, b, b_port, a, a_port), None)
+            self.hit = None
         for ts, msg in conn.dns_pending.values():
             self._dns_record(conn, ts, msg, None, None)
         stream = conn.http
