@@ -41,6 +41,8 @@ VIGIE = str(Path(sys.executable).parent / "vigie")
 FINESS = "750100125"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import compiled_modules  # noqa: E402
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -190,20 +192,6 @@ def one_run(number: int, args: argparse.Namespace, pure: bool) -> dict[str, Any]
         flush=True,
     )
     return run
-
-
-def compiled_modules() -> str:
-    """Which per-line modules the installed agent really runs compiled, said in the report."""
-    from detection.compiled import COMPILED
-
-    code = (
-        "import importlib, sys; from detection.compiled import is_compiled; "
-        "print(sum(is_compiled(importlib.import_module(m)) for m in sys.argv[1:]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *COMPILED], cwd=ROOT, capture_output=True, text=True
-    )
-    return f"{out.stdout.strip() or '?'} of {len(COMPILED)}"
 
 
 def report(

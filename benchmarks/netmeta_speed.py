@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import RESULTS, write_section  # noqa: E402
+from benchmarks.results import RESULTS, compiled_modules, write_section  # noqa: E402
 from collector.netmeta import NetmetaStats, extract  # noqa: E402
 from collector.netmeta.reader import ReadStats, read_capture  # noqa: E402
 
@@ -105,14 +105,6 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def compiled_modules() -> str:
-    """How many of the modules setup.py compiles really load compiled here."""
-    from detection.compiled import compiled_modules as which
-
-    found = which()
-    return f"{sum(found.values())} of {len(found)}"
 
 
 def tool_version(command: list[str]) -> str:

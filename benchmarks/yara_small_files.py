@@ -48,6 +48,7 @@ from benchmarks.yara_vs_cli import (  # noqa: E402
     RULES,
     cli_matches,
     compile_for_cli,
+    match_lines,
     measure,
     rules_in_both,
 )
@@ -251,20 +252,7 @@ def report_text(
     walls = {name: ", ".join(f"{float(r['wall']):.2f}" for r in rs) for name, rs in runs.items()}
     lines.append("Wall times per run: " + "; ".join(f"{n}: {w}" for n, w in walls.items()) + ".")
     lines.append("")
-    reference = set(matches[base])
-    for name, found in matches.items():
-        if name == base:
-            continue
-        extra, missing = set(found) - reference, reference - set(found)
-        if not extra and not missing:
-            lines.append(f"- Matches, {name}: the same {len(reference)} (rule, file) as yara.")
-        else:
-            lines.append(
-                f"- Matches, {name}: {len(extra)} more, {len(missing)} fewer than yara "
-                f"(e.g. more {sorted(extra)[:3]}, fewer {sorted(missing)[:3]}). Vigie sets the "
-                "`filename`/`filepath`/`extension`/`filetype`/`owner` externals per file; yara "
-                "sets one value for all files (here empty), so rules that test them differ."
-            )
+    lines.extend(match_lines(matches, base))
     return "\n".join(lines) + "\n"
 
 

@@ -299,7 +299,14 @@ def report_text(
             f"{len(matches[name])} |"
         )
     lines.append("")
+    lines.extend(match_lines(matches, base))
+    return "\n".join(lines) + "\n"
+
+
+def match_lines(matches: dict[str, list[tuple[str, str]]], base: str) -> list[str]:
+    """One line per command: its (rule, file) matches against the reference command's."""
     reference = set(matches[base])
+    lines = []
     for name, found in matches.items():
         if name == base:
             continue
@@ -313,7 +320,7 @@ def report_text(
                 "`filename`/`filepath`/`extension`/`filetype`/`owner` per file; yara can only "
                 "set one value for all files (here empty), so rules that test them differ."
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,18 @@ LINE = (
     "1763632800.250000\tCx1\t10.1.2.3\t53211\t10.1.0.53\t53\tudp\t0.012\tpacs.chu.fr"
     "\tT\t1\tpacs.chu.fr,10.1.9.9\t60.0,60.0\t(empty)\n"
 )
+
+
+def scan_jsonl(*args: str) -> tuple[list[dict[str, Any]], str]:
+    """`vigie scan ARGS --format jsonl` in its own process: its detections, and its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "scan", "--format", "jsonl", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()], result.stderr
 
 
 def write(tmp_path: Path, text: str, name: str = "dns.log") -> Path:
@@ -159,21 +172,13 @@ def test_vigie_scan_fires_sigmahq_zeek_rules_on_zeek_logs() -> None:
     rules = corpus_path("sigma", "rules", "network", "zeek")
     logs = [zeek / "scripts.base.protocols.dns.nsec" / "dns.log"]
     logs.append(zeek / "scripts.base.protocols.dns.dynamic-update" / "dns.log")
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(rules), "--format", "jsonl"]
-        + ["--stats", *map(str, logs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    found = [json.loads(line) for line in result.stdout.splitlines()]
+    found, stderr = scan_jsonl("--sigma", str(rules), "--stats", *map(str, logs))
     assert {(d["rule_title"], d["event"]["query"], d["event"]["Z"]) for d in found} == {
         ("Suspicious DNS Z Flag Bit Set", "www.upenn.edu", 1),
         ("Suspicious DNS Z Flag Bit Set", "dla.library.upenn.edu", 1),
     }
     assert all(d["event"]["_path"] == "dns" and d["source"] == str(logs[0]) for d in found)
-    assert "records skipped: 0" in result.stderr
+    assert "records skipped: 0" in stderr
 
 
 @pytest.mark.corpus
@@ -194,15 +199,7 @@ def test_zeek_json_logs_get_their_path_from_the_file_name(tmp_path: Path) -> Non
     assert [e.fields["_path"] for e in events] == ["dns", "dns"]
     assert events[1].timestamp == datetime(2025, 11, 20, 10, 0, 1, tzinfo=UTC)
     rules = corpus_path("sigma", "rules", "network", "zeek")
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(rules), "--format", "jsonl"]
-        + [str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    found = [json.loads(line) for line in result.stdout.splitlines()]
+    found, _ = scan_jsonl("--sigma", str(rules), str(path))
     assert [(d["rule_title"], d["event"]["uid"]) for d in found] == [
         ("Suspicious DNS Z Flag Bit Set", "C1")
     ]
@@ -221,15 +218,7 @@ def test_logs_without_endpoints_get_only_their_own_rules(tmp_path: Path) -> None
     )
     path = write(tmp_path, text, "x509.log")
     rules = corpus_path("sigma", "rules", "network", "zeek")
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(rules), "--format", "jsonl"]
-        + [str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    found = [json.loads(line) for line in result.stdout.splitlines()]
+    found, _ = scan_jsonl("--sigma", str(rules), str(path))
     assert [(d["rule_title"], d["event"]["fingerprint"]) for d in found] == [
         ("Default Cobalt Strike Certificate", "f1")
     ]
@@ -253,13 +242,5 @@ def test_zeek_rules_leave_other_logs_alone(tmp_path: Path) -> None:
         "  condition: selection\nlevel: low\n",
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "scan", "--sigma", str(zeek_rules)]
-        + ["--sigma", str(linux_rule), "--format", "jsonl", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    found = [json.loads(line)["rule_title"] for line in result.stdout.splitlines()]
-    assert found == ["su failed"]
+    found, _ = scan_jsonl("--sigma", str(zeek_rules), "--sigma", str(linux_rule), str(path))
+    assert [d["rule_title"] for d in found] == ["su failed"]
