@@ -756,7 +756,7 @@ class ConnTracker:
         if delta >= 0x80000000:
             delta -= 0x100000000
         if (syn or rst) and not -TOO_LARGE_SEQ_DELTA <= delta <= TOO_LARGE_SEQ_DELTA:
-            pass
+            pass  # a SYN or RST this far off moves nothing (Zeek's)
         elif (fin and end == 0) or (state != RESET and delta > 0):
             if delta > seg and not (syn or rst):
                 self._hole(conn, is_orig, end, end + delta - seg)

@@ -67,21 +67,27 @@ LINES = [
 ]
 
 
-def _pipeline(lines: Path, *, pure: bool) -> dict[str, object]:
+def _run(script: str, *args: str, pure: bool, timeout: int) -> dict[str, object]:
+    """`script` in a fresh interpreter (compiled modules, or their `.py` files when `pure`):
+    the JSON it prints."""
     env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
     if pure:
         env["VIGIE_PURE_PYTHON"] = "1"
     done = subprocess.run(
-        [sys.executable, "-c", PIPELINE, str(lines)],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=timeout,
     )
     result: dict[str, object] = json.loads(done.stdout)
     return result
+
+
+def _pipeline(lines: Path, *, pure: bool) -> dict[str, object]:
+    return _run(PIPELINE, str(lines), pure=pure, timeout=120)
 
 
 def test_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None:
@@ -192,20 +198,7 @@ print(json.dumps({"compiled": compiled_modules(), "records": out, "frames": len(
 
 
 def _netmeta(merged: Path, captures: list[Path], *, pure: bool) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if k != "VIGIE_PURE_PYTHON"}
-    if pure:
-        env["VIGIE_PURE_PYTHON"] = "1"
-    done = subprocess.run(
-        [sys.executable, "-c", NETMETA, str(merged), *map(str, captures)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return _run(NETMETA, str(merged), *map(str, captures), pure=pure, timeout=600)
 
 
 def test_netmeta_compiled_and_pure_python_give_identical_records(tmp_path: Path) -> None:
